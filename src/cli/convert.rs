@@ -1,0 +1,66 @@
+//! `kiln create` and `kiln convert`: both are one `disk::convert` from a reader to a writer.
+
+use kiln::disk::{self, Blank, CreateRequest, DiskReader, OpenOptions};
+use kiln::io::output::OutputSet;
+use kiln::{BuildContext, Result};
+
+use super::progress::Progress;
+use super::{ConvertArgs, CreateArgs, WriteArgs};
+
+pub(super) fn create(args: &CreateArgs) -> Result<()> {
+    let mut reader = Blank::new(args.size);
+    write_image(&mut reader, args.format, &args.write, false, &args.file, None)
+}
+
+pub(super) fn convert(args: &ConvertArgs) -> Result<()> {
+    let opts = OpenOptions { format: args.input_format, allow_unsafe: args.allow_unsafe };
+    let mut reader = disk::open(&args.input, &opts)?;
+    let progress = (args.progress && !args.quiet).then(|| Progress::new(reader.virtual_size()));
+    write_image(
+        reader.as_mut(),
+        args.output_format,
+        &args.write,
+        args.compress,
+        &args.output,
+        progress,
+    )
+}
+
+/// Streams `reader` into a new image at `path`; the file appears only when complete.
+fn write_image(
+    reader: &mut dyn DiskReader,
+    format: disk::DiskFormat,
+    write: &WriteArgs,
+    compress: bool,
+    path: &std::path::Path,
+    progress: Option<Progress>,
+) -> Result<()> {
+    let options = write.kv()?;
+    // The output name seeds derived ids, so the same command gives the same bytes.
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let ctx = BuildContext::from_env(&name);
+    let req = CreateRequest {
+        format,
+        virtual_size: reader.virtual_size(),
+        options: &options,
+        compress,
+        ctx: &ctx,
+    };
+    let mut out = OutputSet::new(path, write.force);
+    let result = (|| {
+        let mut writer = disk::create(&req, &mut out)?;
+        let mut tick = |done: u64| {
+            if let Some(p) = &progress {
+                p.set(done);
+            }
+        };
+        disk::convert(reader, writer.as_mut(), &mut tick)?;
+        writer.finish()
+    })();
+    if let Some(p) = progress {
+        p.finish();
+    }
+    result.map_err(|e| e.with_path(path))?;
+    out.commit()?;
+    Ok(())
+}

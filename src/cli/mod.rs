@@ -1,0 +1,194 @@
+//! Command-line interface: clap types close to the flags, one small function per subcommand.
+//!
+//! Only this module and `main.rs` know about clap and miette; everything below speaks
+//! `kiln::Error`.
+
+mod convert;
+mod info;
+mod progress;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use kiln::disk::{DiskFormat, KvOptions};
+use kiln::{Error, ErrorKind};
+
+/// kiln: build virtual appliances and convert disk images (qemu-img compatible where it counts).
+#[derive(Debug, Parser)]
+#[command(name = "kiln", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a new empty disk image (`kiln create -f qcow2 -o preallocation=metadata x.qcow2 8G`).
+    Create(CreateArgs),
+    /// Convert an image from one format to another.
+    Convert(ConvertArgs),
+    /// Show an image's format, virtual size, allocation and format details.
+    Info(InfoArgs),
+    /// Check an image's structure; exits non-zero when it is corrupt or unsafe.
+    Check(CheckArgs),
+}
+
+/// Output options shared by create and convert.
+#[derive(Debug, Args)]
+struct WriteArgs {
+    /// Format options, `key=value[,key=value...]` (e.g. `preallocation=metadata`,
+    /// `compat=0.10`, `cluster_size=2M`, `subformat=streamOptimized`). Repeatable.
+    #[arg(short = 'o', value_name = "OPTIONS")]
+    options: Vec<String>,
+    /// Replace the output if it exists (otherwise an existing output is refused).
+    #[arg(long)]
+    force: bool,
+}
+
+impl WriteArgs {
+    fn kv(&self) -> kiln::Result<KvOptions> {
+        let mut kv = KvOptions::default();
+        for text in &self.options {
+            kv.merge_str(text)?;
+        }
+        Ok(kv)
+    }
+}
+
+#[derive(Debug, Args)]
+struct CreateArgs {
+    /// Output format: raw, qcow2, vmdk, vhd (vpc), vhdx, vdi.
+    #[arg(short = 'f', value_name = "FMT", default_value = "raw", value_parser = parse_format)]
+    format: DiskFormat,
+    #[command(flatten)]
+    write: WriteArgs,
+    /// Quiet (accepted for qemu-img compatibility; create prints nothing anyway).
+    #[arg(short = 'q')]
+    quiet: bool,
+    /// Image to create.
+    file: PathBuf,
+    /// Virtual size: bytes or with a unit (`8G`, `8GiB`, `512M`, `20GB`).
+    #[arg(value_parser = parse_size_arg)]
+    size: u64,
+}
+
+#[derive(Debug, Args)]
+struct ConvertArgs {
+    /// Input format (probed when omitted).
+    #[arg(short = 'f', value_name = "FMT", value_parser = parse_format)]
+    input_format: Option<DiskFormat>,
+    /// Output format: raw, qcow2, vmdk, vhd (vpc), vhdx, vdi.
+    #[arg(short = 'O', value_name = "FMT", default_value = "raw", value_parser = parse_format)]
+    output_format: DiskFormat,
+    #[command(flatten)]
+    write: WriteArgs,
+    /// Compress the output where the format can (qcow2 zlib clusters).
+    #[arg(short = 'c')]
+    compress: bool,
+    /// Show a progress bar (only when stdout is a terminal).
+    #[arg(short = 'p')]
+    progress: bool,
+    /// Quiet (accepted for qemu-img compatibility).
+    #[arg(short = 'q')]
+    quiet: bool,
+    /// Read images that OpenStack's format_inspector refuses (qcow2 backing or external data
+    /// files). The referenced files are never opened: the image is read on its own.
+    #[arg(long)]
+    allow_unsafe: bool,
+    /// Input image.
+    input: PathBuf,
+    /// Output image.
+    output: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, Default, ValueEnum)]
+enum OutputMode {
+    #[default]
+    Human,
+    Json,
+}
+
+#[derive(Debug, Args)]
+struct InfoArgs {
+    /// Input format (probed when omitted).
+    #[arg(short = 'f', value_name = "FMT", value_parser = parse_format)]
+    format: Option<DiskFormat>,
+    /// Output style.
+    #[arg(long, value_enum, default_value_t)]
+    output: OutputMode,
+    /// Image to describe.
+    file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct CheckArgs {
+    /// Input format (probed when omitted).
+    #[arg(short = 'f', value_name = "FMT", value_parser = parse_format)]
+    format: Option<DiskFormat>,
+    /// Output style.
+    #[arg(long, value_enum, default_value_t)]
+    output: OutputMode,
+    /// Check the structure of images format_inspector would refuse instead of failing.
+    #[arg(long)]
+    allow_unsafe: bool,
+    /// Image to check.
+    file: PathBuf,
+}
+
+fn parse_format(s: &str) -> Result<DiskFormat, String> {
+    s.parse().map_err(|e: Error| e.to_string())
+}
+
+fn parse_size_arg(s: &str) -> Result<u64, String> {
+    kiln::size::parse_size(s).map_err(|e| e.to_string())
+}
+
+/// Runs one parsed command.
+pub fn run(cli: Cli) -> miette::Result<()> {
+    let result = match cli.command {
+        Command::Create(args) => convert::create(&args),
+        Command::Convert(args) => convert::convert(&args),
+        Command::Info(args) => info::info(&args),
+        Command::Check(args) => info::check(&args),
+    };
+    result.map_err(|e| miette::Report::new(KilnDiagnostic(e)))
+}
+
+/// A library error carried through miette so `exit_code` can read its kind.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error(transparent)]
+struct KilnDiagnostic(Error);
+
+/// Prints the error on one line (spec errors with source labels get miette's report).
+pub fn render_error(report: &miette::Report) {
+    if report.labels().is_some() {
+        eprintln!("{report:?}");
+    } else {
+        eprintln!("kiln: error: {report}");
+    }
+}
+
+/// 1 for failures; usage errors (bad options) are 2, as in qemu-img and clap.
+pub fn exit_code(report: &miette::Report) -> u8 {
+    match report.downcast_ref::<KilnDiagnostic>().map(|d| d.0.kind()) {
+        Some(ErrorKind::InvalidInput) => 2,
+        _ => 1,
+    }
+}
+
+/// True when the error is stdout closing under us (`kiln info x | head`).
+pub fn is_broken_pipe(report: &miette::Report) -> bool {
+    report
+        .downcast_ref::<KilnDiagnostic>()
+        .and_then(|d| std::error::Error::source(&d.0))
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
+/// On Ctrl-C or SIGTERM, remove every partial output before exiting with 130.
+pub fn install_interrupt_handler() {
+    let _ = ctrlc::set_handler(|| {
+        kiln::io::output::remove_registered_partials();
+        std::process::exit(130);
+    });
+}

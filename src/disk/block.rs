@@ -1,0 +1,203 @@
+//! Re-chunking an extent stream into fixed-size blocks, with the engine's one zero detector.
+//!
+//! Writers that store clusters, grains or blocks feed every extent to a [`Blocker`] and get
+//! back whole blocks: [`Block::Data`] for blocks with at least one non-zero byte and
+//! [`Block::Empty`] for runs of blocks that read as zeros. Runs of zero or unallocated
+//! extents become one `Empty` in O(1), so a 1 TiB sparse disk costs nothing to walk.
+
+use super::Extent;
+use crate::error::Result;
+
+/// One or more whole blocks of the virtual disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Block<'a> {
+    /// Block `index` holds `bytes` (exactly one block; at least one byte is non-zero).
+    Data {
+        /// Block number from the start of the disk.
+        index: u64,
+        /// The block's bytes.
+        bytes: &'a [u8],
+    },
+    /// `count` blocks from `index` read as zeros.
+    Empty {
+        /// First block number.
+        index: u64,
+        /// Number of blocks.
+        count: u64,
+    },
+}
+
+/// True when every byte of `buf` is zero.
+pub fn is_zero(buf: &[u8]) -> bool {
+    // OR-folding fixed-size chunks vectorises well; stop at the first non-zero chunk.
+    let mut chunks = buf.chunks_exact(256);
+    let body_zero = chunks.all(|c| c.iter().fold(0u8, |acc, &b| acc | b) == 0);
+    body_zero && chunks.remainder().iter().all(|&b| b == 0)
+}
+
+/// Turns extents into whole blocks of `block_size` bytes. Keeps one block in memory.
+#[derive(Debug)]
+pub struct Blocker {
+    block_size: usize,
+    buf: Vec<u8>,
+    filled: usize,
+    next_index: u64,
+}
+
+impl Blocker {
+    /// A blocker for blocks of `block_size` bytes (> 0).
+    pub fn new(block_size: usize) -> Self {
+        Self { block_size, buf: vec![0; block_size], filled: 0, next_index: 0 }
+    }
+
+    /// Bytes per block.
+    pub fn block_size(&self) -> usize {
+        self.block_size
+    }
+
+    /// Feeds one extent; `sink` receives every block it completes, in order.
+    ///
+    /// # Errors
+    /// Whatever `sink` returns.
+    pub fn push(
+        &mut self,
+        extent: Extent<'_>,
+        sink: &mut dyn FnMut(Block<'_>) -> Result<()>,
+    ) -> Result<()> {
+        match extent {
+            Extent::Data(bytes) => self.push_data(bytes, sink),
+            Extent::Zero(len) | Extent::Unallocated(len) => self.push_zeros(len, sink),
+        }
+    }
+
+    /// Emits the last partial block padded with zeros, if any.
+    ///
+    /// # Errors
+    /// Whatever `sink` returns.
+    pub fn finish(&mut self, sink: &mut dyn FnMut(Block<'_>) -> Result<()>) -> Result<()> {
+        if self.filled == 0 {
+            return Ok(());
+        }
+        self.buf[self.filled..].fill(0);
+        self.filled = self.block_size;
+        self.emit_buffer(sink)
+    }
+
+    fn push_data(
+        &mut self,
+        mut bytes: &[u8],
+        sink: &mut dyn FnMut(Block<'_>) -> Result<()>,
+    ) -> Result<()> {
+        while !bytes.is_empty() {
+            if self.filled == 0 && bytes.len() >= self.block_size {
+                // Aligned whole block: hand out the caller's slice, no copy.
+                let (block, rest) = bytes.split_at(self.block_size);
+                let index = self.next_index;
+                self.next_index += 1;
+                sink(classify(index, block))?;
+                bytes = rest;
+                continue;
+            }
+            let n = (self.block_size - self.filled).min(bytes.len());
+            self.buf[self.filled..self.filled + n].copy_from_slice(&bytes[..n]);
+            self.filled += n;
+            bytes = &bytes[n..];
+            if self.filled == self.block_size {
+                self.emit_buffer(sink)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn push_zeros(
+        &mut self,
+        mut len: u64,
+        sink: &mut dyn FnMut(Block<'_>) -> Result<()>,
+    ) -> Result<()> {
+        let block = self.block_size as u64;
+        if self.filled > 0 {
+            let n = (block - self.filled as u64).min(len);
+            let n_usize = usize::try_from(n).expect("n is below the block size");
+            self.buf[self.filled..self.filled + n_usize].fill(0);
+            self.filled += n_usize;
+            len -= n;
+            if self.filled < self.block_size {
+                return Ok(());
+            }
+            self.emit_buffer(sink)?;
+        }
+        let whole = len / block;
+        if whole > 0 {
+            sink(Block::Empty { index: self.next_index, count: whole })?;
+            self.next_index += whole;
+        }
+        let rest = usize::try_from(len % block).expect("remainder is below the block size");
+        self.buf[..rest].fill(0);
+        self.filled = rest;
+        Ok(())
+    }
+
+    fn emit_buffer(&mut self, sink: &mut dyn FnMut(Block<'_>) -> Result<()>) -> Result<()> {
+        let index = self.next_index;
+        self.next_index += 1;
+        self.filled = 0;
+        sink(classify(index, &self.buf))
+    }
+}
+
+fn classify(index: u64, bytes: &[u8]) -> Block<'_> {
+    if is_zero(bytes) { Block::Empty { index, count: 1 } } else { Block::Data { index, bytes } }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collect(extents: &[Extent<'_>], block_size: usize) -> Vec<(u64, Option<Vec<u8>>, u64)> {
+        let mut blocker = Blocker::new(block_size);
+        let mut out = Vec::new();
+        let mut sink = |b: Block<'_>| {
+            match b {
+                Block::Data { index, bytes } => out.push((index, Some(bytes.to_vec()), 1)),
+                Block::Empty { index, count } => out.push((index, None, count)),
+            }
+            Ok(())
+        };
+        for e in extents {
+            blocker.push(*e, &mut sink).unwrap();
+        }
+        blocker.finish(&mut sink).unwrap();
+        out
+    }
+
+    #[test]
+    fn zero_run_becomes_one_empty_block_run() {
+        let out = collect(&[Extent::Unallocated(1 << 40)], 65536);
+        assert_eq!(out, vec![(0, None, (1 << 40) / 65536)]);
+    }
+
+    #[test]
+    fn all_zero_data_block_is_empty() {
+        let out = collect(&[Extent::Data(&[0; 8])], 4);
+        assert_eq!(out, vec![(0, None, 1), (1, None, 1)]);
+    }
+
+    #[test]
+    fn unaligned_data_is_assembled_into_blocks() {
+        let out = collect(&[Extent::Zero(2), Extent::Data(&[1, 2, 3, 4]), Extent::Zero(2)], 4);
+        assert_eq!(out, vec![(0, Some(vec![0, 0, 1, 2]), 1), (1, Some(vec![3, 4, 0, 0]), 1)]);
+    }
+
+    #[test]
+    fn partial_last_block_is_padded() {
+        let out = collect(&[Extent::Data(&[7; 5])], 4);
+        assert_eq!(out, vec![(0, Some(vec![7; 4]), 1), (1, Some(vec![7, 0, 0, 0]), 1)]);
+    }
+
+    #[test]
+    fn is_zero_sees_a_late_nonzero_byte() {
+        let mut buf = vec![0u8; 4099];
+        buf[4098] = 1;
+        assert!(!is_zero(&buf));
+    }
+}

@@ -1,0 +1,143 @@
+//! Raw images: the disk's bytes as they are.
+//!
+//! The reader walks data and holes with SEEK_DATA/SEEK_HOLE, so a 1 TiB sparse file costs a
+//! few system calls; holes become [`Extent::Unallocated`]. The writer never writes zeros:
+//! all-zero 4 KiB blocks stay holes, and the file is extended to the virtual size at the end.
+//! It keeps one coalescing write buffer of at most [`MAX_EXTENT_BYTES`] in RAM.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+
+use super::block::{Block, Blocker};
+use super::{
+    CreateRequest, DiskFormat, DiskReader, DiskWriter, Extent, ImageInfo, MAX_EXTENT_BYTES,
+    WriteReport,
+};
+use crate::error::Result;
+use crate::io::output::OutputSet;
+use crate::io::{read_exact_at, sys};
+
+/// Raw images take no `-o` options.
+pub(super) const OPTION_KEYS: &[&str] = &[];
+
+/// Granularity of hole detection in the writer: the common file-system block size.
+const RAW_HOLE_BLOCK: usize = 4096;
+
+pub(super) fn open(file: File) -> Result<Box<dyn DiskReader>> {
+    let virtual_size = file.metadata()?.len();
+    Ok(Box::new(RawReader {
+        file,
+        virtual_size,
+        pos: 0,
+        data_end: 0,
+        buf: Vec::new(),
+    }))
+}
+
+/// Reads a raw file as data runs and holes.
+struct RawReader {
+    file: File,
+    virtual_size: u64,
+    pos: u64,
+    /// End of the data region `pos` lies in; `pos == data_end` means "find the next one".
+    data_end: u64,
+    buf: Vec<u8>,
+}
+
+impl DiskReader for RawReader {
+    fn virtual_size(&self) -> u64 {
+        self.virtual_size
+    }
+
+    fn next_extent(&mut self) -> Result<Option<Extent<'_>>> {
+        if self.pos >= self.virtual_size {
+            return Ok(None);
+        }
+        if self.pos == self.data_end {
+            let data = sys::next_data(&self.file, self.pos)?.unwrap_or(self.virtual_size);
+            let data = data.min(self.virtual_size);
+            if data > self.pos {
+                let hole = data - self.pos;
+                self.pos = data;
+                self.data_end = data;
+                return Ok(Some(Extent::Unallocated(hole)));
+            }
+            self.data_end = sys::next_hole(&self.file, self.pos)?.min(self.virtual_size);
+            if self.data_end <= self.pos {
+                // A file system that reports no hole: treat the rest as data.
+                self.data_end = self.virtual_size;
+            }
+        }
+        let len = (self.data_end - self.pos).min(MAX_EXTENT_BYTES as u64);
+        let len = usize::try_from(len).expect("bounded by MAX_EXTENT_BYTES");
+        self.buf.resize(len, 0);
+        read_exact_at(&self.file, &mut self.buf, self.pos, "raw data")?;
+        self.pos += len as u64;
+        Ok(Some(Extent::Data(&self.buf)))
+    }
+
+    fn info(&self) -> ImageInfo {
+        ImageInfo::new(DiskFormat::Raw, self.virtual_size)
+    }
+}
+
+pub(super) fn create(req: &CreateRequest<'_>, out: &mut OutputSet) -> Result<Box<dyn DiskWriter>> {
+    let file = out.create_primary()?;
+    Ok(Box::new(RawWriter {
+        file,
+        virtual_size: req.virtual_size,
+        blocker: Blocker::new(RAW_HOLE_BLOCK),
+        pending: Vec::with_capacity(MAX_EXTENT_BYTES),
+        pending_offset: 0,
+    }))
+}
+
+/// Writes non-zero blocks at their offsets and leaves everything else as holes.
+struct RawWriter {
+    file: File,
+    virtual_size: u64,
+    blocker: Blocker,
+    /// Contiguous non-zero blocks not yet written, starting at `pending_offset`.
+    pending: Vec<u8>,
+    pending_offset: u64,
+}
+
+impl RawWriter {
+    fn take_block(&mut self, block: Block<'_>) -> Result<()> {
+        let Block::Data { index, bytes } = block else { return Ok(()) };
+        let offset = index * RAW_HOLE_BLOCK as u64;
+        let contiguous = self.pending_offset + self.pending.len() as u64 == offset;
+        if !contiguous || self.pending.len() + bytes.len() > MAX_EXTENT_BYTES {
+            self.flush()?;
+            self.pending_offset = offset;
+        }
+        self.pending.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if !self.pending.is_empty() {
+            self.file.write_all_at(&self.pending, self.pending_offset)?;
+            self.pending.clear();
+        }
+        Ok(())
+    }
+}
+
+impl DiskWriter for RawWriter {
+    fn write_extent(&mut self, extent: Extent<'_>) -> Result<()> {
+        let mut blocker = std::mem::replace(&mut self.blocker, Blocker::new(0));
+        let result = blocker.push(extent, &mut |b| self.take_block(b));
+        self.blocker = blocker;
+        result
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<WriteReport> {
+        let mut blocker = std::mem::replace(&mut self.blocker, Blocker::new(0));
+        blocker.finish(&mut |b| self.take_block(b))?;
+        self.flush()?;
+        // The last partial block was padded to a whole block; cut back to the exact size.
+        self.file.set_len(self.virtual_size)?;
+        Ok(WriteReport { virtual_size: self.virtual_size })
+    }
+}

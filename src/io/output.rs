@@ -1,0 +1,205 @@
+//! Outputs that appear only when complete: each file is written as `<name>.partial` beside
+//! its target and renamed when the whole set is committed. Dropping an uncommitted set
+//! removes its partial files; [`remove_registered_partials`] does the same from a signal
+//! handler, so an interrupted command leaves nothing half-written.
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// Every partial file of every live [`OutputSet`] in this process.
+static PARTIALS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Why an output could not be prepared.
+#[remain::sorted]
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    /// Creating the partial file failed.
+    #[error("cannot create {path}")]
+    Create {
+        /// The partial path.
+        path: PathBuf,
+        /// OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The target exists and `--force` was not given.
+    #[error("output already exists; pass --force to replace it")]
+    Exists {
+        /// The target.
+        path: PathBuf,
+    },
+    /// Renaming the finished file into place failed.
+    #[error("cannot rename {from} to {to}")]
+    Rename {
+        /// The partial path.
+        from: PathBuf,
+        /// The target.
+        to: PathBuf,
+        /// OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The files one command writes, committed together.
+#[derive(Debug)]
+pub struct OutputSet {
+    primary: PathBuf,
+    force: bool,
+    files: Vec<(PathBuf, PathBuf)>,
+}
+
+impl OutputSet {
+    /// A set whose main file is `primary`. Without `force`, existing targets are refused.
+    pub fn new(primary: &Path, force: bool) -> Self {
+        Self { primary: primary.to_path_buf(), force, files: Vec::new() }
+    }
+
+    /// The main target path.
+    pub fn primary_path(&self) -> &Path {
+        &self.primary
+    }
+
+    /// Creates the partial file of the main target.
+    ///
+    /// # Errors
+    /// The target exists (without force) or the partial cannot be created.
+    pub fn create_primary(&mut self) -> Result<File> {
+        let primary = self.primary.clone();
+        self.create(&primary)
+    }
+
+    /// Creates the partial file of `name` in the main target's directory, e.g. the
+    /// `-flat.vmdk` extent beside a descriptor.
+    ///
+    /// # Errors
+    /// As [`OutputSet::create_primary`].
+    pub fn create_sibling(&mut self, name: &str) -> Result<File> {
+        let target = self.primary.with_file_name(name);
+        self.create(&target)
+    }
+
+    fn create(&mut self, target: &Path) -> Result<File> {
+        if !self.force && target.exists() {
+            return Err(Error::new(ErrorKind::InvalidInput, OutputError::Exists { path: target.into() }));
+        }
+        let partial = partial_path(target);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&partial)
+            .map_err(|source| {
+                Error::new(ErrorKind::Io, OutputError::Create { path: partial.clone(), source })
+            })?;
+        register(&partial);
+        self.files.push((partial, target.to_path_buf()));
+        Ok(file)
+    }
+
+    /// Syncs and renames every partial file onto its target.
+    ///
+    /// # Errors
+    /// Sync or rename failures; remaining partial files are removed.
+    pub fn commit(mut self) -> Result<Vec<PathBuf>> {
+        let files = std::mem::take(&mut self.files);
+        let mut done = Vec::new();
+        for (partial, target) in &files {
+            File::open(partial).and_then(|f| f.sync_all())?;
+            std::fs::rename(partial, target).map_err(|source| {
+                Error::new(
+                    ErrorKind::Io,
+                    OutputError::Rename { from: partial.clone(), to: target.clone(), source },
+                )
+            })?;
+            unregister(partial);
+            done.push(target.clone());
+        }
+        if let Some(dir) = self.primary.parent().filter(|d| !d.as_os_str().is_empty()) {
+            // Make the renames durable; a failure here cannot lose data already synced.
+            let _ = File::open(dir).and_then(|d| d.sync_all());
+        }
+        Ok(done)
+    }
+}
+
+impl Drop for OutputSet {
+    fn drop(&mut self) {
+        for (partial, _) in &self.files {
+            let _ = std::fs::remove_file(partial);
+            unregister(partial);
+        }
+    }
+}
+
+/// `<target>.partial`.
+pub fn partial_path(target: &Path) -> PathBuf {
+    let mut name = target.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".partial");
+    target.with_file_name(name)
+}
+
+fn register(path: &Path) {
+    if let Ok(mut list) = PARTIALS.lock() {
+        list.push(path.to_path_buf());
+    }
+}
+
+fn unregister(path: &Path) {
+    if let Ok(mut list) = PARTIALS.lock() {
+        list.retain(|p| p != path);
+    }
+}
+
+/// Removes every partial file still registered; for signal handlers before exiting.
+pub fn remove_registered_partials() {
+    let paths = match PARTIALS.lock() {
+        Ok(mut list) => std::mem::take(&mut *list),
+        Err(_) => return,
+    };
+    for p in paths {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dropped_set_leaves_no_partial() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.img");
+        {
+            let mut set = OutputSet::new(&target, false);
+            set.create_primary().unwrap();
+            assert!(partial_path(&target).exists());
+        }
+        assert!(!partial_path(&target).exists());
+        assert!(!target.exists());
+    }
+
+    #[test]
+    fn committed_set_renames_into_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.img");
+        let mut set = OutputSet::new(&target, false);
+        set.create_primary().unwrap();
+        set.commit().unwrap();
+        assert!(target.exists());
+        assert!(!partial_path(&target).exists());
+    }
+
+    #[test]
+    fn existing_target_is_refused_without_force() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.img");
+        std::fs::write(&target, b"keep").unwrap();
+        let err = OutputSet::new(&target, false).create_primary().unwrap_err();
+        assert!(err.to_string().contains("--force"), "{err}");
+    }
+}

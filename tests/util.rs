@@ -1,0 +1,200 @@
+//! Test helpers: run the built binary in a fresh directory, make source images, call oracles.
+#![allow(dead_code, missing_docs)]
+
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A fresh temporary directory that a test runs kiln in.
+pub struct Dir {
+    pub tmp: tempfile::TempDir,
+}
+
+impl Dir {
+    pub fn new() -> Self {
+        Self { tmp: tempfile::Builder::new().prefix("kiln-test.").tempdir().unwrap() }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+
+    /// `kiln ARGS` run in this directory.
+    pub fn kiln(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(args)
+            .current_dir(self.tmp.path())
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .output()
+            .unwrap()
+    }
+
+    /// `kiln ARGS`, asserting success; returns stdout.
+    pub fn kiln_ok(&self, args: &[&str]) -> String {
+        let out = self.kiln(args);
+        assert!(out.status.success(), "kiln {args:?} failed:\n{}", describe(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `kiln ARGS`, asserting failure with `code`; returns stderr.
+    pub fn kiln_err(&self, args: &[&str], code: i32) -> String {
+        let out = self.kiln(args);
+        assert_eq!(out.status.code(), Some(code), "kiln {args:?}:\n{}", describe(&out));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// Names of the files in this directory, sorted.
+    pub fn files(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+pub fn describe(out: &Output) -> String {
+    format!(
+        "status: {}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `../shared` beside the repository (or `$KILN_SHARED`).
+pub fn shared_dir() -> PathBuf {
+    if let Ok(p) = std::env::var("KILN_SHARED") {
+        return PathBuf::from(p);
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared")
+}
+
+/// Path of an oracle script; panics with an install hint when it is missing.
+pub fn oracle(name: &str) -> PathBuf {
+    let p = shared_dir().join("oracles").join(name);
+    assert!(p.exists(), "oracle {} not found; kiln's tests need ../shared/oracles beside the repo", p.display());
+    p
+}
+
+/// Panics with an install hint unless `tool` is on PATH.
+pub fn require_tool(tool: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(found, "{tool} is not installed; run `bash ../shared/oracles/install.sh` (CI's .ci/run does)");
+}
+
+/// Runs `tool ARGS`, asserting success; returns stdout.
+pub fn run_ok(tool: &str, args: &[&str]) -> String {
+    require_tool(tool);
+    let out = Command::new(tool).args(args).output().unwrap();
+    assert!(out.status.success(), "{tool} {args:?} failed:\n{}", describe(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `check-image --format FMT [--subformat SUB] IMAGE [--source SRC] [extra...]` must pass.
+pub fn check_image(format: &str, subformat: Option<&str>, image: &Path, source: Option<&Path>, extra: &[&str]) {
+    let mut cmd = Command::new(oracle("check-image"));
+    cmd.args(["--format", format]);
+    if let Some(s) = subformat {
+        cmd.args(["--subformat", s]);
+    }
+    cmd.arg(image);
+    if let Some(s) = source {
+        cmd.arg("--source").arg(s);
+    }
+    cmd.args(extra);
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "check-image {format} {subformat:?} {} failed:\n{}",
+        image.display(),
+        describe(&out)
+    );
+}
+
+/// A small deterministic PRNG (xorshift64*), so sources need no extra crate.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            let v = self.next().to_le_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
+        }
+    }
+}
+
+/// Writes a sparse raw image of `size` bytes with `runs` random data runs (some unaligned,
+/// some all-zero data, some at the very end) and returns its path.
+pub fn sparse_raw(path: &Path, size: u64, runs: usize, seed: u64) -> PathBuf {
+    let f = std::fs::File::create(path).unwrap();
+    f.set_len(size).unwrap();
+    let mut rng = Rng::new(seed);
+    for i in 0..runs {
+        let len = 1 + rng.below(300_000);
+        let off = rng.below(size.saturating_sub(len).max(1));
+        let mut buf = vec![0u8; usize::try_from(len).unwrap()];
+        if i % 5 != 4 {
+            rng.fill(&mut buf);
+        }
+        f.write_all_at(&buf, off).unwrap();
+    }
+    // Data in the last bytes exercises partial final blocks.
+    f.write_all_at(b"tail", size - 4).unwrap();
+    path.to_path_buf()
+}
+
+/// Writes `size` bytes of random data.
+pub fn random_raw(path: &Path, size: u64, seed: u64) -> PathBuf {
+    let mut buf = vec![0u8; usize::try_from(size).unwrap()];
+    Rng::new(seed).fill(&mut buf);
+    std::fs::write(path, &buf).unwrap();
+    path.to_path_buf()
+}
+
+/// A small ext4 image made with mkfs.ext4 -d from a tree of real files (the corpus shape,
+/// at test size).
+pub fn ext4_raw(path: &Path, size_mib: u64) -> PathBuf {
+    require_tool("mkfs.ext4");
+    let tree = tempfile::tempdir().unwrap();
+    for (i, name) in ["a.txt", "b.bin", "deep/c.txt", "deep/er/d.bin"].iter().enumerate() {
+        let p = tree.path().join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        let mut data = vec![0u8; 50_000 * (i + 1)];
+        Rng::new(i as u64 + 7).fill(&mut data);
+        std::fs::write(p, data).unwrap();
+    }
+    let size = format!("{size_mib}M");
+    run_ok("mkfs.ext4", &["-q", "-F", "-E", "root_owner=0:0", "-d", tree.path().to_str().unwrap(), path.to_str().unwrap(), &size]);
+    path.to_path_buf()
+}
+
+/// SHA-256 of a file, hex (via sha256sum, an independent tool).
+pub fn sha256(path: &Path) -> String {
+    run_ok("sha256sum", &[path.to_str().unwrap()]).split_whitespace().next().unwrap().to_string()
+}
+
+/// Asserts two files are byte-identical.
+pub fn assert_same_file(a: &Path, b: &Path) {
+    assert_eq!(sha256(a), sha256(b), "{} and {} differ", a.display(), b.display());
+}
