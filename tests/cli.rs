@@ -64,3 +64,56 @@ fn info_json_reports_format_and_size() {
     assert_eq!(v["format"], "raw");
     assert_eq!(v["virtual-size"], 3 << 20);
 }
+
+#[test]
+fn full_disk_fails_cleanly_without_partial_output() {
+    // A file-size limit makes every write past 1 MiB fail with EFBIG, as a full disk fails
+    // with ENOSPC; SIGXFSZ is ignored so the write error reaches kiln.
+    let d = Dir::new();
+    random_raw(&d.path("src.raw"), 4 << 20, 3);
+    let script = format!(
+        "trap '' XFSZ; ulimit -f 1024; exec {} convert -O raw src.raw out.raw",
+        env!("CARGO_BIN_EXE_kiln")
+    );
+    let out = std::process::Command::new("bash")
+        .args(["-c", &script])
+        .current_dir(d.tmp.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(err.contains("out.raw") && err.lines().count() == 1, "{err}");
+    assert_eq!(d.files(), vec!["src.raw".to_string()]);
+}
+
+#[test]
+fn interrupted_convert_leaves_no_partial_file() {
+    let d = Dir::new();
+    random_raw(&d.path("src.raw"), 64 << 20, 4);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["convert", "-O", "raw", "src.raw", "out.raw"])
+        .current_dir(d.tmp.path())
+        .spawn()
+        .unwrap();
+    // Wait until the partial file exists, then interrupt.
+    let partial = d.path("out.raw.partial");
+    for _ in 0..2000 {
+        if partial.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    let files = d.files();
+    // Either the interrupt landed (exit 130, nothing left) or the copy had already finished.
+    if status.code() == Some(130) {
+        assert_eq!(files, vec!["src.raw".to_string()]);
+    } else {
+        assert!(status.success());
+        assert_eq!(files, vec!["out.raw".to_string(), "src.raw".to_string()]);
+    }
+}

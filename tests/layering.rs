@@ -21,7 +21,11 @@ fn uses(needle: &str) -> Vec<(String, String)> {
     rust_files(&src, &mut files);
     let mut hits = Vec::new();
     for file in files {
-        let rel = file.strip_prefix(&src).unwrap().to_string_lossy().into_owned();
+        let rel = file
+            .strip_prefix(&src)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         for line in std::fs::read_to_string(&file).unwrap().lines() {
             let code = line.trim_start();
             if code.starts_with("//") {
@@ -42,7 +46,10 @@ fn cli_crates_stay_in_the_binary() {
             .into_iter()
             .filter(|(f, _)| f != "main.rs" && !f.starts_with("cli/"))
             .collect();
-        assert!(bad.is_empty(), "{krate} used outside main.rs and src/cli/: {bad:#?}");
+        assert!(
+            bad.is_empty(),
+            "{krate} used outside main.rs and src/cli/: {bad:#?}"
+        );
     }
 }
 
@@ -55,8 +62,14 @@ fn lower_layers_do_not_import_upper_ones() {
     ];
     for (layer, forbidden) in rules {
         for needle in forbidden {
-            let bad: Vec<_> = uses(needle).into_iter().filter(|(f, _)| f.starts_with(layer)).collect();
-            assert!(bad.is_empty(), "src/{layer} must not use {needle}: {bad:#?}");
+            let bad: Vec<_> = uses(needle)
+                .into_iter()
+                .filter(|(f, _)| f.starts_with(layer))
+                .collect();
+            assert!(
+                bad.is_empty(),
+                "src/{layer} must not use {needle}: {bad:#?}"
+            );
         }
     }
 }
