@@ -45,6 +45,7 @@ ALLOC=$(( $(du -k "$RAW" | cut -f1) * 1024 ))
 
 # id | qemu-img driver | qemu options | kiln format | kiln options | extension
 ROWS=(
+  "raw|raw||raw||raw"
   "qcow2|qcow2||qcow2||qcow2"
   "qcow2-prealloc-metadata|qcow2|-o preallocation=metadata|qcow2|-o preallocation=metadata|qcow2"
   "vmdk-monolithicSparse|vmdk|-o subformat=monolithicSparse|vmdk|-o subformat=monolithicSparse|vmdk"
