@@ -29,10 +29,16 @@ fn sparse_random_map_passes_the_oracle() {
 #[test]
 fn zero_disk_passes_the_oracle_and_stores_no_block() {
     let d = Dir::new();
-    std::fs::File::create(d.path("src.raw")).unwrap().set_len(48 * MIB).unwrap();
+    std::fs::File::create(d.path("src.raw"))
+        .unwrap()
+        .set_len(48 * MIB)
+        .unwrap();
     convert_and_check(&d, "src.raw", "");
     // Header area, log, metadata and one BAT MiB: no payload block.
-    assert_eq!(std::fs::metadata(d.path("dynamic.vhdx")).unwrap().len(), 4 * MIB);
+    assert_eq!(
+        std::fs::metadata(d.path("dynamic.vhdx")).unwrap().len(),
+        4 * MIB
+    );
 }
 
 #[test]
@@ -50,8 +56,22 @@ fn size_not_a_multiple_of_4k_passes_every_other_oracle() {
     // own output included; qemu, libvhdi and format_inspector read it.
     for sub in SUBFORMATS {
         let out = format!("{sub}.vhdx");
-        d.kiln_ok(&["convert", "-O", "vhdx", "-o", &format!("subformat={sub}"), "src.raw", &out]);
-        check_image("vhdx", Some(sub), &d.path(&out), Some(&src), &["--skip", "7z-test,7z-compare"]);
+        d.kiln_ok(&[
+            "convert",
+            "-O",
+            "vhdx",
+            "-o",
+            &format!("subformat={sub}"),
+            "src.raw",
+            &out,
+        ]);
+        check_image(
+            "vhdx",
+            Some(sub),
+            &d.path(&out),
+            Some(&src),
+            &["--skip", "7z-test,7z-compare"],
+        );
     }
 }
 
@@ -66,7 +86,11 @@ fn small_ext4_passes_the_oracle() {
 fn small_blocks_bigger_log_and_zero_state_pass_the_oracle() {
     let d = Dir::new();
     sparse_raw(&d.path("src.raw"), 2100 * MIB, 30, 13);
-    convert_and_check(&d, "src.raw", ",block_size=1M,log_size=2M,block_state_zero=on");
+    convert_and_check(
+        &d,
+        "src.raw",
+        ",block_size=1M,log_size=2M,block_state_zero=on",
+    );
 }
 
 #[test]
@@ -76,7 +100,20 @@ fn qemu_made_images_read_back_identical() {
     for sub in SUBFORMATS {
         let img = d.path(&format!("q-{sub}.vhdx"));
         let opts = format!("subformat={sub}");
-        run_ok("qemu-img", &["convert", "-f", "raw", "-O", "vhdx", "-o", &opts, src.to_str().unwrap(), img.to_str().unwrap()]);
+        run_ok(
+            "qemu-img",
+            &[
+                "convert",
+                "-f",
+                "raw",
+                "-O",
+                "vhdx",
+                "-o",
+                &opts,
+                src.to_str().unwrap(),
+                img.to_str().unwrap(),
+            ],
+        );
         let out = format!("q-{sub}.raw");
         d.kiln_ok(&["convert", "-O", "raw", img.to_str().unwrap(), &out]);
         assert_same_file(&src, &d.path(&out));
@@ -91,7 +128,15 @@ fn kiln_made_images_read_back_identical() {
     let src = sparse_raw(&d.path("src.raw"), 40 * MIB, 30, 15);
     for sub in SUBFORMATS {
         let img = format!("{sub}.vhdx");
-        d.kiln_ok(&["convert", "-O", "vhdx", "-o", &format!("subformat={sub}"), "src.raw", &img]);
+        d.kiln_ok(&[
+            "convert",
+            "-O",
+            "vhdx",
+            "-o",
+            &format!("subformat={sub}"),
+            "src.raw",
+            &img,
+        ]);
         d.kiln_ok(&["convert", "-O", "raw", &img, &format!("{sub}.raw")]);
         assert_same_file(&src, &d.path(&format!("{sub}.raw")));
     }
@@ -116,9 +161,24 @@ fn output_is_byte_identical_across_runs() {
 #[test]
 fn bad_block_size_option_is_a_usage_error() {
     let d = Dir::new();
-    let err = d.kiln_err(&["create", "-f", "vhdx", "-o", "block_size=3M", "x.vhdx", "64M"], 2);
+    let err = d.kiln_err(
+        &[
+            "create",
+            "-f",
+            "vhdx",
+            "-o",
+            "block_size=3M",
+            "x.vhdx",
+            "64M",
+        ],
+        2,
+    );
     assert!(err.contains("block_size"), "{err}");
-    assert!(!d.files().iter().any(|f| f.starts_with("x.vhdx")), "{:?}", d.files());
+    assert!(
+        !d.files().iter().any(|f| f.starts_with("x.vhdx")),
+        "{:?}",
+        d.files()
+    );
 }
 
 // ---- bad input -------------------------------------------------------------------------
@@ -129,7 +189,11 @@ fn crc32c(bytes: &[u8]) -> u32 {
     for &b in bytes {
         crc ^= u32::from(b);
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0x82F6_3B78 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0x82F6_3B78
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -138,10 +202,21 @@ fn crc32c(bytes: &[u8]) -> u32 {
 /// A small dynamic kiln image with data in blocks 0 and 1 (1 MiB blocks).
 fn good_image(d: &Dir) -> std::path::PathBuf {
     sparse_raw(&d.path("src.raw"), 8 * MIB, 10, 17);
-    let f = std::fs::File::options().write(true).open(d.path("src.raw")).unwrap();
+    let f = std::fs::File::options()
+        .write(true)
+        .open(d.path("src.raw"))
+        .unwrap();
     f.write_all_at(b"block0", 0).unwrap();
     f.write_all_at(b"block1", MIB).unwrap();
-    d.kiln_ok(&["convert", "-O", "vhdx", "-o", "block_size=1M", "src.raw", "img.vhdx"]);
+    d.kiln_ok(&[
+        "convert",
+        "-O",
+        "vhdx",
+        "-o",
+        "block_size=1M",
+        "src.raw",
+        "img.vhdx",
+    ]);
     std::fs::remove_file(d.path("src.raw")).unwrap();
     d.path("img.vhdx")
 }
@@ -153,7 +228,10 @@ fn patch(path: &Path, offset: u64, bytes: &[u8]) {
 
 fn read_at(path: &Path, offset: u64, len: usize) -> Vec<u8> {
     let mut buf = vec![0; len];
-    std::fs::File::open(path).unwrap().read_exact_at(&mut buf, offset).unwrap();
+    std::fs::File::open(path)
+        .unwrap()
+        .read_exact_at(&mut buf, offset)
+        .unwrap();
     buf
 }
 
@@ -265,7 +343,12 @@ fn bad_region_table_checksum_falls_back_and_both_bad_are_rejected() {
 fn truncated_file_is_rejected() {
     let d = Dir::new();
     let img = good_image(&d);
-    std::fs::File::options().write(true).open(&img).unwrap().set_len(3 * MIB + 4096).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&img)
+        .unwrap()
+        .set_len(3 * MIB + 4096)
+        .unwrap();
     assert_refused(&d, "past the end of the file");
 }
 
@@ -273,6 +356,11 @@ fn truncated_file_is_rejected() {
 fn file_shorter_than_the_header_area_is_rejected() {
     let d = Dir::new();
     let img = good_image(&d);
-    std::fs::File::options().write(true).open(&img).unwrap().set_len(100_000).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&img)
+        .unwrap()
+        .set_len(100_000)
+        .unwrap();
     assert_refused(&d, "0x186a0 bytes");
 }

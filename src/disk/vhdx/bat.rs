@@ -42,7 +42,12 @@ impl BatGeometry {
         let chunk_ratio = ((1u64 << 23) * u64::from(logical_sector_size)) / block_size;
         let data_blocks = virtual_size.div_ceil(block_size);
         let total_entries = data_blocks + data_blocks.saturating_sub(1) / chunk_ratio;
-        Self { block_size, chunk_ratio, data_blocks, total_entries }
+        Self {
+            block_size,
+            chunk_ratio,
+            data_blocks,
+            total_entries,
+        }
     }
 
     /// Index of the entry of payload block `block`.
@@ -97,23 +102,38 @@ pub(super) struct BatCursor {
 
 impl BatCursor {
     pub fn new(region: Region, geometry: &BatGeometry) -> Self {
-        Self { region, total: geometry.total_entries, first: 0, entries: Vec::new(), raw: Vec::new() }
+        Self {
+            region,
+            total: geometry.total_entries,
+            first: 0,
+            entries: Vec::new(),
+            raw: Vec::new(),
+        }
     }
 
     /// Entry `index` (< total entries).
     pub fn get(&mut self, file: &File, index: u64) -> Result<u64> {
-        let cached = index.checked_sub(self.first).filter(|&i| i < self.entries.len() as u64);
+        let cached = index
+            .checked_sub(self.first)
+            .filter(|&i| i < self.entries.len() as u64);
         if let Some(i) = cached.and_then(|i| usize::try_from(i).ok()) {
             return Ok(self.entries[i]);
         }
         let n = (self.total - index).min(BAT_WINDOW_ENTRIES);
         let n = usize::try_from(n).expect("bounded by the window");
         self.raw.resize(n * 8, 0);
-        read_exact_at(file, &mut self.raw, self.region.offset + index * 8, "VHDX BAT")?;
+        read_exact_at(
+            file,
+            &mut self.raw,
+            self.region.offset + index * 8,
+            "VHDX BAT",
+        )?;
         self.entries.clear();
-        self.entries.extend(self.raw.chunks_exact(8).map(|c| {
-            u64::from_le_bytes(c.try_into().expect("chunks are 8 bytes"))
-        }));
+        self.entries.extend(
+            self.raw
+                .chunks_exact(8)
+                .map(|c| u64::from_le_bytes(c.try_into().expect("chunks are 8 bytes"))),
+        );
         self.first = index;
         Ok(self.entries[0])
     }
@@ -148,20 +168,40 @@ pub(super) fn validate(
         let at = bat.offset + index * 8;
         let state = entry_state(e);
         match state {
-            PAYLOAD_BLOCK_NOT_PRESENT | PAYLOAD_BLOCK_UNDEFINED | PAYLOAD_BLOCK_ZERO | PAYLOAD_BLOCK_UNMAPPED => continue,
+            PAYLOAD_BLOCK_NOT_PRESENT
+            | PAYLOAD_BLOCK_UNDEFINED
+            | PAYLOAD_BLOCK_ZERO
+            | PAYLOAD_BLOCK_UNMAPPED => continue,
             PAYLOAD_BLOCK_FULLY_PRESENT => {}
-            PAYLOAD_BLOCK_PARTIALLY_PRESENT => return Err(VhdxError::PartiallyPresent { entry_offset: at }.into()),
-            _ => return Err(VhdxError::BadBatState { entry_offset: at, state }.into()),
+            PAYLOAD_BLOCK_PARTIALLY_PRESENT => {
+                return Err(VhdxError::PartiallyPresent { entry_offset: at }.into());
+            }
+            _ => {
+                return Err(VhdxError::BadBatState {
+                    entry_offset: at,
+                    state,
+                }
+                .into());
+            }
         }
         // Only the part of the last block inside the virtual disk must be stored.
         let start = block * geometry.block_size;
         let needed = geometry.block_size.min(virtual_size - start);
         let offset = entry_offset(e);
         if offset > file_len || needed > file_len - offset {
-            return Err(VhdxError::BlockOutsideFile { entry_offset: at, offset, file_len }.into());
+            return Err(VhdxError::BlockOutsideFile {
+                entry_offset: at,
+                offset,
+                file_len,
+            }
+            .into());
         }
         if !used.mark(offset, geometry.block_size) {
-            return Err(VhdxError::BlockOverlap { entry_offset: at, offset }.into());
+            return Err(VhdxError::BlockOverlap {
+                entry_offset: at,
+                offset,
+            }
+            .into());
         }
         present_blocks += 1;
     }
@@ -176,7 +216,9 @@ struct MibBitmap {
 impl MibBitmap {
     fn new(file_len: u64) -> Self {
         let mibs = file_len.div_ceil(MIB);
-        Self { bits: vec![0; usize::try_from(mibs.div_ceil(64)).unwrap_or(0)] }
+        Self {
+            bits: vec![0; usize::try_from(mibs.div_ceil(64)).unwrap_or(0)],
+        }
     }
 
     /// Marks `[offset, offset + len)`; false when any MiB of it was taken. MiBs past the
@@ -186,8 +228,12 @@ impl MibBitmap {
         let first = offset / MIB;
         let last = offset.saturating_add(len).div_ceil(MIB);
         for mib in first..last {
-            let Ok(word) = usize::try_from(mib / 64) else { break };
-            let Some(w) = self.bits.get_mut(word) else { break };
+            let Ok(word) = usize::try_from(mib / 64) else {
+                break;
+            };
+            let Some(w) = self.bits.get_mut(word) else {
+                break;
+            };
             let bit = 1u64 << (mib % 64);
             free &= *w & bit == 0;
             *w |= bit;
@@ -209,7 +255,13 @@ pub(super) struct BatWriter {
 
 impl BatWriter {
     pub fn new(geometry: BatGeometry, region_offset: u64) -> Self {
-        Self { geometry, region_offset, written: 0, next_block: 0, buf: Vec::with_capacity(BAT_WRITE_CHUNK) }
+        Self {
+            geometry,
+            region_offset,
+            written: 0,
+            next_block: 0,
+            buf: Vec::with_capacity(BAT_WRITE_CHUNK),
+        }
     }
 
     /// The payload block whose entry comes next.
@@ -249,7 +301,10 @@ mod tests {
     #[test]
     fn chunk_ratio_follows_the_spec() {
         let g = BatGeometry::new(64 << 30, 32 * MIB, 512);
-        assert_eq!((g.chunk_ratio, g.data_blocks, g.total_entries), (128, 2048, 2063));
+        assert_eq!(
+            (g.chunk_ratio, g.data_blocks, g.total_entries),
+            (128, 2048, 2063)
+        );
     }
 
     #[test]

@@ -53,12 +53,20 @@ impl VhdxHeader {
     pub fn parse(buf: &[u8; VHDX_HEADER_SIZE], offset: u64) -> Result<Self, VhdxError> {
         let raw = RawHeader::ref_from_bytes(buf).expect("buffer is one header");
         if &raw.signature != VHDX_HEADER_SIGNATURE {
-            return Err(VhdxError::BadSignature { what: "header", offset });
+            return Err(VhdxError::BadSignature {
+                what: "header",
+                offset,
+            });
         }
         let computed = checksum_with_zero_field(buf);
         let found = raw.checksum.get();
         if found != computed {
-            return Err(VhdxError::BadChecksum { what: "header", offset, found, computed });
+            return Err(VhdxError::BadChecksum {
+                what: "header",
+                offset,
+                found,
+                computed,
+            });
         }
         let version = raw.version.get();
         if version != VHDX_HEADER_VERSION {
@@ -75,7 +83,7 @@ impl VhdxHeader {
     }
 
     /// The 4 KiB header with its checksum.
-    pub fn to_bytes(&self) -> [u8; VHDX_HEADER_SIZE] {
+    pub fn to_bytes(self) -> [u8; VHDX_HEADER_SIZE] {
         let raw = RawHeader {
             signature: *VHDX_HEADER_SIGNATURE,
             checksum: U32::new(0),
@@ -108,7 +116,9 @@ pub(super) fn select_header(
         (Ok(a), Ok(b)) if b.sequence_number > a.sequence_number => Ok((b, off2)),
         (Ok(a), _) => Ok((a, off1)),
         (Err(_), Ok(b)) => Ok((b, off2)),
-        (Err(a), Err(_)) => Err(VhdxError::NoValidHeader { source: Box::new(a) }),
+        (Err(a), Err(_)) => Err(VhdxError::NoValidHeader {
+            source: Box::new(a),
+        }),
     }
 }
 
@@ -123,7 +133,10 @@ pub(super) fn identifier_bytes(creator: &str) -> Vec<u8> {
 /// Checks the signature at offset 0.
 pub(super) fn check_identifier(head: &[u8; 8]) -> Result<(), VhdxError> {
     if head != VHDX_SIGNATURE {
-        return Err(VhdxError::BadSignature { what: "file type identifier", offset: 0 });
+        return Err(VhdxError::BadSignature {
+            what: "file type identifier",
+            offset: 0,
+        });
     }
     Ok(())
 }
@@ -154,7 +167,16 @@ mod tests {
         let mut bytes = header(7).to_bytes();
         bytes[100] ^= 1;
         let err = VhdxHeader::parse(&bytes, 0x10000).unwrap_err();
-        assert!(matches!(err, VhdxError::BadChecksum { offset: 0x10000, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                VhdxError::BadChecksum {
+                    offset: 0x10000,
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]
@@ -162,7 +184,16 @@ mod tests {
         let mut bytes = header(7).to_bytes();
         bytes[0] = b'x';
         let err = VhdxHeader::parse(&bytes, 0x20000).unwrap_err();
-        assert!(matches!(err, VhdxError::BadSignature { offset: 0x20000, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                VhdxError::BadSignature {
+                    offset: 0x20000,
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]
@@ -173,14 +204,22 @@ mod tests {
 
     #[test]
     fn bad_first_header_falls_back_to_second() {
-        let bad = Err(VhdxError::BadSignature { what: "header", offset: 0x10000 });
+        let bad = Err(VhdxError::BadSignature {
+            what: "header",
+            offset: 0x10000,
+        });
         let (h, off) = select_header(bad, Ok(header(1))).unwrap();
         assert_eq!((h.sequence_number, off), (1, 0x20000));
     }
 
     #[test]
     fn both_headers_bad_is_an_error() {
-        let bad = || Err(VhdxError::BadSignature { what: "header", offset: 0x10000 });
+        let bad = || {
+            Err(VhdxError::BadSignature {
+                what: "header",
+                offset: 0x10000,
+            })
+        };
         assert!(select_header(bad(), bad()).is_err());
     }
 

@@ -85,32 +85,67 @@ impl VhdxMetadata {
             let p = places[i].ok_or(VhdxError::MissingEntry { what })?;
             let start = usize::try_from(p.offset).map_err(|_| VhdxError::MissingEntry { what })?;
             let len = usize::try_from(p.length).map_err(|_| VhdxError::MissingEntry { what })?;
-            bytes.get(start..start.saturating_add(len)).ok_or(VhdxError::ItemOutsideRegion {
-                what,
-                offset: region_offset + u64::from(p.offset),
-                length: p.length,
-            })
+            bytes
+                .get(start..start.saturating_add(len))
+                .ok_or(VhdxError::ItemOutsideRegion {
+                    what,
+                    offset: region_offset + u64::from(p.offset),
+                    length: p.length,
+                })
         };
         // The block size sizes everything else: check it first.
-        let params = fixed::<8>(item(0, "file parameters")?, "file parameters", region_offset)?;
+        let params = fixed::<8>(
+            item(0, "file parameters")?,
+            "file parameters",
+            region_offset,
+        )?;
         let block_size = u64::from(u32::from_le_bytes(head4(&params)));
         let flags = u32::from_le_bytes(tail4(&params));
-        if !block_size.is_power_of_two() || !(VHDX_MIN_BLOCK_SIZE..=VHDX_MAX_BLOCK_SIZE).contains(&block_size) {
-            return Err(VhdxError::BadBlockSize { block_size, offset: region_offset });
+        if !block_size.is_power_of_two()
+            || !(VHDX_MIN_BLOCK_SIZE..=VHDX_MAX_BLOCK_SIZE).contains(&block_size)
+        {
+            return Err(VhdxError::BadBlockSize {
+                block_size,
+                offset: region_offset,
+            });
         }
         if flags & VHDX_HAS_PARENT != 0 {
-            return Err(VhdxError::Differencing { offset: region_offset });
+            return Err(VhdxError::Differencing {
+                offset: region_offset,
+            });
         }
-        let logical = sector_size(item(3, "logical sector size")?, "logical sector size", region_offset)?;
-        let physical = sector_size(item(4, "physical sector size")?, "physical sector size", region_offset)?;
-        let size = fixed::<8>(item(1, "virtual disk size")?, "virtual disk size", region_offset)?;
+        let logical = sector_size(
+            item(3, "logical sector size")?,
+            "logical sector size",
+            region_offset,
+        )?;
+        let physical = sector_size(
+            item(4, "physical sector size")?,
+            "physical sector size",
+            region_offset,
+        )?;
+        let size = fixed::<8>(
+            item(1, "virtual disk size")?,
+            "virtual disk size",
+            region_offset,
+        )?;
         let virtual_size = u64::from_le_bytes(size);
-        if virtual_size == 0 || virtual_size > VHDX_MAX_VIRTUAL_SIZE || virtual_size % u64::from(logical) != 0 {
-            return Err(VhdxError::BadVirtualSize { size: virtual_size, offset: region_offset });
+        if virtual_size == 0
+            || virtual_size > VHDX_MAX_VIRTUAL_SIZE
+            || virtual_size % u64::from(logical) != 0
+        {
+            return Err(VhdxError::BadVirtualSize {
+                size: virtual_size,
+                offset: region_offset,
+            });
         }
         // The page 83 id is required by the spec but not needed to read data.
         let disk_id = match places[2] {
-            Some(_) => Uuid::from_bytes_le(fixed::<16>(item(2, "virtual disk id")?, "virtual disk id", region_offset)?),
+            Some(_) => Uuid::from_bytes_le(fixed::<16>(
+                item(2, "virtual disk id")?,
+                "virtual disk id",
+                region_offset,
+            )?),
             None => Uuid::nil(),
         };
         Ok(Self {
@@ -125,19 +160,37 @@ impl VhdxMetadata {
 
     /// The metadata table and items: write at the region start; the rest of the 1 MiB
     /// region stays a hole.
-    pub fn to_bytes(&self) -> Result<Vec<u8>, VhdxError> {
-        let block_size = u32::try_from(self.block_size)
-            .map_err(|_| VhdxError::BadBlockSize { block_size: self.block_size, offset: 0 })?;
-        let flags = if self.leave_blocks_allocated { VHDX_LEAVE_BLOCKS_ALLOCATED } else { 0 };
+    pub fn to_bytes(self) -> Result<Vec<u8>, VhdxError> {
+        let block_size = u32::try_from(self.block_size).map_err(|_| VhdxError::BadBlockSize {
+            block_size: self.block_size,
+            offset: 0,
+        })?;
+        let flags = if self.leave_blocks_allocated {
+            VHDX_LEAVE_BLOCKS_ALLOCATED
+        } else {
+            0
+        };
         let mut params = block_size.to_le_bytes().to_vec();
         params.extend_from_slice(&flags.to_le_bytes());
         let disk = VHDX_ITEM_IS_VIRTUAL_DISK | VHDX_ITEM_IS_REQUIRED;
         let items: [(Uuid, u32, Vec<u8>); 5] = [
             (FILE_PARAMETERS, VHDX_ITEM_IS_REQUIRED, params),
-            (VIRTUAL_DISK_SIZE, disk, self.virtual_size.to_le_bytes().to_vec()),
+            (
+                VIRTUAL_DISK_SIZE,
+                disk,
+                self.virtual_size.to_le_bytes().to_vec(),
+            ),
             (VIRTUAL_DISK_ID, disk, self.disk_id.to_bytes_le().to_vec()),
-            (LOGICAL_SECTOR_SIZE, disk, self.logical_sector_size.to_le_bytes().to_vec()),
-            (PHYSICAL_SECTOR_SIZE, disk, self.physical_sector_size.to_le_bytes().to_vec()),
+            (
+                LOGICAL_SECTOR_SIZE,
+                disk,
+                self.logical_sector_size.to_le_bytes().to_vec(),
+            ),
+            (
+                PHYSICAL_SECTOR_SIZE,
+                disk,
+                self.physical_sector_size.to_le_bytes().to_vec(),
+            ),
         ];
         let head = RawMetadataHeader {
             signature: *VHDX_METADATA_SIGNATURE,
@@ -148,8 +201,10 @@ impl VhdxMetadata {
         let mut buf = vec![0u8; VHDX_METADATA_TABLE_SIZE];
         buf[..32].copy_from_slice(head.as_bytes());
         for (i, (id, flags, data)) in items.iter().enumerate() {
-            let offset = u32::try_from(buf.len()).map_err(|_| VhdxError::MissingEntry { what: "metadata" })?;
-            let length = u32::try_from(data.len()).map_err(|_| VhdxError::MissingEntry { what: "metadata" })?;
+            let offset = u32::try_from(buf.len())
+                .map_err(|_| VhdxError::MissingEntry { what: "metadata" })?;
+            let length = u32::try_from(data.len())
+                .map_err(|_| VhdxError::MissingEntry { what: "metadata" })?;
             let entry = RawMetadataEntry {
                 item_id: id.to_bytes_le(),
                 offset: U32::new(offset),
@@ -167,44 +222,84 @@ impl VhdxMetadata {
 /// Reads the table: the place of each known item, in the order file parameters, virtual
 /// disk size, virtual disk id, logical sector size, physical sector size.
 fn parse_table(bytes: &[u8], region_offset: u64) -> Result<[Option<ItemPlace>; 5], VhdxError> {
-    let bad_sig = VhdxError::BadSignature { what: "metadata table", offset: region_offset };
+    let bad_sig = VhdxError::BadSignature {
+        what: "metadata table",
+        offset: region_offset,
+    };
     let (head, rest) = RawMetadataHeader::ref_from_prefix(bytes).map_err(|_| bad_sig)?;
     if &head.signature != VHDX_METADATA_SIGNATURE {
-        return Err(VhdxError::BadSignature { what: "metadata table", offset: region_offset });
+        return Err(VhdxError::BadSignature {
+            what: "metadata table",
+            offset: region_offset,
+        });
     }
     let count = head.entry_count.get();
-    let too_many = VhdxError::TooManyEntries { what: "metadata table", offset: region_offset, count: u32::from(count) };
+    let too_many = VhdxError::TooManyEntries {
+        what: "metadata table",
+        offset: region_offset,
+        count: u32::from(count),
+    };
     if count > VHDX_MAX_METADATA_ENTRIES {
         return Err(too_many);
     }
-    let (entries, _) = <[RawMetadataEntry]>::ref_from_prefix_with_elems(rest, usize::from(count)).map_err(|_| too_many)?;
-    let known = [FILE_PARAMETERS, VIRTUAL_DISK_SIZE, VIRTUAL_DISK_ID, LOGICAL_SECTOR_SIZE, PHYSICAL_SECTOR_SIZE];
+    let (entries, _) = <[RawMetadataEntry]>::ref_from_prefix_with_elems(rest, usize::from(count))
+        .map_err(|_| too_many)?;
+    let known = [
+        FILE_PARAMETERS,
+        VIRTUAL_DISK_SIZE,
+        VIRTUAL_DISK_ID,
+        LOGICAL_SECTOR_SIZE,
+        PHYSICAL_SECTOR_SIZE,
+    ];
     let mut places = [None; 5];
     for (i, e) in entries.iter().enumerate() {
         let entry_offset = region_offset + 32 + 32 * i as u64;
         let id = Uuid::from_bytes_le(e.item_id);
         if id == PARENT_LOCATOR {
-            return Err(VhdxError::Differencing { offset: entry_offset });
+            return Err(VhdxError::Differencing {
+                offset: entry_offset,
+            });
         }
         let Some(k) = known.iter().position(|&g| g == id) else {
             if e.flags.get() & VHDX_ITEM_IS_REQUIRED != 0 {
-                return Err(VhdxError::UnknownRequiredItem { guid: id, offset: entry_offset });
+                return Err(VhdxError::UnknownRequiredItem {
+                    guid: id,
+                    offset: entry_offset,
+                });
             }
             continue;
         };
-        let place = ItemPlace { offset: e.offset.get(), length: e.length.get() };
+        let place = ItemPlace {
+            offset: e.offset.get(),
+            length: e.length.get(),
+        };
         if u64::from(place.offset) < VHDX_METADATA_TABLE_SIZE as u64 {
-            return Err(VhdxError::ItemOutsideRegion { what: "metadata item", offset: entry_offset, length: place.length });
+            return Err(VhdxError::ItemOutsideRegion {
+                what: "metadata item",
+                offset: entry_offset,
+                length: place.length,
+            });
         }
         if places[k].replace(place).is_some() {
-            return Err(VhdxError::DuplicateEntry { what: "metadata item", offset: entry_offset });
+            return Err(VhdxError::DuplicateEntry {
+                what: "metadata item",
+                offset: entry_offset,
+            });
         }
     }
     Ok(places)
 }
 
-fn fixed<const N: usize>(bytes: &[u8], what: &'static str, offset: u64) -> Result<[u8; N], VhdxError> {
-    <[u8; N]>::try_from(bytes).map_err(|_| VhdxError::BadItemLength { what, offset, length: bytes.len() })
+fn fixed<const N: usize>(
+    bytes: &[u8],
+    what: &'static str,
+    offset: u64,
+) -> Result<[u8; N], VhdxError> {
+    <[u8; N]>::try_from(bytes).map_err(|_| VhdxError::BadItemLength {
+        what,
+        offset,
+        length: bytes.len(),
+    })
 }
 
 fn head4(b: &[u8; 8]) -> [u8; 4] {
@@ -247,14 +342,20 @@ mod tests {
 
     #[test]
     fn absurd_block_size_is_rejected() {
-        let bad = VhdxMetadata { block_size: 3 * MIB, ..meta() };
+        let bad = VhdxMetadata {
+            block_size: 3 * MIB,
+            ..meta()
+        };
         let err = VhdxMetadata::parse(&bad.to_bytes().unwrap(), 2 * MIB).unwrap_err();
         assert!(matches!(err, VhdxError::BadBlockSize { .. }), "{err}");
     }
 
     #[test]
     fn odd_sector_size_is_rejected() {
-        let bad = VhdxMetadata { logical_sector_size: 1024, ..meta() };
+        let bad = VhdxMetadata {
+            logical_sector_size: 1024,
+            ..meta()
+        };
         let err = VhdxMetadata::parse(&bad.to_bytes().unwrap(), 2 * MIB).unwrap_err();
         assert!(matches!(err, VhdxError::BadSectorSize { .. }), "{err}");
     }
@@ -273,6 +374,9 @@ mod tests {
         let mut bytes = meta().to_bytes().unwrap();
         bytes[64] ^= 0xff; // second entry's item id: now unknown, and required
         let err = VhdxMetadata::parse(&bytes, 2 * MIB).unwrap_err();
-        assert!(matches!(err, VhdxError::UnknownRequiredItem { .. }), "{err}");
+        assert!(
+            matches!(err, VhdxError::UnknownRequiredItem { .. }),
+            "{err}"
+        );
     }
 }

@@ -46,7 +46,9 @@ use uuid::Uuid;
 
 use self::bat::{BatCursor, BatGeometry, BatWriter, BlockMap};
 use self::header::{VHDX_HEADER_OFFSETS, VHDX_HEADER_SIZE, VhdxHeader};
-use self::metadata::{VHDX_MAX_BLOCK_SIZE, VHDX_METADATA_TABLE_SIZE, VHDX_MIN_BLOCK_SIZE, VhdxMetadata};
+use self::metadata::{
+    VHDX_MAX_BLOCK_SIZE, VHDX_METADATA_TABLE_SIZE, VHDX_MIN_BLOCK_SIZE, VhdxMetadata,
+};
 use self::region::{Region, VHDX_REGION_TABLE_OFFSETS, VHDX_REGION_TABLE_SIZE, VhdxRegions};
 use super::block::{Block, Blocker};
 use super::{
@@ -58,7 +60,8 @@ use crate::io::output::OutputSet;
 use crate::io::read_exact_at;
 
 /// The `-o` keys the vhdx writer accepts.
-pub(super) const OPTION_KEYS: &[&str] = &["subformat", "block_size", "log_size", "block_state_zero"];
+pub(super) const OPTION_KEYS: &[&str] =
+    &["subformat", "block_size", "log_size", "block_state_zero"];
 
 /// One mebibyte: the unit of every VHDX region and block offset.
 const MIB: u64 = 1 << 20;
@@ -90,7 +93,9 @@ pub enum VhdxError {
         state: u64,
     },
     /// The block size is not a power of two from 1 MiB to 256 MiB.
-    #[error("VHDX block size {block_size} in the metadata at {offset:#x} is not a power of two from 1 MiB to 256 MiB")]
+    #[error(
+        "VHDX block size {block_size} in the metadata at {offset:#x} is not a power of two from 1 MiB to 256 MiB"
+    )]
     BadBlockSize {
         /// The block size.
         block_size: u64,
@@ -146,7 +151,9 @@ pub enum VhdxError {
         version: u16,
     },
     /// The virtual size is zero, not a sector multiple or above 64 TiB.
-    #[error("VHDX virtual size {size} in the metadata at {offset:#x} is zero, not a multiple of the sector size, or above 64 TiB")]
+    #[error(
+        "VHDX virtual size {size} in the metadata at {offset:#x} is zero, not a multiple of the sector size, or above 64 TiB"
+    )]
     BadVirtualSize {
         /// The size.
         size: u64,
@@ -164,7 +171,9 @@ pub enum VhdxError {
         needed: u64,
     },
     /// A payload block lies past the end of the file.
-    #[error("VHDX BAT entry at {entry_offset:#x} maps a block at {offset:#x}, past the end of the file ({file_len:#x} bytes)")]
+    #[error(
+        "VHDX BAT entry at {entry_offset:#x} maps a block at {offset:#x}, past the end of the file ({file_len:#x} bytes)"
+    )]
     BlockOutsideFile {
         /// Offset of the entry.
         entry_offset: u64,
@@ -174,7 +183,9 @@ pub enum VhdxError {
         file_len: u64,
     },
     /// A payload block overlaps another block or the metadata.
-    #[error("VHDX BAT entry at {entry_offset:#x} maps a block at {offset:#x} that overlaps another block or metadata")]
+    #[error(
+        "VHDX BAT entry at {entry_offset:#x} maps a block at {offset:#x} that overlaps another block or metadata"
+    )]
     BlockOverlap {
         /// Offset of the entry.
         entry_offset: u64,
@@ -206,7 +217,9 @@ pub enum VhdxError {
         length: u32,
     },
     /// The log holds entries to replay.
-    #[error("VHDX header at {offset:#x} has a non-empty log (LogGuid {log_guid}); kiln does not replay logs and refuses to guess: open the disk once in Hyper-V or qemu to replay it")]
+    #[error(
+        "VHDX header at {offset:#x} has a non-empty log (LogGuid {log_guid}); kiln does not replay logs and refuses to guess: open the disk once in Hyper-V or qemu to replay it"
+    )]
     LogNotEmpty {
         /// Offset of the current header.
         offset: u64,
@@ -240,7 +253,9 @@ pub enum VhdxError {
         entry_offset: u64,
     },
     /// A region is not 1 MiB aligned, empty, or inside the header area.
-    #[error("VHDX {what} at {offset:#x} ({length} bytes) is not 1 MiB aligned and sized, or overlaps the header area")]
+    #[error(
+        "VHDX {what} at {offset:#x} ({length} bytes) is not 1 MiB aligned and sized, or overlaps the header area"
+    )]
     RegionMisaligned {
         /// Which region.
         what: &'static str,
@@ -250,7 +265,9 @@ pub enum VhdxError {
         length: u64,
     },
     /// A region lies past the end of the file.
-    #[error("VHDX {what} at {offset:#x} ({length} bytes) lies past the end of the file ({file_len:#x} bytes)")]
+    #[error(
+        "VHDX {what} at {offset:#x} ({length} bytes) lies past the end of the file ({file_len:#x} bytes)"
+    )]
     RegionOutsideFile {
         /// Which region.
         what: &'static str,
@@ -294,7 +311,9 @@ pub enum VhdxError {
         offset: u64,
     },
     /// A required region kiln does not know.
-    #[error("VHDX region table entry at {offset:#x} is a required region kiln does not know ({guid})")]
+    #[error(
+        "VHDX region table entry at {offset:#x} is a required region kiln does not know ({guid})"
+    )]
     UnknownRequiredRegion {
         /// The region id.
         guid: Uuid,
@@ -327,7 +346,11 @@ const fn crc32c_table() -> [u32; 256] {
         let mut c = i;
         let mut k = 0;
         while k < 8 {
-            c = if c & 1 != 0 { (c >> 1) ^ 0x82F6_3B78 } else { c >> 1 };
+            c = if c & 1 != 0 {
+                (c >> 1) ^ 0x82F6_3B78
+            } else {
+                c >> 1
+            };
             k += 1;
         }
         table[i as usize] = c;
@@ -368,31 +391,67 @@ pub(super) fn open(file: File, _path: &Path, _opts: &OpenOptions) -> Result<Box<
     header::check_identifier(&ident)?;
     let (current, header_offset) = read_headers(&file)?;
     if !current.log_guid.is_nil() {
-        return Err(VhdxError::LogNotEmpty { offset: header_offset, log_guid: current.log_guid }.into());
+        return Err(VhdxError::LogNotEmpty {
+            offset: header_offset,
+            log_guid: current.log_guid,
+        }
+        .into());
     }
     let regions = read_region_tables(&file, file_len)?;
-    let table_len = usize::try_from(regions.metadata.length.min(MIB)).unwrap_or(VHDX_METADATA_TABLE_SIZE);
+    let table_len =
+        usize::try_from(regions.metadata.length.min(MIB)).unwrap_or(VHDX_METADATA_TABLE_SIZE);
     let mut meta_bytes = vec![0u8; table_len];
-    read_exact_at(&file, &mut meta_bytes, regions.metadata.offset, "VHDX metadata region")?;
+    read_exact_at(
+        &file,
+        &mut meta_bytes,
+        regions.metadata.offset,
+        "VHDX metadata region",
+    )?;
     let meta = VhdxMetadata::parse(&meta_bytes, regions.metadata.offset)?;
     let geometry = BatGeometry::new(meta.virtual_size, meta.block_size, meta.logical_sector_size);
     let needed = geometry.total_entries * 8;
     if regions.bat.length < needed {
         let (offset, length) = (regions.bat.offset, regions.bat.length);
-        return Err(VhdxError::BatTooSmall { offset, length, needed }.into());
+        return Err(VhdxError::BatTooSmall {
+            offset,
+            length,
+            needed,
+        }
+        .into());
     }
-    let log = Region { offset: current.log_offset, length: u64::from(current.log_length) };
-    let reserved = [Region { offset: 0, length: MIB }, log, regions.bat, regions.metadata];
+    let log = Region {
+        offset: current.log_offset,
+        length: u64::from(current.log_length),
+    };
+    let reserved = [
+        Region {
+            offset: 0,
+            length: MIB,
+        },
+        log,
+        regions.bat,
+        regions.metadata,
+    ];
     let summary = bat::validate(&file, &geometry, regions.bat, meta.virtual_size, &reserved)?;
-    let subformat = if meta.leave_blocks_allocated { "fixed" } else { "dynamic" };
+    let subformat = if meta.leave_blocks_allocated {
+        "fixed"
+    } else {
+        "dynamic"
+    };
     let info = ImageInfo::new(DiskFormat::Vhdx, meta.virtual_size)
         .detail("block_size", meta.block_size)
         .detail("logical_sector_size", meta.logical_sector_size)
         .detail("physical_sector_size", meta.physical_sector_size)
         .detail("log_size", current.log_length)
-        .detail("allocated_bytes", summary.present_blocks.saturating_mul(meta.block_size))
+        .detail(
+            "allocated_bytes",
+            summary.present_blocks.saturating_mul(meta.block_size),
+        )
         .detail("disk_id", meta.disk_id);
-    let info = ImageInfo { subformat: Some(subformat.to_string()), ..info };
+    let info = ImageInfo {
+        subformat: Some(subformat.to_string()),
+        ..info
+    };
     Ok(Box::new(VhdxReader {
         bat: BatCursor::new(regions.bat, &geometry),
         file,
@@ -428,7 +487,9 @@ fn read_region_tables(file: &File, file_len: u64) -> Result<VhdxRegions> {
             Err(e) => first_error = first_error.or(Some(e)),
         }
     }
-    let source = Box::new(first_error.unwrap_or(VhdxError::MissingEntry { what: "region table" }));
+    let source = Box::new(first_error.unwrap_or(VhdxError::MissingEntry {
+        what: "region table",
+    }));
     Err(VhdxError::NoValidRegionTable { source }.into())
 }
 
@@ -477,7 +538,11 @@ impl DiskReader for VhdxReader {
             BlockMap::Zero | BlockMap::Unallocated => {
                 let len = self.run_len(map)?;
                 self.pos += len;
-                let extent = if map == BlockMap::Zero { Extent::Zero(len) } else { Extent::Unallocated(len) };
+                let extent = if map == BlockMap::Zero {
+                    Extent::Zero(len)
+                } else {
+                    Extent::Unallocated(len)
+                };
                 return Ok(Some(extent));
             }
         };
@@ -486,7 +551,12 @@ impl DiskReader for VhdxReader {
         let len = (block_end - self.pos).min(MAX_EXTENT_BYTES as u64);
         let len = usize::try_from(len).expect("bounded by MAX_EXTENT_BYTES");
         self.buf.resize(len, 0);
-        read_exact_at(&self.file, &mut self.buf, offset + within, "VHDX payload block")?;
+        read_exact_at(
+            &self.file,
+            &mut self.buf,
+            offset + within,
+            "VHDX payload block",
+        )?;
         self.pos += len as u64;
         Ok(Some(Extent::Data(&self.buf)))
     }
@@ -511,7 +581,9 @@ impl WriterOptions {
         let o = req.options;
         let fixed = o.get_choice("subformat", &["dynamic", "fixed"])? == Some("fixed");
         let block_size = o.get_size("block_size")?.unwrap_or(VHDX_DEFAULT_BLOCK_SIZE);
-        if !block_size.is_power_of_two() || !(VHDX_MIN_BLOCK_SIZE..=VHDX_MAX_BLOCK_SIZE).contains(&block_size) {
+        if !block_size.is_power_of_two()
+            || !(VHDX_MIN_BLOCK_SIZE..=VHDX_MAX_BLOCK_SIZE).contains(&block_size)
+        {
             return Err(Error::invalid_input(format!(
                 "option block_size={block_size}: expected a power of two from 1M to 256M"
             )));
@@ -529,7 +601,12 @@ impl WriterOptions {
                 "vhdx virtual size {size} must be a non-zero multiple of 512 bytes, at most 64 TiB"
             )));
         }
-        Ok(Self { fixed, block_size, log_size, zero_state })
+        Ok(Self {
+            fixed,
+            block_size,
+            log_size,
+            zero_state,
+        })
     }
 }
 
@@ -543,10 +620,23 @@ struct Layout {
 
 impl Layout {
     fn new(geometry: &BatGeometry, log_size: u64) -> Self {
-        let log = Region { offset: MIB, length: log_size };
-        let metadata = Region { offset: log.end(), length: MIB };
-        let bat = Region { offset: metadata.end(), length: geometry.region_length() };
-        Self { log, regions: VhdxRegions { bat, metadata }, payload: bat.end() }
+        let log = Region {
+            offset: MIB,
+            length: log_size,
+        };
+        let metadata = Region {
+            offset: log.end(),
+            length: MIB,
+        };
+        let bat = Region {
+            offset: metadata.end(),
+            length: geometry.region_length(),
+        };
+        Self {
+            log,
+            regions: VhdxRegions { bat, metadata },
+            payload: bat.end(),
+        }
     }
 }
 
@@ -567,7 +657,8 @@ pub(super) fn create(req: &CreateRequest<'_>, out: &mut OutputSet) -> Result<Box
         file_write_guid: req.ctx.uuid("vhdx/file-write"),
         data_write_guid: req.ctx.uuid("vhdx/data-write"),
         log_guid: Uuid::nil(),
-        log_length: u32::try_from(opts.log_size).map_err(|_| Error::invalid_input("log_size too large"))?,
+        log_length: u32::try_from(opts.log_size)
+            .map_err(|_| Error::invalid_input("log_size too large"))?,
         log_offset: layout.log.offset,
     };
     let file = out.create_primary()?;
@@ -610,7 +701,9 @@ struct VhdxWriter {
 
 impl VhdxWriter {
     fn take_block(&mut self, block: Block<'_>) -> Result<()> {
-        let Block::Data { index, bytes } = block else { return Ok(()) };
+        let Block::Data { index, bytes } = block else {
+            return Ok(());
+        };
         let offset = self.place(index * VHDX_HOLE_BLOCK as u64)?;
         let contiguous = self.pending_offset + self.pending.len() as u64 == offset;
         if !contiguous || self.pending.len() + bytes.len() > MAX_EXTENT_BYTES {
@@ -643,12 +736,21 @@ impl VhdxWriter {
 
     /// Writes the BAT entries of every block before `end`.
     fn entries_until(&mut self, end: u64) -> Result<()> {
-        let absent = if self.opts.zero_state { bat::PAYLOAD_BLOCK_ZERO } else { bat::PAYLOAD_BLOCK_NOT_PRESENT };
+        let absent = if self.opts.zero_state {
+            bat::PAYLOAD_BLOCK_ZERO
+        } else {
+            bat::PAYLOAD_BLOCK_NOT_PRESENT
+        };
         while self.bat.next_block() < end {
             let b = self.bat.next_block();
             let e = match self.current {
-                _ if self.opts.fixed => bat::entry(bat::PAYLOAD_BLOCK_FULLY_PRESENT, self.layout.payload + b * self.geometry.block_size),
-                Some((cur, offset)) if cur == b => bat::entry(bat::PAYLOAD_BLOCK_FULLY_PRESENT, offset),
+                _ if self.opts.fixed => bat::entry(
+                    bat::PAYLOAD_BLOCK_FULLY_PRESENT,
+                    self.layout.payload + b * self.geometry.block_size,
+                ),
+                Some((cur, offset)) if cur == b => {
+                    bat::entry(bat::PAYLOAD_BLOCK_FULLY_PRESENT, offset)
+                }
                 _ => absent,
             };
             self.bat.push(&self.file, e)?;
@@ -669,7 +771,10 @@ impl VhdxWriter {
         let f = &self.file;
         f.write_all_at(&header::identifier_bytes(&self.creator), 0)?;
         for (i, offset) in VHDX_HEADER_OFFSETS.into_iter().enumerate() {
-            let h = VhdxHeader { sequence_number: self.header.sequence_number + i as u64, ..self.header };
+            let h = VhdxHeader {
+                sequence_number: self.header.sequence_number + i as u64,
+                ..self.header
+            };
             f.write_all_at(&h.to_bytes(), offset)?;
         }
         let table = self.layout.regions.to_bytes()?;
@@ -702,7 +807,9 @@ impl DiskWriter for VhdxWriter {
             self.next_free
         };
         self.file.set_len(end)?;
-        Ok(WriteReport { virtual_size: self.meta.virtual_size })
+        Ok(WriteReport {
+            virtual_size: self.meta.virtual_size,
+        })
     }
 }
 
@@ -727,6 +834,9 @@ mod tests {
     fn layout_puts_payload_after_the_bat() {
         let g = BatGeometry::new(64 * MIB, 32 * MIB, 512);
         let l = Layout::new(&g, MIB);
-        assert_eq!((l.regions.metadata.offset, l.regions.bat.offset, l.payload), (2 * MIB, 3 * MIB, 4 * MIB));
+        assert_eq!(
+            (l.regions.metadata.offset, l.regions.bat.offset, l.payload),
+            (2 * MIB, 3 * MIB, 4 * MIB)
+        );
     }
 }

@@ -65,27 +65,48 @@ pub(super) struct VhdxRegions {
 impl VhdxRegions {
     /// Parses the table stored at `offset`; every region must lie inside `file_len`.
     pub fn parse(buf: &[u8], offset: u64, file_len: u64) -> Result<Self, VhdxError> {
-        let (head, rest) = RawRegionTableHeader::ref_from_prefix(buf)
-            .map_err(|_| VhdxError::BadSignature { what: "region table", offset })?;
+        let (head, rest) =
+            RawRegionTableHeader::ref_from_prefix(buf).map_err(|_| VhdxError::BadSignature {
+                what: "region table",
+                offset,
+            })?;
         if &head.signature != VHDX_REGION_SIGNATURE {
-            return Err(VhdxError::BadSignature { what: "region table", offset });
+            return Err(VhdxError::BadSignature {
+                what: "region table",
+                offset,
+            });
         }
         let computed = checksum_with_zero_field(buf);
         let found = head.checksum.get();
         if found != computed {
-            return Err(VhdxError::BadChecksum { what: "region table", offset, found, computed });
+            return Err(VhdxError::BadChecksum {
+                what: "region table",
+                offset,
+                found,
+                computed,
+            });
         }
         let count = head.entry_count.get();
         if count > VHDX_MAX_REGIONS {
-            return Err(VhdxError::TooManyEntries { what: "region table", offset, count });
+            return Err(VhdxError::TooManyEntries {
+                what: "region table",
+                offset,
+                count,
+            });
         }
         let n = usize::try_from(count).map_err(|_| VhdxError::TooManyEntries {
             what: "region table",
             offset,
             count,
         })?;
-        let (entries, _) = <[RawRegionEntry]>::ref_from_prefix_with_elems(rest, n)
-            .map_err(|_| VhdxError::TooManyEntries { what: "region table", offset, count })?;
+        let (entries, _) =
+            <[RawRegionEntry]>::ref_from_prefix_with_elems(rest, n).map_err(|_| {
+                VhdxError::TooManyEntries {
+                    what: "region table",
+                    offset,
+                    count,
+                }
+            })?;
         let mut bat = None;
         let mut metadata = None;
         for (i, e) in entries.iter().enumerate() {
@@ -95,23 +116,31 @@ impl VhdxRegions {
                 VHDX_BAT_GUID => (&mut bat, "BAT region"),
                 VHDX_METADATA_GUID => (&mut metadata, "metadata region"),
                 _ if e.flags.get() & VHDX_REGION_REQUIRED != 0 => {
-                    return Err(VhdxError::UnknownRequiredRegion { guid, offset: entry_offset });
+                    return Err(VhdxError::UnknownRequiredRegion {
+                        guid,
+                        offset: entry_offset,
+                    });
                 }
                 _ => continue,
             };
             let region = check_region(e, slot.1, file_len)?;
             if slot.0.replace(region).is_some() {
-                return Err(VhdxError::DuplicateEntry { what: slot.1, offset: entry_offset });
+                return Err(VhdxError::DuplicateEntry {
+                    what: slot.1,
+                    offset: entry_offset,
+                });
             }
         }
         Ok(Self {
             bat: bat.ok_or(VhdxError::MissingEntry { what: "BAT region" })?,
-            metadata: metadata.ok_or(VhdxError::MissingEntry { what: "metadata region" })?,
+            metadata: metadata.ok_or(VhdxError::MissingEntry {
+                what: "metadata region",
+            })?,
         })
     }
 
     /// The 64 KiB table with its checksum.
-    pub fn to_bytes(&self) -> Result<Vec<u8>, VhdxError> {
+    pub fn to_bytes(self) -> Result<Vec<u8>, VhdxError> {
         let mut buf = vec![0u8; VHDX_REGION_TABLE_SIZE];
         let head = RawRegionTableHeader {
             signature: *VHDX_REGION_SIGNATURE,
@@ -125,8 +154,10 @@ impl VhdxRegions {
             (VHDX_METADATA_GUID, self.metadata, "metadata region"),
         ];
         for (i, (guid, region, what)) in regions.into_iter().enumerate() {
-            let length = u32::try_from(region.length)
-                .map_err(|_| VhdxError::RegionTooLong { what, length: region.length })?;
+            let length = u32::try_from(region.length).map_err(|_| VhdxError::RegionTooLong {
+                what,
+                length: region.length,
+            })?;
             let entry = RawRegionEntry {
                 guid: guid.to_bytes_le(),
                 file_offset: U64::new(region.offset),
@@ -143,11 +174,22 @@ impl VhdxRegions {
 
 /// MS-VHDX 2.2.3.2: regions are 1 MiB aligned, a multiple of 1 MiB long, past the header
 /// area, and (kiln's rule) inside the file.
-fn check_region(e: &RawRegionEntry, what: &'static str, file_len: u64) -> Result<Region, VhdxError> {
-    let region = Region { offset: e.file_offset.get(), length: u64::from(e.length.get()) };
+fn check_region(
+    e: &RawRegionEntry,
+    what: &'static str,
+    file_len: u64,
+) -> Result<Region, VhdxError> {
+    let region = Region {
+        offset: e.file_offset.get(),
+        length: u64::from(e.length.get()),
+    };
     let aligned = region.offset % MIB == 0 && region.length % MIB == 0;
     if !aligned || region.length == 0 || region.offset < MIB {
-        return Err(VhdxError::RegionMisaligned { what, offset: region.offset, length: region.length });
+        return Err(VhdxError::RegionMisaligned {
+            what,
+            offset: region.offset,
+            length: region.length,
+        });
     }
     if region.length > file_len.saturating_sub(region.offset) {
         return Err(VhdxError::RegionOutsideFile {
@@ -166,15 +208,24 @@ mod tests {
 
     fn regions() -> VhdxRegions {
         VhdxRegions {
-            bat: Region { offset: 3 * MIB, length: MIB },
-            metadata: Region { offset: 2 * MIB, length: MIB },
+            bat: Region {
+                offset: 3 * MIB,
+                length: MIB,
+            },
+            metadata: Region {
+                offset: 2 * MIB,
+                length: MIB,
+            },
         }
     }
 
     #[test]
     fn region_table_round_trips() {
         let bytes = regions().to_bytes().unwrap();
-        assert_eq!(VhdxRegions::parse(&bytes, 0x30000, 8 * MIB).unwrap(), regions());
+        assert_eq!(
+            VhdxRegions::parse(&bytes, 0x30000, 8 * MIB).unwrap(),
+            regions()
+        );
     }
 
     #[test]
@@ -200,6 +251,9 @@ mod tests {
         let sum = checksum_with_zero_field(&bytes);
         bytes[4..8].copy_from_slice(&sum.to_le_bytes());
         let err = VhdxRegions::parse(&bytes, 0x30000, 8 * MIB).unwrap_err();
-        assert!(matches!(err, VhdxError::UnknownRequiredRegion { .. }), "{err}");
+        assert!(
+            matches!(err, VhdxError::UnknownRequiredRegion { .. }),
+            "{err}"
+        );
     }
 }
