@@ -45,11 +45,11 @@ use std::path::Path;
 use uuid::Uuid;
 
 use self::bat::{BatCursor, BatGeometry, BatWriter, BlockMap};
-use self::header::{VHDX_HEADER_OFFSETS, VHDX_HEADER_SIZE, VhdxHeader};
+use self::header::{VHDX_HEADER_OFFSETS, VhdxHeader};
 use self::metadata::{
     VHDX_MAX_BLOCK_SIZE, VHDX_METADATA_TABLE_SIZE, VHDX_MIN_BLOCK_SIZE, VhdxMetadata,
 };
-use self::region::{Region, VHDX_REGION_TABLE_OFFSETS, VHDX_REGION_TABLE_SIZE, VhdxRegions};
+use self::region::{Region, VHDX_REGION_TABLE_OFFSETS, VhdxRegions};
 use super::block::{Block, Blocker};
 use super::{
     CreateRequest, DiskFormat, DiskReader, DiskWriter, Extent, ImageInfo, MAX_EXTENT_BYTES,
@@ -389,7 +389,7 @@ pub(super) fn open(file: File, _path: &Path, _opts: &OpenOptions) -> Result<Box<
     let mut ident = [0u8; 8];
     read_exact_at(&file, &mut ident, 0, "VHDX file type identifier")?;
     header::check_identifier(&ident)?;
-    let (current, header_offset) = read_headers(&file)?;
+    let (current, header_offset) = header::read_headers(&file)?;
     if !current.log_guid.is_nil() {
         return Err(VhdxError::LogNotEmpty {
             offset: header_offset,
@@ -397,7 +397,7 @@ pub(super) fn open(file: File, _path: &Path, _opts: &OpenOptions) -> Result<Box<
         }
         .into());
     }
-    let regions = read_region_tables(&file, file_len)?;
+    let regions = region::read_region_tables(&file, file_len)?;
     let table_len =
         usize::try_from(regions.metadata.length.min(MIB)).unwrap_or(VHDX_METADATA_TABLE_SIZE);
     let mut meta_bytes = vec![0u8; table_len];
@@ -461,36 +461,6 @@ pub(super) fn open(file: File, _path: &Path, _opts: &OpenOptions) -> Result<Box<
         buf: Vec::new(),
         info,
     }))
-}
-
-/// Reads both headers and picks the current one (see [`header::select_header`]).
-fn read_headers(file: &File) -> Result<(VhdxHeader, u64)> {
-    let mut parsed = Vec::with_capacity(2);
-    for offset in VHDX_HEADER_OFFSETS {
-        let mut buf = [0u8; VHDX_HEADER_SIZE];
-        read_exact_at(file, &mut buf, offset, "VHDX header")?;
-        parsed.push(VhdxHeader::parse(&buf, offset));
-    }
-    let second = parsed.pop().expect("two headers were parsed");
-    let first = parsed.pop().expect("two headers were parsed");
-    Ok(header::select_header(first, second)?)
-}
-
-/// Reads the first valid region table; the second copy is the fallback.
-fn read_region_tables(file: &File, file_len: u64) -> Result<VhdxRegions> {
-    let mut first_error = None;
-    let mut buf = vec![0u8; VHDX_REGION_TABLE_SIZE];
-    for offset in VHDX_REGION_TABLE_OFFSETS {
-        read_exact_at(file, &mut buf, offset, "VHDX region table")?;
-        match VhdxRegions::parse(&buf, offset, file_len) {
-            Ok(regions) => return Ok(regions),
-            Err(e) => first_error = first_error.or(Some(e)),
-        }
-    }
-    let source = Box::new(first_error.unwrap_or(VhdxError::MissingEntry {
-        what: "region table",
-    }));
-    Err(VhdxError::NoValidRegionTable { source }.into())
 }
 
 /// Yields a validated VHDX disk block by block.

@@ -1,10 +1,14 @@
 //! The region table (MS-VHDX 2.2.3): where the BAT and the metadata region live.
 
+use std::fs::File;
+
 use uuid::{Uuid, uuid};
 use zerocopy::little_endian::{U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 use super::{MIB, VhdxError, checksum_with_zero_field};
+use crate::error::Result;
+use crate::io::read_exact_at;
 
 /// Offsets of the two region table copies.
 pub(super) const VHDX_REGION_TABLE_OFFSETS: [u64; 2] = [0x3_0000, 0x4_0000];
@@ -200,6 +204,23 @@ fn check_region(
         });
     }
     Ok(region)
+}
+
+/// Reads the first valid region table; the second copy is the fallback.
+pub(super) fn read_region_tables(file: &File, file_len: u64) -> Result<VhdxRegions> {
+    let mut first_error = None;
+    let mut buf = vec![0u8; VHDX_REGION_TABLE_SIZE];
+    for offset in VHDX_REGION_TABLE_OFFSETS {
+        read_exact_at(file, &mut buf, offset, "VHDX region table")?;
+        match VhdxRegions::parse(&buf, offset, file_len) {
+            Ok(regions) => return Ok(regions),
+            Err(e) => first_error = first_error.or(Some(e)),
+        }
+    }
+    let source = Box::new(first_error.unwrap_or(VhdxError::MissingEntry {
+        what: "region table",
+    }));
+    Err(VhdxError::NoValidRegionTable { source }.into())
 }
 
 #[cfg(test)]
