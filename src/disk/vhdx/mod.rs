@@ -809,4 +809,63 @@ mod tests {
             (2 * MIB, 3 * MIB, 4 * MIB)
         );
     }
+
+    /// Writes `extents` as a VHDX with 1 MiB blocks, reads it back, returns the bytes.
+    fn round_trip(extents: &[(u64, u8)], fixed: bool) -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.vhdx");
+        let sub = if fixed { "fixed" } else { "dynamic" };
+        let options =
+            crate::disk::KvOptions::parse(&format!("subformat={sub},block_size=1M")).unwrap();
+        let ctx = crate::BuildContext::from_env("p");
+        let size: u64 = extents.iter().map(|(sectors, _)| sectors * 512).sum();
+        let req = CreateRequest {
+            format: DiskFormat::Vhdx,
+            virtual_size: size,
+            options: &options,
+            compress: false,
+            ctx: &ctx,
+        };
+        let mut out = OutputSet::new(&path, false);
+        let mut w = create(&req, &mut out).unwrap();
+        for &(sectors, kind) in extents {
+            let len = sectors * 512;
+            match kind {
+                0 => w.write_extent(Extent::Unallocated(len)).unwrap(),
+                1 => w.write_extent(Extent::Zero(len)).unwrap(),
+                b => w
+                    .write_extent(Extent::Data(&vec![b; usize::try_from(len).unwrap()]))
+                    .unwrap(),
+            }
+        }
+        w.finish().unwrap();
+        out.commit().unwrap();
+        let mut r = open(File::open(&path).unwrap(), &path, &OpenOptions::default()).unwrap();
+        let mut got = Vec::new();
+        while let Some(e) = r.next_extent().unwrap() {
+            match e {
+                Extent::Data(bytes) => got.extend_from_slice(bytes),
+                other => got.resize(got.len() + usize::try_from(other.len()).unwrap(), 0),
+            }
+        }
+        got
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+        #[test]
+        fn random_extent_maps_round_trip(
+            extents in proptest::collection::vec((1u64..3000, 0u8..4), 1..8),
+            fixed in proptest::bool::ANY,
+        ) {
+            let expected: Vec<u8> = extents
+                .iter()
+                .flat_map(|&(sectors, kind)| {
+                    let b = if kind < 2 { 0 } else { kind };
+                    std::iter::repeat_n(b, usize::try_from(sectors * 512).unwrap())
+                })
+                .collect();
+            proptest::prop_assert!(round_trip(&extents, fixed) == expected);
+        }
+    }
 }
