@@ -364,3 +364,22 @@ fn file_shorter_than_the_header_area_is_rejected() {
         .unwrap();
     assert_refused(&d, "0x186a0 bytes");
 }
+
+#[test]
+fn absurd_virtual_size_is_rejected() {
+    let d = Dir::new();
+    let img = good_image(&d);
+    // Virtual disk size is the second item, 8 bytes after the file parameters.
+    patch(&img, 2 * MIB + 0x1_0008, &(1u64 << 62).to_le_bytes());
+    assert_refused(
+        &d,
+        "virtual size 4611686018427387904 in the metadata at 0x200000",
+    );
+}
+
+#[test]
+fn huge_virtual_size_is_a_usage_error_when_writing() {
+    let d = Dir::new();
+    let err = d.kiln_err(&["create", "-f", "vhdx", "x.vhdx", "65T"], 2);
+    assert!(err.contains("64 TiB"), "{err}");
+}
