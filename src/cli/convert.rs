@@ -13,6 +13,9 @@ pub(super) fn create(args: &CreateArgs) -> Result<()> {
 }
 
 pub(super) fn convert(args: &ConvertArgs) -> Result<()> {
+    if args.output_format == disk::DiskFormat::Iso && args.input.is_dir() {
+        return super::seed::iso_from_dir(&args.input, &args.output, &args.write.kv()?, args.write.force);
+    }
     let opts = OpenOptions { format: args.input_format, allow_unsafe: args.allow_unsafe };
     let mut reader = disk::open(&args.input, &opts)?;
     let progress = (args.progress && !args.quiet).then(|| Progress::new(reader.virtual_size()));
