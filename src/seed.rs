@@ -257,7 +257,9 @@ fn parse_yaml(file: &'static str, bytes: &[u8]) -> Result<Yaml> {
     serde_saphyr::from_slice::<Yaml>(bytes).map_err(|e| {
         let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
         let message = e.without_snippet().to_string();
-        let message = message.lines().next().unwrap_or_default().to_string();
+        let message = message.lines().next().unwrap_or_default();
+        // The parser repeats the position; it is already in our message.
+        let message = message.split(" at line ").next().unwrap_or(message).to_string();
         SeedError::BadYaml { file, line, column, message }.into()
     })
 }

@@ -6,4 +6,5 @@
 
 mod cli;
 mod formats;
+mod seed;
 mod util;

@@ -73,7 +73,8 @@ pub(super) fn seed(args: &SeedArgs) -> Result<()> {
         hostname: args.hostname.clone(),
         ssh_keys,
     };
-    let ctx = context_for(&args.output);
+    // Ids depend on the contents only, so the same inputs give the same seed under any name.
+    let ctx = BuildContext::from_env("kiln-seed");
     seed::write_seed(&spec, args.format, &ctx, &args.output, args.force)
 }
 

@@ -16,6 +16,8 @@
 
 use std::io::Write;
 
+use sha2::{Digest, Sha256};
+
 use crate::context::BuildContext;
 use crate::disk::iso::DateTime;
 use crate::error::{Error, ErrorKind, Result};
@@ -177,7 +179,7 @@ pub fn write_fat_image(label: &str, files: &[FatFile], ctx: &BuildContext, out: 
     let sizes: Vec<u64> = files.iter().map(|f| f.data.len() as u64).collect();
     let g = Geometry::for_files(&sizes)?;
     let (date, time) = fat_timestamp(ctx.epoch);
-    let serial = u32::from_le_bytes(ctx.uuid("fat/volume-serial").as_bytes()[..4].try_into().unwrap_or([0; 4]));
+    let serial = volume_serial(ctx, files);
     let mut fat = FatTable::new(&g);
     let mut root = Vec::with_capacity(usize::try_from(FAT_ROOT_ENTRIES * 32).unwrap_or(0));
     root.extend_from_slice(&dir_entry(&label, 0x08, (date, time), 0, 0));
@@ -212,6 +214,21 @@ pub fn write_fat_image(label: &str, files: &[FatFile], ctx: &BuildContext, out: 
     }
     w.zeros(g.total_sectors * FAT_SECTOR - w.pos)?;
     Ok(w.pos)
+}
+
+/// The volume serial: a hash of the context's id and the contents, so the same files give
+/// the same image and different seeds get different serials.
+fn volume_serial(ctx: &BuildContext, files: &[FatFile]) -> u32 {
+    let mut h = Sha256::new();
+    h.update(ctx.uuid("fat/volume-serial").as_bytes());
+    for f in files {
+        h.update((f.name.len() as u64).to_le_bytes());
+        h.update(f.name.as_bytes());
+        h.update((f.data.len() as u64).to_le_bytes());
+        h.update(&f.data);
+    }
+    let d = h.finalize();
+    u32::from_le_bytes([d[0], d[1], d[2], d[3]])
 }
 
 fn label_bytes(label: &str) -> Result<[u8; 11]> {

@@ -1,1 +1,315 @@
-//! iso tests.
+//! iso: `kiln convert -O iso DIR out.iso` judged by xorriso, isoinfo, pycdlib, 7-Zip and
+//! oslo (check-image), plus listings compared entry by entry with the source tree.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use crate::util::*;
+
+/// Long, mixed-case and Unicode names.
+const UNICODE_NAME: &str = "Grüße-文字-Ünïcødé Name.TXT";
+
+/// A source tree exercising every feature: long/mixed/Unicode names, > 8 levels, empty
+/// files and directories, symlinks, modes, multi-sector random data.
+fn make_tree(root: &Path) {
+    let w = |rel: &str, data: &[u8], mode: u32| {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, data).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    let mut random = vec![0u8; 1_234_567];
+    Rng::new(3).fill(&mut random);
+    w("README", b"kiln iso test\n", 0o644);
+    w("bin/run-me.sh", b"#!/bin/sh\necho hi\n", 0o755);
+    w("data/random.bin", &random, 0o600);
+    w("data/empty", b"", 0o644);
+    w(&format!("names/{UNICODE_NAME}"), b"unicode\n", 0o644);
+    w("names/MixedCase.Name.With.Dots.tar.gz", b"dots\n", 0o640);
+    w(&format!("names/{}", "long-name-".repeat(9)), b"ninety chars\n", 0o644);
+    w("names/same-prefix-aaaaaaaaa-1.txt", b"1\n", 0o644);
+    w("names/same-prefix-aaaaaaaaa-2.txt", b"2\n", 0o644);
+    let deep: String = (1..=11).map(|i| format!("level{i}/")).collect();
+    w(&format!("{deep}deep.txt"), b"deep\n", 0o644);
+    std::fs::create_dir_all(root.join("empty-dir")).unwrap();
+    std::os::unix::fs::symlink("../README", root.join("bin/readme-link")).unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", root.join("abs-link")).unwrap();
+    std::os::unix::fs::symlink("data/random.bin", root.join("rel-link")).unwrap();
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct Listed {
+    mode: String,
+    size: u64,
+    target: Option<String>,
+}
+
+/// The tree as `ls -l` would describe it: path → (mode string, size, symlink target).
+fn source_listing(root: &Path) -> BTreeMap<String, Listed> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            let meta = std::fs::symlink_metadata(&p).unwrap();
+            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            let (kind, size, target) = if meta.file_type().is_symlink() {
+                ('l', 0, Some(std::fs::read_link(&p).unwrap().to_string_lossy().into_owned()))
+            } else if meta.is_dir() {
+                stack.push(p.clone());
+                ('d', 2048, None)
+            } else {
+                ('-', meta.len(), None)
+            };
+            let mode = if kind == 'l' { 0o777 } else { meta.permissions().mode() & 0o777 };
+            out.insert(rel, Listed { mode: mode_string(kind, mode), size, target });
+        }
+    }
+    out
+}
+
+fn mode_string(kind: char, mode: u32) -> String {
+    let mut s = String::from(kind);
+    for shift in [6, 3, 0] {
+        let bits = (mode >> shift) & 7;
+        s.push(if bits & 4 != 0 { 'r' } else { '-' });
+        s.push(if bits & 2 != 0 { 'w' } else { '-' });
+        s.push(if bits & 1 != 0 { 'x' } else { '-' });
+    }
+    s
+}
+
+/// `isoinfo -R -l` parsed into the same shape (directory sizes are one block here).
+fn isoinfo_rr_listing(iso: &Path) -> BTreeMap<String, Listed> {
+    let text = run_ok("isoinfo", &["-R", "-l", "-i", iso.to_str().unwrap()]);
+    let mut out = BTreeMap::new();
+    let mut dir = String::new();
+    for line in text.lines() {
+        if let Some(d) = line.strip_prefix("Directory listing of /") {
+            dir = d.to_string();
+            continue;
+        }
+        let Some((head, name)) = line.split_once("]  ") else { continue };
+        let name = name.strip_suffix(' ').unwrap_or(name);
+        if name == "." || name == ".." {
+            continue;
+        }
+        let fields: Vec<&str> = head.split_whitespace().collect();
+        let (name, target) = match name.split_once(" -> ") {
+            Some((n, t)) => (n.to_string(), Some(t.to_string())),
+            None => (name.to_string(), None),
+        };
+        let size: u64 = fields[4].parse().unwrap();
+        out.insert(format!("{dir}{name}"), Listed { mode: fields[0].to_string(), size, target });
+    }
+    out
+}
+
+fn build_tree_iso(d: &Dir) -> std::path::PathBuf {
+    make_tree(&d.path("src"));
+    d.kiln_ok(&["convert", "-O", "iso", "-o", "volume_label=KILN_TEST,publisher=Kiln Tests", "src", "out.iso"]);
+    d.path("out.iso")
+}
+
+#[test]
+fn directory_tree_passes_every_iso_oracle() {
+    let d = Dir::new();
+    let iso = build_tree_iso(&d);
+    check_image("iso", None, &iso, Some(&d.path("src")), &["--volume-label", "KILN_TEST"]);
+}
+
+#[test]
+fn rock_ridge_listing_matches_names_sizes_modes_and_links() {
+    let d = Dir::new();
+    let iso = build_tree_iso(&d);
+    let listed = isoinfo_rr_listing(&iso);
+    let expected = source_listing(&d.path("src"));
+    assert_eq!(listed, expected);
+}
+
+#[test]
+fn joliet_listing_names_every_entry() {
+    let d = Dir::new();
+    let iso = build_tree_iso(&d);
+    let text = run_ok("isoinfo", &["-J", "-f", "-i", iso.to_str().unwrap()]);
+    let mut joliet: Vec<String> = text.lines().map(|l| l.trim_start_matches('/').to_string()).collect();
+    joliet.sort();
+    // isoinfo prints Joliet names in Latin-1, so the Unicode name is checked with 7-Zip.
+    let mut expected: Vec<String> =
+        source_listing(&d.path("src")).into_keys().filter(|p| !p.contains(UNICODE_NAME)).collect();
+    expected.sort();
+    joliet.retain(|p| !p.starts_with("names/Gr"));
+    assert_eq!(joliet, expected);
+    let slt = run_ok("7zz", &["l", "-slt", iso.to_str().unwrap()]);
+    assert!(slt.contains(&format!("Path = names/{UNICODE_NAME}")), "{slt}");
+}
+
+#[test]
+fn seven_zip_extracts_identical_files() {
+    let d = Dir::new();
+    let iso = build_tree_iso(&d);
+    let out = d.path("x");
+    run_ok("7zz", &["x", "-y", &format!("-o{}", out.display()), iso.to_str().unwrap()]);
+    for (path, entry) in source_listing(&d.path("src")) {
+        if entry.mode.starts_with('-') {
+            // 7-Zip reads the Joliet tree, where symlinks are empty files.
+            assert_same_file(&d.path("src").join(&path), &out.join(&path));
+        }
+    }
+}
+
+#[test]
+fn same_tree_and_epoch_give_identical_bytes() {
+    let d = Dir::new();
+    make_tree(&d.path("src"));
+    d.kiln_ok(&["convert", "-O", "iso", "src", "a.iso"]);
+    d.kiln_ok(&["convert", "-O", "iso", "src", "b.iso"]);
+    assert_same_file(&d.path("a.iso"), &d.path("b.iso"));
+}
+
+#[test]
+fn info_reports_label_extensions_and_counts() {
+    let d = Dir::new();
+    build_tree_iso(&d);
+    let v: serde_json::Value = serde_json::from_str(&d.kiln_ok(&["info", "--output", "json", "out.iso"])).unwrap();
+    assert_eq!(v["format"], "iso");
+    assert_eq!(v["details"]["volume_label"], "KILN_TEST");
+    assert_eq!(v["details"]["joliet"], "yes");
+    assert_eq!(v["details"]["rock_ridge"], "yes");
+    assert_eq!(v["details"]["publisher"], "Kiln Tests");
+    let files = source_listing(&d.path("src")).values().filter(|l| !l.mode.starts_with('d')).count();
+    assert_eq!(v["details"]["files"], files.to_string());
+}
+
+#[test]
+fn iso_converts_to_raw_byte_for_byte() {
+    let d = Dir::new();
+    build_tree_iso(&d);
+    d.kiln_ok(&["convert", "-O", "raw", "out.iso", "out.raw"]);
+    assert_same_file(&d.path("out.iso"), &d.path("out.raw"));
+}
+
+#[test]
+fn xorriso_iso_is_read() {
+    let d = Dir::new();
+    make_tree(&d.path("src"));
+    run_ok("xorriso", &["-as", "mkisofs", "-quiet", "-R", "-J", "-V", "XORRISO", "-o", d.path("x.iso").to_str().unwrap(), d.path("src").to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_str(&d.kiln_ok(&["info", "--output", "json", "x.iso"])).unwrap();
+    assert_eq!(v["details"]["volume_label"], "XORRISO");
+    assert_eq!(v["details"]["rock_ridge"], "yes");
+    d.kiln_ok(&["convert", "-O", "raw", "x.iso", "x.raw"]);
+    assert_same_file(&d.path("x.iso"), &d.path("x.raw"));
+}
+
+#[test]
+fn plain_iso_without_extensions_is_valid() {
+    let d = Dir::new();
+    std::fs::create_dir(d.path("src")).unwrap();
+    std::fs::write(d.path("src/a.txt"), b"a").unwrap();
+    d.kiln_ok(&["convert", "-O", "iso", "-o", "joliet=off,rock_ridge=off,label=PLAIN", "src", "p.iso"]);
+    check_image("iso", None, &d.path("p.iso"), None, &["--joliet", "forbid", "--rock-ridge", "forbid", "--volume-label", "PLAIN"]);
+}
+
+fn assert_refused(d: &Dir, args: &[&str], code: i32, needle: &str) {
+    let before = d.files();
+    let err = d.kiln_err(args, code);
+    assert!(err.contains(needle), "expected `{needle}` in: {err}");
+    assert_eq!(err.trim().lines().count(), 1, "not one line: {err}");
+    assert_eq!(d.files(), before, "output left behind");
+}
+
+#[test]
+fn names_colliding_in_joliet_are_refused() {
+    let d = Dir::new();
+    std::fs::create_dir(d.path("src")).unwrap();
+    let stem = "x".repeat(110);
+    std::fs::write(d.path("src").join(format!("{stem}-1")), b"1").unwrap();
+    std::fs::write(d.path("src").join(format!("{stem}-2")), b"2").unwrap();
+    assert_refused(&d, &["convert", "-O", "iso", "src", "c.iso"], 2, "same Joliet name");
+    d.kiln_ok(&["convert", "-O", "iso", "-o", "joliet=off", "src", "c.iso"]);
+    check_image("iso", None, &d.path("c.iso"), Some(&d.path("src")), &["--joliet", "forbid"]);
+}
+
+#[test]
+fn file_over_four_gib_is_refused() {
+    let d = Dir::new();
+    std::fs::create_dir(d.path("src")).unwrap();
+    std::fs::File::create(d.path("src/huge.img")).unwrap().set_len(4 << 30).unwrap();
+    assert_refused(&d, &["convert", "-O", "iso", "src", "h.iso"], 1, "multi-extent");
+}
+
+#[test]
+fn special_files_are_refused() {
+    let d = Dir::new();
+    std::fs::create_dir(d.path("src")).unwrap();
+    run_ok("mkfifo", &[d.path("src/fifo").to_str().unwrap()]);
+    assert_refused(&d, &["convert", "-O", "iso", "src", "f.iso"], 1, "not a regular file");
+}
+
+#[test]
+fn missing_source_directory_names_it() {
+    let d = Dir::new();
+    assert_refused(&d, &["convert", "-O", "iso", "nope", "n.iso"], 1, "nope");
+}
+
+#[test]
+fn el_torito_is_refused_clearly() {
+    let d = Dir::new();
+    std::fs::create_dir(d.path("src")).unwrap();
+    assert_refused(&d, &["convert", "-O", "iso", "-o", "bios_boot=isolinux.bin", "src", "b.iso"], 1, "El Torito");
+}
+
+#[test]
+fn too_long_label_is_refused() {
+    let d = Dir::new();
+    std::fs::create_dir(d.path("src")).unwrap();
+    let opt = format!("label={}", "L".repeat(33));
+    assert_refused(&d, &["convert", "-O", "iso", "-o", &opt, "src", "l.iso"], 2, "at most 32");
+}
+
+#[test]
+fn iso_from_a_disk_image_is_unsupported() {
+    let d = Dir::new();
+    d.kiln_ok(&["create", "-f", "raw", "x.raw", "1M"]);
+    assert_refused(&d, &["convert", "-O", "iso", "x.raw", "x.iso"], 1, "kiln convert -O iso DIR");
+}
+
+/// A small valid ISO to corrupt.
+fn small_iso(d: &Dir) -> Vec<u8> {
+    std::fs::create_dir(d.path("src")).unwrap();
+    std::fs::write(d.path("src/a.txt"), b"a").unwrap();
+    d.kiln_ok(&["convert", "-O", "iso", "src", "ok.iso"]);
+    std::fs::read(d.path("ok.iso")).unwrap()
+}
+
+#[test]
+fn bad_block_size_is_rejected_with_offset() {
+    let d = Dir::new();
+    let mut bytes = small_iso(&d);
+    bytes[0x8000 + 128] = 0x00;
+    bytes[0x8000 + 129] = 0x02;
+    std::fs::write(d.path("bad.iso"), &bytes).unwrap();
+    let err = d.kiln_err(&["info", "bad.iso"], 1);
+    assert!(err.contains("bad.iso") && err.contains("0x8080") && err.contains("512"), "{err}");
+}
+
+#[test]
+fn truncated_iso_is_rejected_with_offset() {
+    let d = Dir::new();
+    let bytes = small_iso(&d);
+    std::fs::write(d.path("cut.iso"), &bytes[..0x8800]).unwrap();
+    let err = d.kiln_err(&["info", "cut.iso"], 1);
+    assert!(err.contains("cut.iso") && err.contains("0x8"), "{err}");
+}
+
+#[test]
+fn root_directory_past_the_end_is_rejected() {
+    let d = Dir::new();
+    let mut bytes = small_iso(&d);
+    let root_lba = 0x8000 + 156 + 2;
+    bytes[root_lba..root_lba + 4].copy_from_slice(&0x00ff_ffffu32.to_le_bytes());
+    std::fs::write(d.path("root.iso"), &bytes).unwrap();
+    let err = d.kiln_err(&["info", "root.iso"], 1);
+    assert!(err.contains("root.iso") && err.contains("outside the image"), "{err}");
+}
