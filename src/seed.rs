@@ -83,7 +83,9 @@ impl FromStr for SeedFormat {
         match s.to_ascii_lowercase().as_str() {
             "iso" | "iso9660" => Ok(SeedFormat::Iso),
             "vfat" | "fat" => Ok(SeedFormat::Vfat),
-            _ => Err(Error::invalid_input(format!("unknown seed format `{s}`; expected iso or vfat"))),
+            _ => Err(Error::invalid_input(format!(
+                "unknown seed format `{s}`; expected iso or vfat"
+            ))),
         }
     }
 }
@@ -184,8 +186,13 @@ impl Yaml {
     }
 
     fn get(&self, key: &str) -> Option<&Yaml> {
-        let Yaml::Map(entries) = self else { return None };
-        entries.iter().find(|(k, _)| matches!(k, Yaml::Scalar(s) if s == key)).map(|(_, v)| v)
+        let Yaml::Map(entries) = self else {
+            return None;
+        };
+        entries
+            .iter()
+            .find(|(k, _)| matches!(k, Yaml::Scalar(s) if s == key))
+            .map(|(_, v)| v)
     }
 
     fn scalar(&self) -> Option<&str> {
@@ -259,8 +266,18 @@ fn parse_yaml(file: &'static str, bytes: &[u8]) -> Result<Yaml> {
         let message = e.without_snippet().to_string();
         let message = message.lines().next().unwrap_or_default();
         // The parser repeats the position; it is already in our message.
-        let message = message.split(" at line ").next().unwrap_or(message).to_string();
-        SeedError::BadYaml { file, line, column, message }.into()
+        let message = message
+            .split(" at line ")
+            .next()
+            .unwrap_or(message)
+            .to_string();
+        SeedError::BadYaml {
+            file,
+            line,
+            column,
+            message,
+        }
+        .into()
     })
 }
 
@@ -268,7 +285,11 @@ fn parse_mapping(file: &'static str, bytes: &[u8]) -> Result<Yaml> {
     match parse_yaml(file, bytes)? {
         Yaml::Null => Ok(Yaml::Map(Vec::new())),
         map @ Yaml::Map(_) => Ok(map),
-        other => Err(SeedError::NotAMapping { file, found: other.kind() }.into()),
+        other => Err(SeedError::NotAMapping {
+            file,
+            found: other.kind(),
+        }
+        .into()),
     }
 }
 
@@ -282,7 +303,10 @@ pub fn check_user_data(file: &'static str, bytes: &[u8]) -> Result<()> {
     }
     let text = String::from_utf8_lossy(bytes);
     let first_line = text.lines().next().unwrap_or_default().trim_end();
-    let Some(prefix) = USER_DATA_PREFIXES.iter().find(|p| first_line.starts_with(**p)) else {
+    let Some(prefix) = USER_DATA_PREFIXES
+        .iter()
+        .find(|p| first_line.starts_with(**p))
+    else {
         let first_line: String = first_line.chars().take(40).collect();
         return Err(SeedError::UnknownUserDataType { file, first_line }.into());
     };
@@ -290,7 +314,13 @@ pub fn check_user_data(file: &'static str, bytes: &[u8]) -> Result<()> {
     if is_cloud_config {
         match parse_yaml(file, bytes)? {
             Yaml::Null | Yaml::Map(_) => {}
-            other => return Err(SeedError::NotAMapping { file, found: other.kind() }.into()),
+            other => {
+                return Err(SeedError::NotAMapping {
+                    file,
+                    found: other.kind(),
+                }
+                .into());
+            }
         }
     }
     Ok(())
@@ -319,8 +349,14 @@ pub fn check_network_config(bytes: &[u8]) -> Result<()> {
     }
     match doc.get("version").and_then(Yaml::scalar) {
         Some("1" | "2") => Ok(()),
-        Some(v) => Err(SeedError::NetworkVersion { found: format!(", found `{v}`") }.into()),
-        None => Err(SeedError::NetworkVersion { found: String::new() }.into()),
+        Some(v) => Err(SeedError::NetworkVersion {
+            found: format!(", found `{v}`"),
+        }
+        .into()),
+        None => Err(SeedError::NetworkVersion {
+            found: String::new(),
+        }
+        .into()),
     }
 }
 
@@ -333,7 +369,10 @@ fn check_hostname(hostname: &str) -> Result<()> {
             && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
     };
     if hostname.len() > 253 || !hostname.split('.').all(label_ok) {
-        return Err(SeedError::BadHostname { hostname: hostname.to_string() }.into());
+        return Err(SeedError::BadHostname {
+            hostname: hostname.to_string(),
+        }
+        .into());
     }
     Ok(())
 }
@@ -349,7 +388,10 @@ pub fn parse_ssh_keys(text: &str) -> Result<Vec<String>> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        if !["ssh-", "ecdsa-", "sk-"].iter().any(|p| line.starts_with(p)) {
+        if !["ssh-", "ecdsa-", "sk-"]
+            .iter()
+            .any(|p| line.starts_with(p))
+        {
             return Err(SeedError::BadSshKey { line: i + 1 }.into());
         }
         keys.push(line.to_string());
@@ -398,7 +440,10 @@ fn render_meta_data(spec: &SeedSpec) -> Result<Vec<u8>> {
     let doc = parse_mapping("meta-data", &given)?;
     let mut extra = String::new();
     let mut added = Vec::new();
-    let has_id = doc.get("instance-id").and_then(Yaml::scalar).is_some_and(|s| !s.trim().is_empty());
+    let has_id = doc
+        .get("instance-id")
+        .and_then(Yaml::scalar)
+        .is_some_and(|s| !s.trim().is_empty());
     if !has_id {
         extra.push_str(&format!("instance-id: {}\n", instance_id(spec)));
         added.push("instance-id");
@@ -408,7 +453,12 @@ fn render_meta_data(spec: &SeedSpec) -> Result<Vec<u8>> {
         match doc.get("local-hostname").and_then(Yaml::scalar) {
             Some(existing) if existing != host => {
                 let (existing, given) = (existing.to_string(), host.clone());
-                return Err(SeedError::Conflict { key: "local-hostname", existing, given }.into());
+                return Err(SeedError::Conflict {
+                    key: "local-hostname",
+                    existing,
+                    given,
+                }
+                .into());
             }
             Some(_) => {}
             None => {
@@ -420,7 +470,12 @@ fn render_meta_data(spec: &SeedSpec) -> Result<Vec<u8>> {
     if !spec.ssh_keys.is_empty() {
         if doc.get("public-keys").is_some() {
             let existing = "a list".to_string();
-            return Err(SeedError::Conflict { key: "public-keys", existing, given: "--ssh-key".into() }.into());
+            return Err(SeedError::Conflict {
+                key: "public-keys",
+                existing,
+                given: "--ssh-key".into(),
+            }
+            .into());
         }
         extra.push_str("public-keys:\n");
         for key in &spec.ssh_keys {
@@ -435,9 +490,14 @@ fn render_meta_data(spec: &SeedSpec) -> Result<Vec<u8>> {
     out.extend_from_slice(extra.as_bytes());
     // Appending keeps the user's text; check the result is still the mapping we meant.
     let check = parse_mapping("meta-data", &out);
-    let ok = check.as_ref().is_ok_and(|d| added.iter().all(|k| d.get(k).is_some()));
+    let ok = check
+        .as_ref()
+        .is_ok_and(|d| added.iter().all(|k| d.get(k).is_some()));
     if !ok {
-        return Err(SeedError::CannotAddKey { key: added.first().copied().unwrap_or("instance-id") }.into());
+        return Err(SeedError::CannotAddKey {
+            key: added.first().copied().unwrap_or("instance-id"),
+        }
+        .into());
     }
     Ok(out)
 }
@@ -465,7 +525,13 @@ pub fn seed_files(spec: &SeedSpec) -> Result<Vec<(&'static str, Vec<u8>)>> {
 ///
 /// # Errors
 /// Invalid contents (nothing is written then), an existing output without `force`, I/O.
-pub fn write_seed(spec: &SeedSpec, format: SeedFormat, ctx: &BuildContext, out_path: &Path, force: bool) -> Result<()> {
+pub fn write_seed(
+    spec: &SeedSpec,
+    format: SeedFormat,
+    ctx: &BuildContext,
+    out_path: &Path,
+    force: bool,
+) -> Result<()> {
     let files = seed_files(spec)?;
     match format {
         SeedFormat::Iso => {
@@ -478,14 +544,23 @@ pub fn write_seed(spec: &SeedSpec, format: SeedFormat, ctx: &BuildContext, out_p
             };
             let mut writer = IsoWriter::new(options)?;
             for (name, data) in files {
-                writer.add(IsoEntry { path: name.into(), source: IsoSource::Bytes(data), mode: 0o644 })?;
+                writer.add(IsoEntry {
+                    path: name.into(),
+                    source: IsoSource::Bytes(data),
+                    mode: 0o644,
+                })?;
             }
             writer.write_file(ctx, out_path, force)?;
             Ok(())
         }
         SeedFormat::Vfat => {
-            let files: Vec<FatFile> =
-                files.into_iter().map(|(name, data)| FatFile { name: name.to_string(), data }).collect();
+            let files: Vec<FatFile> = files
+                .into_iter()
+                .map(|(name, data)| FatFile {
+                    name: name.to_string(),
+                    data,
+                })
+                .collect();
             let mut outputs = OutputSet::new(out_path, force);
             (|| {
                 let mut out = BufWriter::with_capacity(1 << 20, outputs.create_primary()?);
@@ -506,7 +581,11 @@ mod tests {
 
     #[test]
     fn cloud_config_yaml_error_has_line_and_column() {
-        let err = check_user_data("user-data", b"#cloud-config\nusers:\n  - name: a\n   bad: [\n").unwrap_err();
+        let err = check_user_data(
+            "user-data",
+            b"#cloud-config\nusers:\n  - name: a\n   bad: [\n",
+        )
+        .unwrap_err();
         let text = err.to_string();
         assert!(text.contains("line "), "{text}");
         assert!(text.contains("column "), "{text}");
@@ -539,7 +618,10 @@ mod tests {
 
     #[test]
     fn generated_meta_data_has_stable_instance_id() {
-        let spec = SeedSpec { user_data: b"#cloud-config\n{}\n".to_vec(), ..SeedSpec::default() };
+        let spec = SeedSpec {
+            user_data: b"#cloud-config\n{}\n".to_vec(),
+            ..SeedSpec::default()
+        };
         let a = render_meta_data(&spec).unwrap();
         assert_eq!(a, render_meta_data(&spec).unwrap());
         assert!(a.starts_with(b"instance-id: iid-"));
@@ -557,7 +639,10 @@ mod tests {
 
     #[test]
     fn flow_style_meta_data_without_id_is_refused() {
-        let spec = SeedSpec { meta_data: Some(b"{a: b}".to_vec()), ..SeedSpec::default() };
+        let spec = SeedSpec {
+            meta_data: Some(b"{a: b}".to_vec()),
+            ..SeedSpec::default()
+        };
         assert!(render_meta_data(&spec).is_err());
     }
 }

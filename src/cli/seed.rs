@@ -48,7 +48,10 @@ fn read(path: &Path) -> Result<Vec<u8>> {
 }
 
 /// Reads an optional file and checks it with `check`, naming the file on error.
-fn read_checked(path: Option<&PathBuf>, check: impl Fn(&[u8]) -> Result<()>) -> Result<Option<Vec<u8>>> {
+fn read_checked(
+    path: Option<&PathBuf>,
+    check: impl Fn(&[u8]) -> Result<()>,
+) -> Result<Option<Vec<u8>>> {
     let Some(path) = path else { return Ok(None) };
     let bytes = read(path)?;
     check(&bytes).map_err(|e| e.with_path(path))?;
@@ -56,8 +59,12 @@ fn read_checked(path: Option<&PathBuf>, check: impl Fn(&[u8]) -> Result<()>) -> 
 }
 
 pub(super) fn seed(args: &SeedArgs) -> Result<()> {
-    let user_data = read_checked(args.user_data.as_ref(), |b| seed::check_user_data("user-data", b))?;
-    let vendor_data = read_checked(args.vendor_data.as_ref(), |b| seed::check_user_data("vendor-data", b))?;
+    let user_data = read_checked(args.user_data.as_ref(), |b| {
+        seed::check_user_data("user-data", b)
+    })?;
+    let vendor_data = read_checked(args.vendor_data.as_ref(), |b| {
+        seed::check_user_data("vendor-data", b)
+    })?;
     let network_config = read_checked(args.network_config.as_ref(), seed::check_network_config)?;
     let meta_data = read_checked(args.meta_data.as_ref(), seed::check_meta_data)?;
     let mut ssh_keys = Vec::new();
@@ -79,7 +86,12 @@ pub(super) fn seed(args: &SeedArgs) -> Result<()> {
 }
 
 /// `kiln convert -O iso DIR out.iso`: the directory tree becomes the image.
-pub(super) fn iso_from_dir(dir: &Path, output: &Path, options: &KvOptions, force: bool) -> Result<()> {
+pub(super) fn iso_from_dir(
+    dir: &Path,
+    output: &Path,
+    options: &KvOptions,
+    force: bool,
+) -> Result<()> {
     let ctx = context_for(output);
     let options = iso::options_from_kv(options, &ctx.creator)?;
     let mut writer = IsoWriter::new(options)?;
@@ -90,6 +102,9 @@ pub(super) fn iso_from_dir(dir: &Path, output: &Path, options: &KvOptions, force
 
 /// The output name seeds derived ids, so the same command gives the same bytes.
 fn context_for(output: &Path) -> BuildContext {
-    let name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = output
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     BuildContext::from_env(&name)
 }

@@ -128,7 +128,13 @@ impl Geometry {
                 clusters <= FAT12_MAX_CLUSTERS
             };
             if fits {
-                return Some(Self { total_sectors: total, sectors_per_cluster: spc, fat_sectors, clusters, fat16 });
+                return Some(Self {
+                    total_sectors: total,
+                    sectors_per_cluster: spc,
+                    fat_sectors,
+                    clusters,
+                    fat16,
+                });
             }
         }
         None
@@ -151,7 +157,10 @@ impl Geometry {
                 total += FAT_TRACK_ROUND;
             }
         }
-        Err(FatError::TooLarge { bytes: sizes.iter().sum() }.into())
+        Err(FatError::TooLarge {
+            bytes: sizes.iter().sum(),
+        }
+        .into())
     }
 
     fn cluster_bytes(&self) -> u64 {
@@ -174,7 +183,12 @@ fn fat_timestamp(epoch: u64) -> (u16, u16) {
 ///
 /// # Errors
 /// A bad label or name, too many or too large files, write errors.
-pub fn write_fat_image(label: &str, files: &[FatFile], ctx: &BuildContext, out: &mut dyn Write) -> Result<u64> {
+pub fn write_fat_image(
+    label: &str,
+    files: &[FatFile],
+    ctx: &BuildContext,
+    out: &mut dyn Write,
+) -> Result<u64> {
     let label = label_bytes(label)?;
     let sizes: Vec<u64> = files.iter().map(|f| f.data.len() as u64).collect();
     let g = Geometry::for_files(&sizes)?;
@@ -193,12 +207,18 @@ pub fn write_fat_image(label: &str, files: &[FatFile], ctx: &BuildContext, out: 
         fat.chain(next_cluster, clusters);
         next_cluster += clusters;
         root.extend_from_slice(&lfn_entries(&file.name, &short)?);
-        let size = u32::try_from(file.data.len()).map_err(|_| FatError::TooLarge { bytes: file.data.len() as u64 })?;
+        let size = u32::try_from(file.data.len()).map_err(|_| FatError::TooLarge {
+            bytes: file.data.len() as u64,
+        })?;
         root.extend_from_slice(&dir_entry(&short, 0x20, (date, time), first, size));
     }
     let root_max = usize::try_from(FAT_ROOT_ENTRIES * 32).unwrap_or(usize::MAX);
     if root.len() > root_max {
-        return Err(FatError::RootFull { needed: root.len() as u64 / 32, max: FAT_ROOT_ENTRIES }.into());
+        return Err(FatError::RootFull {
+            needed: root.len() as u64 / 32,
+            max: FAT_ROOT_ENTRIES,
+        }
+        .into());
     }
     root.resize(root_max, 0);
     let mut w = Counter { out, pos: 0 };
@@ -234,9 +254,14 @@ fn volume_serial(ctx: &BuildContext, files: &[FatFile]) -> u32 {
 fn label_bytes(label: &str) -> Result<[u8; 11]> {
     let ok = !label.is_empty()
         && label.len() <= 11
-        && label.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b" _-".contains(&b));
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b" _-".contains(&b));
     if !ok {
-        return Err(FatError::BadLabel { label: label.to_string() }.into());
+        return Err(FatError::BadLabel {
+            label: label.to_string(),
+        }
+        .into());
     }
     let mut out = [b' '; 11];
     out[..label.len()].copy_from_slice(label.as_bytes());
@@ -249,18 +274,41 @@ fn short_name(name: &str, taken: &[[u8; 11]]) -> Result<[u8; 11]> {
         || name.encode_utf16().count() > 255
         || name == "."
         || name == ".."
-        || name.chars().any(|c| u32::from(c) < 0x20 || "\"*/:<>?\\|".contains(c));
+        || name
+            .chars()
+            .any(|c| u32::from(c) < 0x20 || "\"*/:<>?\\|".contains(c));
     if bad {
-        return Err(FatError::BadName { name: name.to_string() }.into());
+        return Err(FatError::BadName {
+            name: name.to_string(),
+        }
+        .into());
     }
     let map = |c: char| match c.to_ascii_uppercase() {
-        c @ ('A'..='Z' | '0'..='9' | '!' | '#' | '$' | '%' | '&' | '\'' | '(' | ')' | '-' | '@' | '^' | '_' | '`' | '{' | '}' | '~') => {
-            u8::try_from(c).ok()
-        }
+        c @ ('A'..='Z'
+        | '0'..='9'
+        | '!'
+        | '#'
+        | '$'
+        | '%'
+        | '&'
+        | '\''
+        | '('
+        | ')'
+        | '-'
+        | '@'
+        | '^'
+        | '_'
+        | '`'
+        | '{'
+        | '}'
+        | '~') => u8::try_from(c).ok(),
         ' ' | '.' => None,
         _ => Some(b'_'),
     };
-    let (base, ext) = name.rsplit_once('.').filter(|(b, _)| !b.is_empty()).unwrap_or((name, ""));
+    let (base, ext) = name
+        .rsplit_once('.')
+        .filter(|(b, _)| !b.is_empty())
+        .unwrap_or((name, ""));
     let base: Vec<u8> = base.chars().filter_map(map).take(6).collect();
     let ext: Vec<u8> = ext.chars().filter_map(map).take(3).collect();
     for n in 1..=999_999u32 {
@@ -274,12 +322,17 @@ fn short_name(name: &str, taken: &[[u8; 11]]) -> Result<[u8; 11]> {
             return Ok(short);
         }
     }
-    Err(FatError::DuplicateName { name: name.to_string() }.into())
+    Err(FatError::DuplicateName {
+        name: name.to_string(),
+    }
+    .into())
 }
 
 /// The VFAT checksum of a short name (FAT spec, "ChkSum").
 fn lfn_checksum(short: &[u8; 11]) -> u8 {
-    short.iter().fold(0u8, |sum, &c| sum.rotate_right(1).wrapping_add(c))
+    short
+        .iter()
+        .fold(0u8, |sum, &c| sum.rotate_right(1).wrapping_add(c))
 }
 
 /// Long-name entries for `name`, last part first as they are stored.
@@ -297,11 +350,20 @@ fn lfn_entries(name: &str, short: &[u8; 11]) -> Result<Vec<u8>> {
     for index in (0..count).rev() {
         let part = &units[index * 13..index * 13 + 13];
         let mut e = [0u8; 32];
-        let ordinal = u8::try_from(index + 1).map_err(|_| FatError::BadName { name: name.to_string() })?;
-        e[0] = if index + 1 == count { ordinal | 0x40 } else { ordinal };
+        let ordinal = u8::try_from(index + 1).map_err(|_| FatError::BadName {
+            name: name.to_string(),
+        })?;
+        e[0] = if index + 1 == count {
+            ordinal | 0x40
+        } else {
+            ordinal
+        };
         e[11] = 0x0F;
         e[13] = checksum;
-        let slots = (1..11).step_by(2).chain((14..26).step_by(2)).chain((28..32).step_by(2));
+        let slots = (1..11)
+            .step_by(2)
+            .chain((14..26).step_by(2))
+            .chain((28..32).step_by(2));
         for (slot, unit) in slots.zip(part) {
             e[slot..slot + 2].copy_from_slice(&unit.to_le_bytes());
         }
@@ -310,7 +372,13 @@ fn lfn_entries(name: &str, short: &[u8; 11]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-fn dir_entry(name: &[u8; 11], attr: u8, (date, time): (u16, u16), cluster: u64, size: u32) -> [u8; 32] {
+fn dir_entry(
+    name: &[u8; 11],
+    attr: u8,
+    (date, time): (u16, u16),
+    cluster: u64,
+    size: u32,
+) -> [u8; 32] {
     let mut e = [0u8; 32];
     e[..11].copy_from_slice(name);
     e[11] = attr;
@@ -362,8 +430,15 @@ struct FatTable {
 impl FatTable {
     fn new(g: &Geometry) -> Self {
         let len = usize::try_from(g.fat_sectors * FAT_SECTOR).unwrap_or(0);
-        let mut t = Self { bytes: vec![0; len], fat16: g.fat16 };
-        let (media, end) = if g.fat16 { (0xFF00 | u16::from(FAT_MEDIA), 0xFFFF) } else { (0xF00 | u16::from(FAT_MEDIA), 0xFFF) };
+        let mut t = Self {
+            bytes: vec![0; len],
+            fat16: g.fat16,
+        };
+        let (media, end) = if g.fat16 {
+            (0xFF00 | u16::from(FAT_MEDIA), 0xFFFF)
+        } else {
+            (0xF00 | u16::from(FAT_MEDIA), 0xFFF)
+        };
         t.set(0, media);
         t.set(1, end);
         t
@@ -373,13 +448,19 @@ impl FatTable {
     fn chain(&mut self, first: u64, count: u64) {
         let end = if self.fat16 { 0xFFFF } else { 0xFFF };
         for i in 0..count {
-            let value = if i + 1 == count { end } else { u16::try_from(first + i + 1).unwrap_or(end) };
+            let value = if i + 1 == count {
+                end
+            } else {
+                u16::try_from(first + i + 1).unwrap_or(end)
+            };
             self.set(first + i, value);
         }
     }
 
     fn set(&mut self, cluster: u64, value: u16) {
-        let Ok(n) = usize::try_from(cluster) else { return };
+        let Ok(n) = usize::try_from(cluster) else {
+            return;
+        };
         if self.fat16 {
             self.bytes[n * 2..n * 2 + 2].copy_from_slice(&value.to_le_bytes());
             return;
@@ -450,7 +531,13 @@ mod tests {
 
     #[test]
     fn fat12_entries_pack_into_twelve_bits() {
-        let g = Geometry { total_sectors: 2048, sectors_per_cluster: 1, fat_sectors: 6, clusters: 100, fat16: false };
+        let g = Geometry {
+            total_sectors: 2048,
+            sectors_per_cluster: 1,
+            fat_sectors: 6,
+            clusters: 100,
+            fat16: false,
+        };
         let mut t = FatTable::new(&g);
         t.set(2, 0xABC);
         t.set(3, 0x123);
@@ -461,7 +548,9 @@ mod tests {
     fn lfn_checksum_matches_a_known_value() {
         // "USER-D~1   " checksum as computed by mkfs/mtools.
         let short = *b"USER-D~1   ";
-        let expected = short.iter().fold(0u8, |s, &c| (((s & 1) << 7) | (s >> 1)).wrapping_add(c));
+        let expected = short
+            .iter()
+            .fold(0u8, |s, &c| (((s & 1) << 7) | (s >> 1)).wrapping_add(c));
         assert_eq!(lfn_checksum(&short), expected);
     }
 }

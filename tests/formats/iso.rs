@@ -27,7 +27,11 @@ fn make_tree(root: &Path) {
     w("data/empty", b"", 0o644);
     w(&format!("names/{UNICODE_NAME}"), b"unicode\n", 0o644);
     w("names/MixedCase.Name.With.Dots.tar.gz", b"dots\n", 0o640);
-    w(&format!("names/{}", "long-name-".repeat(9)), b"ninety chars\n", 0o644);
+    w(
+        &format!("names/{}", "long-name-".repeat(9)),
+        b"ninety chars\n",
+        0o644,
+    );
     w("names/same-prefix-aaaaaaaaa-1.txt", b"1\n", 0o644);
     w("names/same-prefix-aaaaaaaaa-2.txt", b"2\n", 0o644);
     let deep: String = (1..=11).map(|i| format!("level{i}/")).collect();
@@ -55,15 +59,35 @@ fn source_listing(root: &Path) -> BTreeMap<String, Listed> {
             let meta = std::fs::symlink_metadata(&p).unwrap();
             let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
             let (kind, size, target) = if meta.file_type().is_symlink() {
-                ('l', 0, Some(std::fs::read_link(&p).unwrap().to_string_lossy().into_owned()))
+                (
+                    'l',
+                    0,
+                    Some(
+                        std::fs::read_link(&p)
+                            .unwrap()
+                            .to_string_lossy()
+                            .into_owned(),
+                    ),
+                )
             } else if meta.is_dir() {
                 stack.push(p.clone());
                 ('d', 2048, None)
             } else {
                 ('-', meta.len(), None)
             };
-            let mode = if kind == 'l' { 0o777 } else { meta.permissions().mode() & 0o777 };
-            out.insert(rel, Listed { mode: mode_string(kind, mode), size, target });
+            let mode = if kind == 'l' {
+                0o777
+            } else {
+                meta.permissions().mode() & 0o777
+            };
+            out.insert(
+                rel,
+                Listed {
+                    mode: mode_string(kind, mode),
+                    size,
+                    target,
+                },
+            );
         }
     }
     out
@@ -90,7 +114,9 @@ fn isoinfo_rr_listing(iso: &Path) -> BTreeMap<String, Listed> {
             dir = d.to_string();
             continue;
         }
-        let Some((head, name)) = line.split_once("]  ") else { continue };
+        let Some((head, name)) = line.split_once("]  ") else {
+            continue;
+        };
         let name = name.strip_suffix(' ').unwrap_or(name);
         if name == "." || name == ".." {
             continue;
@@ -101,14 +127,29 @@ fn isoinfo_rr_listing(iso: &Path) -> BTreeMap<String, Listed> {
             None => (name.to_string(), None),
         };
         let size: u64 = fields[4].parse().unwrap();
-        out.insert(format!("{dir}{name}"), Listed { mode: fields[0].to_string(), size, target });
+        out.insert(
+            format!("{dir}{name}"),
+            Listed {
+                mode: fields[0].to_string(),
+                size,
+                target,
+            },
+        );
     }
     out
 }
 
 fn build_tree_iso(d: &Dir) -> std::path::PathBuf {
     make_tree(&d.path("src"));
-    d.kiln_ok(&["convert", "-O", "iso", "-o", "volume_label=KILN_TEST,publisher=Kiln Tests", "src", "out.iso"]);
+    d.kiln_ok(&[
+        "convert",
+        "-O",
+        "iso",
+        "-o",
+        "volume_label=KILN_TEST,publisher=Kiln Tests",
+        "src",
+        "out.iso",
+    ]);
     d.path("out.iso")
 }
 
@@ -116,7 +157,13 @@ fn build_tree_iso(d: &Dir) -> std::path::PathBuf {
 fn directory_tree_passes_every_iso_oracle() {
     let d = Dir::new();
     let iso = build_tree_iso(&d);
-    check_image("iso", None, &iso, Some(&d.path("src")), &["--volume-label", "KILN_TEST"]);
+    check_image(
+        "iso",
+        None,
+        &iso,
+        Some(&d.path("src")),
+        &["--volume-label", "KILN_TEST"],
+    );
 }
 
 #[test]
@@ -133,16 +180,24 @@ fn joliet_listing_names_every_entry() {
     let d = Dir::new();
     let iso = build_tree_iso(&d);
     let text = run_ok("isoinfo", &["-J", "-f", "-i", iso.to_str().unwrap()]);
-    let mut joliet: Vec<String> = text.lines().map(|l| l.trim_start_matches('/').to_string()).collect();
+    let mut joliet: Vec<String> = text
+        .lines()
+        .map(|l| l.trim_start_matches('/').to_string())
+        .collect();
     joliet.sort();
     // isoinfo prints Joliet names in Latin-1, so the Unicode name is checked with 7-Zip.
-    let mut expected: Vec<String> =
-        source_listing(&d.path("src")).into_keys().filter(|p| !p.contains(UNICODE_NAME)).collect();
+    let mut expected: Vec<String> = source_listing(&d.path("src"))
+        .into_keys()
+        .filter(|p| !p.contains(UNICODE_NAME))
+        .collect();
     expected.sort();
     joliet.retain(|p| !p.starts_with("names/Gr"));
     assert_eq!(joliet, expected);
     let slt = run_ok("7zz", &["l", "-slt", iso.to_str().unwrap()]);
-    assert!(slt.contains(&format!("Path = names/{UNICODE_NAME}")), "{slt}");
+    assert!(
+        slt.contains(&format!("Path = names/{UNICODE_NAME}")),
+        "{slt}"
+    );
 }
 
 #[test]
@@ -150,7 +205,15 @@ fn seven_zip_extracts_identical_files() {
     let d = Dir::new();
     let iso = build_tree_iso(&d);
     let out = d.path("x");
-    run_ok("7zz", &["x", "-y", &format!("-o{}", out.display()), iso.to_str().unwrap()]);
+    run_ok(
+        "7zz",
+        &[
+            "x",
+            "-y",
+            &format!("-o{}", out.display()),
+            iso.to_str().unwrap(),
+        ],
+    );
     for (path, entry) in source_listing(&d.path("src")) {
         if entry.mode.starts_with('-') {
             // 7-Zip reads the Joliet tree, where symlinks are empty files.
@@ -172,13 +235,17 @@ fn same_tree_and_epoch_give_identical_bytes() {
 fn info_reports_label_extensions_and_counts() {
     let d = Dir::new();
     build_tree_iso(&d);
-    let v: serde_json::Value = serde_json::from_str(&d.kiln_ok(&["info", "--output", "json", "out.iso"])).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&d.kiln_ok(&["info", "--output", "json", "out.iso"])).unwrap();
     assert_eq!(v["format"], "iso");
     assert_eq!(v["details"]["volume_label"], "KILN_TEST");
     assert_eq!(v["details"]["joliet"], "yes");
     assert_eq!(v["details"]["rock_ridge"], "yes");
     assert_eq!(v["details"]["publisher"], "Kiln Tests");
-    let files = source_listing(&d.path("src")).values().filter(|l| !l.mode.starts_with('d')).count();
+    let files = source_listing(&d.path("src"))
+        .values()
+        .filter(|l| !l.mode.starts_with('d'))
+        .count();
     assert_eq!(v["details"]["files"], files.to_string());
 }
 
@@ -194,8 +261,23 @@ fn iso_converts_to_raw_byte_for_byte() {
 fn xorriso_iso_is_read() {
     let d = Dir::new();
     make_tree(&d.path("src"));
-    run_ok("xorriso", &["-as", "mkisofs", "-quiet", "-R", "-J", "-V", "XORRISO", "-o", d.path("x.iso").to_str().unwrap(), d.path("src").to_str().unwrap()]);
-    let v: serde_json::Value = serde_json::from_str(&d.kiln_ok(&["info", "--output", "json", "x.iso"])).unwrap();
+    run_ok(
+        "xorriso",
+        &[
+            "-as",
+            "mkisofs",
+            "-quiet",
+            "-R",
+            "-J",
+            "-V",
+            "XORRISO",
+            "-o",
+            d.path("x.iso").to_str().unwrap(),
+            d.path("src").to_str().unwrap(),
+        ],
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&d.kiln_ok(&["info", "--output", "json", "x.iso"])).unwrap();
     assert_eq!(v["details"]["volume_label"], "XORRISO");
     assert_eq!(v["details"]["rock_ridge"], "yes");
     d.kiln_ok(&["convert", "-O", "raw", "x.iso", "x.raw"]);
@@ -207,8 +289,29 @@ fn plain_iso_without_extensions_is_valid() {
     let d = Dir::new();
     std::fs::create_dir(d.path("src")).unwrap();
     std::fs::write(d.path("src/a.txt"), b"a").unwrap();
-    d.kiln_ok(&["convert", "-O", "iso", "-o", "joliet=off,rock_ridge=off,label=PLAIN", "src", "p.iso"]);
-    check_image("iso", None, &d.path("p.iso"), None, &["--joliet", "forbid", "--rock-ridge", "forbid", "--volume-label", "PLAIN"]);
+    d.kiln_ok(&[
+        "convert",
+        "-O",
+        "iso",
+        "-o",
+        "joliet=off,rock_ridge=off,label=PLAIN",
+        "src",
+        "p.iso",
+    ]);
+    check_image(
+        "iso",
+        None,
+        &d.path("p.iso"),
+        None,
+        &[
+            "--joliet",
+            "forbid",
+            "--rock-ridge",
+            "forbid",
+            "--volume-label",
+            "PLAIN",
+        ],
+    );
 }
 
 fn assert_refused(d: &Dir, args: &[&str], code: i32, needle: &str) {
@@ -226,17 +329,36 @@ fn names_colliding_in_joliet_are_refused() {
     let stem = "x".repeat(110);
     std::fs::write(d.path("src").join(format!("{stem}-1")), b"1").unwrap();
     std::fs::write(d.path("src").join(format!("{stem}-2")), b"2").unwrap();
-    assert_refused(&d, &["convert", "-O", "iso", "src", "c.iso"], 2, "same Joliet name");
+    assert_refused(
+        &d,
+        &["convert", "-O", "iso", "src", "c.iso"],
+        2,
+        "same Joliet name",
+    );
     d.kiln_ok(&["convert", "-O", "iso", "-o", "joliet=off", "src", "c.iso"]);
-    check_image("iso", None, &d.path("c.iso"), Some(&d.path("src")), &["--joliet", "forbid"]);
+    check_image(
+        "iso",
+        None,
+        &d.path("c.iso"),
+        Some(&d.path("src")),
+        &["--joliet", "forbid"],
+    );
 }
 
 #[test]
 fn file_over_four_gib_is_refused() {
     let d = Dir::new();
     std::fs::create_dir(d.path("src")).unwrap();
-    std::fs::File::create(d.path("src/huge.img")).unwrap().set_len(4 << 30).unwrap();
-    assert_refused(&d, &["convert", "-O", "iso", "src", "h.iso"], 1, "multi-extent");
+    std::fs::File::create(d.path("src/huge.img"))
+        .unwrap()
+        .set_len(4 << 30)
+        .unwrap();
+    assert_refused(
+        &d,
+        &["convert", "-O", "iso", "src", "h.iso"],
+        1,
+        "multi-extent",
+    );
 }
 
 #[test]
@@ -244,7 +366,12 @@ fn special_files_are_refused() {
     let d = Dir::new();
     std::fs::create_dir(d.path("src")).unwrap();
     run_ok("mkfifo", &[d.path("src/fifo").to_str().unwrap()]);
-    assert_refused(&d, &["convert", "-O", "iso", "src", "f.iso"], 1, "not a regular file");
+    assert_refused(
+        &d,
+        &["convert", "-O", "iso", "src", "f.iso"],
+        1,
+        "not a regular file",
+    );
 }
 
 #[test]
@@ -257,7 +384,20 @@ fn missing_source_directory_names_it() {
 fn el_torito_is_refused_clearly() {
     let d = Dir::new();
     std::fs::create_dir(d.path("src")).unwrap();
-    assert_refused(&d, &["convert", "-O", "iso", "-o", "bios_boot=isolinux.bin", "src", "b.iso"], 1, "El Torito");
+    assert_refused(
+        &d,
+        &[
+            "convert",
+            "-O",
+            "iso",
+            "-o",
+            "bios_boot=isolinux.bin",
+            "src",
+            "b.iso",
+        ],
+        1,
+        "El Torito",
+    );
 }
 
 #[test]
@@ -265,14 +405,24 @@ fn too_long_label_is_refused() {
     let d = Dir::new();
     std::fs::create_dir(d.path("src")).unwrap();
     let opt = format!("label={}", "L".repeat(33));
-    assert_refused(&d, &["convert", "-O", "iso", "-o", &opt, "src", "l.iso"], 2, "at most 32");
+    assert_refused(
+        &d,
+        &["convert", "-O", "iso", "-o", &opt, "src", "l.iso"],
+        2,
+        "at most 32",
+    );
 }
 
 #[test]
 fn iso_from_a_disk_image_is_unsupported() {
     let d = Dir::new();
     d.kiln_ok(&["create", "-f", "raw", "x.raw", "1M"]);
-    assert_refused(&d, &["convert", "-O", "iso", "x.raw", "x.iso"], 1, "kiln convert -O iso DIR");
+    assert_refused(
+        &d,
+        &["convert", "-O", "iso", "x.raw", "x.iso"],
+        1,
+        "kiln convert -O iso DIR",
+    );
 }
 
 /// A small valid ISO to corrupt.
@@ -291,7 +441,10 @@ fn bad_block_size_is_rejected_with_offset() {
     bytes[0x8000 + 129] = 0x02;
     std::fs::write(d.path("bad.iso"), &bytes).unwrap();
     let err = d.kiln_err(&["info", "bad.iso"], 1);
-    assert!(err.contains("bad.iso") && err.contains("0x8080") && err.contains("512"), "{err}");
+    assert!(
+        err.contains("bad.iso") && err.contains("0x8080") && err.contains("512"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -311,5 +464,8 @@ fn root_directory_past_the_end_is_rejected() {
     bytes[root_lba..root_lba + 4].copy_from_slice(&0x00ff_ffffu32.to_le_bytes());
     std::fs::write(d.path("root.iso"), &bytes).unwrap();
     let err = d.kiln_err(&["info", "root.iso"], 1);
-    assert!(err.contains("root.iso") && err.contains("outside the image"), "{err}");
+    assert!(
+        err.contains("root.iso") && err.contains("outside the image"),
+        "{err}"
+    );
 }

@@ -96,15 +96,26 @@ pub(super) fn plan(tree: &Tree, rock_ridge: bool, joliet: bool, date: [u8; 7]) -
     let mut primary = Namespace::default();
     for &dir in &primary_order {
         let records = primary_records(tree, dir, rock_ridge, date, &mut ce_areas)?;
-        primary.dirs.push(DirPlan { node: dir, size: dir_bytes(&records)?, records });
+        primary.dirs.push(DirPlan {
+            node: dir,
+            size: dir_bytes(&records)?,
+            records,
+        });
     }
     let joliet = joliet.then(|| {
         let order = dir_order(tree, |n| &tree.nodes[n].joliet_name, |id| id.to_vec());
-        let mut ns = Namespace { joliet: true, ..Namespace::default() };
+        let mut ns = Namespace {
+            joliet: true,
+            ..Namespace::default()
+        };
         for dir in order {
             let records = joliet_records(tree, dir);
             let size = dir_bytes(&records)?;
-            ns.dirs.push(DirPlan { node: dir, size, records });
+            ns.dirs.push(DirPlan {
+                node: dir,
+                size,
+                records,
+            });
         }
         Ok::<_, crate::Error>(ns)
     });
@@ -122,8 +133,10 @@ fn dir_order<'a>(
     let mut queue = VecDeque::from([0usize]);
     while let Some(dir) = queue.pop_front() {
         order.push(dir);
-        let mut subdirs: Vec<usize> =
-            tree.nodes[dir].children().filter(|&c| tree.nodes[c].is_dir()).collect();
+        let mut subdirs: Vec<usize> = tree.nodes[dir]
+            .children()
+            .filter(|&c| tree.nodes[c].is_dir())
+            .collect();
         subdirs.sort_by_key(|&c| key(ident(c)));
         queue.extend(subdirs);
     }
@@ -182,7 +195,13 @@ fn primary_records(
 }
 
 fn dot_record(target: usize, ident: Vec<u8>) -> PlannedRecord {
-    PlannedRecord { target, ident, flags: ISO_FLAG_DIRECTORY, su: Vec::new(), ce: None }
+    PlannedRecord {
+        target,
+        ident,
+        flags: ISO_FLAG_DIRECTORY,
+        su: Vec::new(),
+        ce: None,
+    }
 }
 
 /// RR, PX and TF of `node`.
@@ -210,8 +229,13 @@ fn child_record(
 ) -> Result<PlannedRecord> {
     let node = &tree.nodes[child];
     let flags = if node.is_dir() { ISO_FLAG_DIRECTORY } else { 0 };
-    let mut record =
-        PlannedRecord { target: child, ident: node.iso_name.clone(), flags, su: Vec::new(), ce: None };
+    let mut record = PlannedRecord {
+        target: child,
+        ident: node.iso_name.clone(),
+        flags,
+        su: Vec::new(),
+        ce: None,
+    };
     if !rock_ridge {
         return Ok(record);
     }
@@ -234,7 +258,11 @@ fn child_record(
 
 fn push_area(areas: &mut Vec<Vec<u8>>, area: Vec<u8>, tree: &Tree, node: usize) -> Result<usize> {
     if area.len() > ISO_SECTOR {
-        return Err(IsoError::SystemUseTooLong { path: tree.display_path(node), len: area.len() }.into());
+        return Err(IsoError::SystemUseTooLong {
+            path: tree.display_path(node),
+            len: area.len(),
+        }
+        .into());
     }
     areas.push(area);
     Ok(areas.len() - 1)
@@ -247,7 +275,13 @@ fn joliet_records(tree: &Tree, dir: usize) -> Vec<PlannedRecord> {
         let node = &tree.nodes[child];
         let flags = if node.is_dir() { ISO_FLAG_DIRECTORY } else { 0 };
         let ident = node.joliet_name.clone();
-        records.push(PlannedRecord { target: child, ident, flags, su: Vec::new(), ce: None });
+        records.push(PlannedRecord {
+            target: child,
+            ident,
+            flags,
+            su: Vec::new(),
+            ce: None,
+        });
     }
     records
 }
@@ -360,7 +394,10 @@ fn dir_ident(tree: &Tree, node: usize, joliet: bool) -> Vec<u8> {
 
 fn path_table_len(tree: &Tree, ns: &Namespace) -> Result<u64> {
     if ns.dirs.len() > usize::from(u16::MAX) {
-        return Err(IsoError::TooManyDirectories { count: ns.dirs.len() }.into());
+        return Err(IsoError::TooManyDirectories {
+            count: ns.dirs.len(),
+        }
+        .into());
     }
     let len: usize = ns
         .dirs
@@ -378,8 +415,9 @@ fn path_tables(tree: &Tree, ns: &Namespace) -> Result<(Vec<u8>, Vec<u8>)> {
     let mut number = vec![0u16; tree.nodes.len()];
     let (mut l, mut m) = (Vec::new(), Vec::new());
     for (i, dir) in ns.dirs.iter().enumerate() {
-        number[dir.node] = u16::try_from(i + 1)
-            .map_err(|_| IsoError::TooManyDirectories { count: ns.dirs.len() })?;
+        number[dir.node] = u16::try_from(i + 1).map_err(|_| IsoError::TooManyDirectories {
+            count: ns.dirs.len(),
+        })?;
         let parent = number[tree.nodes[dir.node].parent].max(1);
         let ident = dir_ident(tree, dir.node, ns.joliet);
         let lba = ns.dir_lba[dir.node];

@@ -31,8 +31,8 @@ mod writer;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-pub(crate) use records::DateTime;
 pub use reader::{IsoFile, IsoFileKind, IsoImage};
+pub(crate) use records::DateTime;
 pub use tree::{ISO_MAX_FILE_BYTES, IsoEntry, IsoSource};
 pub use writer::{IsoOptions, IsoWriter};
 
@@ -63,7 +63,9 @@ pub enum IsoError {
         path: PathBuf,
     },
     /// The logical block size is not 2048.
-    #[error("logical block size at offset {offset:#x} is {block_size}; kiln reads 2048-byte blocks only")]
+    #[error(
+        "logical block size at offset {offset:#x} is {block_size}; kiln reads 2048-byte blocks only"
+    )]
     BadBlockSize {
         /// Byte offset of the field.
         offset: u64,
@@ -71,7 +73,9 @@ pub enum IsoError {
         block_size: u16,
     },
     /// A volume descriptor lacks `CD001` or has a wrong version.
-    #[error("volume descriptor at offset {offset:#x} is not an ISO 9660 descriptor (no CD001, version 1)")]
+    #[error(
+        "volume descriptor at offset {offset:#x} is not an ISO 9660 descriptor (no CD001, version 1)"
+    )]
     BadDescriptor {
         /// Byte offset.
         offset: u64,
@@ -99,7 +103,9 @@ pub enum IsoError {
         offset: u64,
     },
     /// A directory record's length is impossible.
-    #[error("directory record at offset {offset:#x} has length {len}, which does not fit its sector")]
+    #[error(
+        "directory record at offset {offset:#x} has length {len}, which does not fit its sector"
+    )]
     BadRecord {
         /// Byte offset.
         offset: u64,
@@ -115,13 +121,17 @@ pub enum IsoError {
         area: u64,
     },
     /// A directory refers to an extent already walked.
-    #[error("directory record at offset {offset:#x} points back at a directory already read (a loop)")]
+    #[error(
+        "directory record at offset {offset:#x} points back at a directory already read (a loop)"
+    )]
     DirectoryLoop {
         /// Byte offset.
         offset: u64,
     },
     /// A directory extent lies outside the image or is absurdly large.
-    #[error("directory at offset {offset:#x} ({size} bytes) lies outside the image or exceeds 16 MiB")]
+    #[error(
+        "directory at offset {offset:#x} ({size} bytes) lies outside the image or exceeds 16 MiB"
+    )]
     DirectoryOutside {
         /// Byte offset.
         offset: u64,
@@ -129,7 +139,9 @@ pub enum IsoError {
         size: u32,
     },
     /// El Torito boot catalogs are not implemented.
-    #[error("El Torito boot images (`{option}`) are not supported yet; kiln writes non-bootable ISOs")]
+    #[error(
+        "El Torito boot images (`{option}`) are not supported yet; kiln writes non-bootable ISOs"
+    )]
     ElToritoUnsupported {
         /// The option given.
         option: &'static str,
@@ -262,7 +274,9 @@ pub enum IsoError {
         max: usize,
     },
     /// The volume descriptor says the image is larger than the file.
-    #[error("volume space size at offset {offset:#x} says {volume_bytes} bytes, but the file has {len}")]
+    #[error(
+        "volume space size at offset {offset:#x} says {volume_bytes} bytes, but the file has {len}"
+    )]
     VolumePastEnd {
         /// Byte offset of the field.
         offset: u64,
@@ -276,9 +290,9 @@ pub enum IsoError {
 impl From<IsoError> for Error {
     fn from(e: IsoError) -> Self {
         let kind = match &e {
-            IsoError::OpenSource { .. } | IsoError::ReadSourceDir { .. } | IsoError::SourceChanged { .. } => {
-                ErrorKind::Io
-            }
+            IsoError::OpenSource { .. }
+            | IsoError::ReadSourceDir { .. }
+            | IsoError::SourceChanged { .. } => ErrorKind::Io,
             IsoError::ElToritoUnsupported { .. }
             | IsoError::FileTooLarge { .. }
             | IsoError::ImageTooLarge { .. }
@@ -313,7 +327,10 @@ pub fn options_from_kv(kv: &KvOptions, creator: &str) -> Result<IsoOptions> {
     }
     let defaults = IsoOptions::default();
     let text = |keys: &[&str], default: &str| {
-        keys.iter().find_map(|k| kv.get(k)).unwrap_or(default).to_string()
+        keys.iter()
+            .find_map(|k| kv.get(k))
+            .unwrap_or(default)
+            .to_string()
     };
     Ok(IsoOptions {
         volume_label: text(&["volume_label", "label"], &defaults.volume_label),
@@ -329,7 +346,10 @@ pub(super) fn open(file: File, _path: &Path, _opts: &OpenOptions) -> Result<Box<
     Ok(Box::new(reader::IsoReader::new(image)?))
 }
 
-pub(super) fn create(_req: &CreateRequest<'_>, _out: &mut OutputSet) -> Result<Box<dyn DiskWriter>> {
+pub(super) fn create(
+    _req: &CreateRequest<'_>,
+    _out: &mut OutputSet,
+) -> Result<Box<dyn DiskWriter>> {
     Err(Error::unsupported(
         "an ISO is built from a directory, not from a disk image: use `kiln convert -O iso DIR out.iso`",
     ))

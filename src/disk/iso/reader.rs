@@ -127,8 +127,12 @@ impl IsoImage {
             }
             match vd[0] {
                 ISO_VD_TERMINATOR => return Ok((primary, joliet)),
-                ISO_VD_BOOT if vd[7..30].starts_with(b"EL TORITO SPECIFICATION") => self.el_torito = true,
-                ISO_VD_PRIMARY if primary.is_none() => primary = Some(self.primary(&vd, offset, len)?),
+                ISO_VD_BOOT if vd[7..30].starts_with(b"EL TORITO SPECIFICATION") => {
+                    self.el_torito = true;
+                }
+                ISO_VD_PRIMARY if primary.is_none() => {
+                    primary = Some(self.primary(&vd, offset, len)?);
+                }
                 ISO_VD_SUPPLEMENTARY if is_joliet(&vd) => {
                     self.joliet = true;
                     joliet = Some(root_ref(&vd, offset, len)?);
@@ -136,17 +140,29 @@ impl IsoImage {
                 _ => {}
             }
         }
-        Err(IsoError::NoTerminator { offset: 16 * ISO_SECTOR as u64 }.into())
+        Err(IsoError::NoTerminator {
+            offset: 16 * ISO_SECTOR as u64,
+        }
+        .into())
     }
 
     fn primary(&mut self, vd: &[u8], offset: u64, len: u64) -> Result<RootRef> {
         let block_size = le_u16(vd, 128);
         if usize::from(block_size) != ISO_SECTOR {
-            return Err(IsoError::BadBlockSize { offset: offset + 128, block_size }.into());
+            return Err(IsoError::BadBlockSize {
+                offset: offset + 128,
+                block_size,
+            }
+            .into());
         }
         self.volume_bytes = u64::from(le_u32(vd, 80)) * ISO_SECTOR as u64;
         if self.volume_bytes > len {
-            return Err(IsoError::VolumePastEnd { offset: offset + 80, volume_bytes: self.volume_bytes, len }.into());
+            return Err(IsoError::VolumePastEnd {
+                offset: offset + 80,
+                volume_bytes: self.volume_bytes,
+                len,
+            }
+            .into());
         }
         self.volume_label = ascii_field(&vd[40..72]);
         self.publisher = ascii_field(&vd[318..446]);
@@ -166,7 +182,11 @@ impl IsoImage {
     fn read_dir(&self, dir: &RootRef, len: u64) -> Result<Vec<u8>> {
         let offset = dir_offset(dir);
         if dir.size > ISO_MAX_DIR_BYTES || offset + u64::from(dir.size) > len {
-            return Err(IsoError::DirectoryOutside { offset, size: dir.size }.into());
+            return Err(IsoError::DirectoryOutside {
+                offset,
+                size: dir.size,
+            }
+            .into());
         }
         let mut buf = vec![0u8; dir.size as usize];
         read_exact_at(&self.file, &mut buf, offset, "ISO directory")?;
@@ -176,7 +196,13 @@ impl IsoImage {
     fn walk(&self, root: &RootRef, joliet: bool, len: u64) -> Result<Vec<IsoFile>> {
         let mut entries = Vec::new();
         let mut seen = BTreeSet::from([root.extent]);
-        let mut stack = vec![(String::new(), RootRef { extent: root.extent, size: root.size })];
+        let mut stack = vec![(
+            String::new(),
+            RootRef {
+                extent: root.extent,
+                size: root.size,
+            },
+        )];
         while let Some((prefix, dir)) = stack.pop() {
             let bytes = self.read_dir(&dir, len)?;
             for record in records_of(&bytes, dir_offset(&dir)).skip(2) {
@@ -184,14 +210,26 @@ impl IsoImage {
                 let file = self.entry(&record, &prefix, joliet, len)?;
                 if file.kind == IsoFileKind::Directory {
                     if !seen.insert(file.extent) {
-                        return Err(IsoError::DirectoryLoop { offset: record.offset }.into());
+                        return Err(IsoError::DirectoryLoop {
+                            offset: record.offset,
+                        }
+                        .into());
                     }
                     let size = u32::try_from(file.size).unwrap_or(u32::MAX);
-                    stack.push((file.path.clone(), RootRef { extent: file.extent, size }));
+                    stack.push((
+                        file.path.clone(),
+                        RootRef {
+                            extent: file.extent,
+                            size,
+                        },
+                    ));
                 }
                 entries.push(file);
                 if entries.len() > ISO_MAX_ENTRIES {
-                    return Err(IsoError::TooManyEntries { max: ISO_MAX_ENTRIES }.into());
+                    return Err(IsoError::TooManyEntries {
+                        max: ISO_MAX_ENTRIES,
+                    }
+                    .into());
                 }
             }
         }
@@ -200,7 +238,11 @@ impl IsoImage {
     }
 
     fn entry(&self, r: &RawRecord<'_>, prefix: &str, joliet: bool, len: u64) -> Result<IsoFile> {
-        let rr = if self.rock_ridge { self.rock_ridge_fields(r, len)? } else { RrFields::default() };
+        let rr = if self.rock_ridge {
+            self.rock_ridge_fields(r, len)?
+        } else {
+            RrFields::default()
+        };
         let name = match rr.name {
             Some(name) => name,
             None if joliet => String::from_utf16_lossy(&utf16_units(r.ident)),
@@ -214,7 +256,11 @@ impl IsoImage {
             (false, Some(target)) => IsoFileKind::Symlink(target),
             (false, None) => IsoFileKind::File,
         };
-        let path = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
+        let path = if prefix.is_empty() {
+            name
+        } else {
+            format!("{prefix}/{name}")
+        };
         Ok(IsoFile {
             path,
             kind,
@@ -232,10 +278,16 @@ impl IsoImage {
         let mut link = SlState::default();
         for _ in 0..SUSP_MAX_CONTINUATIONS {
             let next = parse_susp(&area, &mut names, &mut link, &mut fields);
-            let Some((block, offset, size)) = next else { break };
+            let Some((block, offset, size)) = next else {
+                break;
+            };
             let start = u64::from(block) * ISO_SECTOR as u64 + u64::from(offset);
-            if size > ISO_SECTOR as u32 || start + u64::from(size) > len {
-                return Err(IsoError::ContinuationOutside { offset: r.offset, area: start }.into());
+            if u64::from(size) > ISO_SECTOR as u64 || start + u64::from(size) > len {
+                return Err(IsoError::ContinuationOutside {
+                    offset: r.offset,
+                    area: start,
+                }
+                .into());
             }
             area = vec![0u8; size as usize];
             read_exact_at(&self.file, &mut area, start, "SUSP continuation area")?;
@@ -256,14 +308,25 @@ impl IsoImage {
     /// of the image; write errors.
     pub fn read_file(&self, entry: &IsoFile, out: &mut dyn Write) -> Result<u64> {
         if entry.kind != IsoFileKind::File || entry.multi_extent {
-            return Err(IsoError::NotARegularFile { path: PathBuf::from(&entry.path) }.into());
+            return Err(IsoError::NotARegularFile {
+                path: PathBuf::from(&entry.path),
+            }
+            .into());
         }
         let start = u64::from(entry.extent) * ISO_SECTOR as u64;
         let len = self.file.metadata()?.len();
         if start + entry.size > len {
-            return Err(IsoError::FileOutside { offset: start, size: entry.size }.into());
+            return Err(IsoError::FileOutside {
+                offset: start,
+                size: entry.size,
+            }
+            .into());
         }
-        let mut buf = vec![0u8; MAX_EXTENT_BYTES.min(usize::try_from(entry.size).unwrap_or(MAX_EXTENT_BYTES))];
+        let mut buf = vec![
+            0u8;
+            MAX_EXTENT_BYTES
+                .min(usize::try_from(entry.size).unwrap_or(MAX_EXTENT_BYTES))
+        ];
         let mut done = 0u64;
         while done < entry.size {
             let n = usize::try_from((entry.size - done).min(buf.len() as u64)).unwrap_or(buf.len());
@@ -303,7 +366,12 @@ struct RrFields {
 }
 
 /// Reads NM, SL and PX from one system use area; returns the CE target, if any.
-fn parse_susp(area: &[u8], names: &mut Vec<u8>, link: &mut SlState, f: &mut RrFields) -> Option<(u32, u32, u32)> {
+fn parse_susp(
+    area: &[u8],
+    names: &mut Vec<u8>,
+    link: &mut SlState,
+    f: &mut RrFields,
+) -> Option<(u32, u32, u32)> {
     let mut pos = 0;
     let mut next = None;
     while pos + 4 <= area.len() {
@@ -339,7 +407,9 @@ struct SlState {
 fn parse_sl(mut components: &[u8], sl: &mut SlState) {
     while components.len() >= 2 {
         let (flags, len) = (components[0], usize::from(components[1]));
-        let Some(content) = components.get(2..2 + len) else { return };
+        let Some(content) = components.get(2..2 + len) else {
+            return;
+        };
         if !sl.link.is_empty() && !sl.continued && sl.link != b"/" {
             sl.link.push(b'/');
         }
@@ -376,7 +446,10 @@ fn records_of(dir: &[u8], base: u64) -> impl Iterator<Item = Result<RawRecord<'_
             }
             let offset = base + pos as u64;
             let sector_end = (pos / ISO_SECTOR + 1) * ISO_SECTOR;
-            let ident_len = dir.get(pos + 32).map(|&b| usize::from(b)).unwrap_or(usize::MAX);
+            let ident_len = dir
+                .get(pos + 32)
+                .map(|&b| usize::from(b))
+                .unwrap_or(usize::MAX);
             if len < 34 || pos + len > sector_end.min(dir.len()) || 33 + ident_len > len {
                 pos = dir.len();
                 return Some(Err(IsoError::BadRecord { offset, len }.into()));
@@ -403,9 +476,16 @@ fn dir_offset(dir: &RootRef) -> u64 {
 
 fn root_ref(vd: &[u8], offset: u64, len: u64) -> Result<RootRef> {
     let root = &vd[156..190];
-    let root = RootRef { extent: le_u32(root, 2), size: le_u32(root, 10) };
+    let root = RootRef {
+        extent: le_u32(root, 2),
+        size: le_u32(root, 10),
+    };
     if root.size == 0 || dir_offset(&root) + u64::from(root.size) > len {
-        return Err(IsoError::DirectoryOutside { offset: offset + 156, size: root.size }.into());
+        return Err(IsoError::DirectoryOutside {
+            offset: offset + 156,
+            size: root.size,
+        }
+        .into());
     }
     Ok(root)
 }
@@ -423,13 +503,22 @@ fn le_u32(b: &[u8], at: usize) -> u32 {
 }
 
 fn ascii_field(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).trim_end_matches([' ', '\0']).to_string()
+    String::from_utf8_lossy(bytes)
+        .trim_end_matches([' ', '\0'])
+        .to_string()
 }
 
 fn utf16_units(ident: &[u8]) -> Vec<u16> {
-    let units: Vec<u16> = ident.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect();
+    let units: Vec<u16> = ident
+        .chunks_exact(2)
+        .map(|c| u16::from_be_bytes([c[0], c[1]]))
+        .collect();
     let end = units.len().saturating_sub(2);
-    if units.get(end..) == Some(&[u16::from(b';'), u16::from(b'1')][..]) { units[..end].to_vec() } else { units }
+    if units.get(end..) == Some(&[u16::from(b';'), u16::from(b'1')][..]) {
+        units[..end].to_vec()
+    } else {
+        units
+    }
 }
 
 /// `NAME.EXT;1` → `NAME.EXT`, `NAME.;1` → `NAME`.
@@ -450,7 +539,12 @@ pub(super) struct IsoReader {
 impl IsoReader {
     pub(super) fn new(image: IsoImage) -> Result<Self> {
         let virtual_size = image.file.metadata()?.len();
-        Ok(Self { image, virtual_size, pos: 0, buf: Vec::new() })
+        Ok(Self {
+            image,
+            virtual_size,
+            pos: 0,
+            buf: Vec::new(),
+        })
     }
 }
 
@@ -464,7 +558,8 @@ impl DiskReader for IsoReader {
             return Ok(None);
         }
         let len = (self.virtual_size - self.pos).min(MAX_EXTENT_BYTES as u64);
-        self.buf.resize(usize::try_from(len).unwrap_or(MAX_EXTENT_BYTES), 0);
+        self.buf
+            .resize(usize::try_from(len).unwrap_or(MAX_EXTENT_BYTES), 0);
         read_exact_at(&self.image.file, &mut self.buf, self.pos, "ISO data")?;
         self.pos += len;
         Ok(Some(Extent::Data(&self.buf)))

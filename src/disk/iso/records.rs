@@ -73,7 +73,15 @@ impl DateTime {
     /// to what one byte holds.
     pub fn record_bytes(&self) -> [u8; 7] {
         let years = u8::try_from((self.year - 1900).clamp(0, 255)).unwrap_or(0);
-        [years, self.month, self.day, self.hour, self.minute, self.second, 0]
+        [
+            years,
+            self.month,
+            self.day,
+            self.hour,
+            self.minute,
+            self.second,
+            0,
+        ]
     }
 
     /// The 17-byte volume descriptor date (8.4.26.1): 16 ASCII digits and a UTC offset.
@@ -251,7 +259,10 @@ mod tests {
     #[test]
     fn epoch_2023_11_14_is_converted() {
         let d = DateTime::from_epoch(1_700_000_000);
-        assert_eq!((d.year, d.month, d.day, d.hour, d.minute, d.second), (2023, 11, 14, 22, 13, 20));
+        assert_eq!(
+            (d.year, d.month, d.day, d.hour, d.minute, d.second),
+            (2023, 11, 14, 22, 13, 20)
+        );
     }
 
     #[test]
@@ -278,7 +289,11 @@ mod tests {
             publisher: b"",
             application: b"",
             volume_blocks: 20,
-            tables: PathTables { size: 10, l_lba: 18, m_lba: 19 },
+            tables: PathTables {
+                size: 10,
+                l_lba: 18,
+                m_lba: 19,
+            },
             root: vec![0; 34],
             date: DESCRIPTOR_DATE_UNSET,
             fill: b" ",

@@ -103,7 +103,9 @@ impl Tree {
     pub fn new() -> Self {
         let root = Node {
             name: Vec::new(),
-            kind: NodeKind::Dir { children: BTreeMap::new() },
+            kind: NodeKind::Dir {
+                children: BTreeMap::new(),
+            },
             mode: 0o755,
             parent: 0,
             iso_name: vec![0],
@@ -130,7 +132,8 @@ impl Tree {
             dir = self.child_dir(dir, name, &entry.path)?;
         }
         let kind = node_kind(entry.source, &entry.path)?;
-        self.insert(dir, leaf, kind, entry.mode & 0o7777, &entry.path).map(|_| ())
+        self.insert(dir, leaf, kind, entry.mode & 0o7777, &entry.path)
+            .map(|_| ())
     }
 
     fn child_dir(&mut self, dir: usize, name: &[u8], path: &Path) -> Result<usize> {
@@ -138,9 +141,14 @@ impl Tree {
             if self.nodes[index].is_dir() {
                 return Ok(index);
             }
-            return Err(IsoError::NotADirectory { path: path.to_path_buf() }.into());
+            return Err(IsoError::NotADirectory {
+                path: path.to_path_buf(),
+            }
+            .into());
         }
-        let kind = NodeKind::Dir { children: BTreeMap::new() };
+        let kind = NodeKind::Dir {
+            children: BTreeMap::new(),
+        };
         self.insert(dir, name, kind, 0o755, path)
     }
 
@@ -165,7 +173,10 @@ impl Tree {
                 self.nodes[existing].mode = mode;
                 return Ok(existing);
             }
-            return Err(IsoError::AddedTwice { path: path.to_path_buf() }.into());
+            return Err(IsoError::AddedTwice {
+                path: path.to_path_buf(),
+            }
+            .into());
         }
         let index = self.nodes.len();
         self.nodes.push(Node {
@@ -219,8 +230,10 @@ impl Tree {
     fn assign_joliet_names(&mut self, children: &[usize]) -> Result<()> {
         let mut used: BTreeMap<Vec<u8>, usize> = BTreeMap::new();
         for &child in children {
-            let name = joliet_name(&self.nodes[child].name)
-                .ok_or_else(|| IsoError::JolietNeedsUtf8 { path: self.display_path(child) })?;
+            let name =
+                joliet_name(&self.nodes[child].name).ok_or_else(|| IsoError::JolietNeedsUtf8 {
+                    path: self.display_path(child),
+                })?;
             if let Some(&other) = used.get(&name) {
                 return Err(IsoError::JolietNameCollision {
                     first: self.display_path(other),
@@ -242,7 +255,12 @@ fn path_names(path: &Path) -> Result<Vec<Vec<u8>>> {
         match component {
             Component::Normal(name) => names.push(name.as_bytes().to_vec()),
             Component::CurDir => {}
-            _ => return Err(IsoError::BadEntryPath { path: path.to_path_buf() }.into()),
+            _ => {
+                return Err(IsoError::BadEntryPath {
+                    path: path.to_path_buf(),
+                }
+                .into());
+            }
         }
     }
     Ok(names)
@@ -250,35 +268,52 @@ fn path_names(path: &Path) -> Result<Vec<Vec<u8>>> {
 
 fn node_kind(source: IsoSource, path: &Path) -> Result<NodeKind> {
     Ok(match source {
-        IsoSource::Directory => NodeKind::Dir { children: BTreeMap::new() },
+        IsoSource::Directory => NodeKind::Dir {
+            children: BTreeMap::new(),
+        },
         IsoSource::Symlink(target) => {
             let target = target.as_bytes().to_vec();
             if target.is_empty() {
-                return Err(IsoError::BadEntryPath { path: path.to_path_buf() }.into());
+                return Err(IsoError::BadEntryPath {
+                    path: path.to_path_buf(),
+                }
+                .into());
             }
             NodeKind::Symlink { target }
         }
         IsoSource::Bytes(bytes) => {
             let size = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
             check_file_size(path, size)?;
-            NodeKind::File { data: Data::Bytes(bytes), size }
+            NodeKind::File {
+                data: Data::Bytes(bytes),
+                size,
+            }
         }
         IsoSource::File(source) => {
             let size = readable_file_size(&source)?;
-            NodeKind::File { data: Data::Path(source), size }
+            NodeKind::File {
+                data: Data::Path(source),
+                size,
+            }
         }
     })
 }
 
 /// Opens `source` once so unreadable files are reported before any output is written.
 fn readable_file_size(source: &Path) -> Result<u64> {
-    let file = File::open(source)
-        .map_err(|e| IsoError::OpenSource { path: source.to_path_buf(), source: e })?;
-    let meta = file
-        .metadata()
-        .map_err(|e| IsoError::OpenSource { path: source.to_path_buf(), source: e })?;
+    let file = File::open(source).map_err(|e| IsoError::OpenSource {
+        path: source.to_path_buf(),
+        source: e,
+    })?;
+    let meta = file.metadata().map_err(|e| IsoError::OpenSource {
+        path: source.to_path_buf(),
+        source: e,
+    })?;
     if !meta.is_file() {
-        return Err(IsoError::SpecialFile { path: source.to_path_buf() }.into());
+        return Err(IsoError::SpecialFile {
+            path: source.to_path_buf(),
+        }
+        .into());
     }
     check_file_size(source, meta.len())?;
     Ok(meta.len())
@@ -286,7 +321,11 @@ fn readable_file_size(source: &Path) -> Result<u64> {
 
 fn check_file_size(path: &Path, size: u64) -> Result<()> {
     if size > ISO_MAX_FILE_BYTES {
-        return Err(IsoError::FileTooLarge { path: path.to_path_buf(), size }.into());
+        return Err(IsoError::FileTooLarge {
+            path: path.to_path_buf(),
+            size,
+        }
+        .into());
     }
     Ok(())
 }
@@ -294,8 +333,10 @@ fn check_file_size(path: &Path, size: u64) -> Result<()> {
 /// Adds every file, directory and symlink under `dir` (which becomes the image root), in
 /// name order. Other file types are refused.
 pub(super) fn scan_dir(tree: &mut Tree, dir: &Path) -> Result<()> {
-    let meta = std::fs::metadata(dir)
-        .map_err(|e| IsoError::ReadSourceDir { path: dir.to_path_buf(), source: e })?;
+    let meta = std::fs::metadata(dir).map_err(|e| IsoError::ReadSourceDir {
+        path: dir.to_path_buf(),
+        source: e,
+    })?;
     let root = IsoEntry {
         path: PathBuf::new(),
         source: IsoSource::Directory,
@@ -306,7 +347,10 @@ pub(super) fn scan_dir(tree: &mut Tree, dir: &Path) -> Result<()> {
 }
 
 fn scan_children(tree: &mut Tree, dir: &Path, rel: &Path) -> Result<()> {
-    let read_err = |e| IsoError::ReadSourceDir { path: dir.to_path_buf(), source: e };
+    let read_err = |e| IsoError::ReadSourceDir {
+        path: dir.to_path_buf(),
+        source: e,
+    };
     let mut names = Vec::new();
     for item in std::fs::read_dir(dir).map_err(read_err)? {
         names.push(item.map_err(read_err)?.file_name());
@@ -314,23 +358,31 @@ fn scan_children(tree: &mut Tree, dir: &Path, rel: &Path) -> Result<()> {
     names.sort();
     for name in names {
         let full = dir.join(&name);
-        let meta = std::fs::symlink_metadata(&full)
-            .map_err(|e| IsoError::OpenSource { path: full.clone(), source: e })?;
+        let meta = std::fs::symlink_metadata(&full).map_err(|e| IsoError::OpenSource {
+            path: full.clone(),
+            source: e,
+        })?;
         let mode = meta.permissions().mode();
         let path = rel.join(&name);
         let file_type = meta.file_type();
         let source = if file_type.is_dir() {
             IsoSource::Directory
         } else if file_type.is_symlink() {
-            let target = std::fs::read_link(&full)
-                .map_err(|e| IsoError::OpenSource { path: full.clone(), source: e })?;
+            let target = std::fs::read_link(&full).map_err(|e| IsoError::OpenSource {
+                path: full.clone(),
+                source: e,
+            })?;
             IsoSource::Symlink(target.into_os_string())
         } else if file_type.is_file() {
             IsoSource::File(full.clone())
         } else {
             return Err(IsoError::SpecialFile { path: full }.into());
         };
-        tree.add(IsoEntry { path: path.clone(), source, mode })?;
+        tree.add(IsoEntry {
+            path: path.clone(),
+            source,
+            mode,
+        })?;
         if file_type.is_dir() {
             scan_children(tree, &full, &path)?;
         }
@@ -414,14 +466,20 @@ mod tests {
     #[test]
     fn long_name_is_mapped_to_eight_dot_three() {
         let mut used = BTreeSet::new();
-        assert_eq!(unique_iso_name(b"user-data", false, &mut used), b"USER_DAT.;1");
+        assert_eq!(
+            unique_iso_name(b"user-data", false, &mut used),
+            b"USER_DAT.;1"
+        );
     }
 
     #[test]
     fn clashing_names_get_a_counter() {
         let mut used = BTreeSet::new();
         unique_iso_name(b"longname-a.txt", false, &mut used);
-        assert_eq!(unique_iso_name(b"longname-b.txt", false, &mut used), b"LONGNAM0.TXT;1");
+        assert_eq!(
+            unique_iso_name(b"longname-b.txt", false, &mut used),
+            b"LONGNAM0.TXT;1"
+        );
     }
 
     #[test]

@@ -64,7 +64,12 @@ impl IsoOptions {
         for (field, value, max) in fields {
             let printable = value.bytes().all(|b| (0x20..0x7f).contains(&b));
             if value.len() > max || !printable {
-                return Err(IsoError::BadIdentifier { field, value: value.clone(), max }.into());
+                return Err(IsoError::BadIdentifier {
+                    field,
+                    value: value.clone(),
+                    max,
+                }
+                .into());
             }
         }
         Ok(())
@@ -86,7 +91,10 @@ impl IsoWriter {
     /// A label or identifier that is too long or not printable ASCII.
     pub fn new(options: IsoOptions) -> Result<Self> {
         options.validate()?;
-        Ok(Self { options, tree: Tree::new() })
+        Ok(Self {
+            options,
+            tree: Tree::new(),
+        })
     }
 
     /// Adds one entry. Files are opened once now, so unreadable sources are reported before
@@ -116,7 +124,12 @@ impl IsoWriter {
     pub fn write_to(mut self, ctx: &BuildContext, out: &mut dyn Write) -> Result<u64> {
         self.tree.assign_names(self.options.joliet)?;
         let date = DateTime::from_epoch(ctx.epoch);
-        let layout = layout::plan(&self.tree, self.options.rock_ridge, self.options.joliet, date.record_bytes())?;
+        let layout = layout::plan(
+            &self.tree,
+            self.options.rock_ridge,
+            self.options.joliet,
+            date.record_bytes(),
+        )?;
         let mut sink = Sink { out, pos: 0 };
         self.write_metadata(&layout, &date, &mut sink)?;
         self.write_files(&layout, &mut sink)?;
@@ -173,7 +186,13 @@ impl IsoWriter {
         sink.write_padded(&bytes, layout.ce_start)
     }
 
-    fn descriptor(&self, layout: &Layout, ns: &Namespace, date: &DateTime, joliet: bool) -> Vec<u8> {
+    fn descriptor(
+        &self,
+        layout: &Layout,
+        ns: &Namespace,
+        date: &DateTime,
+        joliet: bool,
+    ) -> Vec<u8> {
         let root = PlannedRecord {
             target: 0,
             ident: vec![0],
@@ -189,13 +208,31 @@ impl IsoWriter {
         };
         let o = &self.options;
         let (label, publisher, application, fill): (Vec<u8>, Vec<u8>, Vec<u8>, &[u8]) = if joliet {
-            let label: String = o.volume_label.chars().take(JOLIET_MAX_LABEL_UNITS).collect();
-            (records::ucs2(&label), records::ucs2(&o.publisher), records::ucs2(&o.application_id), b"\0 ")
+            let label: String = o
+                .volume_label
+                .chars()
+                .take(JOLIET_MAX_LABEL_UNITS)
+                .collect();
+            (
+                records::ucs2(&label),
+                records::ucs2(&o.publisher),
+                records::ucs2(&o.application_id),
+                b"\0 ",
+            )
         } else {
-            (o.volume_label.clone().into(), o.publisher.clone().into(), o.application_id.clone().into(), b" ")
+            (
+                o.volume_label.clone().into(),
+                o.publisher.clone().into(),
+                o.application_id.clone().into(),
+                b" ",
+            )
         };
         records::encode_descriptor(&Descriptor {
-            kind: if joliet { ISO_VD_SUPPLEMENTARY } else { ISO_VD_PRIMARY },
+            kind: if joliet {
+                ISO_VD_SUPPLEMENTARY
+            } else {
+                ISO_VD_PRIMARY
+            },
             volume_id: &label,
             publisher: &publisher,
             application: &application,
@@ -207,8 +244,17 @@ impl IsoWriter {
         })
     }
 
-    fn encode_dir(&self, layout: &Layout, ns: &Namespace, recs: &[PlannedRecord], date: [u8; 7]) -> Vec<u8> {
-        let encoded: Vec<Vec<u8>> = recs.iter().map(|r| self.encode_record(layout, ns, r, date)).collect();
+    fn encode_dir(
+        &self,
+        layout: &Layout,
+        ns: &Namespace,
+        recs: &[PlannedRecord],
+        date: [u8; 7],
+    ) -> Vec<u8> {
+        let encoded: Vec<Vec<u8>> = recs
+            .iter()
+            .map(|r| self.encode_record(layout, ns, r, date))
+            .collect();
         let (offsets, size) = layout::pack(encoded.iter().map(Vec::len));
         let mut bytes = vec![0u8; size];
         for (record, offset) in encoded.iter().zip(offsets) {
@@ -217,7 +263,13 @@ impl IsoWriter {
         bytes
     }
 
-    fn encode_record(&self, layout: &Layout, ns: &Namespace, r: &PlannedRecord, date: [u8; 7]) -> Vec<u8> {
+    fn encode_record(
+        &self,
+        layout: &Layout,
+        ns: &Namespace,
+        r: &PlannedRecord,
+        date: [u8; 7],
+    ) -> Vec<u8> {
         let node = &self.tree.nodes[r.target];
         let (extent, data_len) = if node.is_dir() {
             (ns.dir_lba[r.target], ns.dir_size[r.target])
@@ -232,14 +284,23 @@ impl IsoWriter {
             let len = u32::try_from(layout.ce_areas[ce].len()).unwrap_or(0);
             susp::ce(&mut su, block, offset, len);
         }
-        records::encode_record(&Record { extent, data_len, date, flags: r.flags, ident: &r.ident, system_use: &su })
+        records::encode_record(&Record {
+            extent,
+            data_len,
+            date,
+            flags: r.flags,
+            ident: &r.ident,
+            system_use: &su,
+        })
     }
 
     fn write_files(&self, layout: &Layout, sink: &mut Sink<'_>) -> Result<()> {
         let mut buf = vec![0u8; ISO_COPY_BUFFER];
         for &(node, lba) in &layout.files {
             sink.pad_to(u64::from(lba) * ISO_SECTOR as u64)?;
-            let NodeKind::File { data, size } = &self.tree.nodes[node].kind else { continue };
+            let NodeKind::File { data, size } = &self.tree.nodes[node].kind else {
+                continue;
+            };
             match data {
                 Data::Bytes(bytes) => sink.write(bytes)?,
                 Data::Path(path) => copy_file(path, *size, &mut buf, sink)?,
@@ -251,21 +312,32 @@ impl IsoWriter {
 
 /// Streams exactly `size` bytes of `path`, failing if the file changed size.
 fn copy_file(path: &Path, size: u64, buf: &mut [u8], sink: &mut Sink<'_>) -> Result<()> {
-    let open_err = |e| IsoError::OpenSource { path: path.to_path_buf(), source: e };
+    let open_err = |e| IsoError::OpenSource {
+        path: path.to_path_buf(),
+        source: e,
+    };
     let mut file = File::open(path).map_err(open_err)?;
     let mut left = size;
     while left > 0 {
         let want = usize::try_from(left.min(buf.len() as u64)).unwrap_or(buf.len());
         let got = file.read(&mut buf[..want]).map_err(open_err)?;
         if got == 0 {
-            return Err(IsoError::SourceChanged { path: path.to_path_buf(), expected: size }.into());
+            return Err(IsoError::SourceChanged {
+                path: path.to_path_buf(),
+                expected: size,
+            }
+            .into());
         }
         sink.write(&buf[..got])?;
         left -= got as u64;
     }
     let mut probe = [0u8; 1];
     if file.read(&mut probe).map_err(open_err)? != 0 {
-        return Err(IsoError::SourceChanged { path: path.to_path_buf(), expected: size }.into());
+        return Err(IsoError::SourceChanged {
+            path: path.to_path_buf(),
+            expected: size,
+        }
+        .into());
     }
     Ok(())
 }
@@ -285,11 +357,16 @@ impl Sink<'_> {
 
     fn pad_to(&mut self, target: u64) -> Result<()> {
         if target < self.pos {
-            return Err(IsoError::LayoutMismatch { offset: self.pos, planned: target }.into());
+            return Err(IsoError::LayoutMismatch {
+                offset: self.pos,
+                planned: target,
+            }
+            .into());
         }
         let zeros = [0u8; ISO_SECTOR];
         while self.pos < target {
-            let n = usize::try_from((target - self.pos).min(ISO_SECTOR as u64)).unwrap_or(ISO_SECTOR);
+            let n =
+                usize::try_from((target - self.pos).min(ISO_SECTOR as u64)).unwrap_or(ISO_SECTOR);
             self.write(&zeros[..n])?;
         }
         Ok(())
@@ -300,7 +377,11 @@ impl Sink<'_> {
     fn write_padded(&mut self, bytes: &[u8], lba: u32) -> Result<()> {
         let start = u64::from(lba) * ISO_SECTOR as u64;
         if start != self.pos {
-            return Err(IsoError::LayoutMismatch { offset: self.pos, planned: start }.into());
+            return Err(IsoError::LayoutMismatch {
+                offset: self.pos,
+                planned: start,
+            }
+            .into());
         }
         self.write(bytes)?;
         let end = self.pos.div_ceil(ISO_SECTOR as u64) * ISO_SECTOR as u64;
