@@ -539,8 +539,7 @@ pub fn write_seed(
                 volume_label: SEED_ISO_LABEL.to_string(),
                 publisher: String::new(),
                 application_id: ctx.creator.clone(),
-                joliet: true,
-                rock_ridge: true,
+                ..IsoOptions::default()
             };
             let mut writer = IsoWriter::new(options)?;
             for (name, data) in files {

@@ -380,8 +380,86 @@ fn missing_source_directory_names_it() {
     assert_refused(&d, &["convert", "-O", "iso", "nope", "n.iso"], 1, "nope");
 }
 
+/// A tree with a fake BIOS no-emulation image and a real FAT image for UEFI.
+fn boot_tree(d: &Dir) {
+    let mut bios = vec![0u8; 30_000];
+    Rng::new(9).fill(&mut bios);
+    std::fs::create_dir_all(d.path("src/boot")).unwrap();
+    std::fs::create_dir_all(d.path("src/EFI")).unwrap();
+    std::fs::write(d.path("src/boot/isolinux.bin"), bios).unwrap();
+    std::fs::write(d.path("src/readme"), b"boot test\n").unwrap();
+    let efi = d.path("src/EFI/efiboot.img");
+    std::fs::File::create(&efi)
+        .unwrap()
+        .set_len(1 << 20)
+        .unwrap();
+    run_ok("mkfs.vfat", &["-n", "EFIBOOT", efi.to_str().unwrap()]);
+}
+
+fn el_torito_report(iso: &Path) -> String {
+    require_tool("xorriso");
+    let out = std::process::Command::new("xorriso")
+        .args([
+            "-indev",
+            iso.to_str().unwrap(),
+            "-report_el_torito",
+            "plain",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[test]
-fn el_torito_is_refused_clearly() {
+fn el_torito_bios_and_uefi_entries_are_written() {
+    let d = Dir::new();
+    boot_tree(&d);
+    let opts = "label=BOOT,bios_boot=boot/isolinux.bin,efi_boot=EFI/efiboot.img";
+    d.kiln_ok(&["convert", "-O", "iso", "-o", opts, "src", "b.iso"]);
+    check_image(
+        "iso",
+        None,
+        &d.path("b.iso"),
+        Some(&d.path("src")),
+        &["--volume-label", "BOOT"],
+    );
+    let report = el_torito_report(&d.path("b.iso"));
+    assert!(
+        report.contains("El Torito img path :   1  /boot/isolinux.bin"),
+        "{report}"
+    );
+    assert!(
+        report.contains("El Torito img path :   2  /EFI/efiboot.img"),
+        "{report}"
+    );
+    assert!(
+        report.contains("1  BIOS  y   none  0x0000  0x00      4"),
+        "{report}"
+    );
+    assert!(
+        report.contains("2  UEFI  y   none  0x0000  0x00   2048"),
+        "{report}"
+    );
+    let info = d.kiln_ok(&["info", "b.iso"]);
+    assert!(info.contains("el_torito: yes"), "{info}");
+}
+
+#[test]
+fn boot_info_table_is_recognised_by_xorriso() {
+    let d = Dir::new();
+    boot_tree(&d);
+    let opts = "bios_boot=boot/isolinux.bin,boot_info_table=on";
+    d.kiln_ok(&["convert", "-O", "iso", "-o", opts, "src", "t.iso"]);
+    let report = el_torito_report(&d.path("t.iso"));
+    assert!(
+        report.contains("El Torito img opts :   1  boot-info-table"),
+        "{report}"
+    );
+}
+
+#[test]
+fn missing_boot_image_is_refused() {
     let d = Dir::new();
     std::fs::create_dir(d.path("src")).unwrap();
     assert_refused(
@@ -395,8 +473,8 @@ fn el_torito_is_refused_clearly() {
             "src",
             "b.iso",
         ],
-        1,
-        "El Torito",
+        2,
+        "bios_boot",
     );
 }
 

@@ -73,6 +73,8 @@ pub(super) struct Layout {
     pub ce_pos: Vec<(u32, u32)>,
     pub ce_start: u32,
     pub ce_blocks: u32,
+    /// Block of the El Torito boot catalog, when booting is asked for.
+    pub catalog_lba: Option<u32>,
     /// File nodes in data order, with their first block.
     pub files: Vec<(usize, u32)>,
     /// Data block of every node (files; empty files and symlinks share `data_start`).
@@ -90,7 +92,13 @@ fn to_u32(value: u64) -> Result<u32> {
 }
 
 /// Plans the image for `tree` (names already assigned).
-pub(super) fn plan(tree: &Tree, rock_ridge: bool, joliet: bool, date: [u8; 7]) -> Result<Layout> {
+pub(super) fn plan(
+    tree: &Tree,
+    rock_ridge: bool,
+    joliet: bool,
+    boot: bool,
+    date: [u8; 7],
+) -> Result<Layout> {
     let mut ce_areas = Vec::new();
     let primary_order = dir_order(tree, |n| &tree.nodes[n].iso_name, sort_key_iso);
     let mut primary = Namespace::default();
@@ -120,7 +128,7 @@ pub(super) fn plan(tree: &Tree, rock_ridge: bool, joliet: bool, date: [u8; 7]) -
         Ok::<_, crate::Error>(ns)
     });
     let joliet = joliet.transpose()?;
-    assign(tree, primary, joliet, ce_areas)
+    assign(tree, primary, joliet, ce_areas, boot)
 }
 
 /// Directories breadth first, children by identifier: the path table order (ECMA-119 6.9.1).
@@ -313,9 +321,11 @@ fn assign(
     mut primary: Namespace,
     mut joliet: Option<Namespace>,
     ce_areas: Vec<Vec<u8>>,
+    boot: bool,
 ) -> Result<Layout> {
     let nodes = tree.nodes.len();
-    let mut next: u64 = u64::from(ISO_FIRST_DESCRIPTOR) + 2 + u64::from(joliet.is_some());
+    let descriptors = 2 + u64::from(joliet.is_some()) + u64::from(boot);
+    let mut next: u64 = u64::from(ISO_FIRST_DESCRIPTOR) + descriptors;
     for ns in std::iter::once(&mut primary).chain(joliet.as_mut()) {
         ns.dir_lba = vec![0; nodes];
         ns.dir_size = vec![0; nodes];
@@ -335,6 +345,8 @@ fn assign(
     let ce_start = to_u32(next)?;
     let (ce_pos, ce_blocks) = place_areas(&ce_areas, ce_start)?;
     next += u64::from(ce_blocks);
+    let catalog_lba = boot.then(|| to_u32(next)).transpose()?;
+    next += u64::from(boot);
     for ns in std::iter::once(&mut primary).chain(joliet.as_mut()) {
         (ns.table_l, ns.table_m) = path_tables(tree, ns)?;
     }
@@ -363,6 +375,7 @@ fn assign(
         ce_blocks,
         files,
         file_lba,
+        catalog_lba,
         total_blocks: to_u32(total)?,
     })
 }

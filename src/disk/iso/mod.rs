@@ -11,16 +11,23 @@
 //! so the same input gives the same bytes. RAM holds the tree and the directory records;
 //! file contents stream through one 1 MiB buffer.
 //!
+//! El Torito 1.0 (optional, `bios_boot` / `efi_boot` paths of files in the image): a boot
+//! record at block 17, a one-sector catalog with a BIOS no-emulation default entry (4
+//! sectors loaded, like `mkisofs -b -no-emul-boot -boot-load-size 4`) and/or a final UEFI
+//! section (platform 0xEF) pointing at a FAT image; `boot_info_table` patches the isolinux /
+//! GRUB boot info table into the BIOS image (which is then held in RAM, at most 64 MiB).
+//!
 //! Refused: files of 4 GiB or more (multi-extent files are not written), special files
-//! (devices, FIFOs, sockets), El Torito boot catalogs (not implemented yet: `bios_boot` /
-//! `efi_boot` options fail with a clear message), symlink targets whose Rock Ridge entries
-//! exceed one continuation block (~1.7 KiB), more than 65535 directories.
+//! (devices, FIFOs, sockets), symlink targets whose Rock Ridge entries exceed one
+//! continuation block (~1.7 KiB), more than 65535 directories. No hybrid MBR/GPT
+//! (isohybrid) is written, so a bootable ISO boots as a CD, not from a USB stick.
 //!
 //! Reading ([`IsoImage`]): descriptors (2048-byte blocks only), the tree with Rock Ridge
 //! names when present (else Joliet, else ISO 9660 names), file extraction (single-extent
 //! files). As a disk ([`open`]) an ISO is the raw bytes of the file, with `info()` showing
 //! the label, Joliet/Rock Ridge/El Torito presence and counts.
 
+mod boot;
 mod layout;
 mod reader;
 mod records;
@@ -44,6 +51,7 @@ use crate::io::output::OutputSet;
 pub(super) const OPTION_KEYS: &[&str] = &[
     "application_id",
     "bios_boot",
+    "boot_info_table",
     "efi_boot",
     "joliet",
     "label",
@@ -112,6 +120,14 @@ pub enum IsoError {
         /// Record length.
         len: usize,
     },
+    /// A boot image option names no non-empty file of the image.
+    #[error("{option} `{}` is not a non-empty file in the image", path.display())]
+    BootImageMissing {
+        /// The option.
+        option: &'static str,
+        /// The path given.
+        path: PathBuf,
+    },
     /// A Rock Ridge continuation area lies outside the image.
     #[error("directory record at offset {offset:#x} continues at {area:#x}, outside the image")]
     ContinuationOutside {
@@ -137,14 +153,6 @@ pub enum IsoError {
         offset: u64,
         /// Size in bytes.
         size: u32,
-    },
-    /// El Torito boot catalogs are not implemented.
-    #[error(
-        "El Torito boot images (`{option}`) are not supported yet; kiln writes non-bootable ISOs"
-    )]
-    ElToritoUnsupported {
-        /// The option given.
-        option: &'static str,
     },
     /// A file's extent lies past the end of the image.
     #[error("file data at offset {offset:#x} ({size} bytes) lies past the end of the image")]
@@ -293,8 +301,7 @@ impl From<IsoError> for Error {
             IsoError::OpenSource { .. }
             | IsoError::ReadSourceDir { .. }
             | IsoError::SourceChanged { .. } => ErrorKind::Io,
-            IsoError::ElToritoUnsupported { .. }
-            | IsoError::FileTooLarge { .. }
+            IsoError::FileTooLarge { .. }
             | IsoError::ImageTooLarge { .. }
             | IsoError::SpecialFile { .. }
             | IsoError::SystemUseTooLong { .. }
@@ -302,6 +309,7 @@ impl From<IsoError> for Error {
             | IsoError::NotARegularFile { .. } => ErrorKind::Unsupported,
             IsoError::AddedTwice { .. }
             | IsoError::BadIdentifier { .. }
+            | IsoError::BootImageMissing { .. }
             | IsoError::BadEntryPath { .. }
             | IsoError::JolietNameCollision { .. }
             | IsoError::JolietNeedsUtf8 { .. }
@@ -316,15 +324,9 @@ impl From<IsoError> for Error {
 /// Reads `-o` options into [`IsoOptions`]; `application_id` defaults to `creator`.
 ///
 /// # Errors
-/// Unknown keys, bad booleans, identifiers that do not fit, and the El Torito options
-/// (not implemented).
+/// Unknown keys, bad booleans, identifiers that do not fit.
 pub fn options_from_kv(kv: &KvOptions, creator: &str) -> Result<IsoOptions> {
     kv.check_known("iso", OPTION_KEYS)?;
-    for option in ["bios_boot", "efi_boot"] {
-        if kv.get(option).is_some() {
-            return Err(IsoError::ElToritoUnsupported { option }.into());
-        }
-    }
     let defaults = IsoOptions::default();
     let text = |keys: &[&str], default: &str| {
         keys.iter()
@@ -338,6 +340,9 @@ pub fn options_from_kv(kv: &KvOptions, creator: &str) -> Result<IsoOptions> {
         application_id: text(&["application_id"], creator),
         joliet: kv.get_bool("joliet")?.unwrap_or(true),
         rock_ridge: kv.get_bool("rock_ridge")?.unwrap_or(true),
+        bios_boot: kv.get("bios_boot").map(PathBuf::from),
+        efi_boot: kv.get("efi_boot").map(PathBuf::from),
+        boot_info_table: kv.get_bool("boot_info_table")?.unwrap_or(false),
     })
 }
 

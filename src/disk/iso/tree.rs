@@ -193,6 +193,15 @@ impl Tree {
         Ok(index)
     }
 
+    /// The node at `path`, if any.
+    pub fn find(&self, path: &Path) -> Option<usize> {
+        let mut node = 0;
+        for name in path_names(path).ok()? {
+            node = self.lookup(node, &name)?;
+        }
+        Some(node)
+    }
+
     /// The path of node `index` inside the image, for messages.
     pub fn display_path(&self, mut index: usize) -> PathBuf {
         let mut parts = Vec::new();

@@ -3,9 +3,10 @@
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::IsoError;
+use super::boot::{self, BootImage};
 use super::layout::{self, Layout, Namespace, PlannedRecord};
 use super::records::{
     self, DateTime, Descriptor, ISO_SECTOR, ISO_VD_PRIMARY, ISO_VD_SUPPLEMENTARY, PathTables,
@@ -23,6 +24,8 @@ const ISO_COPY_BUFFER: usize = 1 << 20;
 const ISO_MAX_LABEL: usize = 32;
 /// Longest publisher / application identifier.
 const ISO_MAX_ID: usize = 128;
+/// Largest BIOS boot image read into memory to patch its boot info table.
+const BIOS_BOOT_MAX_BYTES: u64 = 64 << 20;
 /// Joliet's volume identifier holds 16 UCS-2 characters.
 const JOLIET_MAX_LABEL_UNITS: usize = 16;
 
@@ -40,6 +43,14 @@ pub struct IsoOptions {
     pub joliet: bool,
     /// Write Rock Ridge entries (POSIX names, modes, symlinks, times).
     pub rock_ridge: bool,
+    /// Path in the image of a BIOS no-emulation boot image (El Torito default entry, like
+    /// `mkisofs -b`).
+    pub bios_boot: Option<PathBuf>,
+    /// Path in the image of a FAT image for UEFI (El Torito platform 0xEF, like `-e`).
+    pub efi_boot: Option<PathBuf>,
+    /// Patch the boot info table into the BIOS image (`-boot-info-table`; isolinux and
+    /// GRUB's `eltorito.img` need it).
+    pub boot_info_table: bool,
 }
 
 impl Default for IsoOptions {
@@ -50,6 +61,9 @@ impl Default for IsoOptions {
             application_id: String::new(),
             joliet: true,
             rock_ridge: true,
+            bios_boot: None,
+            efi_boot: None,
+            boot_info_table: false,
         }
     }
 }
@@ -123,16 +137,33 @@ impl IsoWriter {
     /// I/O errors, and source files that changed size since they were added.
     pub fn write_to(mut self, ctx: &BuildContext, out: &mut dyn Write) -> Result<u64> {
         self.tree.assign_names(self.options.joliet)?;
+        let bios = self.boot_node("bios_boot", self.options.bios_boot.as_deref())?;
+        let efi = self.boot_node("efi_boot", self.options.efi_boot.as_deref())?;
         let date = DateTime::from_epoch(ctx.epoch);
+        let o = &self.options;
+        let booting = bios.is_some() || efi.is_some();
         let layout = layout::plan(
             &self.tree,
-            self.options.rock_ridge,
-            self.options.joliet,
+            o.rock_ridge,
+            o.joliet,
+            booting,
             date.record_bytes(),
         )?;
+        let image = |node: Option<usize>| {
+            node.map(|n| BootImage {
+                lba: layout.file_lba[n],
+                size: self.tree.nodes[n].data_size(),
+            })
+        };
+        let catalog = boot::catalog(image(bios), image(efi));
         let mut sink = Sink { out, pos: 0 };
-        self.write_metadata(&layout, &date, &mut sink)?;
-        self.write_files(&layout, &mut sink)?;
+        self.write_metadata(&layout, &date, &catalog, &mut sink)?;
+        let patch = if self.options.boot_info_table {
+            bios
+        } else {
+            None
+        };
+        self.write_files(&layout, patch, &mut sink)?;
         sink.pad_to(u64::from(layout.total_blocks) * ISO_SECTOR as u64)?;
         Ok(sink.pos)
     }
@@ -156,9 +187,31 @@ impl IsoWriter {
         Ok(size)
     }
 
-    fn write_metadata(&self, layout: &Layout, date: &DateTime, sink: &mut Sink<'_>) -> Result<()> {
+    /// The node of a boot image given by path; it must be a non-empty file.
+    fn boot_node(&self, option: &'static str, path: Option<&Path>) -> Result<Option<usize>> {
+        let Some(path) = path else { return Ok(None) };
+        match self.tree.find(path) {
+            Some(n) if self.tree.nodes[n].data_size() > 0 => Ok(Some(n)),
+            _ => Err(IsoError::BootImageMissing {
+                option,
+                path: path.to_path_buf(),
+            }
+            .into()),
+        }
+    }
+
+    fn write_metadata(
+        &self,
+        layout: &Layout,
+        date: &DateTime,
+        catalog: &[u8],
+        sink: &mut Sink<'_>,
+    ) -> Result<()> {
         sink.pad_to(16 * ISO_SECTOR as u64)?;
         sink.write(&self.descriptor(layout, &layout.primary, date, false))?;
+        if let Some(lba) = layout.catalog_lba {
+            sink.write(&boot::boot_record(lba))?;
+        }
         if let Some(joliet) = &layout.joliet {
             sink.write(&self.descriptor(layout, joliet, date, true))?;
         }
@@ -174,7 +227,11 @@ impl IsoWriter {
                 sink.write_padded(&bytes, ns.dir_lba[dir.node])?;
             }
         }
-        self.write_areas(layout, sink)
+        self.write_areas(layout, sink)?;
+        if let Some(lba) = layout.catalog_lba {
+            sink.write_padded(catalog, lba)?;
+        }
+        Ok(())
     }
 
     fn write_areas(&self, layout: &Layout, sink: &mut Sink<'_>) -> Result<()> {
@@ -294,19 +351,52 @@ impl IsoWriter {
         })
     }
 
-    fn write_files(&self, layout: &Layout, sink: &mut Sink<'_>) -> Result<()> {
+    fn write_files(
+        &self,
+        layout: &Layout,
+        patch: Option<usize>,
+        sink: &mut Sink<'_>,
+    ) -> Result<()> {
         let mut buf = vec![0u8; ISO_COPY_BUFFER];
         for &(node, lba) in &layout.files {
             sink.pad_to(u64::from(lba) * ISO_SECTOR as u64)?;
             let NodeKind::File { data, size } = &self.tree.nodes[node].kind else {
                 continue;
             };
+            if patch == Some(node) {
+                let mut image = read_all(data, *size)?;
+                boot::patch_boot_info_table(&mut image, lba);
+                sink.write(&image)?;
+                continue;
+            }
             match data {
                 Data::Bytes(bytes) => sink.write(bytes)?,
                 Data::Path(path) => copy_file(path, *size, &mut buf, sink)?,
             }
         }
         Ok(())
+    }
+}
+
+/// A (small) boot image in memory, to patch its boot info table.
+fn read_all(data: &Data, size: u64) -> Result<Vec<u8>> {
+    match data {
+        Data::Bytes(bytes) => Ok(bytes.clone()),
+        Data::Path(path) if size <= BIOS_BOOT_MAX_BYTES => {
+            let mut out = Vec::new();
+            let mut sink = Sink {
+                out: &mut out,
+                pos: 0,
+            };
+            let mut buf = vec![0u8; ISO_COPY_BUFFER];
+            copy_file(path, size, &mut buf, &mut sink)?;
+            Ok(out)
+        }
+        Data::Path(path) => Err(IsoError::FileTooLarge {
+            path: path.clone(),
+            size,
+        }
+        .into()),
     }
 }
 
