@@ -235,6 +235,14 @@ pub enum IsoError {
         #[source]
         source: std::io::Error,
     },
+    /// A path in the image is longer than the reader builds.
+    #[error("directory record at offset {offset:#x} makes a path longer than {max} bytes")]
+    PathTooLong {
+        /// Byte offset.
+        offset: u64,
+        /// The cap.
+        max: usize,
+    },
     /// A source directory cannot be listed.
     #[error("cannot read directory {}", path.display())]
     ReadSourceDir {

@@ -23,6 +23,8 @@ use crate::io::read_exact_at;
 const ISO_MAX_DESCRIPTORS: u64 = 64;
 /// Most directory entries the reader walks.
 pub const ISO_MAX_ENTRIES: usize = 1_000_000;
+/// Longest path the reader builds (bounds memory on absurdly deep trees).
+const ISO_MAX_PATH_BYTES: usize = 16 << 10;
 /// Largest directory extent the reader loads.
 const ISO_MAX_DIR_BYTES: u32 = 16 << 20;
 /// Most continuation areas followed for one record.
@@ -261,6 +263,13 @@ impl IsoImage {
         } else {
             format!("{prefix}/{name}")
         };
+        if path.len() > ISO_MAX_PATH_BYTES {
+            return Err(IsoError::PathTooLong {
+                offset: r.offset,
+                max: ISO_MAX_PATH_BYTES,
+            }
+            .into());
+        }
         Ok(IsoFile {
             path,
             kind,
@@ -595,6 +604,52 @@ mod tests {
         dir[32] = 250;
         let first = records_of(&dir, 0x8000).next().unwrap();
         assert!(first.is_err());
+    }
+
+    /// Flips bytes in the metadata of a small image: every result is an error or a tree,
+    /// never a panic.
+    #[test]
+    fn corrupted_metadata_never_panics() {
+        use crate::disk::iso::{IsoEntry, IsoOptions, IsoSource, IsoWriter};
+        let mut writer = IsoWriter::new(IsoOptions::default()).unwrap();
+        for (path, source) in [
+            ("a/b/c.txt", IsoSource::Bytes(b"abc".to_vec())),
+            ("a/link", IsoSource::Symlink("b/c.txt".into())),
+            (
+                "long-name-".repeat(20).as_str(),
+                IsoSource::Bytes(vec![1; 5000]),
+            ),
+        ] {
+            writer
+                .add(IsoEntry {
+                    path: path.into(),
+                    source,
+                    mode: 0o644,
+                })
+                .unwrap();
+        }
+        let mut image = Vec::new();
+        let ctx = crate::BuildContext::from_env("t");
+        writer.write_to(&ctx, &mut image).unwrap();
+        let metadata_end = image.len() - 3 * ISO_SECTOR;
+        let mut rng = 0x1234_5678_9abc_def0u64;
+        for _ in 0..300 {
+            let mut bad = image.clone();
+            for _ in 0..4 {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                let at = 16 * ISO_SECTOR + (rng as usize) % (metadata_end - 16 * ISO_SECTOR);
+                bad[at] ^= (rng >> 32) as u8 | 1;
+            }
+            let mut f = tempfile::tempfile().unwrap();
+            std::io::Write::write_all(&mut f, &bad).unwrap();
+            if let Ok(img) = IsoImage::from_file(f) {
+                for e in img.entries.iter().filter(|e| e.kind == IsoFileKind::File) {
+                    let _ = img.read_file(e, &mut std::io::sink());
+                }
+            }
+        }
     }
 
     #[test]
