@@ -639,8 +639,9 @@ mod tests {
                 rng ^= rng << 13;
                 rng ^= rng >> 7;
                 rng ^= rng << 17;
-                let at = 16 * ISO_SECTOR + (rng as usize) % (metadata_end - 16 * ISO_SECTOR);
-                bad[at] ^= (rng >> 32) as u8 | 1;
+                let span = (metadata_end - 16 * ISO_SECTOR) as u64;
+                let at = 16 * ISO_SECTOR + usize::try_from(rng % span).unwrap();
+                bad[at] ^= rng.to_le_bytes()[4] | 1;
             }
             let mut f = tempfile::tempfile().unwrap();
             std::io::Write::write_all(&mut f, &bad).unwrap();
