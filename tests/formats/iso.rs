@@ -605,3 +605,20 @@ fn library_reader_lists_and_extracts_xorriso_isos() {
     );
     assert_reader_matches_source(&iso, &d.path("src"));
 }
+
+#[test]
+fn library_extraction_equals_the_source_tree() {
+    let d = Dir::new();
+    let iso = build_tree_iso(&d);
+    let image = kiln::disk::iso::IsoImage::open(&iso).unwrap();
+    image.extract_all(&d.path("x")).unwrap();
+    run_ok(
+        "diff",
+        &[
+            "-r",
+            "--no-dereference",
+            d.path("src").to_str().unwrap(),
+            d.path("x").to_str().unwrap(),
+        ],
+    );
+}

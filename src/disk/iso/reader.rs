@@ -346,6 +346,35 @@ impl IsoImage {
         Ok(done)
     }
 
+    /// Extracts the whole tree under `dest` (created if missing): directories, files and
+    /// symlinks. Entry names never contain `/`, `.` or `..`, so nothing lands outside `dest`.
+    ///
+    /// # Errors
+    /// As [`IsoImage::read_file`], plus failures creating the files.
+    pub fn extract_all(&self, dest: &Path) -> Result<()> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |e: std::io::Error| crate::Error::io(e).with_path(&path)
+        };
+        std::fs::create_dir_all(dest).map_err(io(dest))?;
+        for entry in &self.entries {
+            let target = dest.join(&entry.path);
+            match &entry.kind {
+                IsoFileKind::Directory => std::fs::create_dir_all(&target).map_err(io(&target))?,
+                IsoFileKind::Symlink(link) => {
+                    std::os::unix::fs::symlink(link, &target).map_err(io(&target))?;
+                }
+                IsoFileKind::File => {
+                    let file = File::create(&target).map_err(io(&target))?;
+                    let mut out = std::io::BufWriter::new(file);
+                    self.read_file(entry, &mut out)?;
+                    out.flush().map_err(io(&target))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Looks an entry up by its path (`dir/name`).
     pub fn find(&self, path: &str) -> Option<&IsoFile> {
         self.entries.iter().find(|e| e.path == path)
