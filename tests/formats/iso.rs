@@ -622,3 +622,50 @@ fn library_extraction_equals_the_source_tree() {
         ],
     );
 }
+
+/// Hundreds of long names: directories span several sectors, Rock Ridge continuation
+/// areas fill several blocks, path tables span several sectors.
+#[test]
+fn large_directories_and_many_continuation_areas_pass_the_oracles() {
+    let d = Dir::new();
+    let src = d.path("src");
+    for i in 0..300 {
+        let dir = src.join(format!("directory-with-a-rather-long-name-{i:03}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let long = format!(
+            "{}-{i}",
+            "file-name-longer-than-one-hundred-and-fifty-bytes-".repeat(4)
+        );
+        std::fs::write(dir.join(&long[..long.len().min(250)]), format!("{i}\n")).unwrap();
+        std::fs::write(
+            src.join(format!("Top Level File Number {i:03}.Data")),
+            format!("{i}\n"),
+        )
+        .unwrap();
+    }
+    std::fs::create_dir_all(src.join("l")).unwrap();
+    let target = format!("{}y", "x/".repeat(511));
+    std::os::unix::fs::symlink(&target, src.join("l/long-symlink")).unwrap();
+    d.kiln_ok(&["convert", "-O", "iso", "-o", "joliet=off", "src", "big.iso"]);
+    check_image(
+        "iso",
+        None,
+        &d.path("big.iso"),
+        Some(&src),
+        &["--joliet", "forbid"],
+    );
+    assert_eq!(isoinfo_rr_listing(&d.path("big.iso")), source_listing(&src));
+}
+
+#[test]
+fn symlink_target_over_1023_bytes_is_refused() {
+    let d = Dir::new();
+    std::fs::create_dir(d.path("src")).unwrap();
+    std::os::unix::fs::symlink("x/".repeat(512), d.path("src/link")).unwrap();
+    assert_refused(
+        &d,
+        &["convert", "-O", "iso", "src", "s.iso"],
+        1,
+        "1024-byte target",
+    );
+}

@@ -18,8 +18,8 @@
 //! GRUB boot info table into the BIOS image (which is then held in RAM, at most 64 MiB).
 //!
 //! Refused: files of 4 GiB or more (multi-extent files are not written), special files
-//! (devices, FIFOs, sockets), symlink targets whose Rock Ridge entries exceed one
-//! continuation block (~1.7 KiB), more than 65535 directories. No hybrid MBR/GPT
+//! (devices, FIFOs, sockets), symlink targets over 1023 bytes (libisofs refuses to
+//! load longer ones), more than 65535 directories. No hybrid MBR/GPT
 //! (isohybrid) is written, so a bootable ISO boots as a CD, not from a USB stick.
 //!
 //! Reading ([`IsoImage`]): descriptors (2048-byte blocks only), the tree with Rock Ridge
@@ -269,6 +269,16 @@ pub enum IsoError {
         /// The source.
         path: PathBuf,
     },
+    /// A symlink target is longer than Rock Ridge readers accept.
+    #[error("symlink `{}` points at a {len}-byte target; at most {max} bytes are written", path.display())]
+    SymlinkTooLong {
+        /// The entry.
+        path: PathBuf,
+        /// Target length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
     /// Rock Ridge entries of one record exceed a continuation block.
     #[error("Rock Ridge name and symlink target of `{}` take {len} bytes; at most 2048 are supported", path.display())]
     SystemUseTooLong {
@@ -312,6 +322,7 @@ impl From<IsoError> for Error {
             IsoError::FileTooLarge { .. }
             | IsoError::ImageTooLarge { .. }
             | IsoError::SpecialFile { .. }
+            | IsoError::SymlinkTooLong { .. }
             | IsoError::SystemUseTooLong { .. }
             | IsoError::TooManyDirectories { .. }
             | IsoError::NotARegularFile { .. } => ErrorKind::Unsupported,

@@ -14,6 +14,9 @@ use crate::error::Result;
 
 /// Largest file one ISO 9660 extent holds: the directory record's data length is 32 bits.
 pub const ISO_MAX_FILE_BYTES: u64 = u32::MAX as u64;
+/// Longest symlink target written: libisofs (xorriso) refuses to load longer Rock Ridge
+/// symlinks ("Rock Ridge path too long").
+const ISO_MAX_SYMLINK_BYTES: usize = 1023;
 /// Joliet name limit kiln writes, in UTF-16 units: what `genisoimage -joliet-long` and
 /// libisofs allow (the Joliet spec says 64; every reader kiln was tested with takes 103).
 const JOLIET_MAX_UNITS: usize = 103;
@@ -287,6 +290,11 @@ fn node_kind(source: IsoSource, path: &Path) -> Result<NodeKind> {
                     path: path.to_path_buf(),
                 }
                 .into());
+            }
+            if target.len() > ISO_MAX_SYMLINK_BYTES {
+                let (path, len) = (path.to_path_buf(), target.len());
+                let max = ISO_MAX_SYMLINK_BYTES;
+                return Err(IsoError::SymlinkTooLong { path, len, max }.into());
             }
             NodeKind::Symlink { target }
         }
