@@ -669,3 +669,54 @@ fn symlink_target_over_1023_bytes_is_refused() {
         "1024-byte target",
     );
 }
+
+mod roundtrip {
+    use std::collections::BTreeMap;
+
+    use kiln::disk::iso::{IsoEntry, IsoFileKind, IsoImage, IsoOptions, IsoSource, IsoWriter};
+    use proptest::prelude::*;
+
+    /// Names with dots, case, spaces and non-ASCII; some long.
+    fn name() -> impl Strategy<Value = String> {
+        prop_oneof!["[a-zA-Z0-9._ -]{1,12}", "[a-zé文ü]{1,40}", "[a-z]{90,120}",]
+            .prop_filter("not . or ..", |n| n != "." && n != "..")
+    }
+
+    fn tree() -> impl Strategy<Value = BTreeMap<String, Vec<u8>>> {
+        let path = prop::collection::vec(name(), 1..6).prop_map(|parts| parts.join("/"));
+        let data = prop::collection::vec(any::<u8>(), 0..5000);
+        prop::collection::btree_map(path, data, 1..40)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        /// Whatever the tree, the library reader gets back every file and its bytes.
+        #[test]
+        fn random_trees_round_trip(files in tree()) {
+            // A path cannot be both a file and a directory.
+            let files: BTreeMap<_, _> = files
+                .iter()
+                .filter(|(p, _)| !files.keys().any(|o| o.starts_with(&format!("{p}/"))))
+                .map(|(p, d)| (p.clone(), d.clone()))
+                .collect();
+            let options = IsoOptions { joliet: false, ..IsoOptions::default() };
+            let mut writer = IsoWriter::new(options).unwrap();
+            for (path, data) in &files {
+                let source = IsoSource::Bytes(data.clone());
+                writer.add(IsoEntry { path: path.into(), source, mode: 0o644 }).unwrap();
+            }
+            let mut bytes = Vec::new();
+            writer.write_to(&kiln::BuildContext::from_env("prop"), &mut bytes).unwrap();
+            let tmp = tempfile::NamedTempFile::new().unwrap();
+            std::fs::write(tmp.path(), &bytes).unwrap();
+            let image = IsoImage::open(tmp.path()).unwrap();
+            let mut got = BTreeMap::new();
+            for e in image.entries.iter().filter(|e| e.kind == IsoFileKind::File) {
+                let mut data = Vec::new();
+                image.read_file(e, &mut data).unwrap();
+                got.insert(e.path.clone(), data);
+            }
+            prop_assert_eq!(got, files);
+        }
+    }
+}
