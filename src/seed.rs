@@ -543,11 +543,7 @@ pub fn write_seed(
             };
             let mut writer = IsoWriter::new(options)?;
             for (name, data) in files {
-                writer.add(IsoEntry {
-                    path: name.into(),
-                    source: IsoSource::Bytes(data),
-                    mode: 0o644,
-                })?;
+                writer.add(IsoEntry::new(name, IsoSource::Bytes(data), 0o644))?;
             }
             writer.write_file(ctx, out_path, force)?;
             Ok(())

@@ -274,3 +274,15 @@ fn large_vfat_seed_is_fat16_and_passes_check_seed() {
     assert_eq!(&boot[54..62], b"FAT16   ");
     check_seed(&d.path("big.img"), &[]);
 }
+
+#[test]
+fn unreadable_user_data_is_named() {
+    let d = Dir::new();
+    std::fs::create_dir(d.path("ud")).unwrap();
+    assert_refused(
+        &d,
+        &["seed", "--user-data", "ud", "-o", "s.iso"],
+        1,
+        &["ud"],
+    );
+}

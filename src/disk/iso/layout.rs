@@ -224,7 +224,7 @@ fn attributes(tree: &Tree, node: usize, date: [u8; 7], su: &mut Vec<u8>) {
         NodeKind::Symlink { .. } => (S_IFLNK, 1),
     };
     susp::rr(su);
-    susp::px(su, kind | n.mode, links, 0, 0);
+    susp::px(su, kind | n.mode, links, n.uid, n.gid);
     susp::tf(su, date);
 }
 

@@ -649,13 +649,7 @@ mod tests {
                 IsoSource::Bytes(vec![1; 5000]),
             ),
         ] {
-            writer
-                .add(IsoEntry {
-                    path: path.into(),
-                    source,
-                    mode: 0o644,
-                })
-                .unwrap();
+            writer.add(IsoEntry::new(path, source, 0o644)).unwrap();
         }
         let mut image = Vec::new();
         let ctx = crate::BuildContext::from_env("t");

@@ -44,6 +44,23 @@ pub struct IsoEntry {
     pub source: IsoSource,
     /// POSIX permission bits (`0o644`); the file type comes from `source`.
     pub mode: u32,
+    /// Owner written to Rock Ridge (PX).
+    pub uid: u32,
+    /// Group written to Rock Ridge (PX).
+    pub gid: u32,
+}
+
+impl IsoEntry {
+    /// An entry owned by root (uid and gid 0).
+    pub fn new(path: impl Into<PathBuf>, source: IsoSource, mode: u32) -> Self {
+        Self {
+            path: path.into(),
+            source,
+            mode,
+            uid: 0,
+            gid: 0,
+        }
+    }
 }
 
 /// File contents as the writer streams them.
@@ -67,6 +84,8 @@ pub(super) struct Node {
     pub name: Vec<u8>,
     pub kind: NodeKind,
     pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
     pub parent: usize,
     /// ISO 9660 identifier, `NAME.EXT;1` for files.
     pub iso_name: Vec<u8>,
@@ -110,6 +129,8 @@ impl Tree {
                 children: BTreeMap::new(),
             },
             mode: 0o755,
+            uid: 0,
+            gid: 0,
             parent: 0,
             iso_name: vec![0],
             joliet_name: vec![0],
@@ -124,7 +145,8 @@ impl Tree {
             // The root itself: only its mode can be set.
             return match entry.source {
                 IsoSource::Directory => {
-                    self.nodes[0].mode = entry.mode & 0o7777;
+                    let root = &mut self.nodes[0];
+                    (root.mode, root.uid, root.gid) = (entry.mode & 0o7777, entry.uid, entry.gid);
                     Ok(())
                 }
                 _ => Err(IsoError::RootNotDirectory.into()),
@@ -135,8 +157,8 @@ impl Tree {
             dir = self.child_dir(dir, name, &entry.path)?;
         }
         let kind = node_kind(entry.source, &entry.path)?;
-        self.insert(dir, leaf, kind, entry.mode & 0o7777, &entry.path)
-            .map(|_| ())
+        let meta = (entry.mode & 0o7777, entry.uid, entry.gid);
+        self.insert(dir, leaf, kind, meta, &entry.path).map(|_| ())
     }
 
     fn child_dir(&mut self, dir: usize, name: &[u8], path: &Path) -> Result<usize> {
@@ -152,7 +174,7 @@ impl Tree {
         let kind = NodeKind::Dir {
             children: BTreeMap::new(),
         };
-        self.insert(dir, name, kind, 0o755, path)
+        self.insert(dir, name, kind, (0o755, 0, 0), path)
     }
 
     fn lookup(&self, dir: usize, name: &[u8]) -> Option<usize> {
@@ -167,13 +189,14 @@ impl Tree {
         dir: usize,
         name: &[u8],
         kind: NodeKind,
-        mode: u32,
+        (mode, uid, gid): (u32, u32, u32),
         path: &Path,
     ) -> Result<usize> {
         if let Some(existing) = self.lookup(dir, name) {
             // A directory named explicitly after one of its files created it: keep the mode.
             if self.nodes[existing].is_dir() && matches!(kind, NodeKind::Dir { .. }) {
-                self.nodes[existing].mode = mode;
+                let node = &mut self.nodes[existing];
+                (node.mode, node.uid, node.gid) = (mode, uid, gid);
                 return Ok(existing);
             }
             return Err(IsoError::AddedTwice {
@@ -186,6 +209,8 @@ impl Tree {
             name: name.to_vec(),
             kind,
             mode,
+            uid,
+            gid,
             parent: dir,
             iso_name: Vec::new(),
             joliet_name: Vec::new(),
@@ -354,11 +379,11 @@ pub(super) fn scan_dir(tree: &mut Tree, dir: &Path) -> Result<()> {
         path: dir.to_path_buf(),
         source: e,
     })?;
-    let root = IsoEntry {
-        path: PathBuf::new(),
-        source: IsoSource::Directory,
-        mode: meta.permissions().mode(),
-    };
+    let root = IsoEntry::new(
+        PathBuf::new(),
+        IsoSource::Directory,
+        meta.permissions().mode(),
+    );
     tree.add(root)?;
     scan_children(tree, dir, Path::new(""))
 }
@@ -395,11 +420,9 @@ fn scan_children(tree: &mut Tree, dir: &Path, rel: &Path) -> Result<()> {
         } else {
             return Err(IsoError::SpecialFile { path: full }.into());
         };
-        tree.add(IsoEntry {
-            path: path.clone(),
-            source,
-            mode,
-        })?;
+        // Owners are not copied: images from a tree are owned by root, as `mkisofs -r`
+        // makes them, so the same tree gives the same bytes on any machine.
+        tree.add(IsoEntry::new(path.clone(), source, mode))?;
         if file_type.is_dir() {
             scan_children(tree, &full, &path)?;
         }
@@ -514,22 +537,14 @@ mod tests {
     #[test]
     fn dot_dot_in_entry_path_is_refused() {
         let mut tree = Tree::new();
-        let entry = IsoEntry {
-            path: PathBuf::from("../x"),
-            source: IsoSource::Bytes(vec![]),
-            mode: 0o644,
-        };
+        let entry = IsoEntry::new(PathBuf::from("../x"), IsoSource::Bytes(vec![]), 0o644);
         assert!(tree.add(entry).is_err());
     }
 
     #[test]
     fn same_path_twice_is_refused() {
         let mut tree = Tree::new();
-        let entry = IsoEntry {
-            path: PathBuf::from("a/b"),
-            source: IsoSource::Bytes(vec![1]),
-            mode: 0o644,
-        };
+        let entry = IsoEntry::new(PathBuf::from("a/b"), IsoSource::Bytes(vec![1]), 0o644);
         tree.add(entry.clone()).unwrap();
         assert!(tree.add(entry).is_err());
     }
