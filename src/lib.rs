@@ -11,7 +11,9 @@
 pub mod context;
 pub mod disk;
 pub mod error;
+pub mod fs;
 pub mod io;
+pub mod seed;
 pub mod size;
 pub mod suggest;
 

@@ -7,4 +7,5 @@
 mod cli;
 mod formats;
 mod layering;
+mod seed;
 mod util;

@@ -20,6 +20,10 @@ pub(super) fn create(args: &CreateArgs) -> Result<()> {
 }
 
 pub(super) fn convert(args: &ConvertArgs) -> Result<()> {
+    if args.output_format == disk::DiskFormat::Iso && args.input.is_dir() {
+        let options = args.write.kv()?;
+        return super::seed::iso_from_dir(&args.input, &args.output, &options, args.write.force);
+    }
     let opts = OpenOptions {
         format: args.input_format,
         allow_unsafe: args.allow_unsafe,

@@ -6,6 +6,7 @@
 mod convert;
 mod info;
 mod progress;
+mod seed;
 
 use std::path::PathBuf;
 
@@ -31,6 +32,8 @@ enum Command {
     Info(InfoArgs),
     /// Check an image's structure; exits non-zero when it is corrupt or unsafe.
     Check(CheckArgs),
+    /// Make a cloud-init NoCloud seed (ISO `cidata` or FAT `CIDATA`), like cloud-localds.
+    Seed(seed::SeedArgs),
 }
 
 /// Output options shared by create and convert.
@@ -150,6 +153,7 @@ pub fn run(cli: Cli) -> miette::Result<()> {
         Command::Convert(args) => convert::convert(&args),
         Command::Info(args) => info::info(&args),
         Command::Check(args) => info::check(&args),
+        Command::Seed(args) => seed::seed(&args),
     };
     result.map_err(|e| miette::Report::new(KilnDiagnostic(e)))
 }

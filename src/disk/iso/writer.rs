@@ -1,0 +1,480 @@
+//! The ISO writer: plans the whole image from metadata, then writes it front to back in
+//! one sequential pass, streaming file contents through one 1 MiB buffer.
+
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use super::IsoError;
+use super::boot::{self, BootImage};
+use super::layout::{self, Layout, Namespace, PlannedRecord};
+use super::records::{
+    self, DateTime, Descriptor, ISO_SECTOR, ISO_VD_PRIMARY, ISO_VD_SUPPLEMENTARY, PathTables,
+    Record,
+};
+use super::susp;
+use super::tree::{self, Data, IsoEntry, NodeKind, Tree};
+use crate::context::BuildContext;
+use crate::error::Result;
+use crate::io::output::OutputSet;
+
+/// Copy buffer for file contents and the output's write buffer.
+const ISO_COPY_BUFFER: usize = 1 << 20;
+/// Longest ISO 9660 volume identifier.
+const ISO_MAX_LABEL: usize = 32;
+/// Longest publisher / application identifier.
+const ISO_MAX_ID: usize = 128;
+/// Largest BIOS boot image read into memory to patch its boot info table.
+const BIOS_BOOT_MAX_BYTES: u64 = 64 << 20;
+/// Joliet's volume identifier holds 16 UCS-2 characters.
+const JOLIET_MAX_LABEL_UNITS: usize = 16;
+
+/// Settings of one ISO image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IsoOptions {
+    /// Volume identifier (at most 32 printable ASCII characters; case is kept, so a
+    /// cloud-init seed can be `cidata`).
+    pub volume_label: String,
+    /// Publisher identifier (at most 128 printable ASCII characters).
+    pub publisher: String,
+    /// Application identifier (at most 128 printable ASCII characters).
+    pub application_id: String,
+    /// Write a Joliet tree (Unicode names for Windows and 7-Zip).
+    pub joliet: bool,
+    /// Write Rock Ridge entries (POSIX names, modes, symlinks, times).
+    pub rock_ridge: bool,
+    /// Path in the image of a BIOS no-emulation boot image (El Torito default entry, like
+    /// `mkisofs -b`).
+    pub bios_boot: Option<PathBuf>,
+    /// Path in the image of a FAT image for UEFI (El Torito platform 0xEF, like `-e`).
+    pub efi_boot: Option<PathBuf>,
+    /// Patch the boot info table into the BIOS image (`-boot-info-table`; isolinux and
+    /// GRUB's `eltorito.img` need it).
+    pub boot_info_table: bool,
+}
+
+impl Default for IsoOptions {
+    fn default() -> Self {
+        Self {
+            volume_label: "CDROM".to_string(),
+            publisher: String::new(),
+            application_id: String::new(),
+            joliet: true,
+            rock_ridge: true,
+            bios_boot: None,
+            efi_boot: None,
+            boot_info_table: false,
+        }
+    }
+}
+
+impl IsoOptions {
+    fn validate(&self) -> Result<()> {
+        let fields = [
+            ("volume_label", &self.volume_label, ISO_MAX_LABEL),
+            ("publisher", &self.publisher, ISO_MAX_ID),
+            ("application_id", &self.application_id, ISO_MAX_ID),
+        ];
+        for (field, value, max) in fields {
+            let printable = value.bytes().all(|b| (0x20..0x7f).contains(&b));
+            if value.len() > max || !printable {
+                return Err(IsoError::BadIdentifier {
+                    field,
+                    value: value.clone(),
+                    max,
+                }
+                .into());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Builds an ISO 9660 image (with Joliet and Rock Ridge) from files, bytes, directories and
+/// symlinks. RAM holds the tree and the directory records, never file contents.
+#[derive(Debug, Clone)]
+pub struct IsoWriter {
+    options: IsoOptions,
+    tree: Tree,
+}
+
+impl IsoWriter {
+    /// A writer for an empty image.
+    ///
+    /// # Errors
+    /// A label or identifier that is too long or not printable ASCII.
+    pub fn new(options: IsoOptions) -> Result<Self> {
+        options.validate()?;
+        Ok(Self {
+            options,
+            tree: Tree::new(),
+        })
+    }
+
+    /// Adds one entry. Files are opened once now, so unreadable sources are reported before
+    /// anything is written.
+    ///
+    /// # Errors
+    /// Bad or duplicate paths, unreadable files, files over 4 GiB - 1 (multi-extent files are
+    /// not written).
+    pub fn add(&mut self, entry: IsoEntry) -> Result<()> {
+        self.tree.add(entry)
+    }
+
+    /// Adds everything under `dir` as the image root.
+    ///
+    /// # Errors
+    /// As [`IsoWriter::add`], plus unreadable directories and special files (devices, FIFOs,
+    /// sockets), which ISO 9660 cannot hold.
+    pub fn add_tree(&mut self, dir: &Path) -> Result<()> {
+        tree::scan_dir(&mut self.tree, dir)
+    }
+
+    /// Writes the image to `out`, returning its size in bytes.
+    ///
+    /// # Errors
+    /// Name collisions after Joliet mapping, an image too large for 32-bit block numbers,
+    /// I/O errors, and source files that changed size since they were added.
+    pub fn write_to(mut self, ctx: &BuildContext, out: &mut dyn Write) -> Result<u64> {
+        self.tree.assign_names(self.options.joliet)?;
+        let bios = self.boot_node("bios_boot", self.options.bios_boot.as_deref())?;
+        let efi = self.boot_node("efi_boot", self.options.efi_boot.as_deref())?;
+        let date = DateTime::from_epoch(ctx.epoch);
+        let o = &self.options;
+        let booting = bios.is_some() || efi.is_some();
+        let layout = layout::plan(
+            &self.tree,
+            o.rock_ridge,
+            o.joliet,
+            booting,
+            date.record_bytes(),
+        )?;
+        let image = |node: Option<usize>| {
+            node.map(|n| BootImage {
+                lba: layout.file_lba[n],
+                size: self.tree.nodes[n].data_size(),
+            })
+        };
+        let catalog = boot::catalog(image(bios), image(efi));
+        let mut sink = Sink { out, pos: 0 };
+        self.write_metadata(&layout, &date, &catalog, &mut sink)?;
+        let patch = if self.options.boot_info_table {
+            bios
+        } else {
+            None
+        };
+        self.write_files(&layout, patch, &mut sink)?;
+        sink.pad_to(u64::from(layout.total_blocks) * ISO_SECTOR as u64)?;
+        Ok(sink.pos)
+    }
+
+    /// Writes the image to `path` through an [`OutputSet`]: the file appears only when
+    /// complete.
+    ///
+    /// # Errors
+    /// As [`IsoWriter::write_to`]; the output exists and `force` is false.
+    pub fn write_file(self, ctx: &BuildContext, path: &Path, force: bool) -> Result<u64> {
+        let mut outputs = OutputSet::new(path, force);
+        let size = (|| {
+            let file = outputs.create_primary()?;
+            let mut buffered = BufWriter::with_capacity(ISO_COPY_BUFFER, file);
+            let size = self.write_to(ctx, &mut buffered)?;
+            buffered.flush()?;
+            Ok::<_, crate::Error>(size)
+        })()
+        .map_err(|e| e.with_path(path))?;
+        outputs.commit()?;
+        Ok(size)
+    }
+
+    /// The node of a boot image given by path; it must be a non-empty file.
+    fn boot_node(&self, option: &'static str, path: Option<&Path>) -> Result<Option<usize>> {
+        let Some(path) = path else { return Ok(None) };
+        match self.tree.find(path) {
+            Some(n) if self.tree.nodes[n].data_size() > 0 => Ok(Some(n)),
+            _ => Err(IsoError::BootImageMissing {
+                option,
+                path: path.to_path_buf(),
+            }
+            .into()),
+        }
+    }
+
+    fn write_metadata(
+        &self,
+        layout: &Layout,
+        date: &DateTime,
+        catalog: &[u8],
+        sink: &mut Sink<'_>,
+    ) -> Result<()> {
+        sink.pad_to(16 * ISO_SECTOR as u64)?;
+        sink.write(&self.descriptor(layout, &layout.primary, date, false))?;
+        if let Some(lba) = layout.catalog_lba {
+            sink.write(&boot::boot_record(lba))?;
+        }
+        if let Some(joliet) = &layout.joliet {
+            sink.write(&self.descriptor(layout, joliet, date, true))?;
+        }
+        sink.write(&records::encode_terminator())?;
+        for ns in std::iter::once(&layout.primary).chain(layout.joliet.as_ref()) {
+            sink.write_padded(&ns.table_l, ns.table_l_lba)?;
+            sink.write_padded(&ns.table_m, ns.table_m_lba)?;
+        }
+        let date_bytes = date.record_bytes();
+        for ns in std::iter::once(&layout.primary).chain(layout.joliet.as_ref()) {
+            for dir in &ns.dirs {
+                let bytes = self.encode_dir(layout, ns, &dir.records, date_bytes);
+                sink.write_padded(&bytes, ns.dir_lba[dir.node])?;
+            }
+        }
+        self.write_areas(layout, sink)?;
+        if let Some(lba) = layout.catalog_lba {
+            sink.write_padded(catalog, lba)?;
+        }
+        Ok(())
+    }
+
+    fn write_areas(&self, layout: &Layout, sink: &mut Sink<'_>) -> Result<()> {
+        let mut bytes = vec![0u8; layout.ce_blocks as usize * ISO_SECTOR];
+        for (area, &(lba, offset)) in layout.ce_areas.iter().zip(&layout.ce_pos) {
+            let start = (lba - layout.ce_start) as usize * ISO_SECTOR + offset as usize;
+            bytes[start..start + area.len()].copy_from_slice(area);
+        }
+        sink.write_padded(&bytes, layout.ce_start)
+    }
+
+    fn descriptor(
+        &self,
+        layout: &Layout,
+        ns: &Namespace,
+        date: &DateTime,
+        joliet: bool,
+    ) -> Vec<u8> {
+        let root = PlannedRecord {
+            target: 0,
+            ident: vec![0],
+            flags: records::ISO_FLAG_DIRECTORY,
+            su: Vec::new(),
+            ce: None,
+        };
+        let root = self.encode_record(layout, ns, &root, date.record_bytes());
+        let tables = PathTables {
+            size: u32::try_from(ns.table_l.len()).unwrap_or(u32::MAX),
+            l_lba: ns.table_l_lba,
+            m_lba: ns.table_m_lba,
+        };
+        let o = &self.options;
+        let (label, publisher, application, fill): (Vec<u8>, Vec<u8>, Vec<u8>, &[u8]) = if joliet {
+            let label: String = o
+                .volume_label
+                .chars()
+                .take(JOLIET_MAX_LABEL_UNITS)
+                .collect();
+            (
+                records::ucs2(&label),
+                records::ucs2(&o.publisher),
+                records::ucs2(&o.application_id),
+                b"\0 ",
+            )
+        } else {
+            (
+                o.volume_label.clone().into(),
+                o.publisher.clone().into(),
+                o.application_id.clone().into(),
+                b" ",
+            )
+        };
+        records::encode_descriptor(&Descriptor {
+            kind: if joliet {
+                ISO_VD_SUPPLEMENTARY
+            } else {
+                ISO_VD_PRIMARY
+            },
+            volume_id: &label,
+            publisher: &publisher,
+            application: &application,
+            volume_blocks: layout.total_blocks,
+            tables,
+            root,
+            date: date.descriptor_bytes(),
+            fill,
+        })
+    }
+
+    fn encode_dir(
+        &self,
+        layout: &Layout,
+        ns: &Namespace,
+        recs: &[PlannedRecord],
+        date: [u8; 7],
+    ) -> Vec<u8> {
+        let encoded: Vec<Vec<u8>> = recs
+            .iter()
+            .map(|r| self.encode_record(layout, ns, r, date))
+            .collect();
+        let (offsets, size) = layout::pack(encoded.iter().map(Vec::len));
+        let mut bytes = vec![0u8; size];
+        for (record, offset) in encoded.iter().zip(offsets) {
+            bytes[offset..offset + record.len()].copy_from_slice(record);
+        }
+        bytes
+    }
+
+    fn encode_record(
+        &self,
+        layout: &Layout,
+        ns: &Namespace,
+        r: &PlannedRecord,
+        date: [u8; 7],
+    ) -> Vec<u8> {
+        let node = &self.tree.nodes[r.target];
+        let (extent, data_len) = if node.is_dir() {
+            (ns.dir_lba[r.target], ns.dir_size[r.target])
+        } else {
+            // Sizes were checked against ISO_MAX_FILE_BYTES when the entry was added.
+            let size = u32::try_from(node.data_size()).unwrap_or(u32::MAX);
+            (layout.file_lba[r.target], size)
+        };
+        let mut su = r.su.clone();
+        if let Some(ce) = r.ce {
+            let (block, offset) = layout.ce_pos[ce];
+            let len = u32::try_from(layout.ce_areas[ce].len()).unwrap_or(0);
+            susp::ce(&mut su, block, offset, len);
+        }
+        records::encode_record(&Record {
+            extent,
+            data_len,
+            date,
+            flags: r.flags,
+            ident: &r.ident,
+            system_use: &su,
+        })
+    }
+
+    fn write_files(
+        &self,
+        layout: &Layout,
+        patch: Option<usize>,
+        sink: &mut Sink<'_>,
+    ) -> Result<()> {
+        let mut buf = vec![0u8; ISO_COPY_BUFFER];
+        for &(node, lba) in &layout.files {
+            sink.pad_to(u64::from(lba) * ISO_SECTOR as u64)?;
+            let NodeKind::File { data, size } = &self.tree.nodes[node].kind else {
+                continue;
+            };
+            if patch == Some(node) {
+                let mut image = read_all(data, *size)?;
+                boot::patch_boot_info_table(&mut image, lba);
+                sink.write(&image)?;
+                continue;
+            }
+            match data {
+                Data::Bytes(bytes) => sink.write(bytes)?,
+                Data::Path(path) => copy_file(path, *size, &mut buf, sink)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A (small) boot image in memory, to patch its boot info table.
+fn read_all(data: &Data, size: u64) -> Result<Vec<u8>> {
+    match data {
+        Data::Bytes(bytes) => Ok(bytes.clone()),
+        Data::Path(path) if size <= BIOS_BOOT_MAX_BYTES => {
+            let mut out = Vec::new();
+            let mut sink = Sink {
+                out: &mut out,
+                pos: 0,
+            };
+            let mut buf = vec![0u8; ISO_COPY_BUFFER];
+            copy_file(path, size, &mut buf, &mut sink)?;
+            Ok(out)
+        }
+        Data::Path(path) => Err(IsoError::FileTooLarge {
+            path: path.clone(),
+            size,
+        }
+        .into()),
+    }
+}
+
+/// Streams exactly `size` bytes of `path`, failing if the file changed size.
+fn copy_file(path: &Path, size: u64, buf: &mut [u8], sink: &mut Sink<'_>) -> Result<()> {
+    let open_err = |e| IsoError::OpenSource {
+        path: path.to_path_buf(),
+        source: e,
+    };
+    let mut file = File::open(path).map_err(open_err)?;
+    let mut left = size;
+    while left > 0 {
+        let want = usize::try_from(left.min(buf.len() as u64)).unwrap_or(buf.len());
+        let got = file.read(&mut buf[..want]).map_err(open_err)?;
+        if got == 0 {
+            return Err(IsoError::SourceChanged {
+                path: path.to_path_buf(),
+                expected: size,
+            }
+            .into());
+        }
+        sink.write(&buf[..got])?;
+        left -= got as u64;
+    }
+    let mut probe = [0u8; 1];
+    if file.read(&mut probe).map_err(open_err)? != 0 {
+        return Err(IsoError::SourceChanged {
+            path: path.to_path_buf(),
+            expected: size,
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// The output with its position, so every structure can be checked against the plan.
+struct Sink<'a> {
+    out: &'a mut dyn Write,
+    pos: u64,
+}
+
+impl Sink<'_> {
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        self.out.write_all(bytes)?;
+        self.pos += bytes.len() as u64;
+        Ok(())
+    }
+
+    fn pad_to(&mut self, target: u64) -> Result<()> {
+        if target < self.pos {
+            return Err(IsoError::LayoutMismatch {
+                offset: self.pos,
+                planned: target,
+            }
+            .into());
+        }
+        let zeros = [0u8; ISO_SECTOR];
+        while self.pos < target {
+            let n =
+                usize::try_from((target - self.pos).min(ISO_SECTOR as u64)).unwrap_or(ISO_SECTOR);
+            self.write(&zeros[..n])?;
+        }
+        Ok(())
+    }
+
+    /// Writes `bytes` at block `lba` (which must be the current position), then pads to a
+    /// whole block.
+    fn write_padded(&mut self, bytes: &[u8], lba: u32) -> Result<()> {
+        let start = u64::from(lba) * ISO_SECTOR as u64;
+        if start != self.pos {
+            return Err(IsoError::LayoutMismatch {
+                offset: self.pos,
+                planned: start,
+            }
+            .into());
+        }
+        self.write(bytes)?;
+        let end = self.pos.div_ceil(ISO_SECTOR as u64) * ISO_SECTOR as u64;
+        self.pad_to(end)
+    }
+}

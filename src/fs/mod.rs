@@ -1,0 +1,3 @@
+//! File systems kiln writes itself (no mkfs at run time).
+
+pub mod fat;
