@@ -5,11 +5,13 @@
 #
 # Without --raw it uses (and if needed builds) the `os` corpus of
 # ../shared/bench/make-corpus.sh (4 GiB virtual, ~1.2 GiB of real files).
-# For every row it runs qemu-img and kiln alternately, N times each (best run kept),
-# with the source warm in the page cache, under /usr/bin/time -v. Both tools fsync
-# their output before exiting (qemu-img on close, kiln before its rename), so the clock
-# covers the same work. Columns: wall seconds, MB/s of virtual size (10^6 B/s), output
-# apparent and allocated MiB, peak RSS MiB, and kiln/qemu-img ratios of time and size.
+# For every row it runs qemu-img and kiln, N times each (best run kept), with the source
+# warm in the page cache, under /usr/bin/time -v. kiln fsyncs its output before renaming
+# it into place; qemu-img 10 does not sync on exit (strace shows no fsync/fdatasync), so
+# a second qemu-img line, `qemu+sync`, times `qemu-img ... && sync FILE`: the same
+# durability as kiln. Columns: wall seconds, MB/s of virtual size (10^6 B/s), output
+# apparent and allocated MiB, peak RSS MiB, and kiln's time and size ratios against
+# plain qemu-img and against qemu+sync.
 # Row ids match ../shared/bench/baseline.sh.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -84,37 +86,41 @@ time_cmd() {
 printf '# %s vs kiln %s; %s cores; best of %s runs\n' "$(qemu-img --version | head -1)" \
   "$("$KILN" --version | awk '{print $2}')" "$(nproc)" "$RUNS"
 printf '# source %s: virtual %d MiB, allocated %d MiB\n' "$(basename "$RAW")" $((VSIZE/1048576)) $((ALLOC/1048576))
-printf '| %-34s | %-8s | %8s | %10s | %9s | %9s | %7s | %10s | %10s |\n' \
-  target tool seconds "MB/s(virt)" out-MiB alloc-MiB RSS-MiB "time ratio" "size ratio"
-printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..36})" ---------- ---------: \
-  ------------: -----------: -----------: ---------: ------------: ------------:
+printf '| %-34s | %-9s | %8s | %10s | %9s | %9s | %7s | %9s | %10s | %10s |\n' \
+  target tool seconds "MB/s(virt)" out-MiB alloc-MiB RSS-MiB "time/qemu" "time/q+sync" "size/qemu"
+printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..36})" ----------- ---------: \
+  ------------: -----------: -----------: ---------: ----------: ------------: ------------:
 for row in "${ROWS[@]}"; do
   IFS='|' read -r id qfmt qopts kfmt kopts ext <<<"$row"
   if [ -n "$ONLY" ] && [[ ",$ONLY," != *",$id,"* ]]; then continue; fi
   qdst="$OUT/cmp-q-$id.$ext"; kdst="$OUT/cmp-k-$id.$ext"
   if [[ $id == create-* ]]; then
     vs=$((8 << 30))
-    q=$(time_cmd "$qdst" qemu-img create -q -f "$qfmt" $qopts "$qdst" 8G)
-    k=$(time_cmd "$kdst" "$KILN" create -f "$kfmt" $kopts "$kdst" 8G)
+    qcmd=(qemu-img create -q -f "$qfmt" $qopts "$qdst" 8G)
+    kcmd=("$KILN" create -f "$kfmt" $kopts "$kdst" 8G)
   else
     vs=$VSIZE
-    q=$(time_cmd "$qdst" qemu-img convert -f raw -O "$qfmt" $qopts "$RAW" "$qdst")
-    k=$(time_cmd "$kdst" "$KILN" convert -f raw -O "$kfmt" $kopts "$RAW" "$kdst")
+    qcmd=(qemu-img convert -f raw -O "$qfmt" $qopts "$RAW" "$qdst")
+    kcmd=("$KILN" convert -f raw -O "$kfmt" $kopts "$RAW" "$kdst")
   fi
-  for tool in qemu-img kiln; do
-    if [ $tool = qemu-img ]; then res=$q; else res=$k; fi
+  q=$(time_cmd "$qdst" "${qcmd[@]}")
+  qs=$(time_cmd "$qdst" bash -c '"$@" && sync "$0"' "$qdst" "${qcmd[@]}")
+  k=$(time_cmd "$kdst" "${kcmd[@]}")
+  for tool in qemu-img qemu+sync kiln; do
+    case $tool in qemu-img) res=$q ;; qemu+sync) res=$qs ;; kiln) res=$k ;; esac
     if [[ $res == fail* ]]; then
-      printf '| %-34s | %-8s | %s |\n' "$id" "$tool" "${res#fail }"; continue
+      printf '| %-34s | %-9s | %s |\n' "$id" "$tool" "${res#fail }"; continue
     fi
     read -r s rss o a <<<"$res"
-    ratio="" sratio=""
-    if [ $tool = kiln ] && [[ $q != fail* ]]; then
-      read -r qs _ qo _ <<<"$q"
-      ratio=$(awk -v k="$s" -v q="$qs" 'BEGIN{printf "%.2f", k/q}')
-      sratio=$(awk -v k="$o" -v q="$qo" 'BEGIN{printf "%.3f", k/q}')
+    r1="" r2="" sr=""
+    if [ $tool = kiln ] && [[ $q != fail* ]] && [[ $qs != fail* ]]; then
+      read -r q1 _ qo _ <<<"$q"; read -r q2 _ _ _ <<<"$qs"
+      r1=$(awk -v k="$s" -v q="$q1" 'BEGIN{printf "%.2f", k/q}')
+      r2=$(awk -v k="$s" -v q="$q2" 'BEGIN{printf "%.2f", k/q}')
+      sr=$(awk -v k="$o" -v q="$qo" 'BEGIN{printf "%.3f", k/q}')
     fi
-    awk -v id="$id" -v t="$tool" -v s="$s" -v vs="$vs" -v o="$o" -v a="$a" -v r="$rss" -v ra="$ratio" -v sr="$sratio" \
-      'BEGIN{printf "| %-34s | %-8s | %8.2f | %10.0f | %9.1f | %9.1f | %7.1f | %10s | %10s |\n", id, t, s, vs/s/1e6, o/1048576, a/1048576, r/1024, ra, sr}'
+    awk -v id="$id" -v t="$tool" -v s="$s" -v vs="$vs" -v o="$o" -v a="$a" -v r="$rss" -v r1="$r1" -v r2="$r2" -v sr="$sr" \
+      'BEGIN{printf "| %-34s | %-9s | %8.2f | %10.0f | %9.1f | %9.1f | %7.1f | %9s | %10s | %10s |\n", id, t, s, vs/s/1e6, o/1048576, a/1048576, r/1024, r1, r2, sr}'
   done
   rm -f "$qdst" "$kdst" "${qdst%.*}-flat.$ext" "${kdst%.*}-flat.$ext"
 done
