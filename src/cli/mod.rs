@@ -5,6 +5,7 @@
 
 mod convert;
 mod info;
+mod measure;
 mod progress;
 
 use std::path::PathBuf;
@@ -31,6 +32,8 @@ enum Command {
     Info(InfoArgs),
     /// Check an image's structure; exits non-zero when it is corrupt or unsafe.
     Check(CheckArgs),
+    /// Compute the size a qcow2 image needs (`qemu-img measure`).
+    Measure(measure::MeasureArgs),
 }
 
 /// Output options shared by create and convert.
@@ -150,6 +153,7 @@ pub fn run(cli: Cli) -> miette::Result<()> {
         Command::Convert(args) => convert::convert(&args),
         Command::Info(args) => info::info(&args),
         Command::Check(args) => info::check(&args),
+        Command::Measure(args) => measure::measure(&args),
     };
     result.map_err(|e| miette::Report::new(KilnDiagnostic(e)))
 }

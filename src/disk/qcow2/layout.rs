@@ -158,7 +158,6 @@ struct Allocator {
     l2: Vec<u64>,
     refblocks: Vec<u64>,
     runs: Vec<DataRun>,
-    meta_end: u64,
 }
 
 impl Allocator {
@@ -170,7 +169,6 @@ impl Allocator {
             l2: vec![0; l1_size],
             refblocks: Vec::new(),
             runs: Vec::new(),
-            meta_end: 0,
         };
         // qcow2_co_create: header, refcount table, first refcount block; then the L1 table.
         a.frontier = 1 + reftable_clusters;
@@ -178,9 +176,10 @@ impl Allocator {
         a.frontier += 1;
         a.cover();
         let l1 = a.fresh(geometry.l1_clusters());
-        a.meta_end = a.frontier;
-        let data_end = a.preallocate();
-        let file_len = (a.meta_end * geometry.cluster_size()).max(data_end);
+        a.preallocate();
+        // qemu extends the file to the end of the last data cluster, and metadata written
+        // later may lie beyond it: either way the file ends on a cluster boundary.
+        let file_len = a.frontier * geometry.cluster_size();
         PreallocLayout {
             geometry,
             reftable: 1,
@@ -200,7 +199,6 @@ impl Allocator {
         while (self.refblocks.len() as u64) * per_block < self.frontier {
             self.refblocks.push(self.frontier);
             self.frontier += 1;
-            self.meta_end = self.frontier;
         }
     }
 
@@ -225,27 +223,22 @@ impl Allocator {
         }
         self.refblocks.push(covered);
         self.frontier = covered + 1;
-        self.meta_end = self.frontier;
         covered - at
     }
 
-    /// `preallocate_co` over the whole disk; returns where qemu extends the file to.
-    fn preallocate(&mut self) -> u64 {
+    /// `preallocate_co` over the whole disk.
+    fn preallocate(&mut self) {
         let cs = self.geometry.cluster_size();
         let per_call = QEMU_INT_MAX / cs * cs;
-        let (mut offset, mut end) = (0u64, 0u64);
+        let mut offset = 0u64;
         while offset < self.geometry.virtual_size {
             let cur = (self.geometry.virtual_size - offset).min(per_call);
-            let (handled, host_end) = self.alloc_host_offset(offset, cur);
-            offset += handled;
-            end = host_end;
+            offset += self.alloc_host_offset(offset, cur);
         }
-        end
     }
 
-    /// `qcow2_alloc_host_offset` for `[start, start + bytes)`: returns the bytes handled
-    /// and the host byte offset just past them.
-    fn alloc_host_offset(&mut self, mut start: u64, mut remaining: u64) -> (u64, u64) {
+    /// `qcow2_alloc_host_offset` for `[start, start + bytes)`: returns the bytes handled.
+    fn alloc_host_offset(&mut self, mut start: u64, mut remaining: u64) -> u64 {
         let cs = self.geometry.cluster_size();
         let entries = self.geometry.l2_entries();
         let max_run = QEMU_REQUEST_MAX_BYTES >> self.geometry.cluster_bits;
@@ -254,7 +247,6 @@ impl Allocator {
             let l1_index = usize::try_from(start / cs / entries).unwrap_or(usize::MAX);
             if self.l2[l1_index] == 0 {
                 self.l2[l1_index] = self.fresh(1);
-                self.meta_end = self.frontier;
             }
             let want = (start % cs + remaining).div_ceil(cs);
             let n = want.min(entries - (start / cs) % entries).min(max_run);
@@ -274,7 +266,7 @@ impl Allocator {
                 break;
             }
         }
-        (start - first, host.unwrap_or(0))
+        start - first
     }
 
     fn push_run(&mut self, run: DataRun) {

@@ -347,6 +347,7 @@ pub fn measure(
     let settings = Settings::from_options(options)?;
     let cluster_size = 1u64 << settings.cluster_bits;
     let size = input.as_ref().map_or(virtual_size, |r| r.virtual_size());
+    writer::check_size(layout::Geometry { cluster_bits: settings.cluster_bits, virtual_size: size })?;
     let aligned = size.div_ceil(cluster_size) * cluster_size;
     let mut required = match input {
         Some(reader) => allocated_bytes(reader, cluster_size)?,

@@ -31,7 +31,10 @@ pub(super) fn create(
     settings: Settings,
     out: &mut OutputSet,
 ) -> Result<Box<dyn DiskWriter>> {
-    let geometry = Geometry { cluster_bits: settings.cluster_bits, virtual_size: req.virtual_size };
+    // qemu counts the disk in 512-byte sectors and drops a partial one, so the size is
+    // rounded up to a sector as qemu-img create and convert do.
+    let virtual_size = req.virtual_size.div_ceil(512) * 512;
+    let geometry = Geometry { cluster_bits: settings.cluster_bits, virtual_size };
     check_size(geometry)?;
     let file = out.create_primary()?;
     let mode = match settings.prealloc {
@@ -52,11 +55,11 @@ pub(super) fn create(
 }
 
 /// Refuses sizes whose L1 table would exceed qemu's limit.
-fn check_size(geometry: Geometry) -> Result<()> {
+pub(super) fn check_size(geometry: Geometry) -> Result<()> {
     let l1_bytes = geometry.l1_size().checked_mul(8);
     if l1_bytes.is_none_or(|b| b > super::header::QCOW2_MAX_L1_BYTES) {
         return Err(Error::invalid_input(format!(
-            "virtual size {} is too large for qcow2 with {}-byte clusters",
+            "virtual size {} is too large for qcow2 with {}-byte clusters; try a larger cluster_size",
             geometry.virtual_size,
             geometry.cluster_size()
         )));
