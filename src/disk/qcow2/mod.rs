@@ -375,3 +375,6 @@ fn allocated_bytes(reader: &mut dyn DiskReader, cluster_size: u64) -> Result<u64
     }
     Ok(total)
 }
+
+#[cfg(test)]
+mod tests;
