@@ -308,8 +308,7 @@ fn check_refused_options(options: &KvOptions, version: u32) -> Result<()> {
 }
 
 pub(super) fn open(file: File, path: &Path, opts: &OpenOptions) -> Result<Box<dyn DiskReader>> {
-    let _ = path;
-    Ok(Box::new(reader::Qcow2Reader::open(file, opts.allow_unsafe)?))
+    Ok(Box::new(reader::Qcow2Reader::open(file, path, opts.allow_unsafe)?))
 }
 
 pub(super) fn create(req: &CreateRequest<'_>, out: &mut OutputSet) -> Result<Box<dyn DiskWriter>> {

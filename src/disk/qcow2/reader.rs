@@ -2,6 +2,7 @@
 //! in guest order, one L2 table in memory at a time.
 
 use std::fs::File;
+use std::path::{Path, PathBuf};
 
 use flate2::{Decompress, FlushDecompress};
 
@@ -34,6 +35,8 @@ enum Cluster {
 
 pub(super) struct Qcow2Reader {
     file: File,
+    /// Named in errors found while walking the tables.
+    path: PathBuf,
     file_len: u64,
     header: Qcow2Header,
     extensions: Vec<Extension>,
@@ -51,7 +54,7 @@ pub(super) struct Qcow2Reader {
 }
 
 impl Qcow2Reader {
-    pub fn open(file: File, allow_unsafe: bool) -> Result<Self> {
+    pub fn open(file: File, path: &Path, allow_unsafe: bool) -> Result<Self> {
         let file_len = file.metadata()?.len();
         let header = read_header(&file, file_len)?;
         check_features(&header, allow_unsafe)?;
@@ -69,6 +72,7 @@ impl Qcow2Reader {
         let l1 = read_l1(&file, &header)?;
         Ok(Self {
             file,
+            path: path.to_path_buf(),
             file_len,
             header,
             extensions,
@@ -238,6 +242,18 @@ impl DiskReader for Qcow2Reader {
     }
 
     fn next_extent(&mut self) -> Result<Option<Extent<'_>>> {
+        let path = self.path.clone();
+        self.walk().map_err(|e| e.with_path(&path))
+    }
+
+    fn info(&self) -> ImageInfo {
+        self.describe()
+    }
+}
+
+impl Qcow2Reader {
+    /// The next extent (see [`DiskReader::next_extent`]).
+    fn walk(&mut self) -> Result<Option<Extent<'_>>> {
         let size = self.header.size;
         if self.pos >= size {
             return Ok(None);
@@ -284,7 +300,7 @@ impl DiskReader for Qcow2Reader {
         Ok(Some(extent))
     }
 
-    fn info(&self) -> ImageInfo {
+    fn describe(&self) -> ImageInfo {
         let h = &self.header;
         let flag = |bit: u64| if h.incompatible & bit != 0 { "true" } else { "false" };
         let (subformat, compat) = if h.version == 3 { ("v3", "1.1") } else { ("v2", "0.10") };

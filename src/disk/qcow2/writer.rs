@@ -376,10 +376,12 @@ fn new_deflate() -> Compress {
 /// Raw-deflates one cluster; `None` when the result would not be smaller than a cluster.
 fn deflate_cluster(z: &mut Compress, bytes: &[u8], cluster_size: u64) -> Option<Vec<u8>> {
     z.reset();
-    let limit = usize::try_from(cluster_size).ok()? - 1;
-    let mut out = Vec::with_capacity(limit);
+    let cluster = usize::try_from(cluster_size).ok()?;
+    // Room for deflate's worst case (stored blocks): zlib-rs must never run out of output
+    // space mid-stream, so the size check happens afterwards.
+    let mut out = Vec::with_capacity(cluster * 2 + 64);
     match z.compress_vec(bytes, &mut out, FlushCompress::Finish) {
-        Ok(Status::StreamEnd) => Some(out),
+        Ok(Status::StreamEnd) if out.len() < cluster => Some(out),
         _ => None,
     }
 }
