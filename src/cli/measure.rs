@@ -43,16 +43,24 @@ pub(super) fn measure(args: &MeasureArgs) -> Result<()> {
     }
     let (result, bitmaps) = match &args.input {
         Some(path) => {
-            let opts = OpenOptions { format: args.input_format, allow_unsafe: false };
+            let opts = OpenOptions {
+                format: args.input_format,
+                allow_unsafe: false,
+            };
             let mut reader = disk::open(path, &opts)?;
             // qemu reports a bitmaps size when both sides can hold persistent bitmaps.
             let bitmaps = reader.info().format == DiskFormat::Qcow2
-                && options.get("compat").is_none_or(|c| c != "0.10" && c != "v2");
+                && options
+                    .get("compat")
+                    .is_none_or(|c| c != "0.10" && c != "v2");
             let m = disk::qcow2::measure(&options, 0, Some(reader.as_mut()))
                 .map_err(|e| e.with_path(path))?;
             (m, bitmaps)
         }
-        None => (disk::qcow2::measure(&options, args.size.unwrap_or(0), None)?, false),
+        None => (
+            disk::qcow2::measure(&options, args.size.unwrap_or(0), None)?,
+            false,
+        ),
     };
     let text = match args.output {
         OutputMode::Human => {

@@ -30,30 +30,57 @@ fn sparse_v3_default_passes_the_oracle() {
 fn sparse_v2_512_byte_clusters_pass_the_oracle() {
     let d = Dir::new();
     sparse_raw(&d.path("src.raw"), 16 << 20, 30, 2);
-    convert_and_check(&d, "src.raw", "out.qcow2", "compat=0.10,cluster_size=512", false, "default");
+    convert_and_check(
+        &d,
+        "src.raw",
+        "out.qcow2",
+        "compat=0.10,cluster_size=512",
+        false,
+        "default",
+    );
 }
 
 #[test]
 fn sparse_4k_clusters_compressed_pass_the_oracle() {
     let d = Dir::new();
     sparse_raw(&d.path("src.raw"), 32 << 20, 30, 3);
-    convert_and_check(&d, "src.raw", "out.qcow2", "cluster_size=4k", true, "default");
+    convert_and_check(
+        &d,
+        "src.raw",
+        "out.qcow2",
+        "cluster_size=4k",
+        true,
+        "default",
+    );
 }
 
 #[test]
 fn sparse_2m_clusters_v2_compressed_pass_the_oracle() {
     let d = Dir::new();
     sparse_raw(&d.path("src.raw"), 64 << 20, 30, 4);
-    convert_and_check(&d, "src.raw", "out.qcow2", "cluster_size=2M,compat=0.10", true, "default");
+    convert_and_check(
+        &d,
+        "src.raw",
+        "out.qcow2",
+        "cluster_size=2M,compat=0.10",
+        true,
+        "default",
+    );
 }
 
 #[test]
 fn all_zero_disk_allocates_no_data() {
     let d = Dir::new();
-    std::fs::File::create(d.path("zero.raw")).unwrap().set_len(64 << 20).unwrap();
+    std::fs::File::create(d.path("zero.raw"))
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
     convert_and_check(&d, "zero.raw", "out.qcow2", "", true, "default");
     // Header, L1, one refcount block and the table: 4 clusters.
-    assert_eq!(std::fs::metadata(d.path("out.qcow2")).unwrap().len(), 4 * 65536);
+    assert_eq!(
+        std::fs::metadata(d.path("out.qcow2")).unwrap().len(),
+        4 * 65536
+    );
 }
 
 #[test]
@@ -69,33 +96,118 @@ fn ext4_passes_the_oracle_in_every_mode() {
     let d = Dir::new();
     ext4_raw(&d.path("fs.raw"), 32);
     convert_and_check(&d, "fs.raw", "plain.qcow2", "", false, "default");
-    convert_and_check(&d, "fs.raw", "packed.qcow2", "cluster_size=64k", true, "default");
-    convert_and_check(&d, "fs.raw", "meta.qcow2", "preallocation=metadata", false, "metadata");
+    convert_and_check(
+        &d,
+        "fs.raw",
+        "packed.qcow2",
+        "cluster_size=64k",
+        true,
+        "default",
+    );
+    convert_and_check(
+        &d,
+        "fs.raw",
+        "meta.qcow2",
+        "preallocation=metadata",
+        false,
+        "metadata",
+    );
     let packed = std::fs::metadata(d.path("packed.qcow2")).unwrap().len();
     let plain = std::fs::metadata(d.path("plain.qcow2")).unwrap().len();
-    assert!(packed < plain, "compressed {packed} is not smaller than {plain}");
+    assert!(
+        packed < plain,
+        "compressed {packed} is not smaller than {plain}"
+    );
 }
 
 #[test]
 fn preallocation_modes_pass_the_oracle() {
     let d = Dir::new();
     sparse_raw(&d.path("src.raw"), 40 << 20, 30, 6);
-    convert_and_check(&d, "src.raw", "meta512.qcow2", "preallocation=metadata,cluster_size=512", false, "metadata");
-    convert_and_check(&d, "src.raw", "meta64k.qcow2", "preallocation=metadata", false, "metadata");
-    convert_and_check(&d, "src.raw", "meta2m.qcow2", "preallocation=metadata,cluster_size=2M", false, "metadata");
-    convert_and_check(&d, "src.raw", "falloc.qcow2", "preallocation=falloc,compat=0.10", false, "metadata");
-    convert_and_check(&d, "src.raw", "full.qcow2", "preallocation=full", false, "metadata");
-    let allocated = |n: &str| std::os::unix::fs::MetadataExt::blocks(&std::fs::metadata(d.path(n)).unwrap()) * 512;
-    assert!(allocated("full.qcow2") >= 40 << 20, "full preallocation left holes");
-    assert!(allocated("falloc.qcow2") >= 40 << 20, "falloc preallocation left holes");
+    convert_and_check(
+        &d,
+        "src.raw",
+        "meta512.qcow2",
+        "preallocation=metadata,cluster_size=512",
+        false,
+        "metadata",
+    );
+    convert_and_check(
+        &d,
+        "src.raw",
+        "meta64k.qcow2",
+        "preallocation=metadata",
+        false,
+        "metadata",
+    );
+    convert_and_check(
+        &d,
+        "src.raw",
+        "meta2m.qcow2",
+        "preallocation=metadata,cluster_size=2M",
+        false,
+        "metadata",
+    );
+    convert_and_check(
+        &d,
+        "src.raw",
+        "falloc.qcow2",
+        "preallocation=falloc,compat=0.10",
+        false,
+        "metadata",
+    );
+    convert_and_check(
+        &d,
+        "src.raw",
+        "full.qcow2",
+        "preallocation=full",
+        false,
+        "metadata",
+    );
+    let allocated = |n: &str| {
+        std::os::unix::fs::MetadataExt::blocks(&std::fs::metadata(d.path(n)).unwrap()) * 512
+    };
+    assert!(
+        allocated("full.qcow2") >= 40 << 20,
+        "full preallocation left holes"
+    );
+    assert!(
+        allocated("falloc.qcow2") >= 40 << 20,
+        "falloc preallocation left holes"
+    );
 }
 
 #[test]
 fn create_metadata_8g_matches_qemu_img_layout() {
     let d = Dir::new();
-    d.kiln_ok(&["create", "-f", "qcow2", "-o", "preallocation=metadata", "k.qcow2", "8G"]);
-    run_ok("qemu-img", &["create", "-q", "-f", "qcow2", "-o", "preallocation=metadata", d.path("q.qcow2").to_str().unwrap(), "8G"]);
-    let map = |n: &str| run_ok("qemu-img", &["map", "--output=json", d.path(n).to_str().unwrap()]);
+    d.kiln_ok(&[
+        "create",
+        "-f",
+        "qcow2",
+        "-o",
+        "preallocation=metadata",
+        "k.qcow2",
+        "8G",
+    ]);
+    run_ok(
+        "qemu-img",
+        &[
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-o",
+            "preallocation=metadata",
+            d.path("q.qcow2").to_str().unwrap(),
+            "8G",
+        ],
+    );
+    let map = |n: &str| {
+        run_ok(
+            "qemu-img",
+            &["map", "--output=json", d.path(n).to_str().unwrap()],
+        )
+    };
     assert_eq!(map("k.qcow2"), map("q.qcow2"));
     let len = |n: &str| std::fs::metadata(d.path(n)).unwrap().len();
     assert_eq!(len("k.qcow2"), len("q.qcow2"));
@@ -136,7 +248,11 @@ fn kiln_reads_images_qemu_img_wrote() {
     qemu_made_reads_back(&d, "packed.qcow2", &["-c"]);
     qemu_made_reads_back(&d, "v2.qcow2", &["-o", "compat=0.10"]);
     qemu_made_reads_back(&d, "small.qcow2", &["-c", "-o", "cluster_size=512"]);
-    qemu_made_reads_back(&d, "big.qcow2", &["-o", "cluster_size=2M,preallocation=metadata"]);
+    qemu_made_reads_back(
+        &d,
+        "big.qcow2",
+        &["-o", "cluster_size=2M,preallocation=metadata"],
+    );
 }
 
 #[test]
@@ -144,11 +260,46 @@ fn kiln_reads_zero_clusters_qemu_io_wrote() {
     let d = Dir::new();
     sparse_raw(&d.path("src.raw"), 8 << 20, 20, 8);
     let img = d.path("z.qcow2");
-    run_ok("qemu-img", &["convert", "-f", "raw", "-O", "qcow2", d.path("src.raw").to_str().unwrap(), img.to_str().unwrap()]);
+    run_ok(
+        "qemu-img",
+        &[
+            "convert",
+            "-f",
+            "raw",
+            "-O",
+            "qcow2",
+            d.path("src.raw").to_str().unwrap(),
+            img.to_str().unwrap(),
+        ],
+    );
     // An allocated cluster turned zero (keeps its offset), an unmapped zero run, and a
     // zero run over unallocated space.
-    run_ok("qemu-io", &["-f", "qcow2", "-c", "write -z 0 1M", "-c", "write -z -u 2M 1M", "-c", "write -z 7M 64k", img.to_str().unwrap()]);
-    run_ok("qemu-img", &["convert", "-f", "qcow2", "-O", "raw", img.to_str().unwrap(), d.path("expect.raw").to_str().unwrap()]);
+    run_ok(
+        "qemu-io",
+        &[
+            "-f",
+            "qcow2",
+            "-c",
+            "write -z 0 1M",
+            "-c",
+            "write -z -u 2M 1M",
+            "-c",
+            "write -z 7M 64k",
+            img.to_str().unwrap(),
+        ],
+    );
+    run_ok(
+        "qemu-img",
+        &[
+            "convert",
+            "-f",
+            "qcow2",
+            "-O",
+            "raw",
+            img.to_str().unwrap(),
+            d.path("expect.raw").to_str().unwrap(),
+        ],
+    );
     d.kiln_ok(&["convert", "-O", "raw", "z.qcow2", "back.raw"]);
     assert_same_file(&d.path("back.raw"), &d.path("expect.raw"));
 }
@@ -160,8 +311,20 @@ fn measure_matches_qemu_img() {
     for args in [
         vec!["--size", "8G"],
         vec!["--size", "1G", "-o", "cluster_size=512"],
-        vec!["--size", "100G", "-o", "cluster_size=2M,preallocation=metadata"],
-        vec!["--size", "8G", "-o", "preallocation=full", "--output", "json"],
+        vec![
+            "--size",
+            "100G",
+            "-o",
+            "cluster_size=2M,preallocation=metadata",
+        ],
+        vec![
+            "--size",
+            "8G",
+            "-o",
+            "preallocation=full",
+            "--output",
+            "json",
+        ],
         vec!["src.raw"],
         vec!["-o", "compat=0.10,cluster_size=4k", "src.raw"],
     ] {
@@ -170,7 +333,10 @@ fn measure_matches_qemu_img() {
         let ours = d.kiln_ok(&kiln_args);
         let src = d.path("src.raw").to_str().unwrap().to_string();
         let mut qemu_args = vec!["measure", "-O", "qcow2"];
-        qemu_args.extend(args.iter().map(|a| if *a == "src.raw" { src.as_str() } else { a }));
+        qemu_args.extend(
+            args.iter()
+                .map(|a| if *a == "src.raw" { src.as_str() } else { a }),
+        );
         assert_eq!(ours, run_ok("qemu-img", &qemu_args), "measure {args:?}");
     }
 }
@@ -200,7 +366,11 @@ fn assert_rejected(d: &Dir, bytes: &[u8], needle: &str) -> String {
     let err = d.kiln_err(&["convert", "-O", "raw", "bad.qcow2", "out.raw"], 1);
     assert!(err.contains("bad.qcow2") && err.contains(needle), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "not one line: {err}");
-    assert!(!d.files().iter().any(|f| f.starts_with("out.raw")), "left {:?}", d.files());
+    assert!(
+        !d.files().iter().any(|f| f.starts_with("out.raw")),
+        "left {:?}",
+        d.files()
+    );
     err
 }
 
@@ -225,8 +395,22 @@ fn bad_magic_is_rejected() {
     img[1] = b'X';
     // Probing no longer sees qcow2, so name the format.
     std::fs::write(d.path("bad.qcow2"), &img).unwrap();
-    let err = d.kiln_err(&["convert", "-f", "qcow2", "-O", "raw", "bad.qcow2", "out.raw"], 1);
-    assert!(err.contains("bad.qcow2") && err.contains("magic at offset 0x0"), "{err}");
+    let err = d.kiln_err(
+        &[
+            "convert",
+            "-f",
+            "qcow2",
+            "-O",
+            "raw",
+            "bad.qcow2",
+            "out.raw",
+        ],
+        1,
+    );
+    assert!(
+        err.contains("bad.qcow2") && err.contains("magic at offset 0x0"),
+        "{err}"
+    );
     assert!(!d.files().iter().any(|f| f.starts_with("out.raw")));
 }
 
@@ -299,7 +483,14 @@ fn backing_file_is_refused_unless_allowed() {
     img[16..20].copy_from_slice(&4u32.to_be_bytes());
     img[0x200..0x204].copy_from_slice(b"base");
     assert_rejected(&d, &img, "backing file (name at offset 0x200)");
-    d.kiln_ok(&["convert", "--allow-unsafe", "-O", "raw", "bad.qcow2", "out.raw"]);
+    d.kiln_ok(&[
+        "convert",
+        "--allow-unsafe",
+        "-O",
+        "raw",
+        "bad.qcow2",
+        "out.raw",
+    ]);
     assert_same_file(&d.path("out.raw"), &d.path("src.raw"));
     let info = d.kiln_ok(&["info", "bad.qcow2"]);
     assert!(info.contains("backing_file: base"), "{info}");
@@ -334,9 +525,31 @@ fn check_fails_on_a_corrupted_image() {
 #[test]
 fn info_reports_compat_and_cluster_size() {
     let d = Dir::new();
-    d.kiln_ok(&["create", "-f", "qcow2", "-o", "compat=0.10,cluster_size=4k", "x.qcow2", "1G"]);
+    d.kiln_ok(&[
+        "create",
+        "-f",
+        "qcow2",
+        "-o",
+        "compat=0.10,cluster_size=4k",
+        "x.qcow2",
+        "1G",
+    ]);
     let info = d.kiln_ok(&["info", "x.qcow2"]);
-    assert!(info.contains("subformat: v2") && info.contains("cluster_size: 4096"), "{info}");
-    let refused = d.kiln_err(&["create", "-f", "qcow2", "-o", "lazy_refcounts=on", "y.qcow2", "1G"], 1);
+    assert!(
+        info.contains("subformat: v2") && info.contains("cluster_size: 4096"),
+        "{info}"
+    );
+    let refused = d.kiln_err(
+        &[
+            "create",
+            "-f",
+            "qcow2",
+            "-o",
+            "lazy_refcounts=on",
+            "y.qcow2",
+            "1G",
+        ],
+        1,
+    );
     assert!(refused.contains("lazy_refcounts"), "{refused}");
 }

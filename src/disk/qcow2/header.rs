@@ -94,7 +94,9 @@ impl Qcow2Header {
     pub fn parse(buf: &[u8; 112]) -> Result<Self, Qcow2Error> {
         let (raw, _) = RawHeader::read_from_prefix(buf).expect("buffer holds 104 bytes");
         if raw.magic.get() != QCOW2_MAGIC {
-            return Err(Qcow2Error::BadMagic { found: raw.magic.get() });
+            return Err(Qcow2Error::BadMagic {
+                found: raw.magic.get(),
+            });
         }
         let version = raw.version.get();
         if version != 2 && version != 3 {
@@ -102,7 +104,9 @@ impl Qcow2Header {
         }
         let cluster_bits = raw.cluster_bits.get();
         if !(QCOW2_MIN_CLUSTER_BITS..=QCOW2_MAX_CLUSTER_BITS).contains(&cluster_bits) {
-            return Err(Qcow2Error::BadClusterBits { found: cluster_bits });
+            return Err(Qcow2Error::BadClusterBits {
+                found: cluster_bits,
+            });
         }
         let mut header = Self::from_raw(&raw, version, cluster_bits);
         if version == 3 {
@@ -112,7 +116,9 @@ impl Qcow2Header {
             }
         }
         if header.refcount_order > 6 || (version == 2 && header.refcount_order != 4) {
-            return Err(Qcow2Error::BadRefcountOrder { found: header.refcount_order });
+            return Err(Qcow2Error::BadRefcountOrder {
+                found: header.refcount_order,
+            });
         }
         Ok(header)
     }
@@ -132,11 +138,19 @@ impl Qcow2Header {
             refcount_table_clusters: raw.refcount_table_clusters.get(),
             nb_snapshots: raw.nb_snapshots.get(),
             snapshots_offset: raw.snapshots_offset.get(),
-            incompatible: if v3 { raw.incompatible_features.get() } else { 0 },
+            incompatible: if v3 {
+                raw.incompatible_features.get()
+            } else {
+                0
+            },
             compatible: if v3 { raw.compatible_features.get() } else { 0 },
             autoclear: if v3 { raw.autoclear_features.get() } else { 0 },
             refcount_order: if v3 { raw.refcount_order.get() } else { 4 },
-            header_length: if v3 { raw.header_length.get() } else { QCOW2_V2_HEADER_LEN },
+            header_length: if v3 {
+                raw.header_length.get()
+            } else {
+                QCOW2_V2_HEADER_LEN
+            },
             compression_type: 0,
         }
     }
@@ -234,7 +248,9 @@ pub(super) fn parse_extensions(area: &[u8], start: u32) -> Result<Vec<Extension>
     let mut out = Vec::new();
     loop {
         // qemu stops at the end of the area too: the end marker is optional there.
-        let Some(head) = area.get(pos..pos + 8) else { return Ok(out) };
+        let Some(head) = area.get(pos..pos + 8) else {
+            return Ok(out);
+        };
         let kind = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
         let len = u32::from_be_bytes([head[4], head[5], head[6], head[7]]);
         if kind == 0 {
@@ -244,8 +260,15 @@ pub(super) fn parse_extensions(area: &[u8], start: u32) -> Result<Vec<Extension>
         let data = usize::try_from(len)
             .ok()
             .and_then(|l| area.get(data_start..data_start.checked_add(l)?))
-            .ok_or(Qcow2Error::ExtensionTooLong { offset: pos as u64, len })?;
-        out.push(Extension { kind, offset: pos as u64, data: data.to_vec() });
+            .ok_or(Qcow2Error::ExtensionTooLong {
+                offset: pos as u64,
+                len,
+            })?;
+        out.push(Extension {
+            kind,
+            offset: pos as u64,
+            data: data.to_vec(),
+        });
         // Payloads are padded to a multiple of 8 bytes.
         pos = data_start + data.len().div_ceil(8) * 8;
     }

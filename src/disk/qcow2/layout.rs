@@ -56,7 +56,11 @@ impl Geometry {
 
 /// qemu's `qcow2_refcount_metadata_size` fixed point: the refcount blocks and table
 /// clusters needed to count `clusters` clusters plus themselves. Returns `(blocks, table)`.
-pub(super) fn refcount_metadata(clusters: u64, cluster_size: u64, refcount_bits: u64) -> (u64, u64) {
+pub(super) fn refcount_metadata(
+    clusters: u64,
+    cluster_size: u64,
+    refcount_bits: u64,
+) -> (u64, u64) {
     let per_table_cluster = cluster_size / 8;
     let per_block = cluster_size * 8 / refcount_bits;
     let (mut blocks, mut table, mut n) = (0u64, 0u64, 0u64);
@@ -77,7 +81,8 @@ pub(super) fn prealloc_size(virtual_size: u64, cluster_size: u64) -> u64 {
     let mut meta = cluster_size;
     let l2_entries = (aligned / cluster_size).div_ceil(cluster_size / 8) * (cluster_size / 8);
     meta += l2_entries * 8;
-    let l1_entries = (l2_entries * 8 / cluster_size).div_ceil(cluster_size / 8) * (cluster_size / 8);
+    let l1_entries =
+        (l2_entries * 8 / cluster_size).div_ceil(cluster_size / 8) * (cluster_size / 8);
     meta += l1_entries * 8;
     let (blocks, table) = refcount_metadata((meta + aligned) / cluster_size, cluster_size, 16);
     meta + (blocks + table) * cluster_size + aligned
@@ -257,7 +262,11 @@ impl Allocator {
                     got => (h / cs, got),
                 },
             };
-            self.push_run(DataRun { guest: start / cs, host: run_host, count: n });
+            self.push_run(DataRun {
+                guest: start / cs,
+                host: run_host,
+                count: n,
+            });
             let handled = (n * cs - start % cs).min(remaining);
             host = Some(run_host * cs + start % cs + handled);
             start += handled;
@@ -285,7 +294,10 @@ mod tests {
     use super::*;
 
     fn layout(size: u64, cluster_bits: u32) -> PreallocLayout {
-        PreallocLayout::new(Geometry { cluster_bits, virtual_size: size })
+        PreallocLayout::new(Geometry {
+            cluster_bits,
+            virtual_size: size,
+        })
     }
 
     #[test]

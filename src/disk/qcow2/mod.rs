@@ -128,16 +128,22 @@ pub enum Qcow2Error {
     #[error("qcow2 image is marked corrupt (incompatible feature bit 1 at offset 0x48); refused")]
     Corrupt,
     /// Encrypted images.
-    #[error("qcow2 image is encrypted (crypt_method {method} at offset 0x20); kiln does not decrypt")]
+    #[error(
+        "qcow2 image is encrypted (crypt_method {method} at offset 0x20); kiln does not decrypt"
+    )]
     Encrypted {
         /// crypt_method.
         method: u32,
     },
     /// Extended L2 entries (subclusters).
-    #[error("qcow2 image uses extended L2 entries (incompatible bit 4 at offset 0x48); kiln does not read subclusters")]
+    #[error(
+        "qcow2 image uses extended L2 entries (incompatible bit 4 at offset 0x48); kiln does not read subclusters"
+    )]
     ExtendedL2,
     /// A header extension runs past the first cluster.
-    #[error("qcow2 header extension at offset {offset:#x} ({len} bytes) runs past the first cluster")]
+    #[error(
+        "qcow2 header extension at offset {offset:#x} ({len} bytes) runs past the first cluster"
+    )]
     ExtensionTooLong {
         /// Offset of the extension header.
         offset: u64,
@@ -158,7 +164,9 @@ pub enum Qcow2Error {
         max: u64,
     },
     /// l1_size cannot map the virtual size.
-    #[error("qcow2 l1_size at offset 0x24 is {l1_size}, but the virtual size {size:#x} needs {needed}")]
+    #[error(
+        "qcow2 l1_size at offset 0x24 is {l1_size}, but the virtual size {size:#x} needs {needed}"
+    )]
     L1TooSmall {
         /// Value found.
         l1_size: u64,
@@ -176,7 +184,9 @@ pub enum Qcow2Error {
         clusters: u32,
     },
     /// A table lies (partly) past the end of the file.
-    #[error("qcow2 {what} at offset {offset:#x} ({len} bytes) lies past the end of the file ({file_len:#x} bytes)")]
+    #[error(
+        "qcow2 {what} at offset {offset:#x} ({len} bytes) lies past the end of the file ({file_len:#x} bytes)"
+    )]
     TableOutsideFile {
         /// Which table.
         what: &'static str,
@@ -274,20 +284,29 @@ impl Settings {
                 "option cluster_size={cluster_size}: expected a power of two from 512 to 2M"
             )));
         }
-        let prealloc = match options.get_choice("preallocation", &["off", "metadata", "falloc", "full"])? {
-            Some("metadata") => Prealloc::Metadata,
-            Some("falloc") => Prealloc::Falloc,
-            Some("full") => Prealloc::Full,
-            _ => Prealloc::Off,
-        };
+        let prealloc =
+            match options.get_choice("preallocation", &["off", "metadata", "falloc", "full"])? {
+                Some("metadata") => Prealloc::Metadata,
+                Some("falloc") => Prealloc::Falloc,
+                Some("full") => Prealloc::Full,
+                _ => Prealloc::Off,
+            };
         check_refused_options(options, version)?;
-        Ok(Self { version, cluster_bits: cluster_size.trailing_zeros(), prealloc })
+        Ok(Self {
+            version,
+            cluster_bits: cluster_size.trailing_zeros(),
+            prealloc,
+        })
     }
 }
 
 fn check_refused_options(options: &KvOptions, version: u32) -> Result<()> {
     if options.get_bool("lazy_refcounts")? == Some(true) {
-        let why = if version == 2 { "needs compat=1.1 and " } else { "" };
+        let why = if version == 2 {
+            "needs compat=1.1 and "
+        } else {
+            ""
+        };
         return Err(Error::unsupported(format!(
             "option lazy_refcounts=on {why}is not supported by kiln's qcow2 writer"
         )));
@@ -308,7 +327,11 @@ fn check_refused_options(options: &KvOptions, version: u32) -> Result<()> {
 }
 
 pub(super) fn open(file: File, path: &Path, opts: &OpenOptions) -> Result<Box<dyn DiskReader>> {
-    Ok(Box::new(reader::Qcow2Reader::open(file, path, opts.allow_unsafe)?))
+    Ok(Box::new(reader::Qcow2Reader::open(
+        file,
+        path,
+        opts.allow_unsafe,
+    )?))
 }
 
 pub(super) fn create(req: &CreateRequest<'_>, out: &mut OutputSet) -> Result<Box<dyn DiskWriter>> {
@@ -346,7 +369,10 @@ pub fn measure(
     let settings = Settings::from_options(options)?;
     let cluster_size = 1u64 << settings.cluster_bits;
     let size = input.as_ref().map_or(virtual_size, |r| r.virtual_size());
-    writer::check_size(layout::Geometry { cluster_bits: settings.cluster_bits, virtual_size: size })?;
+    writer::check_size(layout::Geometry {
+        cluster_bits: settings.cluster_bits,
+        virtual_size: size,
+    })?;
     let aligned = size.div_ceil(cluster_size) * cluster_size;
     let mut required = match input {
         Some(reader) => allocated_bytes(reader, cluster_size)?,
@@ -356,7 +382,10 @@ pub fn measure(
         required = aligned;
     }
     let fully_allocated = layout::prealloc_size(aligned, cluster_size);
-    Ok(Measure { required: fully_allocated - aligned + required, fully_allocated })
+    Ok(Measure {
+        required: fully_allocated - aligned + required,
+        fully_allocated,
+    })
 }
 
 /// Bytes of the clusters that hold at least one byte of a data extent.

@@ -9,8 +9,8 @@ use flate2::{Decompress, FlushDecompress};
 use super::Qcow2Error;
 use super::header::{
     Extension, INCOMPAT_COMPRESSION, INCOMPAT_CORRUPT, INCOMPAT_DATA_FILE, INCOMPAT_DIRTY,
-    INCOMPAT_EXTENDED_L2, QCOW2_MAGIC, QCOW2_MAX_L1_BYTES, QCOW2_MAX_REFTABLE_BYTES,
-    Qcow2Header, parse_extensions,
+    INCOMPAT_EXTENDED_L2, QCOW2_MAGIC, QCOW2_MAX_L1_BYTES, QCOW2_MAX_REFTABLE_BYTES, Qcow2Header,
+    parse_extensions,
 };
 use super::writer::QCOW2_OFLAG_COMPRESSED;
 use crate::disk::{DiskFormat, DiskReader, Extent, ImageInfo, MAX_EXTENT_BYTES};
@@ -107,15 +107,28 @@ impl Qcow2Reader {
         }
         let cs = self.cluster_size();
         if offset % cs != 0 {
-            return Err(Qcow2Error::UnalignedTable { what: "L2 table", offset }.into());
+            return Err(Qcow2Error::UnalignedTable {
+                what: "L2 table",
+                offset,
+            }
+            .into());
         }
         if offset.checked_add(cs).is_none_or(|end| end > self.file_len) {
             let file_len = self.file_len;
-            return Err(Qcow2Error::TableOutsideFile { what: "L2 table", offset, len: cs, file_len }.into());
+            return Err(Qcow2Error::TableOutsideFile {
+                what: "L2 table",
+                offset,
+                len: cs,
+                file_len,
+            }
+            .into());
         }
         let mut bytes = vec![0u8; usize::try_from(cs).expect("cluster fits usize")];
         read_exact_at(&self.file, &mut bytes, offset, "qcow2 L2 table")?;
-        self.l2 = bytes.chunks_exact(8).map(|c| u64::from_be_bytes(c.try_into().expect("8 bytes"))).collect();
+        self.l2 = bytes
+            .chunks_exact(8)
+            .map(|c| u64::from_be_bytes(c.try_into().expect("8 bytes")))
+            .collect();
         self.l2_index = Some(index);
         self.l2_offset = offset;
         Ok(true)
@@ -125,7 +138,11 @@ impl Qcow2Reader {
     fn classify(&self, slot: usize) -> Result<Cluster> {
         let value = self.l2[slot];
         let entry_offset = self.l2_offset + slot as u64 * 8;
-        let bad = |problem| Qcow2Error::BadL2Entry { entry_offset, value, problem };
+        let bad = |problem| Qcow2Error::BadL2Entry {
+            entry_offset,
+            value,
+            problem,
+        };
         if value & QCOW2_OFLAG_COMPRESSED != 0 {
             return Ok(Cluster::Compressed(value));
         }
@@ -154,8 +171,8 @@ impl Qcow2Reader {
         let cs = self.cluster_size();
         let max = (MAX_EXTENT_BYTES as u64 / cs).max(1);
         let mut n = 1u64;
-        while slot + (n as usize) < self.l2.len() {
-            let next = self.classify(slot + n as usize)?;
+        for next_slot in slot + 1..self.l2.len() {
+            let next = self.classify(next_slot)?;
             let same = match (first, next) {
                 (Cluster::Data(a), Cluster::Data(b)) => b == a + n * cs && n < max,
                 (Cluster::Compressed(_), _) => false,
@@ -188,7 +205,12 @@ impl Qcow2Reader {
         let len = usize::try_from(len).expect("bounded by MAX_EXTENT_BYTES");
         let avail = usize::try_from((self.file_len - host).min(len as u64)).expect("bounded");
         self.buf.resize(len, 0);
-        read_exact_at(&self.file, &mut self.buf[..avail], host, "qcow2 data cluster")?;
+        read_exact_at(
+            &self.file,
+            &mut self.buf[..avail],
+            host,
+            "qcow2 data cluster",
+        )?;
         self.buf[avail..].fill(0);
         Ok(())
     }
@@ -217,21 +239,37 @@ impl Qcow2Reader {
         let sectors = ((value >> shift) & ((1u64 << (self.header.cluster_bits - 8)) - 1)) + 1;
         self.check_in_file(host)?;
         let csize = (sectors * 512 - (host & 511)).min(self.file_len - host);
-        self.compressed.resize(usize::try_from(csize).expect("at most a few clusters"), 0);
-        read_exact_at(&self.file, &mut self.compressed, host, "qcow2 compressed cluster")?;
-        self.buf.resize(usize::try_from(cs).expect("cluster fits usize"), 0);
+        self.compressed
+            .resize(usize::try_from(csize).expect("at most a few clusters"), 0);
+        read_exact_at(
+            &self.file,
+            &mut self.compressed,
+            host,
+            "qcow2 compressed cluster",
+        )?;
+        self.buf
+            .resize(usize::try_from(cs).expect("cluster fits usize"), 0);
         self.inflate.reset(false);
-        let status = self.inflate.decompress(&self.compressed, &mut self.buf, FlushDecompress::Finish);
+        let status =
+            self.inflate
+                .decompress(&self.compressed, &mut self.buf, FlushDecompress::Finish);
         // qemu accepts the stream once the cluster is full, whatever follows it.
         if status.is_err() || self.inflate.total_out() != cs {
-            return Err(Qcow2Error::BadCompressedCluster { guest_offset: self.pos, host_offset: host }.into());
+            return Err(Qcow2Error::BadCompressedCluster {
+                guest_offset: self.pos,
+                host_offset: host,
+            }
+            .into());
         }
         Ok(())
     }
 
     /// Unallocated L1 entries from `index` on, as one run of guest bytes.
     fn unallocated_chunks(&self, index: usize) -> u64 {
-        let n = self.l1[index..].iter().take_while(|&&e| e & QCOW2_OFFSET_MASK == 0).count();
+        let n = self.l1[index..]
+            .iter()
+            .take_while(|&&e| e & QCOW2_OFFSET_MASK == 0)
+            .count();
         n as u64 * self.entries() * self.cluster_size()
     }
 }
@@ -302,14 +340,38 @@ impl Qcow2Reader {
 
     fn describe(&self) -> ImageInfo {
         let h = &self.header;
-        let flag = |bit: u64| if h.incompatible & bit != 0 { "true" } else { "false" };
-        let (subformat, compat) = if h.version == 3 { ("v3", "1.1") } else { ("v2", "0.10") };
+        let flag = |bit: u64| {
+            if h.incompatible & bit != 0 {
+                "true"
+            } else {
+                "false"
+            }
+        };
+        let (subformat, compat) = if h.version == 3 {
+            ("v3", "1.1")
+        } else {
+            ("v2", "0.10")
+        };
         let mut info = ImageInfo::new(DiskFormat::Qcow2, h.size)
             .detail("compat", compat)
             .detail("cluster_size", h.cluster_size())
             .detail("refcount_bits", 1u64 << h.refcount_order)
-            .detail("compression_type", if h.compression_type == 0 { "zlib" } else { "zstd" })
-            .detail("lazy_refcounts", if h.compatible & 1 != 0 { "true" } else { "false" })
+            .detail(
+                "compression_type",
+                if h.compression_type == 0 {
+                    "zlib"
+                } else {
+                    "zstd"
+                },
+            )
+            .detail(
+                "lazy_refcounts",
+                if h.compatible & 1 != 0 {
+                    "true"
+                } else {
+                    "false"
+                },
+            )
             .detail("dirty", flag(INCOMPAT_DIRTY))
             .detail("corrupt", flag(INCOMPAT_CORRUPT))
             .detail("snapshots", h.nb_snapshots);
@@ -336,24 +398,43 @@ fn read_header(file: &File, file_len: u64) -> Result<Qcow2Header> {
     let need: u64 = if version == 3 { 104 } else { 72 };
     let magic_ok = buf[..4] == QCOW2_MAGIC.to_be_bytes();
     if magic_ok && file_len < need {
-        return Err(Qcow2Error::TableOutsideFile { what: "header", offset: 0, len: need, file_len }.into());
+        return Err(Qcow2Error::TableOutsideFile {
+            what: "header",
+            offset: 0,
+            len: need,
+            file_len,
+        }
+        .into());
     }
     Ok(Qcow2Header::parse(&buf)?)
 }
 
 fn check_features(h: &Qcow2Header, allow_unsafe: bool) -> Result<()> {
-    let known = INCOMPAT_DIRTY | INCOMPAT_CORRUPT | INCOMPAT_DATA_FILE | INCOMPAT_COMPRESSION | INCOMPAT_EXTENDED_L2;
+    let known = INCOMPAT_DIRTY
+        | INCOMPAT_CORRUPT
+        | INCOMPAT_DATA_FILE
+        | INCOMPAT_COMPRESSION
+        | INCOMPAT_EXTENDED_L2;
     if h.incompatible & !known != 0 {
-        return Err(Qcow2Error::UnknownIncompatible { bits: h.incompatible & !known }.into());
+        return Err(Qcow2Error::UnknownIncompatible {
+            bits: h.incompatible & !known,
+        }
+        .into());
     }
     if h.crypt_method != 0 {
-        return Err(Qcow2Error::Encrypted { method: h.crypt_method }.into());
+        return Err(Qcow2Error::Encrypted {
+            method: h.crypt_method,
+        }
+        .into());
     }
     if h.incompatible & INCOMPAT_EXTENDED_L2 != 0 {
         return Err(Qcow2Error::ExtendedL2.into());
     }
     if h.compression_type != 0 {
-        return Err(Qcow2Error::UnknownCompression { found: h.compression_type }.into());
+        return Err(Qcow2Error::UnknownCompression {
+            found: h.compression_type,
+        }
+        .into());
     }
     if allow_unsafe {
         return Ok(());
@@ -365,7 +446,10 @@ fn check_features(h: &Qcow2Header, allow_unsafe: bool) -> Result<()> {
         return Err(Qcow2Error::ExternalDataFile.into());
     }
     if h.backing_file_offset != 0 {
-        return Err(Qcow2Error::BackingFile { offset: h.backing_file_offset }.into());
+        return Err(Qcow2Error::BackingFile {
+            offset: h.backing_file_offset,
+        }
+        .into());
     }
     Ok(())
 }
@@ -383,14 +467,28 @@ fn check_tables(h: &Qcow2Header, file_len: u64) -> Result<()> {
     }
     let needed = h.size.div_ceil(cs).div_ceil(cs / 8);
     if l1_size < needed {
-        return Err(Qcow2Error::L1TooSmall { l1_size, needed, size: h.size }.into());
+        return Err(Qcow2Error::L1TooSmall {
+            l1_size,
+            needed,
+            size: h.size,
+        }
+        .into());
     }
     check_table("L1 table", h.l1_table_offset, l1_size * 8, cs, file_len)?;
     let reftable_len = u64::from(h.refcount_table_clusters) * cs;
     if reftable_len > QCOW2_MAX_REFTABLE_BYTES {
-        return Err(Qcow2Error::RefcountTableTooLarge { clusters: h.refcount_table_clusters }.into());
+        return Err(Qcow2Error::RefcountTableTooLarge {
+            clusters: h.refcount_table_clusters,
+        }
+        .into());
     }
-    check_table("refcount table", h.refcount_table_offset, reftable_len, cs, file_len)
+    check_table(
+        "refcount table",
+        h.refcount_table_offset,
+        reftable_len,
+        cs,
+        file_len,
+    )
 }
 
 fn check_table(what: &'static str, offset: u64, len: u64, cs: u64, file_len: u64) -> Result<()> {
@@ -401,7 +499,13 @@ fn check_table(what: &'static str, offset: u64, len: u64, cs: u64, file_len: u64
         return Err(Qcow2Error::UnalignedTable { what, offset }.into());
     }
     if offset.checked_add(len).is_none_or(|end| end > file_len) {
-        return Err(Qcow2Error::TableOutsideFile { what, offset, len, file_len }.into());
+        return Err(Qcow2Error::TableOutsideFile {
+            what,
+            offset,
+            len,
+            file_len,
+        }
+        .into());
     }
     Ok(())
 }
@@ -409,7 +513,10 @@ fn check_table(what: &'static str, offset: u64, len: u64, cs: u64, file_len: u64
 fn read_l1(file: &File, h: &Qcow2Header) -> Result<Vec<u64>> {
     let mut bytes = vec![0u8; usize::try_from(h.l1_size).expect("checked against 4M entries") * 8];
     read_exact_at(file, &mut bytes, h.l1_table_offset, "qcow2 L1 table")?;
-    Ok(bytes.chunks_exact(8).map(|c| u64::from_be_bytes(c.try_into().expect("8 bytes"))).collect())
+    Ok(bytes
+        .chunks_exact(8)
+        .map(|c| u64::from_be_bytes(c.try_into().expect("8 bytes")))
+        .collect())
 }
 
 /// The backing file name (only reached with allow_unsafe); bounded to qemu's 1023 bytes.
@@ -420,13 +527,24 @@ fn read_backing_name(file: &File, h: &Qcow2Header, file_len: u64) -> Result<Opti
     let len = u64::from(h.backing_file_size.min(QCOW2_MAX_BACKING_NAME));
     check_table_bytes("backing file name", h.backing_file_offset, len, file_len)?;
     let mut name = vec![0u8; usize::try_from(len).expect("at most 1023")];
-    read_exact_at(file, &mut name, h.backing_file_offset, "qcow2 backing file name")?;
+    read_exact_at(
+        file,
+        &mut name,
+        h.backing_file_offset,
+        "qcow2 backing file name",
+    )?;
     Ok(Some(String::from_utf8_lossy(&name).into_owned()))
 }
 
 fn check_table_bytes(what: &'static str, offset: u64, len: u64, file_len: u64) -> Result<()> {
     if offset.checked_add(len).is_none_or(|end| end > file_len) {
-        return Err(Qcow2Error::TableOutsideFile { what, offset, len, file_len }.into());
+        return Err(Qcow2Error::TableOutsideFile {
+            what,
+            offset,
+            len,
+            file_len,
+        }
+        .into());
     }
     Ok(())
 }

@@ -24,7 +24,11 @@ fn round_trip(data: &[u8], runs: &[(usize, bool)], options: &str, compress: bool
     let mut writer = create(&req, &mut out).unwrap();
     let mut pos = 0;
     for &(len, is_data) in runs {
-        let extent = if is_data { Extent::Data(&data[pos..pos + len]) } else { Extent::Zero(len as u64) };
+        let extent = if is_data {
+            Extent::Data(&data[pos..pos + len])
+        } else {
+            Extent::Zero(len as u64)
+        };
         writer.write_extent(extent).unwrap();
         pos += len;
     }
@@ -49,7 +53,14 @@ fn read_back(path: &Path) -> Vec<u8> {
 fn disk(runs: &[(usize, bool)], seed: u8) -> Vec<u8> {
     let mut bytes = Vec::new();
     for (i, &(len, is_data)) in runs.iter().enumerate() {
-        let fill = |j: usize| if is_data { (j as u8).wrapping_mul(31).wrapping_add(seed ^ i as u8) | 1 } else { 0 };
+        let salt = seed ^ i.to_le_bytes()[0];
+        let fill = |j: usize| {
+            if is_data {
+                j.to_le_bytes()[0].wrapping_mul(31).wrapping_add(salt) | 1
+            } else {
+                0
+            }
+        };
         bytes.extend((0..len).map(|j| if j % 7 == 0 && is_data { 0 } else { fill(j) }));
     }
     bytes
@@ -108,28 +119,40 @@ fn valid_header_parses_and_round_trips() {
 fn header_with_bad_magic_is_rejected() {
     let mut h = valid_header();
     h[0] = b'X';
-    assert!(matches!(Qcow2Header::parse(&h), Err(Qcow2Error::BadMagic { .. })));
+    assert!(matches!(
+        Qcow2Header::parse(&h),
+        Err(Qcow2Error::BadMagic { .. })
+    ));
 }
 
 #[test]
 fn header_with_version_4_is_rejected() {
     let mut h = valid_header();
     h[7] = 4;
-    assert!(matches!(Qcow2Header::parse(&h), Err(Qcow2Error::BadVersion { found: 4 })));
+    assert!(matches!(
+        Qcow2Header::parse(&h),
+        Err(Qcow2Error::BadVersion { found: 4 })
+    ));
 }
 
 #[test]
 fn header_with_cluster_bits_30_is_rejected() {
     let mut h = valid_header();
     h[23] = 30;
-    assert!(matches!(Qcow2Header::parse(&h), Err(Qcow2Error::BadClusterBits { found: 30 })));
+    assert!(matches!(
+        Qcow2Header::parse(&h),
+        Err(Qcow2Error::BadClusterBits { found: 30 })
+    ));
 }
 
 #[test]
 fn header_length_past_the_first_cluster_is_rejected() {
     let mut h = valid_header();
     h[100..104].copy_from_slice(&0x10000u32.to_be_bytes());
-    assert!(matches!(Qcow2Header::parse(&h), Err(Qcow2Error::BadHeaderLength { .. })));
+    assert!(matches!(
+        Qcow2Header::parse(&h),
+        Err(Qcow2Error::BadHeaderLength { .. })
+    ));
 }
 
 #[test]
@@ -142,12 +165,21 @@ fn refcount_bits_other_than_16_are_refused() {
 #[test]
 fn cluster_size_4m_is_rejected() {
     let options = KvOptions::parse("cluster_size=4M").unwrap();
-    assert_eq!(Settings::from_options(&options).unwrap_err().kind(), ErrorKind::InvalidInput);
+    assert_eq!(
+        Settings::from_options(&options).unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
 }
 
 #[test]
 fn measure_of_8g_matches_qemu_img() {
     // `qemu-img measure -O qcow2 --size 8G` (qemu 10.0.2).
     let m = measure(&KvOptions::default(), 8 << 30, None).unwrap();
-    assert_eq!(m, Measure { required: 1_572_864, fully_allocated: 8_591_507_456 });
+    assert_eq!(
+        m,
+        Measure {
+            required: 1_572_864,
+            fully_allocated: 8_591_507_456
+        }
+    );
 }

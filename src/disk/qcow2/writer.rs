@@ -34,7 +34,10 @@ pub(super) fn create(
     // qemu counts the disk in 512-byte sectors and drops a partial one, so the size is
     // rounded up to a sector as qemu-img create and convert do.
     let virtual_size = req.virtual_size.div_ceil(512) * 512;
-    let geometry = Geometry { cluster_bits: settings.cluster_bits, virtual_size };
+    let geometry = Geometry {
+        cluster_bits: settings.cluster_bits,
+        virtual_size,
+    };
     check_size(geometry)?;
     let file = out.create_primary()?;
     let mode = match settings.prealloc {
@@ -49,7 +52,11 @@ pub(super) fn create(
         settings,
         geometry,
         blocker: Blocker::new(block_size),
-        sink: Sink { file, buf: Vec::with_capacity(MAX_EXTENT_BYTES), at: 0 },
+        sink: Sink {
+            file,
+            buf: Vec::with_capacity(MAX_EXTENT_BYTES),
+            at: 0,
+        },
         mode,
     }))
 }
@@ -128,10 +135,14 @@ impl Qcow2Writer {
     fn take_block(&mut self, block: Block<'_>) -> Result<()> {
         let cs = self.geometry.cluster_size();
         match (&mut self.mode, block) {
-            (Mode::Sparse(state), Block::Data { index, bytes }) => state.data(&mut self.sink, index, bytes),
+            (Mode::Sparse(state), Block::Data { index, bytes }) => {
+                state.data(&mut self.sink, index, bytes)
+            }
             (Mode::Sparse(_), Block::Empty { .. }) => Ok(()),
             (Mode::Prealloc(layout), Block::Data { index, bytes }) => {
-                let host = layout.host_cluster(index).expect("layout maps every guest cluster");
+                let host = layout
+                    .host_cluster(index)
+                    .expect("layout maps every guest cluster");
                 self.sink.write(host * cs, bytes)
             }
             (Mode::Prealloc(layout), Block::Empty { index, count }) => {
@@ -166,7 +177,11 @@ impl Qcow2Writer {
             compatible: 0,
             autoclear: 0,
             refcount_order: 4,
-            header_length: if v3 { QCOW2_V3_WRITE_LEN } else { QCOW2_V2_HEADER_LEN },
+            header_length: if v3 {
+                QCOW2_V3_WRITE_LEN
+            } else {
+                QCOW2_V2_HEADER_LEN
+            },
             compression_type: 0,
         })
     }
@@ -182,7 +197,7 @@ impl Qcow2Writer {
             for (j, slot) in table.iter_mut().enumerate() {
                 let guest = first + j as u64;
                 *slot = match layout.host_cluster(guest) {
-                    Some(host) if guest < guest_clusters => host * cs | QCOW2_OFLAG_COPIED,
+                    Some(host) if guest < guest_clusters => (host * cs) | QCOW2_OFLAG_COPIED,
                     _ => 0,
                 };
             }
@@ -194,9 +209,19 @@ impl Qcow2Writer {
             self.sink.write(block * cs, &bytes)?;
         }
         let reftable: Vec<u64> = layout.refblocks.iter().map(|&b| b * cs).collect();
-        self.sink.write(layout.reftable * cs, &table_bytes(&reftable, layout.reftable_clusters, cs))?;
-        let l1: Vec<u64> = layout.l2.iter().map(|&l2| l2 * cs | QCOW2_OFLAG_COPIED).collect();
-        self.sink.write(layout.l1 * cs, &table_bytes(&l1, self.geometry.l1_clusters(), cs))?;
+        self.sink.write(
+            layout.reftable * cs,
+            &table_bytes(&reftable, layout.reftable_clusters, cs),
+        )?;
+        let l1: Vec<u64> = layout
+            .l2
+            .iter()
+            .map(|&l2| (l2 * cs) | QCOW2_OFLAG_COPIED)
+            .collect();
+        self.sink.write(
+            layout.l1 * cs,
+            &table_bytes(&l1, self.geometry.l1_clusters(), cs),
+        )?;
         let header = self.header(layout.l1, layout.reftable, layout.reftable_clusters)?;
         self.sink.write(0, &header.to_bytes())?;
         self.sink.flush()?;
@@ -205,7 +230,7 @@ impl Qcow2Writer {
     }
 
     /// Writes the last L2 table, refcount blocks and table, L1 and header of a sparse image.
-    fn finish_sparse(&mut self, mut state: Box<SparseState>) -> Result<()> {
+    fn finish_sparse(&mut self, state: &mut SparseState) -> Result<()> {
         state.flush_batch(&mut self.sink)?;
         state.close_l2(&mut self.sink)?;
         let cs = self.geometry.cluster_size();
@@ -218,8 +243,12 @@ impl Qcow2Writer {
             self.sink.write((used + index) * cs, &bytes)?;
             reftable.push((used + index) * cs);
         }
-        self.sink.write((used + blocks) * cs, &table_bytes(&reftable, table_clusters, cs))?;
-        self.sink.write(cs, &table_bytes(&state.l1, self.geometry.l1_clusters(), cs))?;
+        self.sink.write(
+            (used + blocks) * cs,
+            &table_bytes(&reftable, table_clusters, cs),
+        )?;
+        self.sink
+            .write(cs, &table_bytes(&state.l1, self.geometry.l1_clusters(), cs))?;
         let header = self.header(1, used + blocks, table_clusters)?;
         self.sink.write(0, &header.to_bytes())?;
         self.sink.flush()?;
@@ -240,10 +269,12 @@ impl DiskWriter for Qcow2Writer {
         let mut blocker = std::mem::replace(&mut self.blocker, Blocker::new(0));
         blocker.finish(&mut |b| self.take_block(b))?;
         match std::mem::replace(&mut self.mode, Mode::Prealloc(PreallocLayout::empty())) {
-            Mode::Sparse(state) => self.finish_sparse(state)?,
+            Mode::Sparse(mut state) => self.finish_sparse(&mut state)?,
             Mode::Prealloc(layout) => self.finish_prealloc(&layout)?,
         }
-        Ok(WriteReport { virtual_size: self.geometry.virtual_size })
+        Ok(WriteReport {
+            virtual_size: self.geometry.virtual_size,
+        })
     }
 }
 
@@ -312,12 +343,14 @@ impl SparseState {
     }
 
     fn close_l2(&mut self, sink: &mut Sink) -> Result<()> {
-        let Some(l1_index) = self.l2_index.take() else { return Ok(()) };
+        let Some(l1_index) = self.l2_index.take() else {
+            return Ok(());
+        };
         let cs = self.geometry.cluster_size();
         let host = self.alloc();
         sink.write(host * cs, &table_bytes(&self.l2, 1, cs))?;
         let slot = usize::try_from(l1_index).expect("index below the L1 size");
-        self.l1[slot] = host * cs | QCOW2_OFLAG_COPIED;
+        self.l1[slot] = (host * cs) | QCOW2_OFLAG_COPIED;
         self.l2.fill(0);
         Ok(())
     }
@@ -327,7 +360,7 @@ impl SparseState {
         let cs = self.geometry.cluster_size();
         let host = self.alloc();
         sink.write(host * cs, bytes)?;
-        self.l2[slot] = host * cs | QCOW2_OFLAG_COPIED;
+        self.l2[slot] = (host * cs) | QCOW2_OFLAG_COPIED;
         Ok(())
     }
 
@@ -390,7 +423,10 @@ impl PreallocLayout {
     /// A placeholder while the writer moves its real layout out.
     fn empty() -> Self {
         Self {
-            geometry: Geometry { cluster_bits: 16, virtual_size: 0 },
+            geometry: Geometry {
+                cluster_bits: 16,
+                virtual_size: 0,
+            },
             reftable: 0,
             reftable_clusters: 0,
             l1: 0,
