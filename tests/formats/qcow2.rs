@@ -223,8 +223,36 @@ fn same_command_twice_gives_identical_bytes() {
     let d = Dir::new();
     ext4_raw(&d.path("fs.raw"), 16);
     d.kiln_ok(&["convert", "-c", "-O", "qcow2", "fs.raw", "a.qcow2"]);
-    d.kiln_ok(&["convert", "-c", "-O", "qcow2", "fs.raw", "b.qcow2"]);
+    // A second run on one compression thread: batches are reassembled in order, so the
+    // bytes do not depend on the thread count.
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["convert", "-c", "-O", "qcow2", "fs.raw", "b.qcow2"])
+        .current_dir(d.tmp.path())
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .env("RAYON_NUM_THREADS", "1")
+        .status()
+        .unwrap();
+    assert!(status.success());
     assert_same_file(&d.path("a.qcow2"), &d.path("b.qcow2"));
+    d.kiln_ok(&[
+        "convert",
+        "-o",
+        "preallocation=metadata",
+        "-O",
+        "qcow2",
+        "fs.raw",
+        "c.qcow2",
+    ]);
+    d.kiln_ok(&[
+        "convert",
+        "-o",
+        "preallocation=metadata",
+        "-O",
+        "qcow2",
+        "fs.raw",
+        "d.qcow2",
+    ]);
+    assert_same_file(&d.path("c.qcow2"), &d.path("d.qcow2"));
 }
 
 /// qemu-img makes `name` from `src.raw` with `args`; kiln converts it back to raw.
@@ -248,6 +276,11 @@ fn kiln_reads_images_qemu_img_wrote() {
     qemu_made_reads_back(&d, "packed.qcow2", &["-c"]);
     qemu_made_reads_back(&d, "v2.qcow2", &["-o", "compat=0.10"]);
     qemu_made_reads_back(&d, "small.qcow2", &["-c", "-o", "cluster_size=512"]);
+    qemu_made_reads_back(
+        &d,
+        "v2packed.qcow2",
+        &["-c", "-o", "compat=0.10,cluster_size=4k"],
+    );
     qemu_made_reads_back(
         &d,
         "big.qcow2",

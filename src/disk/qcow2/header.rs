@@ -17,9 +17,9 @@ pub(super) const QCOW2_V2_HEADER_LEN: u32 = 72;
 pub(super) const QCOW2_V3_HEADER_LEN: u32 = 104;
 /// Header length qemu writes for v3: 104 + the compression-type byte, padded to 8.
 pub(super) const QCOW2_V3_WRITE_LEN: u32 = 112;
-/// Smallest and largest cluster_bits qemu accepts (512 B to 2 MiB).
+/// Smallest cluster_bits qemu accepts (512 B).
 pub(super) const QCOW2_MIN_CLUSTER_BITS: u32 = 9;
-/// Largest cluster_bits qemu accepts.
+/// Largest cluster_bits qemu accepts (2 MiB).
 pub(super) const QCOW2_MAX_CLUSTER_BITS: u32 = 21;
 /// qemu's QCOW_MAX_L1_SIZE: the L1 table may not exceed 32 MiB.
 pub(super) const QCOW2_MAX_L1_BYTES: u64 = 32 << 20;

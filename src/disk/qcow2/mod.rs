@@ -16,11 +16,15 @@
 //! **Reader.** Images qemu-img writes: v2 and v3, every cluster size, zlib-compressed
 //! clusters, zero clusters (with or without a host offset), unallocated clusters, header
 //! extensions (skipped, bounded by the first cluster). It reads the active L1 table only
-//! (snapshots are ignored) and holds one L2 table at a time. Refused
+//! (snapshots are ignored) and holds one L2 table at a time; allocated clusters that are
+//! holes in the file (qemu's metadata preallocation) read as zero runs. Refused
 //! ([`ErrorKind::Refused`], as OpenStack's format_inspector does): a backing file, an
-//! external data file, unknown incompatible feature bits and the corrupt bit.
-//! `OpenOptions::allow_unsafe` reads such an image alone: referenced files are never
-//! opened and clusters a backing file would supply read as zeros. Unsupported: encryption,
+//! external data file, the corrupt bit, and unknown incompatible feature bits.
+//! `OpenOptions::allow_unsafe` reads the first three alone: referenced files are never
+//! opened, clusters a backing file would supply read as zeros, and so do clusters whose
+//! data lives in an external data file. Unknown incompatible bits are refused even then,
+//! since kiln cannot know what they change. The dirty bit is accepted (it only means the
+//! refcounts may be stale, which a reader does not use). Unsupported: encryption,
 //! zstd compression, extended L2 entries.
 
 mod header;
