@@ -9,7 +9,10 @@
 //! after the data it maps, in stream order, then the refcount blocks and table; the header
 //! is written last. All-zero clusters are not allocated. RAM: the L1 table (8 bytes per
 //! L2 table), one L2 table, one 4 MiB write buffer, one compression batch (at most 4 MiB
-//! of input), and 16 bytes per host cluster shared by compressed clusters.
+//! of input), and 16 bytes per host cluster shared by compressed clusters. Preallocated
+//! images keep the computed layout instead: 8 bytes per L2 table and refcount block and a
+//! few 24-byte data runs per L2 table. Nothing grows with the data. The virtual size is
+//! rounded up to a 512-byte sector, as qemu-img does (qemu drops a partial sector).
 //! `lazy_refcounts=on`, `refcount_bits` other than 16 and `compression_type=zstd` are
 //! refused (Unsupported).
 //!
