@@ -341,6 +341,7 @@ fn kiln_reads_zero_clusters_qemu_io_wrote() {
 fn measure_matches_qemu_img() {
     let d = Dir::new();
     sparse_raw(&d.path("src.raw"), 32 << 20, 30, 9);
+    d.kiln_ok(&["convert", "-c", "-O", "qcow2", "src.raw", "q.qcow2"]);
     for args in [
         vec!["--size", "8G"],
         vec!["--size", "1G", "-o", "cluster_size=512"],
@@ -360,16 +361,20 @@ fn measure_matches_qemu_img() {
         ],
         vec!["src.raw"],
         vec!["-o", "compat=0.10,cluster_size=4k", "src.raw"],
+        vec!["--output", "json", "q.qcow2"],
+        vec!["-o", "compat=0.10", "q.qcow2"],
     ] {
         let mut kiln_args = vec!["measure", "-O", "qcow2"];
         kiln_args.extend(&args);
         let ours = d.kiln_ok(&kiln_args);
         let src = d.path("src.raw").to_str().unwrap().to_string();
+        let img = d.path("q.qcow2").to_str().unwrap().to_string();
         let mut qemu_args = vec!["measure", "-O", "qcow2"];
-        qemu_args.extend(
-            args.iter()
-                .map(|a| if *a == "src.raw" { src.as_str() } else { a }),
-        );
+        qemu_args.extend(args.iter().map(|a| match *a {
+            "src.raw" => src.as_str(),
+            "q.qcow2" => img.as_str(),
+            other => other,
+        }));
         assert_eq!(ours, run_ok("qemu-img", &qemu_args), "measure {args:?}");
     }
 }
