@@ -23,6 +23,10 @@ pub(super) const QCOW2_OFLAG_COMPRESSED: u64 = 1 << 62;
 /// qemu compresses with a 4 KiB window (raw deflate, windowBits -12) and inflates with
 /// the same window, so kiln must not use a larger one.
 const QCOW2_DEFLATE_WINDOW_BITS: u8 = 12;
+/// zlib-rs level 9 with qemu's 4 KiB window: about as small as qemu's C zlib at its
+/// default level 6 (zlib-rs level 6 came out 4% larger on the os corpus) and only about
+/// 30% slower than level 6, which the parallel batches more than make up for.
+const QCOW2_DEFLATE_LEVEL: u32 = 9;
 /// Input bytes per compression batch.
 const COMPRESS_BATCH_BYTES: usize = 4 << 20;
 
@@ -403,7 +407,11 @@ impl SparseState {
 }
 
 fn new_deflate() -> Compress {
-    Compress::new_with_window_bits(Compression::default(), false, QCOW2_DEFLATE_WINDOW_BITS)
+    Compress::new_with_window_bits(
+        Compression::new(QCOW2_DEFLATE_LEVEL),
+        false,
+        QCOW2_DEFLATE_WINDOW_BITS,
+    )
 }
 
 /// Raw-deflates one cluster; `None` when the result would not be smaller than a cluster.
