@@ -5,6 +5,7 @@
 
 mod convert;
 mod info;
+mod measure;
 mod progress;
 mod seed;
 
@@ -34,6 +35,8 @@ enum Command {
     Check(CheckArgs),
     /// Make a cloud-init NoCloud seed (ISO `cidata` or FAT `CIDATA`), like cloud-localds.
     Seed(seed::SeedArgs),
+    /// Compute the size a qcow2 image needs (`qemu-img measure`).
+    Measure(measure::MeasureArgs),
 }
 
 /// Output options shared by create and convert.
@@ -154,6 +157,7 @@ pub fn run(cli: Cli) -> miette::Result<()> {
         Command::Info(args) => info::info(&args),
         Command::Check(args) => info::check(&args),
         Command::Seed(args) => seed::seed(&args),
+        Command::Measure(args) => measure::measure(&args),
     };
     result.map_err(|e| miette::Report::new(KilnDiagnostic(e)))
 }
