@@ -64,6 +64,7 @@ fn write_image(
         ctx: &ctx,
     };
     let mut out = OutputSet::new(path, write.force);
+    out.set_sync(write.cache != "unsafe");
     let result = (|| {
         let mut writer = disk::create(&req, &mut out)?;
         let mut tick = |done: u64| {

@@ -49,6 +49,12 @@ struct WriteArgs {
     /// Replace the output if it exists (otherwise an existing output is refused).
     #[arg(long)]
     force: bool,
+    /// Output cache mode, as qemu-img's `-t`: `writeback` (default) fsyncs the output before
+    /// renaming it into place; `unsafe` skips the fsync (faster; data may be lost if the
+    /// machine crashes right after). `none`, `writethrough` and `directsync` behave as
+    /// `writeback`.
+    #[arg(short = 't', value_name = "CACHE", default_value = "writeback", value_parser = ["writeback", "unsafe", "none", "writethrough", "directsync"])]
+    cache: String,
 }
 
 impl WriteArgs {

@@ -49,6 +49,7 @@ pub enum OutputError {
 pub struct OutputSet {
     primary: PathBuf,
     force: bool,
+    sync: bool,
     files: Vec<(PathBuf, PathBuf)>,
 }
 
@@ -58,8 +59,16 @@ impl OutputSet {
         Self {
             primary: primary.to_path_buf(),
             force,
+            sync: true,
             files: Vec::new(),
         }
+    }
+
+    /// Whether [`OutputSet::commit`] fsyncs each file before renaming it (default true).
+    /// Turning it off is qemu-img's `-t unsafe`: faster, but a crash soon after the command
+    /// can leave a renamed file whose data never reached the disk.
+    pub fn set_sync(&mut self, sync: bool) {
+        self.sync = sync;
     }
 
     /// The main target path.
@@ -124,7 +133,9 @@ impl OutputSet {
         let files = std::mem::take(&mut self.files);
         let mut done = Vec::new();
         for (partial, target) in &files {
-            File::open(partial).and_then(|f| f.sync_all())?;
+            if self.sync {
+                File::open(partial).and_then(|f| f.sync_all())?;
+            }
             std::fs::rename(partial, target).map_err(|source| {
                 Error::new(
                     ErrorKind::Io,
