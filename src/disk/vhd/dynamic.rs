@@ -390,9 +390,9 @@ impl DynamicWriter {
         let entries =
             usize::try_from(entries).map_err(|_| Error::invalid_input("VHD disk too large"))?;
         let bitmap = bitmap_size(block_size);
-        let bat_end = VHD_BAT_OFFSET + (entries as u64 * 4).next_multiple_of(512);
-        // Place the first bitmap so that block data starts 4 KiB aligned.
-        let next_block = (bat_end + bitmap).next_multiple_of(4096) - bitmap;
+        // Blocks follow the BAT directly, as in qemu: the file is no larger than qemu's, and
+        // holes inside blocks follow the file's own 4 KiB alignment (see `SparseOut`).
+        let next_block = VHD_BAT_OFFSET + (entries as u64 * 4).next_multiple_of(512);
         let block_bytes =
             usize::try_from(block_size).map_err(|_| Error::invalid_input("VHD block too large"))?;
         Ok(Self {

@@ -13,9 +13,10 @@
 //!   it, and the creator app `qem2`, the one qemu-img itself writes with `force_size` and
 //!   one of the few whose `current_size` qemu honours.
 //! - Dynamic layout: footer copy at 0, dynamic header at 512, BAT at 1536, blocks (a 0xFF
-//!   sector bitmap, then the data) in disk order from the first offset whose data is 4 KiB
-//!   aligned, footer at the end. Only blocks holding a non-zero byte are allocated; zero
-//!   4 KiB pieces inside them and the whole data area of a fixed disk are left as holes.
+//!   sector bitmap, then the data) in disk order right after the BAT, footer at the end (the
+//!   layout and file size qemu-img writes). Only blocks holding a non-zero byte are
+//!   allocated; zero 4 KiB pieces of the file inside them, and every zero 4 KiB block of a
+//!   fixed disk, are left as holes.
 //! - Memory: the writer keeps the BAT (4 bytes per block) and one block; the reader keeps
 //!   the BAT and one extent buffer of at most [`MAX_EXTENT_BYTES`](super::MAX_EXTENT_BYTES).
 //!

@@ -54,13 +54,19 @@ impl SparseOut {
         Ok(())
     }
 
-    /// Writes `bytes` at `offset`, skipping every all-zero [`SPARSE_CHUNK`] piece (counted
-    /// from the start of `bytes`), so those stay holes.
+    /// Writes `bytes` at `offset`, skipping every all-zero piece that covers a whole
+    /// [`SPARSE_CHUNK`]-aligned range of the file, so those stay holes whatever the
+    /// alignment of `offset`.
     pub(in crate::disk) fn write_sparse(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
+        let chunk = SPARSE_CHUNK as u64;
         let mut run_start: Option<usize> = None;
         let mut at = 0;
-        for chunk in bytes.chunks(SPARSE_CHUNK) {
-            match (is_zero(chunk), run_start) {
+        while at < bytes.len() {
+            let to_boundary = chunk - (offset + at as u64) % chunk;
+            let end = bytes
+                .len()
+                .min(at + usize::try_from(to_boundary).expect("below 4 KiB"));
+            match (is_zero(&bytes[at..end]), run_start) {
                 (true, Some(start)) => {
                     self.write(offset + start as u64, &bytes[start..at])?;
                     run_start = None;
@@ -68,7 +74,7 @@ impl SparseOut {
                 (false, None) => run_start = Some(at),
                 _ => {}
             }
-            at += chunk.len();
+            at = end;
         }
         if let Some(start) = run_start {
             self.write(offset + start as u64, &bytes[start..])?;
@@ -105,5 +111,21 @@ mod tests {
         file.read_exact_at(&mut back, 0).unwrap();
         assert_eq!(back, data);
         assert!(file.metadata().unwrap().blocks() * 512 < 16 * SPARSE_CHUNK as u64);
+    }
+
+    #[test]
+    fn holes_follow_file_alignment_not_buffer_alignment() {
+        let file = tempfile::tempfile().unwrap();
+        let mut out = SparseOut::new(file.try_clone().unwrap());
+        let mut data = vec![0u8; 64 * SPARSE_CHUNK];
+        data[0] = 1;
+        let last = data.len() - 1;
+        data[last] = 2;
+        out.write_sparse(512, &data).unwrap();
+        out.flush().unwrap();
+        let mut back = vec![0u8; data.len()];
+        file.read_exact_at(&mut back, 512).unwrap();
+        assert_eq!(back, data);
+        assert!(file.metadata().unwrap().blocks() * 512 <= 4 * SPARSE_CHUNK as u64);
     }
 }
