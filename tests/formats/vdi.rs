@@ -282,3 +282,13 @@ fn contradictory_options_are_usage_errors() {
     assert!(err.contains("contradict"), "{err}");
     assert!(d.files().is_empty(), "left files: {:?}", d.files());
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn random_sparse_maps_round_trip_through_vdi(runs in super::vhd::runs_strategy()) {
+        super::vhd::round_trip(&runs, "vdi", "static=off");
+        super::vhd::round_trip(&runs, "vdi", "static=on");
+    }
+}

@@ -501,3 +501,128 @@ fn contradictory_options_are_usage_errors() {
     assert!(err.contains("block_size"), "{err}");
     assert!(d.files().is_empty(), "left files: {:?}", d.files());
 }
+
+// --- property: random sparse extent maps round-trip ------------------------------------
+
+/// One run of a generated disk: data bytes (may be all zero), a zero run or a hole.
+#[derive(Debug, Clone)]
+pub enum Run {
+    Data(Vec<u8>),
+    Zero(u64),
+    Hole(u64),
+}
+
+/// Serves `runs` as a disk.
+struct RunReader {
+    runs: Vec<Run>,
+    next: usize,
+    size: u64,
+}
+
+impl kiln::disk::DiskReader for RunReader {
+    fn virtual_size(&self) -> u64 {
+        self.size
+    }
+
+    fn next_extent(&mut self) -> kiln::Result<Option<kiln::disk::Extent<'_>>> {
+        let Some(run) = self.runs.get(self.next) else {
+            return Ok(None);
+        };
+        self.next += 1;
+        Ok(Some(match run {
+            Run::Data(bytes) => kiln::disk::Extent::Data(bytes),
+            Run::Zero(len) => kiln::disk::Extent::Zero(*len),
+            Run::Hole(len) => kiln::disk::Extent::Unallocated(*len),
+        }))
+    }
+
+    fn info(&self) -> kiln::disk::ImageInfo {
+        kiln::disk::ImageInfo::new(kiln::disk::DiskFormat::Raw, self.size)
+    }
+}
+
+pub fn runs_strategy() -> impl proptest::strategy::Strategy<Value = Vec<Run>> {
+    use proptest::prelude::*;
+    let run = prop_oneof![
+        (1usize..70_000, any::<u8>(), any::<bool>()).prop_map(|(len, fill, zero)| {
+            Run::Data(
+                (0..len)
+                    .map(|i| if zero { 0 } else { fill ^ i.to_le_bytes()[0] })
+                    .collect(),
+            )
+        }),
+        (1u64..1_500_000).prop_map(Run::Zero),
+        (1u64..1_500_000).prop_map(Run::Hole),
+    ];
+    proptest::collection::vec(run, 1..12)
+}
+
+/// Writes `runs` as `format` with `options`, reads the image back and compares the bytes.
+pub fn round_trip(runs: &[Run], format: &str, options: &str) {
+    use kiln::disk::{self, CreateRequest, KvOptions, OpenOptions};
+    let size: u64 = runs
+        .iter()
+        .map(|r| match r {
+            Run::Data(b) => b.len() as u64,
+            Run::Zero(n) | Run::Hole(n) => *n,
+        })
+        .sum();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("img");
+    let options = KvOptions::parse(options).unwrap();
+    let ctx = kiln::BuildContext::from_env("proptest");
+    let format: disk::DiskFormat = format.parse().unwrap();
+    let req = CreateRequest {
+        format,
+        virtual_size: size,
+        options: &options,
+        compress: false,
+        ctx: &ctx,
+    };
+    let mut out = kiln::io::output::OutputSet::new(&path, false);
+    let mut writer = disk::create(&req, &mut out).unwrap();
+    let mut reader = RunReader {
+        runs: runs.to_vec(),
+        next: 0,
+        size,
+    };
+    disk::convert(&mut reader, writer.as_mut(), &mut |_| {}).unwrap();
+    writer.finish().unwrap();
+    out.commit().unwrap();
+    let mut back = disk::open(&path, &OpenOptions::default()).unwrap();
+    assert_eq!(back.info().format, format);
+    let mut got = Vec::new();
+    while let Some(e) = back.next_extent().unwrap() {
+        match e {
+            disk::Extent::Data(b) => got.extend_from_slice(b),
+            disk::Extent::Zero(n) | disk::Extent::Unallocated(n) => {
+                got.resize(got.len() + usize::try_from(n).unwrap(), 0);
+            }
+        }
+    }
+    let mut want = Vec::new();
+    for r in runs {
+        match r {
+            Run::Data(b) => want.extend_from_slice(b),
+            Run::Zero(n) | Run::Hole(n) => {
+                want.resize(want.len() + usize::try_from(*n).unwrap(), 0);
+            }
+        }
+    }
+    assert!(got.len() as u64 >= size && got.len() as u64 == back.virtual_size());
+    assert!(got[..want.len()] == want[..], "content differs");
+    assert!(
+        got[want.len()..].iter().all(|&b| b == 0),
+        "data past the written size"
+    );
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn random_sparse_maps_round_trip_through_vhd(runs in runs_strategy()) {
+        round_trip(&runs, "vhd", "block_size=512K");
+        round_trip(&runs, "vhd", "subformat=fixed,force_size=on");
+    }
+}
