@@ -140,48 +140,8 @@ pub(super) fn open(
 ) -> Result<Box<dyn DiskReader>> {
     check_footer_copy(&file, &footer, footer_offset)?;
     let header_offset = footer.data_offset;
-    let file_size = footer_offset + VHD_FOOTER_SIZE;
-    let fits = |offset: u64, len: u64| {
-        offset
-            .checked_add(len)
-            .is_some_and(|end| end <= footer_offset)
-    };
-    if header_offset < VHD_FOOTER_SIZE || !fits(header_offset, VHD_HEADER_SIZE) {
-        let what = "dynamic header";
-        return Err(VhdError::OutsideFile {
-            what,
-            offset: header_offset,
-            len: VHD_HEADER_SIZE,
-            file_size,
-        }
-        .into());
-    }
-    let mut bytes = [0u8; 1024];
-    read_exact_at(&file, &mut bytes, header_offset, "VHD dynamic header")?;
-    let header = VhdHeader::parse(&bytes, header_offset)?;
-    let needed = footer.current_size.div_ceil(u64::from(header.block_size));
-    if u64::from(header.max_table_entries) < needed {
-        let entries = header.max_table_entries;
-        return Err(VhdError::TableTooSmall {
-            offset: header_offset + 28,
-            entries,
-            needed,
-        }
-        .into());
-    }
-    // `needed` entries fit in the file, so the allocation is bounded by the file size.
-    let bat_len = needed * 4;
-    if !fits(header.table_offset, bat_len) {
-        let what = "BAT";
-        return Err(VhdError::OutsideFile {
-            what,
-            offset: header.table_offset,
-            len: bat_len,
-            file_size,
-        }
-        .into());
-    }
-    let bat = read_bat(&file, header.table_offset, needed)?;
+    let header = read_header(&file, header_offset, footer_offset)?;
+    let bat = read_bat(&file, &header, &footer, footer_offset)?;
     let layout = Layout {
         header_offset,
         header,
@@ -198,6 +158,70 @@ pub(super) fn open(
         pos: 0,
         buf: Vec::new(),
     }))
+}
+
+/// True when `len` bytes at `offset` end before the footer.
+fn fits(offset: u64, len: u64, footer_offset: u64) -> bool {
+    offset
+        .checked_add(len)
+        .is_some_and(|end| end <= footer_offset)
+}
+
+fn read_header(file: &File, header_offset: u64, footer_offset: u64) -> Result<VhdHeader> {
+    if header_offset < VHD_FOOTER_SIZE || !fits(header_offset, VHD_HEADER_SIZE, footer_offset) {
+        return Err(VhdError::OutsideFile {
+            what: "dynamic header",
+            offset: header_offset,
+            len: VHD_HEADER_SIZE,
+            file_size: footer_offset + VHD_FOOTER_SIZE,
+        }
+        .into());
+    }
+    let mut bytes = [0u8; 1024];
+    read_exact_at(file, &mut bytes, header_offset, "VHD dynamic header")?;
+    Ok(VhdHeader::parse(&bytes, header_offset)?)
+}
+
+/// Reads the BAT entries the disk size needs (more are ignored). They must lie in the file,
+/// so the allocation is bounded by the file size.
+fn read_bat(
+    file: &File,
+    header: &VhdHeader,
+    footer: &VhdFooter,
+    footer_offset: u64,
+) -> Result<Vec<u32>> {
+    let needed = footer.current_size.div_ceil(u64::from(header.block_size));
+    if u64::from(header.max_table_entries) < needed {
+        return Err(VhdError::TableTooSmall {
+            offset: header.table_offset,
+            entries: header.max_table_entries,
+            needed,
+        }
+        .into());
+    }
+    let (offset, len) = (header.table_offset, needed * 4);
+    if !fits(offset, len, footer_offset) {
+        let file_size = footer_offset + VHD_FOOTER_SIZE;
+        return Err(VhdError::OutsideFile {
+            what: "BAT",
+            offset,
+            len,
+            file_size,
+        }
+        .into());
+    }
+    let too_large = || {
+        Error::new(
+            crate::ErrorKind::InvalidImage,
+            format!("VHD BAT at {offset:#x} is too large"),
+        )
+    };
+    let mut bytes = vec![0u8; usize::try_from(len).map_err(|_| too_large())?];
+    read_exact_at(file, &mut bytes, offset, "VHD BAT")?;
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
 }
 
 /// The footer copy at offset 0 must be a valid footer describing the same disk.
@@ -222,21 +246,6 @@ fn check_footer_copy(file: &File, footer: &VhdFooter, footer_offset: u64) -> Res
         field,
     }
     .into())
-}
-
-fn read_bat(file: &File, offset: u64, entries: u64) -> Result<Vec<u32>> {
-    let len = usize::try_from(entries * 4).map_err(|_| {
-        Error::new(
-            crate::ErrorKind::InvalidImage,
-            format!("VHD BAT at {offset:#x} is too large"),
-        )
-    })?;
-    let mut bytes = vec![0u8; len];
-    read_exact_at(file, &mut bytes, offset, "VHD BAT")?;
-    Ok(bytes
-        .chunks_exact(4)
-        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
-        .collect())
 }
 
 /// Where the metadata lies, for the block checks.

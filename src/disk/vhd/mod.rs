@@ -293,7 +293,7 @@ fn footer_details(info: super::ImageInfo, footer: &VhdFooter) -> super::ImageInf
         )
         .detail("current_size", footer.current_size)
         .detail("original_size", footer.original_size)
-        .detail("timestamp", u64::from(footer.timestamp) + 946_684_800);
+        .detail("timestamp_unix", u64::from(footer.timestamp) + 946_684_800);
     if !footer.qemu_uses_current_size() && chs_bytes != footer.current_size {
         info = info.detail("qemu_virtual_size", chs_bytes);
     }
