@@ -90,7 +90,17 @@ fn qemu_virtual_size(path: &Path) -> u64 {
 #[test]
 fn virtual_size_equals_qemus_for_the_same_request() {
     let d = Dir::new();
-    for size in ["1M", "10M", "64M", "100000256", "1G", "3G", "130G"] {
+    for size in [
+        "1000",
+        "5000001",
+        "1M",
+        "10M",
+        "64M",
+        "100000256",
+        "1G",
+        "3G",
+        "130G",
+    ] {
         for opts in [
             "subformat=dynamic",
             "subformat=dynamic,force_size=on",
