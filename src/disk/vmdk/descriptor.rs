@@ -75,6 +75,8 @@ pub(super) struct ExtentLine {
     pub file: Option<String>,
     /// Start of the extent's data in its file, in sectors (FLAT only).
     pub offset_sectors: u64,
+    /// 1-based descriptor line, for errors.
+    pub line: usize,
 }
 
 /// A parsed descriptor.
@@ -174,7 +176,7 @@ fn parse_extent(line: &str, line_no: usize) -> Result<ExtentLine, VmdkError> {
         _ => return Err(VmdkError::UnsupportedExtentType { kind: kind_word.chars().take(32).collect(), line: line_no }),
     };
     if kind == ExtentKind::Zero {
-        return Ok(ExtentLine { sectors, kind, file: None, offset_sectors: 0 });
+        return Ok(ExtentLine { sectors, kind, file: None, offset_sectors: 0, line: line_no });
     }
     let rest = rest.trim();
     let Some(quoted) = rest.strip_prefix('"') else {
@@ -192,7 +194,7 @@ fn parse_extent(line: &str, line_no: usize) -> Result<ExtentLine, VmdkError> {
     if kind == ExtentKind::Sparse && offset_sectors != 0 {
         return Err(bad_line(line_no, "SPARSE extents take no offset"));
     }
-    Ok(ExtentLine { sectors, kind, file: Some(name.to_string()), offset_sectors })
+    Ok(ExtentLine { sectors, kind, file: Some(name.to_string()), offset_sectors, line: line_no })
 }
 
 /// Glance's format_inspector refuses any `/` in extent lines; kiln also refuses `\`,

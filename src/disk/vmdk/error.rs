@@ -82,6 +82,17 @@ pub enum VmdkError {
         /// The limit.
         max: u64,
     },
+    /// An extent named by the descriptor could not be opened or is invalid.
+    #[error("extent {name:?} (descriptor line {line})")]
+    Extent {
+        /// The extent's file name.
+        name: String,
+        /// 1-based line number.
+        line: usize,
+        /// What went wrong, naming the extent file's offsets.
+        #[source]
+        source: Box<Error>,
+    },
     /// The extents do not add up to anything readable.
     #[error("descriptor has no extents")]
     NoExtents,

@@ -102,9 +102,11 @@ impl VmdkReader {
         }
         let mut bytes = vec![0u8; usize::try_from(len).expect("at most 1 MiB")];
         read_exact_at(file, &mut bytes, 0, "descriptor")?;
-        let text = descriptor_text(&bytes, 0)?;
+        // qemu pads descriptor files with NULs to a whole sector.
+        let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+        let text = descriptor_text(&bytes[..end], 0)?;
         let descriptor = Descriptor::parse(text)?;
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = path.parent().unwrap_or(Path::new(""));
         let mut parts = Vec::new();
         let mut sectors: u64 = 0;
         for line in &descriptor.extents {
@@ -112,7 +114,11 @@ impl VmdkReader {
                 .checked_add(line.sectors)
                 .filter(|s| *s <= VMDK_MAX_CAPACITY_SECTORS)
                 .ok_or(VmdkError::CapacityTooLarge { sectors: u64::MAX.min(sectors.saturating_add(line.sectors)), max: VMDK_MAX_CAPACITY_SECTORS })?;
-            parts.push(open_part(dir, line)?);
+            let part = open_part(dir, line).map_err(|e| {
+                let name = line.file.clone().unwrap_or_default();
+                Error::new(e.kind(), VmdkError::Extent { name, line: line.line, source: Box::new(e) })
+            })?;
+            parts.push(part);
         }
         let virtual_size = sectors * VMDK_SECTOR;
         let mut info = base_info(descriptor.create_type, virtual_size, Some(&descriptor));
@@ -151,9 +157,9 @@ fn open_part(dir: &Path, line: &ExtentLine) -> Result<Part> {
         return Ok(Part::Zero { len, pos: 0 });
     };
     let path = dir.join(name);
-    let file = open_in_dir(&path).map_err(|e| e.with_path(&path))?;
+    let file = open_in_dir(&path)?;
     let file_len = file.metadata()?.len();
-    let result = match line.kind {
+    match line.kind {
         ExtentKind::Flat => {
             let base = line.offset_sectors.checked_mul(VMDK_SECTOR);
             let end = base.and_then(|b| b.checked_add(len)).filter(|e| *e <= file_len);
@@ -163,8 +169,7 @@ fn open_part(dir: &Path, line: &ExtentLine) -> Result<Part> {
             }
         }
         ExtentKind::Sparse | ExtentKind::Zero => open_sparse_part(&path, file, len),
-    };
-    result.map_err(|e: Error| e.with_path(&path))
+    }
 }
 
 fn open_sparse_part(path: &Path, file: File, len: u64) -> Result<Part> {
@@ -179,7 +184,10 @@ fn open_sparse_part(path: &Path, file: File, len: u64) -> Result<Part> {
 /// Opens a regular file without following symlinks or blocking on FIFOs.
 fn open_in_dir(path: &Path) -> Result<File> {
     let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK;
-    let fd = rustix::fs::open(path, flags, Mode::empty()).map_err(|e| Error::io(e.into()))?;
+    let fd = rustix::fs::open(path, flags, Mode::empty()).map_err(|e| match e {
+        rustix::io::Errno::LOOP => Error::new(ErrorKind::Refused, "extent file is a symbolic link; kiln does not follow links"),
+        e => Error::io(e.into()),
+    })?;
     let file = File::from(fd);
     if !file.metadata()?.is_file() {
         return Err(Error::new(ErrorKind::Refused, "extent is not a regular file"));

@@ -194,11 +194,18 @@ fn compress_grain(c: &mut Compress, lba: u64, grain: &[u8]) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(VMDK_GRAIN_MARKER_BYTES + grain.len() + grain.len() / 64 + 64);
     out.extend_from_slice(&lba.to_le_bytes());
     out.extend_from_slice(&[0; 4]);
-    let status = c
-        .compress_vec(grain, &mut out, FlushCompress::Finish)
-        .map_err(|e| Error::new(ErrorKind::Io, e))?;
-    if status != Status::StreamEnd {
-        return Err(Error::new(ErrorKind::Io, "deflate did not finish a grain within its bound"));
+    // zlib-rs may need more than one call to flush its pending output; grow and repeat.
+    loop {
+        let consumed = usize::try_from(c.total_in()).expect("at most one grain");
+        if out.capacity() - out.len() < 1024 {
+            out.reserve(grain.len() / 4 + 1024);
+        }
+        let status = c
+            .compress_vec(&grain[consumed..], &mut out, FlushCompress::Finish)
+            .map_err(|e| Error::new(ErrorKind::Io, e))?;
+        if status == Status::StreamEnd {
+            break;
+        }
     }
     let size = u32::try_from(out.len() - VMDK_GRAIN_MARKER_BYTES).expect("below the grain bound");
     out[8..12].copy_from_slice(&size.to_le_bytes());
