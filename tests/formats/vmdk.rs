@@ -11,7 +11,15 @@ const SUBFORMATS: [&str; 3] = ["monolithicSparse", "streamOptimized", "monolithi
 
 /// Converts `src` to vmdk `sub` as `out`, then runs the oracle.
 fn write_and_check(d: &Dir, src: &str, sub: &str, out: &str) {
-    d.kiln_ok(&["convert", "-O", "vmdk", "-o", &format!("subformat={sub}"), src, out]);
+    d.kiln_ok(&[
+        "convert",
+        "-O",
+        "vmdk",
+        "-o",
+        &format!("subformat={sub}"),
+        src,
+        out,
+    ]);
     check_image("vmdk", Some(sub), &d.path(out), Some(&d.path(src)), &[]);
 }
 
@@ -27,7 +35,10 @@ fn sparse_random_map_passes_every_oracle_in_each_subformat() {
 #[test]
 fn all_zero_disk_passes_every_oracle_in_each_subformat() {
     let d = Dir::new();
-    std::fs::File::create(d.path("zero.raw")).unwrap().set_len(48 << 20).unwrap();
+    std::fs::File::create(d.path("zero.raw"))
+        .unwrap()
+        .set_len(48 << 20)
+        .unwrap();
     for sub in SUBFORMATS {
         write_and_check(&d, "zero.raw", sub, &format!("{sub}.vmdk"));
     }
@@ -66,9 +77,22 @@ fn stream_options_are_honoured_and_still_pass_the_oracle() {
     sparse_raw(&d.path("src.raw"), 16 << 20, 10, 4);
     let opts = "subformat=streamOptimized,adapter_type=lsilogic,hwversion=14,toolsversion=12352,compression_level=1";
     d.kiln_ok(&["convert", "-O", "vmdk", "-o", opts, "src.raw", "s.vmdk"]);
-    check_image("vmdk", Some("streamOptimized"), &d.path("s.vmdk"), Some(&d.path("src.raw")), &[]);
+    check_image(
+        "vmdk",
+        Some("streamOptimized"),
+        &d.path("s.vmdk"),
+        Some(&d.path("src.raw")),
+        &[],
+    );
     let info = d.kiln_ok(&["info", "s.vmdk"]);
-    for want in ["createType: streamOptimized", "adapter: lsilogic", "hw version: 14", "tools version: 12352", "grain size: 65536", "CID: "] {
+    for want in [
+        "createType: streamOptimized",
+        "adapter: lsilogic",
+        "hw version: 14",
+        "tools version: 12352",
+        "grain size: 65536",
+        "CID: ",
+    ] {
         assert!(info.contains(want), "`{want}` missing from:\n{info}");
     }
 }
@@ -78,8 +102,22 @@ fn create_makes_an_empty_image_in_each_subformat() {
     let d = Dir::new();
     for sub in SUBFORMATS {
         let name = format!("{sub}.vmdk");
-        d.kiln_ok(&["create", "-f", "vmdk", "-o", &format!("subformat={sub}"), &name, "1G"]);
-        check_image("vmdk", Some(sub), &d.path(&name), None, &["--virtual-size", "1073741824"]);
+        d.kiln_ok(&[
+            "create",
+            "-f",
+            "vmdk",
+            "-o",
+            &format!("subformat={sub}"),
+            &name,
+            "1G",
+        ]);
+        check_image(
+            "vmdk",
+            Some(sub),
+            &d.path(&name),
+            None,
+            &["--virtual-size", "1073741824"],
+        );
     }
 }
 
@@ -91,7 +129,11 @@ fn kiln_with_env(d: &Dir, args: &[&str], env: &[(&str, &str)]) {
         .envs(env.iter().copied())
         .output()
         .unwrap();
-    assert!(out.status.success(), "kiln {args:?} failed:\n{}", describe(&out));
+    assert!(
+        out.status.success(),
+        "kiln {args:?} failed:\n{}",
+        describe(&out)
+    );
 }
 
 #[test]
@@ -99,14 +141,29 @@ fn output_is_identical_across_runs_and_thread_counts() {
     let d = Dir::new();
     sparse_raw(&d.path("src.raw"), 32 << 20, 30, 8);
     // Same output file name (it seeds the ids) in three directories.
-    let runs: [(&str, &[(&str, &str)]); 3] =
-        [("one", &[("RAYON_NUM_THREADS", "1")]), ("four", &[("RAYON_NUM_THREADS", "4")]), ("default", &[])];
+    let runs: [(&str, &[(&str, &str)]); 3] = [
+        ("one", &[("RAYON_NUM_THREADS", "1")]),
+        ("four", &[("RAYON_NUM_THREADS", "4")]),
+        ("default", &[]),
+    ];
     for sub in SUBFORMATS {
         for (dir, env) in runs {
             let _ = std::fs::remove_dir_all(d.path(dir));
             std::fs::create_dir(d.path(dir)).unwrap();
             let out = format!("{dir}/x.vmdk");
-            kiln_with_env(&d, &["convert", "-O", "vmdk", "-o", &format!("subformat={sub}"), "src.raw", &out], env);
+            kiln_with_env(
+                &d,
+                &[
+                    "convert",
+                    "-O",
+                    "vmdk",
+                    "-o",
+                    &format!("subformat={sub}"),
+                    "src.raw",
+                    &out,
+                ],
+                env,
+            );
         }
         for file in ["x.vmdk", "x-flat.vmdk"] {
             if d.path("one").join(file).exists() {
@@ -121,10 +178,29 @@ fn output_is_identical_across_runs_and_thread_counts() {
 fn kiln_reads_qemu_img_vmdk_of_every_subformat() {
     let d = Dir::new();
     let src = sparse_raw(&d.path("src.raw"), 64 << 20, 40, 21);
-    let subs = ["monolithicSparse", "streamOptimized", "monolithicFlat", "twoGbMaxExtentSparse", "twoGbMaxExtentFlat"];
+    let subs = [
+        "monolithicSparse",
+        "streamOptimized",
+        "monolithicFlat",
+        "twoGbMaxExtentSparse",
+        "twoGbMaxExtentFlat",
+    ];
     for sub in subs {
         let q = format!("q-{sub}.vmdk");
-        run_ok("qemu-img", &["convert", "-f", "raw", "-O", "vmdk", "-o", &format!("subformat={sub}"), src.to_str().unwrap(), d.path(&q).to_str().unwrap()]);
+        run_ok(
+            "qemu-img",
+            &[
+                "convert",
+                "-f",
+                "raw",
+                "-O",
+                "vmdk",
+                "-o",
+                &format!("subformat={sub}"),
+                src.to_str().unwrap(),
+                d.path(&q).to_str().unwrap(),
+            ],
+        );
         let back = format!("{sub}.raw");
         d.kiln_ok(&["convert", "-O", "raw", &q, &back]);
         assert_same_file(&src, &d.path(&back));
@@ -137,9 +213,36 @@ fn kiln_reads_qemu_img_vmdk_of_every_subformat() {
 fn qemu_stream_converts_to_spec_stream_that_7zip_accepts() {
     let d = Dir::new();
     let src = ext4_raw(&d.path("fs.raw"), 24);
-    run_ok("qemu-img", &["convert", "-f", "raw", "-O", "vmdk", "-o", "subformat=streamOptimized", src.to_str().unwrap(), d.path("q.vmdk").to_str().unwrap()]);
-    d.kiln_ok(&["convert", "-O", "vmdk", "-o", "subformat=streamOptimized", "q.vmdk", "k.vmdk"]);
-    check_image("vmdk", Some("streamOptimized"), &d.path("k.vmdk"), Some(&src), &[]);
+    run_ok(
+        "qemu-img",
+        &[
+            "convert",
+            "-f",
+            "raw",
+            "-O",
+            "vmdk",
+            "-o",
+            "subformat=streamOptimized",
+            src.to_str().unwrap(),
+            d.path("q.vmdk").to_str().unwrap(),
+        ],
+    );
+    d.kiln_ok(&[
+        "convert",
+        "-O",
+        "vmdk",
+        "-o",
+        "subformat=streamOptimized",
+        "q.vmdk",
+        "k.vmdk",
+    ]);
+    check_image(
+        "vmdk",
+        Some("streamOptimized"),
+        &d.path("k.vmdk"),
+        Some(&src),
+        &[],
+    );
 }
 
 // ---- hostile input -------------------------------------------------------------------
@@ -147,7 +250,15 @@ fn qemu_stream_converts_to_spec_stream_that_7zip_accepts() {
 /// Writes `sub` from a 64 MiB sparse source and returns the image bytes.
 fn kiln_image(d: &Dir, sub: &str, name: &str) -> Vec<u8> {
     sparse_raw(&d.path("src.raw"), 64 << 20, 40, 31);
-    d.kiln_ok(&["convert", "-O", "vmdk", "-o", &format!("subformat={sub}"), "src.raw", name]);
+    d.kiln_ok(&[
+        "convert",
+        "-O",
+        "vmdk",
+        "-o",
+        &format!("subformat={sub}"),
+        "src.raw",
+        name,
+    ]);
     std::fs::read(d.path(name)).unwrap()
 }
 
@@ -218,7 +329,10 @@ fn grain_pointing_past_eof_is_rejected() {
     let d = Dir::new();
     let mut img = kiln_image(&d, "monolithicSparse", "m.vmdk");
     let gt = first_gt(&img);
-    let slot = (0..512).map(|i| gt + 4 * i).find(|&at| le32(&img, at) != 0).unwrap();
+    let slot = (0..512)
+        .map(|i| gt + 4 * i)
+        .find(|&at| le32(&img, at) != 0)
+        .unwrap();
     img[slot..slot + 4].copy_from_slice(&0x00ff_0000u32.to_le_bytes());
     std::fs::write(d.path("bad.vmdk"), &img).unwrap();
     assert_refused(&d, "bad.vmdk", "grain at 0x1fe000000");
@@ -272,7 +386,10 @@ fn extent_outside_the_descriptor_directory_is_refused() {
     let d = Dir::new();
     kiln_image(&d, "monolithicFlat", "f.vmdk");
     let text = std::fs::read_to_string(d.path("f.vmdk")).unwrap();
-    for (i, evil) in ["../f-flat.vmdk", "/etc/passwd", "sub/f-flat.vmdk", ".."].iter().enumerate() {
+    for (i, evil) in ["../f-flat.vmdk", "/etc/passwd", "sub/f-flat.vmdk", ".."]
+        .iter()
+        .enumerate()
+    {
         let name = format!("evil{i}.vmdk");
         std::fs::write(d.path(&name), text.replace("f-flat.vmdk", evil)).unwrap();
         assert_refused(&d, &name, "not a plain file name");
@@ -285,7 +402,11 @@ fn symlinked_extent_is_refused() {
     kiln_image(&d, "monolithicFlat", "f.vmdk");
     std::os::unix::fs::symlink(d.path("f-flat.vmdk"), d.path("link-flat.vmdk")).unwrap();
     let text = std::fs::read_to_string(d.path("f.vmdk")).unwrap();
-    std::fs::write(d.path("l.vmdk"), text.replace("f-flat.vmdk", "link-flat.vmdk")).unwrap();
+    std::fs::write(
+        d.path("l.vmdk"),
+        text.replace("f-flat.vmdk", "link-flat.vmdk"),
+    )
+    .unwrap();
     assert_refused(&d, "l.vmdk", "symbolic link");
 }
 
@@ -294,10 +415,17 @@ fn unknown_create_type_is_rejected() {
     let d = Dir::new();
     kiln_image(&d, "monolithicFlat", "f.vmdk");
     let text = std::fs::read_to_string(d.path("f.vmdk")).unwrap();
-    std::fs::write(d.path("u.vmdk"), text.replace("monolithicFlat", "vmfsRawDeviceMap")).unwrap();
+    std::fs::write(
+        d.path("u.vmdk"),
+        text.replace("monolithicFlat", "vmfsRawDeviceMap"),
+    )
+    .unwrap();
     let before = d.files();
     let err = d.kiln_err(&["convert", "-O", "raw", "u.vmdk", "out.raw"], 1);
-    assert!(err.contains("u.vmdk") && err.contains("vmfsRawDeviceMap"), "{err}");
+    assert!(
+        err.contains("u.vmdk") && err.contains("vmfsRawDeviceMap"),
+        "{err}"
+    );
     assert_eq!(d.files(), before);
 }
 
@@ -305,21 +433,64 @@ fn unknown_create_type_is_rejected() {
 fn flat_extent_shorter_than_the_descriptor_is_rejected() {
     let d = Dir::new();
     kiln_image(&d, "monolithicFlat", "f.vmdk");
-    std::fs::OpenOptions::new().write(true).open(d.path("f-flat.vmdk")).unwrap().set_len(1 << 20).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(d.path("f-flat.vmdk"))
+        .unwrap()
+        .set_len(1 << 20)
+        .unwrap();
     assert_refused(&d, "f.vmdk", "flat extent at 0x0");
 }
 
 #[test]
 fn unknown_option_and_bad_level_are_usage_errors() {
     let d = Dir::new();
-    d.kiln_err(&["create", "-f", "vmdk", "-o", "compression_level=12", "x.vmdk", "1M"], 2);
-    d.kiln_err(&["create", "-f", "vmdk", "-o", "adapter_type=nvme", "x.vmdk", "1M"], 2);
-    d.kiln_err(&["create", "-f", "vmdk", "-o", "hwversion=4\"", "x.vmdk", "1M"], 2);
+    d.kiln_err(
+        &[
+            "create",
+            "-f",
+            "vmdk",
+            "-o",
+            "compression_level=12",
+            "x.vmdk",
+            "1M",
+        ],
+        2,
+    );
+    d.kiln_err(
+        &[
+            "create",
+            "-f",
+            "vmdk",
+            "-o",
+            "adapter_type=nvme",
+            "x.vmdk",
+            "1M",
+        ],
+        2,
+    );
+    d.kiln_err(
+        &[
+            "create",
+            "-f",
+            "vmdk",
+            "-o",
+            "hwversion=4\"",
+            "x.vmdk",
+            "1M",
+        ],
+        2,
+    );
     assert!(d.files().is_empty());
 }
 
 /// Patches `bytes` at `at` inside a file on disk.
 #[allow(dead_code)]
 fn patch(path: &Path, at: u64, bytes: &[u8]) {
-    std::fs::OpenOptions::new().write(true).open(path).unwrap().write_all_at(bytes, at).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .write_all_at(bytes, at)
+        .unwrap();
 }

@@ -54,7 +54,9 @@ impl FromStr for CreateType {
         // Descriptors are case-insensitive (format_inspector lowercases them too).
         all.into_iter()
             .find(|t| t.name().eq_ignore_ascii_case(s))
-            .ok_or_else(|| VmdkError::UnknownCreateType { create_type: s.chars().take(64).collect() })
+            .ok_or_else(|| VmdkError::UnknownCreateType {
+                create_type: s.chars().take(64).collect(),
+            })
     }
 }
 
@@ -92,7 +94,10 @@ pub(super) struct Descriptor {
 impl Descriptor {
     /// The value of `ddb.<key>`.
     pub fn ddb(&self, key: &str) -> Option<&str> {
-        self.ddb.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v.as_str())
+        self.ddb
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v.as_str())
     }
 
     /// Parses descriptor text (already cut at the first NUL for embedded descriptors).
@@ -109,13 +114,19 @@ impl Descriptor {
             }
             if is_extent_line(line) {
                 if extents.len() == VMDK_MAX_EXTENTS {
-                    return Err(VmdkError::TooManyExtents { count: extents.len() + 1, max: VMDK_MAX_EXTENTS });
+                    return Err(VmdkError::TooManyExtents {
+                        count: extents.len() + 1,
+                        max: VMDK_MAX_EXTENTS,
+                    });
                 }
                 extents.push(parse_extent(line, line_no)?);
                 continue;
             }
             let Some((key, value)) = line.split_once('=') else {
-                return Err(bad_line(line_no, "expected a comment, key=value or an extent line"));
+                return Err(bad_line(
+                    line_no,
+                    "expected a comment, key=value or an extent line",
+                ));
             };
             let (key, value) = (key.trim(), unquote(value.trim()));
             if key.contains(char::is_whitespace) || key.is_empty() {
@@ -133,26 +144,43 @@ impl Descriptor {
             }
         }
         let Some(create_type) = create_type else {
-            return Err(VmdkError::BadDescriptorText { offset: 0, reason: "no createType line" });
+            return Err(VmdkError::BadDescriptorText {
+                offset: 0,
+                reason: "no createType line",
+            });
         };
         if extents.is_empty() {
             return Err(VmdkError::NoExtents);
         }
-        Ok(Self { cid, create_type, extents, ddb })
+        Ok(Self {
+            cid,
+            create_type,
+            extents,
+            ddb,
+        })
     }
 }
 
 fn bad_line(line: usize, reason: &str) -> VmdkError {
-    VmdkError::BadDescriptorLine { line, reason: reason.to_string() }
+    VmdkError::BadDescriptorLine {
+        line,
+        reason: reason.to_string(),
+    }
 }
 
 fn is_extent_line(line: &str) -> bool {
     let first = line.split_whitespace().next().unwrap_or_default();
-    ["RW", "RDONLY", "NOACCESS"].iter().any(|a| a.eq_ignore_ascii_case(first)) && !line.contains('=')
+    ["RW", "RDONLY", "NOACCESS"]
+        .iter()
+        .any(|a| a.eq_ignore_ascii_case(first))
+        && !line.contains('=')
 }
 
 fn unquote(value: &str) -> &str {
-    value.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(value)
+    value
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or(value)
 }
 
 fn parse_hex32(value: &str, line: usize) -> Result<u32, VmdkError> {
@@ -173,10 +201,21 @@ fn parse_extent(line: &str, line_no: usize) -> Result<ExtentLine, VmdkError> {
         "SPARSE" => ExtentKind::Sparse,
         "FLAT" => ExtentKind::Flat,
         "ZERO" => ExtentKind::Zero,
-        _ => return Err(VmdkError::UnsupportedExtentType { kind: kind_word.chars().take(32).collect(), line: line_no }),
+        _ => {
+            return Err(VmdkError::UnsupportedExtentType {
+                kind: kind_word.chars().take(32).collect(),
+                line: line_no,
+            });
+        }
     };
     if kind == ExtentKind::Zero {
-        return Ok(ExtentLine { sectors, kind, file: None, offset_sectors: 0, line: line_no });
+        return Ok(ExtentLine {
+            sectors,
+            kind,
+            file: None,
+            offset_sectors: 0,
+            line: line_no,
+        });
     }
     let rest = rest.trim();
     let Some(quoted) = rest.strip_prefix('"') else {
@@ -189,12 +228,20 @@ fn parse_extent(line: &str, line_no: usize) -> Result<ExtentLine, VmdkError> {
     let tail = tail.trim();
     let offset_sectors = match tail.split_whitespace().next() {
         None => 0,
-        Some(word) => word.parse::<u64>().map_err(|_| bad_line(line_no, "extent offset is not a sector count"))?,
+        Some(word) => word
+            .parse::<u64>()
+            .map_err(|_| bad_line(line_no, "extent offset is not a sector count"))?,
     };
     if kind == ExtentKind::Sparse && offset_sectors != 0 {
         return Err(bad_line(line_no, "SPARSE extents take no offset"));
     }
-    Ok(ExtentLine { sectors, kind, file: Some(name.to_string()), offset_sectors, line: line_no })
+    Ok(ExtentLine {
+        sectors,
+        kind,
+        file: Some(name.to_string()),
+        offset_sectors,
+        line: line_no,
+    })
 }
 
 /// Glance's format_inspector refuses any `/` in extent lines; kiln also refuses `\`,
@@ -206,7 +253,10 @@ fn check_plain_name(name: &str, line: usize) -> Result<(), VmdkError> {
         || name.contains(['/', '\\', '\0'])
         || name.chars().any(char::is_control);
     if bad {
-        return Err(VmdkError::BadExtentName { name: name.chars().take(128).collect(), line });
+        return Err(VmdkError::BadExtentName {
+            name: name.chars().take(128).collect(),
+            line,
+        });
     }
     Ok(())
 }
@@ -234,11 +284,17 @@ impl DescriptorOut<'_> {
         s.push_str("# Disk DescriptorFile\nversion=1\n");
         let _ = writeln!(s, "CID={:08x}\nparentCID=ffffffff", self.cid);
         let _ = writeln!(s, "createType=\"{}\"\n", self.create_type.name());
-        let _ = writeln!(s, "# Extent description\nRW {sectors} {kind} \"{file}\"{offset}\n");
+        let _ = writeln!(
+            s,
+            "# Extent description\nRW {sectors} {kind} \"{file}\"{offset}\n"
+        );
         s.push_str("# The Disk Data Base\n#DDB\n\n");
         let _ = writeln!(s, "ddb.virtualHWVersion = \"{}\"", self.hw_version);
         let _ = writeln!(s, "ddb.geometry.cylinders = \"{cylinders}\"");
-        let _ = writeln!(s, "ddb.geometry.heads = \"{heads}\"\nddb.geometry.sectors = \"63\"");
+        let _ = writeln!(
+            s,
+            "ddb.geometry.heads = \"{heads}\"\nddb.geometry.sectors = \"63\""
+        );
         let _ = writeln!(s, "ddb.adapterType = \"{}\"", self.adapter_type);
         let _ = writeln!(s, "ddb.toolsVersion = \"{}\"", self.tools_version);
         let _ = writeln!(s, "ddb.uuid = \"{}\"", vmware_uuid(&self.uuid));
@@ -251,7 +307,11 @@ impl DescriptorOut<'_> {
 fn geometry(sectors: u64, adapter: &str) -> (u64, u64) {
     let heads: u64 = if adapter == "ide" { 16 } else { 255 };
     let cylinders = sectors / (heads * 63);
-    let cylinders = if adapter == "ide" { cylinders.min(16383) } else { cylinders };
+    let cylinders = if adapter == "ide" {
+        cylinders.min(16383)
+    } else {
+        cylinders
+    };
     (cylinders.max(1), heads)
 }
 
@@ -288,31 +348,46 @@ mod tests {
     #[test]
     fn dot_dot_extent_is_refused() {
         let text = QEMU_SPARSE.replace("\"x.vmdk\"", "\"..\"");
-        assert!(matches!(Descriptor::parse(&text), Err(VmdkError::BadExtentName { .. })));
+        assert!(matches!(
+            Descriptor::parse(&text),
+            Err(VmdkError::BadExtentName { .. })
+        ));
     }
 
     #[test]
     fn unknown_create_type_is_rejected() {
         let text = QEMU_SPARSE.replace("monolithicSparse", "vmfsRDM");
-        assert!(matches!(Descriptor::parse(&text), Err(VmdkError::UnknownCreateType { .. })));
+        assert!(matches!(
+            Descriptor::parse(&text),
+            Err(VmdkError::UnknownCreateType { .. })
+        ));
     }
 
     #[test]
     fn parent_cid_is_refused() {
         let text = QEMU_SPARSE.replace("parentCID=ffffffff", "parentCID=12345678");
-        assert!(matches!(Descriptor::parse(&text), Err(VmdkError::ParentDisk { line: 4 })));
+        assert!(matches!(
+            Descriptor::parse(&text),
+            Err(VmdkError::ParentDisk { line: 4 })
+        ));
     }
 
     #[test]
     fn garbage_line_is_rejected() {
         let text = format!("{QEMU_SPARSE}what is this\n");
-        assert!(matches!(Descriptor::parse(&text), Err(VmdkError::BadDescriptorLine { .. })));
+        assert!(matches!(
+            Descriptor::parse(&text),
+            Err(VmdkError::BadDescriptorLine { .. })
+        ));
     }
 
     #[test]
     fn flat_extent_offset_is_read() {
         let text = QEMU_SPARSE.replace("SPARSE \"x.vmdk\"", "FLAT \"x-flat.vmdk\" 7");
-        assert_eq!(Descriptor::parse(&text).unwrap().extents[0].offset_sectors, 7);
+        assert_eq!(
+            Descriptor::parse(&text).unwrap().extents[0].offset_sectors,
+            7
+        );
     }
 
     #[test]

@@ -31,7 +31,9 @@ pub enum VmdkError {
         reason: &'static str,
     },
     /// An extent's file name is not a plain name in the descriptor's directory.
-    #[error("extent file name {name:?} on descriptor line {line} is not a plain file name in the descriptor's directory")]
+    #[error(
+        "extent file name {name:?} on descriptor line {line} is not a plain file name in the descriptor's directory"
+    )]
     BadExtentName {
         /// The name as written.
         name: String,
@@ -115,7 +117,9 @@ pub enum VmdkError {
         file_len: u64,
     },
     /// Grain tables alias each other or the header/directory.
-    #[error("grain table {index} at {offset:#x} overlaps {other}; grain directory loops are refused")]
+    #[error(
+        "grain table {index} at {offset:#x} overlaps {other}; grain directory loops are refused"
+    )]
     TableOverlap {
         /// GD index.
         index: usize,
@@ -133,13 +137,17 @@ pub enum VmdkError {
         max: usize,
     },
     /// The descriptor's createType is not one kiln reads.
-    #[error("createType {create_type:?} is not supported; kiln reads monolithicSparse, streamOptimized, monolithicFlat, twoGbMaxExtentSparse and twoGbMaxExtentFlat")]
+    #[error(
+        "createType {create_type:?} is not supported; kiln reads monolithicSparse, streamOptimized, monolithicFlat, twoGbMaxExtentSparse and twoGbMaxExtentFlat"
+    )]
     UnknownCreateType {
         /// The createType as written.
         create_type: String,
     },
     /// An extent type kiln does not read (VMFS, ...).
-    #[error("extent type {kind} on descriptor line {line} is not supported; kiln reads SPARSE, FLAT and ZERO")]
+    #[error(
+        "extent type {kind} on descriptor line {line} is not supported; kiln reads SPARSE, FLAT and ZERO"
+    )]
     UnsupportedExtentType {
         /// The type keyword.
         kind: String,

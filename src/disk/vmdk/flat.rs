@@ -29,7 +29,11 @@ pub(super) struct FlatWriter {
 
 impl FlatWriter {
     pub fn new(req: &CreateRequest<'_>, opts: &WriteOptions, out: &mut OutputSet) -> Result<Self> {
-        let stem = out.primary_path().file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let stem = out
+            .primary_path()
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let flat_name = format!("{stem}-flat.vmdk");
         let descriptor = opts.descriptor(req, "FLAT", &flat_name);
         let descriptor_file = out.create_primary()?;
@@ -47,7 +51,9 @@ impl FlatWriter {
     }
 
     fn take_block(&mut self, block: Block<'_>) -> Result<()> {
-        let Block::Data { index, bytes } = block else { return Ok(()) };
+        let Block::Data { index, bytes } = block else {
+            return Ok(());
+        };
         let offset = index * bytes.len() as u64;
         let contiguous = self.pending_offset + self.pending.len() as u64 == offset;
         if !contiguous || self.pending.len() + bytes.len() > MAX_EXTENT_BYTES {
@@ -60,9 +66,11 @@ impl FlatWriter {
 
     fn flush(&mut self) -> Result<()> {
         // The last block was padded to 64 KiB; never write past the extent's length.
-        let room = usize::try_from(self.len.saturating_sub(self.pending_offset)).unwrap_or(usize::MAX);
+        let room =
+            usize::try_from(self.len.saturating_sub(self.pending_offset)).unwrap_or(usize::MAX);
         let n = self.pending.len().min(room);
-        self.flat.write_all_at(&self.pending[..n], self.pending_offset)?;
+        self.flat
+            .write_all_at(&self.pending[..n], self.pending_offset)?;
         self.pending.clear();
         Ok(())
     }
@@ -81,8 +89,11 @@ impl DiskWriter for FlatWriter {
         blocker.finish(&mut |b| self.take_block(b))?;
         self.flush()?;
         self.flat.set_len(self.len)?;
-        self.descriptor_file.write_all_at(self.descriptor.as_bytes(), 0)?;
-        Ok(WriteReport { virtual_size: self.len })
+        self.descriptor_file
+            .write_all_at(self.descriptor.as_bytes(), 0)?;
+        Ok(WriteReport {
+            virtual_size: self.len,
+        })
     }
 }
 
@@ -100,7 +111,15 @@ pub(super) struct FlatExtent {
 impl FlatExtent {
     /// The caller has checked that `base + len` lies within the file.
     pub fn new(path: PathBuf, file: File, base: u64, len: u64) -> Self {
-        Self { path, file, base, len, pos: 0, data_end: 0, buf: Vec::new() }
+        Self {
+            path,
+            file,
+            base,
+            len,
+            pos: 0,
+            data_end: 0,
+            buf: Vec::new(),
+        }
     }
 
     pub fn remaining(&self) -> u64 {
@@ -118,11 +137,21 @@ impl FlatExtent {
                 return Ok(Extent::Unallocated(data - abs));
             }
             let hole = sys::next_hole(&self.file, abs)?.min(end);
-            self.data_end = if hole <= abs { self.len } else { hole - self.base };
+            self.data_end = if hole <= abs {
+                self.len
+            } else {
+                hole - self.base
+            };
         }
         let n = (self.data_end - self.pos).min(MAX_EXTENT_BYTES as u64);
-        self.buf.resize(usize::try_from(n).expect("at most MAX_EXTENT_BYTES"), 0);
-        read_exact_at(&self.file, &mut self.buf, self.base + self.pos, "flat extent data")?;
+        self.buf
+            .resize(usize::try_from(n).expect("at most MAX_EXTENT_BYTES"), 0);
+        read_exact_at(
+            &self.file,
+            &mut self.buf,
+            self.base + self.pos,
+            "flat extent data",
+        )?;
         self.pos += n;
         Ok(Extent::Data(&self.buf))
     }

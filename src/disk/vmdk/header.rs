@@ -119,21 +119,34 @@ impl SparseHeader {
     /// Parses and validates the header sector found at byte `offset`.
     pub fn parse(bytes: &[u8; 512], offset: u64) -> Result<Self, VmdkError> {
         let raw = RawSparseHeader::read_from_bytes(bytes).expect("buffer is 512 bytes");
-        let bad = |field, value: u64, allowed| VmdkError::BadHeaderField { offset, field, value, allowed };
+        let bad = |field, value: u64, allowed| VmdkError::BadHeaderField {
+            offset,
+            field,
+            value,
+            allowed,
+        };
         if raw.magic.get() != VMDK_MAGIC {
             return Err(bad("magicNumber", raw.magic.get().into(), "expected KDMV"));
         }
         // The grain size sizes everything else: validate it first.
         let grain_sectors = raw.grain_size.get();
         if !grain_sectors.is_power_of_two() || grain_sectors > VMDK_MAX_GRAIN_SECTORS {
-            return Err(bad("grainSize", grain_sectors, "expected a power of two up to 8192 sectors"));
+            return Err(bad(
+                "grainSize",
+                grain_sectors,
+                "expected a power of two up to 8192 sectors",
+            ));
         }
         let version = raw.version.get();
         if !(1..=3).contains(&version) {
             return Err(bad("version", version.into(), "expected 1, 2 or 3"));
         }
         if raw.num_gtes_per_gt.get() != VMDK_GTES_PER_GT {
-            return Err(bad("numGTEsPerGT", raw.num_gtes_per_gt.get().into(), "expected 512"));
+            return Err(bad(
+                "numGTEsPerGT",
+                raw.num_gtes_per_gt.get().into(),
+                "expected 512",
+            ));
         }
         let capacity = raw.capacity.get();
         if capacity > VMDK_MAX_CAPACITY_SECTORS {
@@ -157,15 +170,28 @@ impl SparseHeader {
     }
 
     fn check_compression(&self, offset: u64) -> Result<(), VmdkError> {
-        let bad = |field, value: u64, allowed| VmdkError::BadHeaderField { offset, field, value, allowed };
+        let bad = |field, value: u64, allowed| VmdkError::BadHeaderField {
+            offset,
+            field,
+            value,
+            allowed,
+        };
         if !self.compressed() {
             return Ok(());
         }
         if self.compress_algorithm != VMDK_COMPRESS_DEFLATE {
-            return Err(bad("compressAlgorithm", self.compress_algorithm.into(), "expected 1 (deflate)"));
+            return Err(bad(
+                "compressAlgorithm",
+                self.compress_algorithm.into(),
+                "expected 1 (deflate)",
+            ));
         }
         if self.flags & VMDK_FLAG_MARKERS == 0 {
-            return Err(bad("flags", self.flags.into(), "compressed grains need the markers flag (bit 17)"));
+            return Err(bad(
+                "flags",
+                self.flags.into(),
+                "compressed grains need the markers flag (bit 17)",
+            ));
         }
         Ok(())
     }
@@ -261,6 +287,13 @@ mod tests {
     fn marker_sector_holds_val_and_type() {
         let m = Marker::metadata_sector(4, VMDK_MARKER_GT);
         let head: [u8; 16] = m[..16].try_into().unwrap();
-        assert_eq!(Marker::parse(&head), Marker { val: 4, size: 0, kind: 1 });
+        assert_eq!(
+            Marker::parse(&head),
+            Marker {
+                val: 4,
+                size: 0,
+                kind: 1
+            }
+        );
     }
 }

@@ -55,8 +55,14 @@ use crate::error::{Error, Result};
 use crate::io::output::OutputSet;
 
 /// The `-o` keys the vmdk writer accepts.
-pub(super) const OPTION_KEYS: &[&str] =
-    &["subformat", "adapter_type", "hwversion", "toolsversion", "compression_level", "compat6"];
+pub(super) const OPTION_KEYS: &[&str] = &[
+    "subformat",
+    "adapter_type",
+    "hwversion",
+    "toolsversion",
+    "compression_level",
+    "compat6",
+];
 
 /// Grain size of every image kiln writes: 128 sectors (64 KiB), as qemu-img and VMware.
 const VMDK_WRITE_GRAIN_SECTORS: u64 = 128;
@@ -90,31 +96,59 @@ struct WriteOptions {
 impl WriteOptions {
     fn from_request(req: &CreateRequest<'_>) -> Result<Self> {
         let o = req.options;
-        let subformat = match o.get_choice("subformat", &["monolithicSparse", "streamOptimized", "monolithicFlat"])? {
+        let subformat = match o.get_choice(
+            "subformat",
+            &["monolithicSparse", "streamOptimized", "monolithicFlat"],
+        )? {
             Some("streamOptimized") => CreateType::StreamOptimized,
             Some("monolithicFlat") => CreateType::MonolithicFlat,
             _ => CreateType::MonolithicSparse,
         };
         if req.compress && subformat != CreateType::StreamOptimized {
-            return Err(Error::invalid_input("-c needs -o subformat=streamOptimized for vmdk"));
+            return Err(Error::invalid_input(
+                "-c needs -o subformat=streamOptimized for vmdk",
+            ));
         }
-        let adapter_type = o.get_choice("adapter_type", &["ide", "lsilogic", "buslogic", "legacyESX"])?.unwrap_or("ide");
+        let adapter_type = o
+            .get_choice(
+                "adapter_type",
+                &["ide", "lsilogic", "buslogic", "legacyESX"],
+            )?
+            .unwrap_or("ide");
         let compat6 = o.get_bool("compat6")?.unwrap_or(false);
         let hw_version = match (o.get("hwversion"), compat6) {
-            (Some(_), true) => return Err(Error::invalid_input("compat6 cannot be combined with hwversion")),
+            (Some(_), true) => {
+                return Err(Error::invalid_input(
+                    "compat6 cannot be combined with hwversion",
+                ));
+            }
             (Some(v), false) => digits("hwversion", v)?,
             (None, true) => "6".to_string(),
             (None, false) => "4".to_string(),
         };
-        let tools_version = digits("toolsversion", o.get("toolsversion").unwrap_or("2147483647"))?;
+        let tools_version = digits(
+            "toolsversion",
+            o.get("toolsversion").unwrap_or("2147483647"),
+        )?;
         let compression_level = o.get_u64_in("compression_level", 1..=9)?.unwrap_or(6);
         let compression_level = u32::try_from(compression_level).expect("at most 9");
         // qemu-img rounds a size that is not whole sectors up.
         let capacity = req.virtual_size.div_ceil(header::VMDK_SECTOR);
         if capacity > header::VMDK_MAX_CAPACITY_SECTORS {
-            return Err(VmdkError::CapacityTooLarge { sectors: capacity, max: header::VMDK_MAX_CAPACITY_SECTORS }.into());
+            return Err(VmdkError::CapacityTooLarge {
+                sectors: capacity,
+                max: header::VMDK_MAX_CAPACITY_SECTORS,
+            }
+            .into());
         }
-        Ok(Self { subformat, adapter_type, hw_version, tools_version, compression_level, capacity })
+        Ok(Self {
+            subformat,
+            adapter_type,
+            hw_version,
+            tools_version,
+            compression_level,
+            capacity,
+        })
     }
 
     /// The descriptor text for this image, naming `extent_file`.
@@ -138,17 +172,30 @@ impl WriteOptions {
 /// Accepts decimal digits only: the value goes into a quoted descriptor string.
 fn digits(key: &'static str, value: &str) -> Result<String> {
     if value.is_empty() || value.len() > 10 || !value.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(VmdkError::BadOption { key, value: value.to_string(), reason: "expected a decimal number" }.into());
+        return Err(VmdkError::BadOption {
+            key,
+            value: value.to_string(),
+            reason: "expected a decimal number",
+        }
+        .into());
     }
     Ok(value.to_string())
 }
 
 /// The file name of `out`'s primary target, as the descriptor names it.
 fn primary_name(out: &OutputSet) -> String {
-    out.primary_path().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    out.primary_path()
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// Checks that a sector number fits a 32-bit grain table or directory entry.
 fn sector_u32(sector: u64) -> Result<u32> {
-    u32::try_from(sector).map_err(|_| VmdkError::WriterOffsetOverflow { max: u64::from(u32::MAX) }.into())
+    u32::try_from(sector).map_err(|_| {
+        VmdkError::WriterOffsetOverflow {
+            max: u64::from(u32::MAX),
+        }
+        .into()
+    })
 }

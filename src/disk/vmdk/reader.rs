@@ -6,7 +6,9 @@ use std::path::Path;
 
 use rustix::fs::{Mode, OFlags};
 
-use super::descriptor::{CreateType, Descriptor, ExtentKind, ExtentLine, VMDK_MAX_DESCRIPTOR_BYTES};
+use super::descriptor::{
+    CreateType, Descriptor, ExtentKind, ExtentLine, VMDK_MAX_DESCRIPTOR_BYTES,
+};
 use super::error::VmdkError;
 use super::extent::{GdSource, SparseExtent};
 use super::flat::FlatExtent;
@@ -66,7 +68,9 @@ impl VmdkReader {
             return Self::open_monolithic(file, path);
         }
         if n >= 4 && &head[..4] == b"COWD" {
-            return Err(Error::unsupported("ESX sparse (COWD) VMDK extents are not supported"));
+            return Err(Error::unsupported(
+                "ESX sparse (COWD) VMDK extents are not supported",
+            ));
         }
         Self::open_descriptor_file(&file, path)
     }
@@ -80,9 +84,15 @@ impl VmdkReader {
             None if header.compressed() => CreateType::StreamOptimized,
             None => CreateType::MonolithicSparse,
         };
-        if !matches!(create_type, CreateType::MonolithicSparse | CreateType::StreamOptimized) {
+        if !matches!(
+            create_type,
+            CreateType::MonolithicSparse | CreateType::StreamOptimized
+        ) {
             // format_inspector's rule: an embedded descriptor may only describe itself.
-            return Err(VmdkError::UnknownCreateType { create_type: create_type.name().to_string() }.into());
+            return Err(VmdkError::UnknownCreateType {
+                create_type: create_type.name().to_string(),
+            }
+            .into());
         }
         let len = header.capacity * VMDK_SECTOR;
         let extent = SparseExtent::open(path.to_path_buf(), file, header, len)?;
@@ -91,14 +101,23 @@ impl VmdkReader {
         if let Some(d) = &descriptor {
             info = info.detail("extents", extent_list(d));
         }
-        Ok(Self { parts: vec![Part::Sparse(Box::new(extent))], current: 0, virtual_size: len, info })
+        Ok(Self {
+            parts: vec![Part::Sparse(Box::new(extent))],
+            current: 0,
+            virtual_size: len,
+            info,
+        })
     }
 
     /// A text descriptor naming extent files beside it.
     fn open_descriptor_file(file: &File, path: &Path) -> Result<Self> {
         let len = file.metadata()?.len();
         if len > VMDK_MAX_DESCRIPTOR_BYTES {
-            return Err(VmdkError::BadDescriptorText { offset: 0, reason: "file is larger than 1 MiB and has no sparse header" }.into());
+            return Err(VmdkError::BadDescriptorText {
+                offset: 0,
+                reason: "file is larger than 1 MiB and has no sparse header",
+            }
+            .into());
         }
         let mut bytes = vec![0u8; usize::try_from(len).expect("at most 1 MiB")];
         read_exact_at(file, &mut bytes, 0, "descriptor")?;
@@ -113,10 +132,20 @@ impl VmdkReader {
             sectors = sectors
                 .checked_add(line.sectors)
                 .filter(|s| *s <= VMDK_MAX_CAPACITY_SECTORS)
-                .ok_or(VmdkError::CapacityTooLarge { sectors: u64::MAX.min(sectors.saturating_add(line.sectors)), max: VMDK_MAX_CAPACITY_SECTORS })?;
+                .ok_or(VmdkError::CapacityTooLarge {
+                    sectors: sectors.saturating_add(line.sectors),
+                    max: VMDK_MAX_CAPACITY_SECTORS,
+                })?;
             let part = open_part(dir, line).map_err(|e| {
                 let name = line.file.clone().unwrap_or_default();
-                Error::new(e.kind(), VmdkError::Extent { name, line: line.line, source: Box::new(e) })
+                Error::new(
+                    e.kind(),
+                    VmdkError::Extent {
+                        name,
+                        line: line.line,
+                        source: Box::new(e),
+                    },
+                )
             })?;
             parts.push(part);
         }
@@ -126,7 +155,12 @@ impl VmdkReader {
             info = sparse_details(info, s);
         }
         info = info.detail("extents", extent_list(&descriptor));
-        Ok(Self { parts, current: 0, virtual_size, info })
+        Ok(Self {
+            parts,
+            current: 0,
+            virtual_size,
+            info,
+        })
     }
 }
 
@@ -152,7 +186,10 @@ impl DiskReader for VmdkReader {
 
 /// Opens one extent of a descriptor from `dir`, never following a symlink.
 fn open_part(dir: &Path, line: &ExtentLine) -> Result<Part> {
-    let len = line.sectors.checked_mul(VMDK_SECTOR).expect("capped at 64 TiB by the caller");
+    let len = line
+        .sectors
+        .checked_mul(VMDK_SECTOR)
+        .expect("capped at 64 TiB by the caller");
     let Some(name) = &line.file else {
         return Ok(Part::Zero { len, pos: 0 });
     };
@@ -162,10 +199,20 @@ fn open_part(dir: &Path, line: &ExtentLine) -> Result<Part> {
     match line.kind {
         ExtentKind::Flat => {
             let base = line.offset_sectors.checked_mul(VMDK_SECTOR);
-            let end = base.and_then(|b| b.checked_add(len)).filter(|e| *e <= file_len);
+            let end = base
+                .and_then(|b| b.checked_add(len))
+                .filter(|e| *e <= file_len);
             match (base, end) {
-                (Some(base), Some(_)) => Ok(Part::Flat(FlatExtent::new(path.clone(), file, base, len))),
-                _ => Err(VmdkError::PastEnd { what: "flat extent", offset: line.offset_sectors.saturating_mul(512), len, file_len }.into()),
+                (Some(base), Some(_)) => {
+                    Ok(Part::Flat(FlatExtent::new(path.clone(), file, base, len)))
+                }
+                _ => Err(VmdkError::PastEnd {
+                    what: "flat extent",
+                    offset: line.offset_sectors.saturating_mul(512),
+                    len,
+                    file_len,
+                }
+                .into()),
             }
         }
         ExtentKind::Sparse | ExtentKind::Zero => open_sparse_part(&path, file, len),
@@ -175,22 +222,38 @@ fn open_part(dir: &Path, line: &ExtentLine) -> Result<Part> {
 fn open_sparse_part(path: &Path, file: File, len: u64) -> Result<Part> {
     let header = read_header(&file)?;
     if header.capacity * VMDK_SECTOR < len {
-        let e = VmdkError::BadHeaderField { offset: 0, field: "capacity", value: header.capacity, allowed: "must cover the descriptor's extent size" };
+        let e = VmdkError::BadHeaderField {
+            offset: 0,
+            field: "capacity",
+            value: header.capacity,
+            allowed: "must cover the descriptor's extent size",
+        };
         return Err(e.into());
     }
-    Ok(Part::Sparse(Box::new(SparseExtent::open(path.to_path_buf(), file, header, len)?)))
+    Ok(Part::Sparse(Box::new(SparseExtent::open(
+        path.to_path_buf(),
+        file,
+        header,
+        len,
+    )?)))
 }
 
 /// Opens a regular file without following symlinks or blocking on FIFOs.
 fn open_in_dir(path: &Path) -> Result<File> {
     let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK;
     let fd = rustix::fs::open(path, flags, Mode::empty()).map_err(|e| match e {
-        rustix::io::Errno::LOOP => Error::new(ErrorKind::Refused, "extent file is a symbolic link; kiln does not follow links"),
+        rustix::io::Errno::LOOP => Error::new(
+            ErrorKind::Refused,
+            "extent file is a symbolic link; kiln does not follow links",
+        ),
         e => Error::io(e.into()),
     })?;
     let file = File::from(fd);
     if !file.metadata()?.is_file() {
-        return Err(Error::new(ErrorKind::Refused, "extent is not a regular file"));
+        return Err(Error::new(
+            ErrorKind::Refused,
+            "extent is not a regular file",
+        ));
     }
     Ok(file)
 }
@@ -212,12 +275,20 @@ fn read_embedded_descriptor(file: &File, header: &SparseHeader) -> Result<Option
     if header.descriptor_offset == 0 || header.descriptor_sectors == 0 {
         return Ok(None);
     }
-    let bad = |field, value, allowed| VmdkError::BadHeaderField { offset: 0, field, value, allowed };
+    let bad = |field, value, allowed| VmdkError::BadHeaderField {
+        offset: 0,
+        field,
+        value,
+        allowed,
+    };
     if header.descriptor_offset != 1 {
         // qemu and format_inspector only look for the descriptor at sector 1.
         return Err(bad("descriptorOffset", header.descriptor_offset, "expected 1").into());
     }
-    let len = header.descriptor_sectors.saturating_mul(VMDK_SECTOR).min(VMDK_MAX_DESCRIPTOR_BYTES);
+    let len = header
+        .descriptor_sectors
+        .saturating_mul(VMDK_SECTOR)
+        .min(VMDK_MAX_DESCRIPTOR_BYTES);
     let mut bytes = vec![0u8; usize::try_from(len).expect("at most 1 MiB")];
     read_exact_at(file, &mut bytes, VMDK_SECTOR, "embedded descriptor")?;
     let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
@@ -227,23 +298,34 @@ fn read_embedded_descriptor(file: &File, header: &SparseHeader) -> Result<Option
 
 fn descriptor_text(bytes: &[u8], offset: u64) -> Result<&str, VmdkError> {
     if !bytes.is_ascii() {
-        return Err(VmdkError::BadDescriptorText { offset, reason: "descriptor text is not ASCII" });
+        return Err(VmdkError::BadDescriptorText {
+            offset,
+            reason: "descriptor text is not ASCII",
+        });
     }
     let text = std::str::from_utf8(bytes).expect("ASCII is UTF-8");
     if !text.trim_start().starts_with('#') && !text.to_ascii_lowercase().contains("createtype") {
-        return Err(VmdkError::BadDescriptorText { offset, reason: "no descriptor signature or createType" });
+        return Err(VmdkError::BadDescriptorText {
+            offset,
+            reason: "no descriptor signature or createType",
+        });
     }
     Ok(text)
 }
 
 fn base_info(create_type: CreateType, virtual_size: u64, d: Option<&Descriptor>) -> ImageInfo {
-    let mut info = ImageInfo::new(DiskFormat::Vmdk, virtual_size).detail("createType", create_type.name());
+    let mut info =
+        ImageInfo::new(DiskFormat::Vmdk, virtual_size).detail("createType", create_type.name());
     info.subformat = Some(create_type.name().to_string());
     let Some(d) = d else { return info };
     if let Some(cid) = d.cid {
         info = info.detail("CID", format!("{cid:08x}"));
     }
-    for (label, key) in [("adapter", "adapterType"), ("hw version", "virtualHWVersion"), ("tools version", "toolsVersion")] {
+    for (label, key) in [
+        ("adapter", "adapterType"),
+        ("hw version", "virtualHWVersion"),
+        ("tools version", "toolsVersion"),
+    ] {
         if let Some(v) = d.ddb(key) {
             info = info.detail(label, v);
         }
@@ -258,7 +340,10 @@ fn sparse_details(info: ImageInfo, s: &SparseExtent) -> ImageInfo {
     };
     info.detail("grain size", s.header.grain_sectors * VMDK_SECTOR)
         .detail("version", s.header.version)
-        .detail("compressed", if s.header.compressed() { "zlib" } else { "no" })
+        .detail(
+            "compressed",
+            if s.header.compressed() { "zlib" } else { "no" },
+        )
         .detail("grain directory", gd)
 }
 
@@ -272,7 +357,11 @@ fn extent_list(d: &Descriptor) -> String {
                 ExtentKind::Flat => "FLAT",
                 ExtentKind::Zero => "ZERO",
             };
-            format!("{kind} {} sectors {}", e.sectors, e.file.as_deref().unwrap_or("-"))
+            format!(
+                "{kind} {} sectors {}",
+                e.sectors,
+                e.file.as_deref().unwrap_or("-")
+            )
         })
         .collect();
     items.join("; ")

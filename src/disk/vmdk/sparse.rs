@@ -9,8 +9,12 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
-use super::header::{SparseHeader, VMDK_FLAG_NL_DETECT, VMDK_FLAG_RGD, VMDK_GTES_PER_GT, VMDK_SECTOR};
-use super::{VMDK_DESCRIPTOR_SECTORS, VMDK_WRITE_GRAIN_SECTORS, WriteOptions, primary_name, sector_u32};
+use super::header::{
+    SparseHeader, VMDK_FLAG_NL_DETECT, VMDK_FLAG_RGD, VMDK_GTES_PER_GT, VMDK_SECTOR,
+};
+use super::{
+    VMDK_DESCRIPTOR_SECTORS, VMDK_WRITE_GRAIN_SECTORS, WriteOptions, primary_name, sector_u32,
+};
 use crate::disk::block::{Block, Blocker};
 use crate::disk::{CreateRequest, DiskWriter, Extent, MAX_EXTENT_BYTES, WriteReport};
 use crate::error::Result;
@@ -77,7 +81,9 @@ impl SparseWriter {
     }
 
     fn take_block(&mut self, block: Block<'_>) -> Result<()> {
-        let Block::Data { index, bytes } = block else { return Ok(()) };
+        let Block::Data { index, bytes } = block else {
+            return Ok(());
+        };
         let per_gt = u64::from(VMDK_GTES_PER_GT);
         if index / per_gt != self.gt_index {
             self.flush_gt()?;
@@ -96,7 +102,8 @@ impl SparseWriter {
     }
 
     fn flush_data(&mut self) -> Result<()> {
-        self.file.write_all_at(&self.pending, self.pending_sector * VMDK_SECTOR)?;
+        self.file
+            .write_all_at(&self.pending, self.pending_sector * VMDK_SECTOR)?;
         self.pending_sector += self.pending.len() as u64 / VMDK_SECTOR;
         self.pending.clear();
         Ok(())
@@ -119,7 +126,10 @@ impl SparseWriter {
 
     /// Both grain directories: entry `i` points at table `i` of its copy.
     fn write_directories(&self) -> Result<()> {
-        for (gd, gts) in [(self.header.rgd_offset, self.rgt_start), (self.header.gd_offset, self.gt_start)] {
+        for (gd, gts) in [
+            (self.header.rgd_offset, self.rgt_start),
+            (self.header.gd_offset, self.gt_start),
+        ] {
             let mut bytes = Vec::new();
             for i in 0..self.header.gd_entries() {
                 bytes.extend_from_slice(&sector_u32(gts + i * VMDK_GT_SECTORS)?.to_le_bytes());
@@ -145,8 +155,11 @@ impl DiskWriter for SparseWriter {
         self.flush_gt()?;
         self.write_directories()?;
         self.file.write_all_at(&self.header.to_bytes(), 0)?;
-        self.file.write_all_at(self.descriptor.as_bytes(), VMDK_SECTOR)?;
+        self.file
+            .write_all_at(self.descriptor.as_bytes(), VMDK_SECTOR)?;
         self.file.set_len(self.next_sector * VMDK_SECTOR)?;
-        Ok(WriteReport { virtual_size: self.header.capacity * VMDK_SECTOR })
+        Ok(WriteReport {
+            virtual_size: self.header.capacity * VMDK_SECTOR,
+        })
     }
 }

@@ -24,7 +24,9 @@ use super::header::{
     VMDK_FLAG_NL_DETECT, VMDK_GD_AT_END, VMDK_GTES_PER_GT, VMDK_MARKER_FOOTER, VMDK_MARKER_GD,
     VMDK_MARKER_GT, VMDK_SECTOR,
 };
-use super::{VMDK_DESCRIPTOR_SECTORS, VMDK_WRITE_GRAIN_SECTORS, WriteOptions, primary_name, sector_u32};
+use super::{
+    VMDK_DESCRIPTOR_SECTORS, VMDK_WRITE_GRAIN_SECTORS, WriteOptions, primary_name, sector_u32,
+};
 use crate::disk::block::{Block, Blocker};
 use crate::disk::{CreateRequest, DiskWriter, Extent, WriteReport};
 use crate::error::{Error, ErrorKind, Result};
@@ -71,7 +73,8 @@ impl StreamWriter {
             overhead: grain,
             compress_algorithm: VMDK_COMPRESS_DEFLATE,
         };
-        let gd_len = usize::try_from(header.gd_entries()).map_err(|_| Error::unsupported("grain directory too large"))?;
+        let gd_len = usize::try_from(header.gd_entries())
+            .map_err(|_| Error::unsupported("grain directory too large"))?;
         let file = out.create_primary()?;
         let descriptor = opts.descriptor(req, "SPARSE", &primary_name(out));
         let grain_bytes = usize::try_from(grain * VMDK_SECTOR).expect("64 KiB");
@@ -94,11 +97,16 @@ impl StreamWriter {
     }
 
     fn write_head(&mut self, descriptor: &str) -> Result<()> {
-        let mut head = vec![0u8; usize::try_from(self.header.overhead * VMDK_SECTOR).expect("64 KiB")];
+        let mut head =
+            vec![0u8; usize::try_from(self.header.overhead * VMDK_SECTOR).expect("64 KiB")];
         head[..512].copy_from_slice(&self.header.to_bytes());
         let desc_end = 512 + descriptor.len();
-        if descriptor.len() > usize::try_from(VMDK_DESCRIPTOR_SECTORS * VMDK_SECTOR).expect("10 KiB") {
-            return Err(Error::invalid_input("VMDK descriptor does not fit in 20 sectors"));
+        if descriptor.len()
+            > usize::try_from(VMDK_DESCRIPTOR_SECTORS * VMDK_SECTOR).expect("10 KiB")
+        {
+            return Err(Error::invalid_input(
+                "VMDK descriptor does not fit in 20 sectors",
+            ));
         }
         head[512..desc_end].copy_from_slice(descriptor.as_bytes());
         self.write_sectors(&head)
@@ -113,7 +121,9 @@ impl StreamWriter {
     }
 
     fn take_block(&mut self, block: Block<'_>) -> Result<()> {
-        let Block::Data { index, bytes } = block else { return Ok(()) };
+        let Block::Data { index, bytes } = block else {
+            return Ok(());
+        };
         self.batch.extend_from_slice(bytes);
         self.batch_index.push(index);
         if self.batch_index.len() == VMDK_BATCH_GRAINS {
@@ -228,6 +238,8 @@ impl DiskWriter for StreamWriter {
         self.flush_gt()?;
         self.write_tail()?;
         self.out.flush()?;
-        Ok(WriteReport { virtual_size: self.header.capacity * VMDK_SECTOR })
+        Ok(WriteReport {
+            virtual_size: self.header.capacity * VMDK_SECTOR,
+        })
     }
 }
