@@ -243,3 +243,225 @@ impl DiskWriter for StreamWriter {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+    use crate::context::BuildContext;
+    use crate::disk::{DiskFormat, KvOptions};
+
+    const GRAIN: usize = 65536;
+
+    /// Writes `extents` as a streamOptimized image of `size` bytes and returns its bytes.
+    fn write_stream(size: u64, extents: &[Extent<'_>]) -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.vmdk");
+        let options = KvOptions::parse("subformat=streamOptimized").unwrap();
+        let ctx = BuildContext::from_env("t");
+        let req = CreateRequest {
+            format: DiskFormat::Vmdk,
+            virtual_size: size,
+            options: &options,
+            compress: false,
+            ctx: &ctx,
+        };
+        let mut out = OutputSet::new(&path, false);
+        let mut writer = crate::disk::create(&req, &mut out).unwrap();
+        for e in extents {
+            writer.write_extent(*e).unwrap();
+        }
+        writer.finish().unwrap();
+        out.commit().unwrap();
+        std::fs::read(&path).unwrap()
+    }
+
+    fn u32_at(b: &[u8], at: usize) -> u32 {
+        u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
+    }
+
+    fn u64_at(b: &[u8], at: usize) -> u64 {
+        u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
+    }
+
+    /// 40 MiB (two grain tables) with data in grains 0, 1 and 600.
+    fn two_table_image() -> Vec<u8> {
+        let (a, b, c) = (
+            vec![0x11u8; GRAIN],
+            vec![0x22u8; GRAIN],
+            vec![0x33u8; GRAIN],
+        );
+        let size = 40u64 << 20;
+        let gap = 598 * GRAIN as u64;
+        let rest = size - 601 * GRAIN as u64;
+        let extents = [
+            Extent::Data(&a),
+            Extent::Data(&b),
+            Extent::Unallocated(gap),
+            Extent::Data(&c),
+            Extent::Zero(rest),
+        ];
+        write_stream(size, &extents)
+    }
+
+    /// Walks the markers from the first grain to the end: (kind, sector) per structure.
+    fn marker_walk(img: &[u8]) -> Vec<(&'static str, u64)> {
+        let mut seq = Vec::new();
+        let mut sector = 128u64;
+        while (sector as usize) * 512 < img.len() {
+            let at = sector as usize * 512;
+            let (val, size, kind) = (u64_at(img, at), u32_at(img, at + 8), u32_at(img, at + 12));
+            let (name, len) = match (size, kind) {
+                (0, 0) => ("eos", 1),
+                (0, 1) => ("gt", 1 + val),
+                (0, 2) => ("gd", 1 + val),
+                (0, 3) => ("footer", 2),
+                _ => ("grain", (12 + u64::from(size)).div_ceil(512)),
+            };
+            seq.push((name, sector));
+            sector += len;
+        }
+        assert_eq!(
+            sector as usize * 512,
+            img.len(),
+            "markers do not tile the file"
+        );
+        seq
+    }
+
+    #[test]
+    fn stream_header_follows_the_spec() {
+        let img = two_table_image();
+        assert_eq!(&img[0..4], b"KDMV");
+        assert_eq!(u32_at(&img, 4), 3, "version");
+        assert_eq!(
+            u32_at(&img, 8),
+            0x3_0001,
+            "flags: newline test, compressed, markers"
+        );
+        assert_eq!(u64_at(&img, 12), (40 << 20) / 512, "capacity");
+        assert_eq!(u64_at(&img, 20), 128, "grainSize");
+        assert_eq!((u64_at(&img, 28), u64_at(&img, 36)), (1, 20), "descriptor");
+        assert_eq!(u32_at(&img, 44), 512, "numGTEsPerGT");
+        assert_eq!(u64_at(&img, 56), u64::MAX, "gdOffset is GD_AT_END");
+        assert_eq!(u64_at(&img, 64), 128, "overHead");
+        assert_eq!(&img[73..77], b"\n \r\n");
+        assert_eq!(u16::from_le_bytes([img[77], img[78]]), 1, "deflate");
+    }
+
+    #[test]
+    fn stream_descriptor_has_the_keys_vmware_needs() {
+        let img = two_table_image();
+        let text = String::from_utf8_lossy(&img[512..512 * 21]);
+        let text = text.trim_end_matches('\0');
+        for key in [
+            "createType=\"streamOptimized\"",
+            "RW 81920 SPARSE \"t.vmdk\"",
+            "ddb.adapterType = \"ide\"",
+            "ddb.virtualHWVersion = \"4\"",
+            "ddb.toolsVersion = \"2147483647\"",
+            "ddb.geometry.cylinders = \"81\"",
+            "ddb.geometry.heads = \"16\"",
+            "ddb.geometry.sectors = \"63\"",
+            "ddb.uuid = ",
+        ] {
+            assert!(text.contains(key), "`{key}` missing from:\n{text}");
+        }
+    }
+
+    #[test]
+    fn stream_markers_come_in_spec_order() {
+        let img = two_table_image();
+        let kinds: Vec<&str> = marker_walk(&img).iter().map(|(k, _)| *k).collect();
+        assert_eq!(
+            kinds,
+            ["grain", "grain", "gt", "grain", "gt", "gd", "footer", "eos"]
+        );
+    }
+
+    #[test]
+    fn footer_locates_the_directory_and_tables() {
+        let img = two_table_image();
+        let end = img.len();
+        assert_eq!(
+            (
+                u64_at(&img, end - 1536),
+                u32_at(&img, end - 1528),
+                u32_at(&img, end - 1524)
+            ),
+            (1, 0, 3)
+        );
+        assert_eq!(&img[end - 1024..end - 1020], b"KDMV", "footer header");
+        assert!(img[end - 512..].iter().all(|&b| b == 0), "EOS marker");
+        let gd = u64_at(&img, end - 1024 + 56) as usize;
+        assert_eq!(
+            (
+                u64_at(&img, (gd - 1) * 512),
+                u32_at(&img, (gd - 1) * 512 + 12)
+            ),
+            (1, 2),
+            "GD marker"
+        );
+        let gts = [
+            u32_at(&img, gd * 512) as usize,
+            u32_at(&img, gd * 512 + 4) as usize,
+        ];
+        for gt in gts {
+            assert_eq!(
+                (
+                    u64_at(&img, (gt - 1) * 512),
+                    u32_at(&img, (gt - 1) * 512 + 12)
+                ),
+                (4, 1),
+                "GT marker"
+            );
+        }
+        let lba =
+            |gt: usize, slot: usize| u64_at(&img, u32_at(&img, gt * 512 + 4 * slot) as usize * 512);
+        assert_eq!(
+            (lba(gts[0], 0), lba(gts[0], 1), lba(gts[1], 600 - 512)),
+            (0, 128, 600 * 128)
+        );
+        assert_eq!(u32_at(&img, gts[0] * 512 + 8), 0, "grain 2 is not stored");
+    }
+
+    #[test]
+    fn grains_are_zlib_streams_of_one_grain() {
+        let img = two_table_image();
+        let size = u32_at(&img, 128 * 512 + 8) as usize;
+        let data = &img[128 * 512 + 12..128 * 512 + 12 + size];
+        assert_eq!(data[0] & 0x0f, 8, "RFC 1950 CMF: deflate");
+        let mut out = Vec::new();
+        flate2::read::ZlibDecoder::new(data)
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, vec![0x11u8; GRAIN]);
+    }
+
+    #[test]
+    fn output_does_not_depend_on_the_thread_count() {
+        let mut data = vec![0u8; 300 * GRAIN];
+        let mut x: u32 = 1;
+        for (i, b) in data.iter_mut().enumerate() {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            *b = if i % 3 == 0 {
+                (x >> 24) as u8
+            } else {
+                (i / 4096) as u8
+            };
+        }
+        let write = || write_stream(data.len() as u64, &[Extent::Data(&data)]);
+        let one = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap()
+            .install(write);
+        let four = rayon::ThreadPoolBuilder::new()
+            .num_threads(4)
+            .build()
+            .unwrap()
+            .install(write);
+        assert!(one == four, "output differs between 1 and 4 threads");
+    }
+}
