@@ -245,6 +245,7 @@ impl DiskWriter for StreamWriter {
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)] // offsets in a test image of a few MiB
 mod tests {
     use std::io::Read;
 
