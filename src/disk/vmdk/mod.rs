@@ -199,3 +199,6 @@ fn sector_u32(sector: u64) -> Result<u32> {
         .into()
     })
 }
+
+#[cfg(test)]
+mod tests;

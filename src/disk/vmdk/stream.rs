@@ -16,7 +16,7 @@
 use std::fs::File;
 use std::io::{BufWriter, Write};
 
-use flate2::{Compress, Compression, FlushCompress, Status};
+use libdeflater::{CompressionLvl, Compressor};
 use rayon::prelude::*;
 
 use super::header::{
@@ -47,7 +47,7 @@ pub(super) struct StreamWriter {
     header: SparseHeader,
     blocker: Blocker,
     grain_bytes: usize,
-    level: u32,
+    level: CompressionLvl,
     /// Up to [`VMDK_BATCH_GRAINS`] grains waiting for compression, and their indexes.
     batch: Vec<u8>,
     batch_index: Vec<u64>,
@@ -84,7 +84,7 @@ impl StreamWriter {
             header,
             blocker: Blocker::new(grain_bytes),
             grain_bytes,
-            level: opts.compression_level,
+            level: compression_level(opts.compression_level)?,
             batch: Vec::with_capacity(VMDK_BATCH_GRAINS * grain_bytes),
             batch_index: Vec::with_capacity(VMDK_BATCH_GRAINS),
             gt: vec![0; VMDK_GTES_PER_GT as usize],
@@ -134,14 +134,14 @@ impl StreamWriter {
 
     /// Compresses the batch on all cores, then writes the grains in disk order.
     fn flush_batch(&mut self) -> Result<()> {
-        let level = Compression::new(self.level);
+        let level = self.level;
         let grain_sectors = self.header.grain_sectors;
         let compressed: Vec<Result<Vec<u8>>> = self
             .batch
             .par_chunks(self.grain_bytes)
             .zip(self.batch_index.par_iter())
             .map_init(
-                || Compress::new(level, true),
+                || Compressor::new(level),
                 |c, (grain, &index)| compress_grain(c, index * grain_sectors, grain),
             )
             .collect();
@@ -197,29 +197,30 @@ impl StreamWriter {
     }
 }
 
-/// One grain as stored: marker (LBA, compressed size), zlib stream, zero padding to a sector.
-fn compress_grain(c: &mut Compress, lba: u64, grain: &[u8]) -> Result<Vec<u8>> {
-    c.reset();
-    // Deflate's worst case is ~0.03% larger than its input plus a few bytes of framing.
-    let mut out = Vec::with_capacity(VMDK_GRAIN_MARKER_BYTES + grain.len() + grain.len() / 64 + 64);
-    out.extend_from_slice(&lba.to_le_bytes());
-    out.extend_from_slice(&[0; 4]);
-    // zlib-rs may need more than one call to flush its pending output; grow and repeat.
-    loop {
-        let consumed = usize::try_from(c.total_in()).expect("at most one grain");
-        if out.capacity() - out.len() < 1024 {
-            out.reserve(grain.len() / 4 + 1024);
-        }
-        let status = c
-            .compress_vec(&grain[consumed..], &mut out, FlushCompress::Finish)
-            .map_err(|e| Error::new(ErrorKind::Io, e))?;
-        if status == Status::StreamEnd {
-            break;
-        }
-    }
-    let size = u32::try_from(out.len() - VMDK_GRAIN_MARKER_BYTES).expect("below the grain bound");
-    out[8..12].copy_from_slice(&size.to_le_bytes());
-    out.resize(out.len().next_multiple_of(512), 0);
+/// libdeflate's level for `level` (1..=9, checked by the options).
+fn compression_level(level: u32) -> Result<CompressionLvl> {
+    i32::try_from(level)
+        .ok()
+        .and_then(|l| CompressionLvl::new(l).ok())
+        .ok_or_else(|| Error::invalid_input(format!("compression level {level} is out of range")))
+}
+
+/// One grain as stored: marker (LBA, compressed size), zlib stream (RFC 1950), zero
+/// padding to a sector.
+fn compress_grain(c: &mut Compressor, lba: u64, grain: &[u8]) -> Result<Vec<u8>> {
+    let bound = c.zlib_compress_bound(grain.len());
+    let mut out = vec![0u8; VMDK_GRAIN_MARKER_BYTES + bound];
+    out[..8].copy_from_slice(&lba.to_le_bytes());
+    let size = c
+        .zlib_compress(grain, &mut out[VMDK_GRAIN_MARKER_BYTES..])
+        .map_err(|e| Error::new(ErrorKind::Io, format!("deflate failed: {e:?}")))?;
+    out[8..12].copy_from_slice(
+        &u32::try_from(size)
+            .expect("below the grain bound")
+            .to_le_bytes(),
+    );
+    out.truncate((VMDK_GRAIN_MARKER_BYTES + size).next_multiple_of(512));
+    out.resize((VMDK_GRAIN_MARKER_BYTES + size).next_multiple_of(512), 0);
     Ok(out)
 }
 
