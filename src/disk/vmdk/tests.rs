@@ -41,7 +41,7 @@ fn round_trip(disk: &[u8], sub: &str) -> Vec<u8> {
         match e {
             Extent::Data(b) => back.extend_from_slice(b),
             Extent::Zero(n) | Extent::Unallocated(n) => {
-                back.resize(back.len() + usize::try_from(n).unwrap(), 0)
+                back.resize(back.len() + usize::try_from(n).unwrap(), 0);
             }
         }
     }
