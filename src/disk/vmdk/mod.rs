@@ -10,8 +10,12 @@
 //!   LBA+size grain markers, each grain table behind a GT marker right after its grains, the
 //!   grain directory behind a GD marker, then footer marker, footer and end-of-stream marker,
 //!   every structure sector aligned. 7-Zip, qemu, libvmdk and format_inspector accept it.
-//!   Grains are compressed in batches of [`stream::VMDK_BATCH_GRAINS`] on the rayon pool
+//!   Grains are compressed in batches of 128 (8 MiB) on the rayon pool
 //!   and written in order by one writer, so the bytes do not depend on the thread count.
+//!   Compression is libdeflate's whole-buffer zlib encoder: on the benchmark corpus its
+//!   level 6 is ~1% smaller than qemu's zlib level 6 at ~1/3 of the CPU time, while
+//!   flate2's zlib-rs backend at level 6 was ~2-3% larger than zlib (it follows zlib-ng's
+//!   faster level 6) at ~1/2 of the CPU time. Reading uses flate2 (zlib-rs).
 //!   RAM: one batch (8 MiB in, up to ~8 MiB out), one grain table and the grain directory
 //!   (4 bytes per 32 MiB of disk).
 //! - `monolithicFlat`: a descriptor plus `<stem>-flat.vmdk` holding the raw disk, written
@@ -20,8 +24,11 @@
 //! Other `-o` keys: `adapter_type` (ide, lsilogic, buslogic, legacyESX; default ide as in
 //! qemu-img), `hwversion` (default 4 as in qemu-img; `compat6` makes it 6),
 //! `toolsversion` (default 2147483647, qemu's "not installed"), `compression_level` (1..9,
-//! default 6 = zlib's default, what qemu uses). CID and `ddb.uuid` derive from the build
-//! context. All-zero grains are never stored.
+//! default 6 = zlib's Z_DEFAULT_COMPRESSION, what qemu uses). ESXi and the OVA import path
+//! take the controller from the OVF, so the descriptor's adapter only matters for
+//! stand-alone use; ide is kept as the default for qemu-img compatibility. CID and
+//! `ddb.uuid` derive from the build context. All-zero grains are never stored. `-c` is
+//! accepted only with `subformat=streamOptimized`, as in qemu-img.
 //!
 //! Readers: hosted sparse extents (monolithicSparse, streamOptimized in the spec layout
 //! with footer and in qemu's/open-vmdk's layout with the directory in front), text
