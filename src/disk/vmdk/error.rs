@@ -84,6 +84,14 @@ pub enum VmdkError {
         /// The limit.
         max: u64,
     },
+    /// A sparse file's embedded descriptor describes another layout.
+    #[error(
+        "embedded descriptor at 0x200 says createType {create_type:?}; a sparse file may only describe itself (monolithicSparse or streamOptimized)"
+    )]
+    EmbeddedCreateType {
+        /// The createType found.
+        create_type: &'static str,
+    },
     /// An extent named by the descriptor could not be opened or is invalid.
     #[error("extent {name:?} (descriptor line {line})")]
     Extent {

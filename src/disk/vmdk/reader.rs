@@ -89,8 +89,8 @@ impl VmdkReader {
             CreateType::MonolithicSparse | CreateType::StreamOptimized
         ) {
             // format_inspector's rule: an embedded descriptor may only describe itself.
-            return Err(VmdkError::UnknownCreateType {
-                create_type: create_type.name().to_string(),
+            return Err(VmdkError::EmbeddedCreateType {
+                create_type: create_type.name(),
             }
             .into());
         }

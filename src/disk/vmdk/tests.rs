@@ -73,3 +73,28 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn sparse_file_whose_descriptor_claims_flat_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("e.vmdk");
+    let options = KvOptions::default();
+    let ctx = BuildContext::from_env("e");
+    let req = CreateRequest {
+        format: DiskFormat::Vmdk,
+        virtual_size: 1 << 20,
+        options: &options,
+        compress: false,
+        ctx: &ctx,
+    };
+    let mut out = OutputSet::new(&path, false);
+    disk::create(&req, &mut out).unwrap().finish().unwrap();
+    out.commit().unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    let from: &[u8] = b"\"monolithicSparse\"";
+    let at = bytes.windows(from.len()).position(|w| w == from).unwrap();
+    bytes[at..at + from.len()].copy_from_slice(b"\"monolithicFlat\"  ");
+    std::fs::write(&path, &bytes).unwrap();
+    let e = disk::open(&path, &OpenOptions::default()).err().unwrap();
+    assert!(e.to_string().contains("may only describe itself"), "{e}");
+}
