@@ -363,6 +363,8 @@ fn truncated_stream_is_rejected() {
     let img = kiln_image(&d, "streamOptimized", "s.vmdk");
     std::fs::write(d.path("cut.vmdk"), &img[..img.len() - 4096]).unwrap();
     assert_refused(&d, "cut.vmdk", "footer marker at 0x");
+    std::fs::write(d.path("cut2.vmdk"), &img[..img.len() - 700]).unwrap();
+    assert_refused(&d, "cut2.vmdk", "truncated");
 }
 
 #[test]

@@ -144,6 +144,14 @@ pub enum VmdkError {
         /// The limit.
         max: usize,
     },
+    /// A GD_AT_END stream that does not end on a sector boundary: it was cut short.
+    #[error(
+        "stream ends at {file_len:#x}, not on a sector boundary: the file is truncated and has no footer"
+    )]
+    TruncatedStream {
+        /// File length.
+        file_len: u64,
+    },
     /// The descriptor's createType is not one kiln reads.
     #[error(
         "createType {create_type:?} is not supported; kiln reads monolithicSparse, streamOptimized, monolithicFlat, twoGbMaxExtentSparse and twoGbMaxExtentFlat"

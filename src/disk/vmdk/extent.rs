@@ -237,10 +237,13 @@ fn read_footer(
     file_len: u64,
     header: &SparseHeader,
 ) -> Result<SparseHeader, VmdkError> {
-    if file_len < 3 * VMDK_SECTOR || file_len % VMDK_SECTOR != 0 {
+    if file_len % VMDK_SECTOR != 0 {
+        return Err(VmdkError::TruncatedStream { file_len });
+    }
+    if file_len < 3 * VMDK_SECTOR {
         return Err(VmdkError::PastEnd {
             what: "stream footer",
-            offset: file_len.saturating_sub(1536),
+            offset: 0,
             len: 1536,
             file_len,
         });
