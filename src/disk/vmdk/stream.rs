@@ -10,8 +10,10 @@
 //! ```
 //!
 //! The output is written front to back (no seeks). Grains are compressed in batches on the
-//! rayon pool (`par_iter` over one batch, then written in order), so the bytes are the same
-//! whatever the number of threads.
+//! rayon pool (`par_iter` over one batch) while the previous batch is written in order, so
+//! the bytes are the same whatever the number of threads. RAM: the batch being filled and
+//! compressed (8 MiB), the previous batch's compressed grains (≤ ~8 MiB), one grain table
+//! and the grain directory.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -39,18 +41,28 @@ const VMDK_GT_SECTORS: u64 = 4;
 /// Bytes of a grain marker before the compressed data: LBA (8) and size (4).
 const VMDK_GRAIN_MARKER_BYTES: usize = 12;
 
+/// A compressed batch waiting to be written: one stored grain (or error) per index.
+type Compressed = (Vec<Result<Vec<u8>>>, Vec<u64>);
+
 /// Writes a streamOptimized VMDK front to back.
 pub(super) struct StreamWriter {
-    out: BufWriter<File>,
-    /// Sectors written so far.
-    pos: u64,
-    header: SparseHeader,
+    sink: StreamSink,
     blocker: Blocker,
     grain_bytes: usize,
     level: CompressionLvl,
     /// Up to [`VMDK_BATCH_GRAINS`] grains waiting for compression, and their indexes.
     batch: Vec<u8>,
     batch_index: Vec<u64>,
+    /// The previous batch, compressed; written while the next one compresses.
+    ready: Option<Compressed>,
+}
+
+/// The ordered output: position, the open grain table and the grain directory.
+struct StreamSink {
+    out: BufWriter<File>,
+    /// Sectors written so far.
+    pos: u64,
+    header: SparseHeader,
     gt: Vec<u32>,
     gt_index: u64,
     gt_dirty: bool,
@@ -78,24 +90,78 @@ impl StreamWriter {
         let file = out.create_primary()?;
         let descriptor = opts.descriptor(req, "SPARSE", &primary_name(out));
         let grain_bytes = usize::try_from(grain * VMDK_SECTOR).expect("64 KiB");
-        let mut writer = Self {
+        let mut sink = StreamSink {
             out: BufWriter::with_capacity(1 << 20, file),
             pos: 0,
             header,
-            blocker: Blocker::new(grain_bytes),
-            grain_bytes,
-            level: compression_level(opts.compression_level)?,
-            batch: Vec::with_capacity(VMDK_BATCH_GRAINS * grain_bytes),
-            batch_index: Vec::with_capacity(VMDK_BATCH_GRAINS),
             gt: vec![0; VMDK_GTES_PER_GT as usize],
             gt_index: 0,
             gt_dirty: false,
             gd: vec![0; gd_len],
         };
-        writer.write_head(&descriptor)?;
-        Ok(writer)
+        sink.write_head(&descriptor)?;
+        Ok(Self {
+            sink,
+            blocker: Blocker::new(grain_bytes),
+            grain_bytes,
+            level: compression_level(opts.compression_level)?,
+            batch: Vec::with_capacity(VMDK_BATCH_GRAINS * grain_bytes),
+            batch_index: Vec::with_capacity(VMDK_BATCH_GRAINS),
+            ready: None,
+        })
     }
 
+    fn take_block(&mut self, block: Block<'_>) -> Result<()> {
+        let Block::Data { index, bytes } = block else {
+            return Ok(());
+        };
+        self.batch.extend_from_slice(bytes);
+        self.batch_index.push(index);
+        if self.batch_index.len() == VMDK_BATCH_GRAINS {
+            self.flush_batch()?;
+        }
+        Ok(())
+    }
+
+    /// Compresses the batch on all cores while the previous batch is written in order.
+    /// `rayon::join` never blocks a worker, so this is safe inside any pool, and with one
+    /// thread it simply runs both sides in turn.
+    fn flush_batch(&mut self) -> Result<()> {
+        let ready = self.ready.take();
+        let (batch, index, sink) = (&self.batch, &self.batch_index, &mut self.sink);
+        let (level, grain_bytes, grain_sectors) =
+            (self.level, self.grain_bytes, sink.header.grain_sectors);
+        let (compressed, written) = rayon::join(
+            || compress_batch(batch, index, grain_bytes, grain_sectors, level),
+            || ready.map_or(Ok(()), |r| sink.write_batch(r)),
+        );
+        written?;
+        let index = std::mem::replace(&mut self.batch_index, Vec::with_capacity(VMDK_BATCH_GRAINS));
+        self.ready = Some((compressed, index));
+        self.batch.clear();
+        Ok(())
+    }
+}
+
+/// Compresses every grain of `batch` in parallel; results keep the batch order.
+fn compress_batch(
+    batch: &[u8],
+    index: &[u64],
+    grain_bytes: usize,
+    grain_sectors: u64,
+    level: CompressionLvl,
+) -> Vec<Result<Vec<u8>>> {
+    batch
+        .par_chunks(grain_bytes)
+        .zip(index.par_iter())
+        .map_init(
+            || Compressor::new(level),
+            |c, (grain, &index)| compress_grain(c, index * grain_sectors, grain),
+        )
+        .collect()
+}
+
+impl StreamSink {
     fn write_head(&mut self, descriptor: &str) -> Result<()> {
         let mut head =
             vec![0u8; usize::try_from(self.header.overhead * VMDK_SECTOR).expect("64 KiB")];
@@ -120,38 +186,10 @@ impl StreamWriter {
         Ok(())
     }
 
-    fn take_block(&mut self, block: Block<'_>) -> Result<()> {
-        let Block::Data { index, bytes } = block else {
-            return Ok(());
-        };
-        self.batch.extend_from_slice(bytes);
-        self.batch_index.push(index);
-        if self.batch_index.len() == VMDK_BATCH_GRAINS {
-            self.flush_batch()?;
+    fn write_batch(&mut self, (grains, index): Compressed) -> Result<()> {
+        for (grain, index) in grains.into_iter().zip(index) {
+            self.place_grain(index, &grain?)?;
         }
-        Ok(())
-    }
-
-    /// Compresses the batch on all cores, then writes the grains in disk order.
-    fn flush_batch(&mut self) -> Result<()> {
-        let level = self.level;
-        let grain_sectors = self.header.grain_sectors;
-        let compressed: Vec<Result<Vec<u8>>> = self
-            .batch
-            .par_chunks(self.grain_bytes)
-            .zip(self.batch_index.par_iter())
-            .map_init(
-                || Compressor::new(level),
-                |c, (grain, &index)| compress_grain(c, index * grain_sectors, grain),
-            )
-            .collect();
-        let indexes = std::mem::take(&mut self.batch_index);
-        for (grain, index) in compressed.into_iter().zip(&indexes) {
-            self.place_grain(*index, &grain?)?;
-        }
-        self.batch_index = indexes;
-        self.batch_index.clear();
-        self.batch.clear();
         Ok(())
     }
 
@@ -235,12 +273,17 @@ impl DiskWriter for StreamWriter {
     fn finish(mut self: Box<Self>) -> Result<WriteReport> {
         let mut blocker = std::mem::replace(&mut self.blocker, Blocker::new(0));
         blocker.finish(&mut |b| self.take_block(b))?;
-        self.flush_batch()?;
-        self.flush_gt()?;
-        self.write_tail()?;
-        self.out.flush()?;
+        if !self.batch_index.is_empty() {
+            self.flush_batch()?;
+        }
+        if let Some(ready) = self.ready.take() {
+            self.sink.write_batch(ready)?;
+        }
+        self.sink.flush_gt()?;
+        self.sink.write_tail()?;
+        self.sink.out.flush()?;
         Ok(WriteReport {
-            virtual_size: self.header.capacity * VMDK_SECTOR,
+            virtual_size: self.sink.header.capacity * VMDK_SECTOR,
         })
     }
 }
