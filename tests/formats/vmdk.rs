@@ -2,7 +2,6 @@
 //! back; deterministic output; hostile input refused with file and offset.
 
 use std::os::unix::fs::FileExt;
-use std::path::Path;
 use std::process::Command;
 
 use crate::util::*;
@@ -555,15 +554,4 @@ fn unknown_option_and_bad_level_are_usage_errors() {
         2,
     );
     assert!(d.files().is_empty());
-}
-
-/// Patches `bytes` at `at` inside a file on disk.
-#[allow(dead_code)]
-fn patch(path: &Path, at: u64, bytes: &[u8]) {
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(path)
-        .unwrap()
-        .write_all_at(bytes, at)
-        .unwrap();
 }
