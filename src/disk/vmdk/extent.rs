@@ -1,0 +1,402 @@
+//! Reading one hosted sparse extent: header (and footer for `GD_AT_END`), grain directory,
+//! grain tables loaded one at a time, plain or zlib-compressed grains.
+//!
+//! Everything a table points at is checked against the file before it is read; the grain
+//! directory is checked once when the extent is opened (every table inside the file, none
+//! overlapping another, the header or the directory). RAM: the grain directory (at most
+//! 16 MiB), one grain table, one grain and one compressed grain.
+
+use std::fs::File;
+use std::path::PathBuf;
+
+use flate2::{Decompress, FlushDecompress, Status};
+
+use super::error::VmdkError;
+use super::header::{
+    Marker, SparseHeader, VMDK_FLAG_ZERO_GRAIN, VMDK_GD_AT_END, VMDK_GTES_PER_GT, VMDK_MARKER_EOS,
+    VMDK_MARKER_FOOTER, VMDK_SECTOR,
+};
+use crate::disk::Extent;
+use crate::error::{Error, Result};
+use crate::io::read_exact_at;
+
+/// Most grain directory entries kiln loads (16 MiB of directory).
+const VMDK_MAX_GD_ENTRIES: u64 = 4 << 20;
+/// Bytes of one grain table.
+const VMDK_GT_BYTES: u64 = VMDK_GT_BYTES_USIZE as u64;
+/// [`VMDK_GT_BYTES`] as a buffer length.
+const VMDK_GT_BYTES_USIZE: usize = 2048;
+
+/// Where the grain directory came from, for `kiln info`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum GdSource {
+    Header,
+    Footer,
+}
+
+/// A validated sparse extent, walked grain by grain.
+pub(super) struct SparseExtent {
+    pub path: PathBuf,
+    pub header: SparseHeader,
+    pub gd_source: GdSource,
+    file: File,
+    file_len: u64,
+    grain_bytes: u64,
+    /// Bytes of the virtual disk this extent supplies (≤ its capacity).
+    len: u64,
+    pos: u64,
+    gd: Vec<u32>,
+    gt: Vec<u32>,
+    gt_loaded: Option<usize>,
+    buf: Vec<u8>,
+    compressed: Vec<u8>,
+    inflater: Decompress,
+}
+
+impl SparseExtent {
+    /// Opens the extent in `file`, whose first sector is `head`; it supplies `len` bytes.
+    pub fn open(path: PathBuf, file: File, header: SparseHeader, len: u64) -> Result<Self> {
+        let file_len = file.metadata()?.len();
+        let (header_gd, gd_source) = match header.gd_offset {
+            VMDK_GD_AT_END => (
+                read_footer(&file, file_len, &header)?.gd_offset,
+                GdSource::Footer,
+            ),
+            gd => (gd, GdSource::Header),
+        };
+        let gd = read_gd(&file, file_len, &header, header_gd)?;
+        let grain_bytes = header.grain_sectors * VMDK_SECTOR;
+        Ok(Self {
+            path,
+            header,
+            gd_source,
+            file,
+            file_len,
+            grain_bytes,
+            len,
+            pos: 0,
+            gd,
+            gt: vec![0; VMDK_GTES_PER_GT as usize],
+            gt_loaded: None,
+            buf: Vec::new(),
+            compressed: Vec::new(),
+            inflater: Decompress::new(true),
+        })
+    }
+
+    pub fn remaining(&self) -> u64 {
+        self.len - self.pos
+    }
+
+    /// The next run; the caller checks `remaining() > 0` first.
+    pub fn next_extent(&mut self) -> Result<Extent<'_>> {
+        let grain = self.pos / self.grain_bytes;
+        let per_gt = u64::from(VMDK_GTES_PER_GT);
+        let gd_index = usize::try_from(grain / per_gt).expect("GD index is in memory");
+        let slot = usize::try_from(grain % per_gt).expect("below 512");
+        if self.gd[gd_index] == 0 {
+            return Ok(self.skip(per_gt - grain % per_gt, false));
+        }
+        self.load_gt(gd_index)?;
+        let entry = self.gt[slot];
+        if entry == 0 || (entry == 1 && self.header.flags & VMDK_FLAG_ZERO_GRAIN != 0) {
+            let run = self.gt[slot..].iter().take_while(|&&e| e == entry).count() as u64;
+            return Ok(self.skip(run, entry == 1));
+        }
+        let want =
+            usize::try_from(self.grain_bytes.min(self.remaining())).expect("at most one grain");
+        let offset = u64::from(entry) * VMDK_SECTOR;
+        if self.header.compressed() {
+            self.read_compressed(offset, grain * self.header.grain_sectors)?;
+        } else {
+            self.read_plain(offset, want)?;
+        }
+        self.pos += want as u64;
+        Ok(Extent::Data(&self.buf[..want]))
+    }
+
+    /// Advances over `grains` grains that hold no data.
+    fn skip(&mut self, grains: u64, zero: bool) -> Extent<'static> {
+        let n = (grains * self.grain_bytes).min(self.remaining());
+        self.pos += n;
+        if zero {
+            Extent::Zero(n)
+        } else {
+            Extent::Unallocated(n)
+        }
+    }
+
+    fn load_gt(&mut self, gd_index: usize) -> Result<()> {
+        if self.gt_loaded == Some(gd_index) {
+            return Ok(());
+        }
+        let offset = u64::from(self.gd[gd_index]) * VMDK_SECTOR;
+        let mut bytes = [0u8; VMDK_GT_BYTES_USIZE];
+        read_exact_at(&self.file, &mut bytes, offset, "grain table")?;
+        for (e, b) in self.gt.iter_mut().zip(bytes.chunks_exact(4)) {
+            *e = u32::from_le_bytes(b.try_into().expect("4 bytes"));
+        }
+        self.gt_loaded = Some(gd_index);
+        Ok(())
+    }
+
+    fn read_plain(&mut self, offset: u64, want: usize) -> Result<()> {
+        self.check_inside("grain", offset, want as u64)?;
+        self.buf.resize(want, 0);
+        read_exact_at(&self.file, &mut self.buf, offset, "grain")
+    }
+
+    fn read_compressed(&mut self, offset: u64, lba: u64) -> Result<()> {
+        self.check_inside("grain marker", offset, 12)?;
+        let mut head = [0u8; 16];
+        let n = (self.file_len - offset).min(16);
+        read_exact_at(
+            &self.file,
+            &mut head[..usize::try_from(n).expect("≤ 16")],
+            offset,
+            "grain marker",
+        )?;
+        let marker = Marker::parse(&head);
+        // A grain's compressed data can't reasonably be larger than the grain itself plus
+        // deflate's stored-block overhead.
+        let max = self.grain_bytes + self.grain_bytes / 8 + 1024;
+        if marker.size == 0 || u64::from(marker.size) > max {
+            let m = VmdkError::BadMarker {
+                what: "grain marker",
+                offset,
+                val: marker.val,
+                size: marker.size,
+                kind: marker.kind,
+            };
+            return Err(self.err(m));
+        }
+        if marker.val != lba {
+            return Err(self.err(VmdkError::WrongGrainLba {
+                offset,
+                found: marker.val,
+                expected: lba,
+            }));
+        }
+        let data_offset = offset + 12;
+        self.check_inside("compressed grain", data_offset, marker.size.into())?;
+        self.compressed
+            .resize(usize::try_from(marker.size).expect("bounded above"), 0);
+        read_exact_at(
+            &self.file,
+            &mut self.compressed,
+            data_offset,
+            "compressed grain",
+        )?;
+        self.inflate(offset)
+    }
+
+    fn inflate(&mut self, offset: u64) -> Result<()> {
+        let grain = usize::try_from(self.grain_bytes).expect("at most 4 MiB");
+        self.buf.clear();
+        self.buf.reserve(grain);
+        self.inflater.reset(true);
+        let status =
+            self.inflater
+                .decompress_vec(&self.compressed, &mut self.buf, FlushDecompress::Finish);
+        let reason = match status {
+            Ok(Status::StreamEnd) if self.buf.len() == grain => return Ok(()),
+            Ok(Status::StreamEnd) => format!(
+                "inflates to {} bytes, not one grain of {grain}",
+                self.buf.len()
+            ),
+            Ok(_) => "zlib stream does not end within one grain".to_string(),
+            Err(e) => e.to_string(),
+        };
+        Err(self.err(VmdkError::BadCompressedGrain { offset, reason }))
+    }
+
+    fn check_inside(&self, what: &'static str, offset: u64, len: u64) -> Result<()> {
+        if offset
+            .checked_add(len)
+            .is_none_or(|end| end > self.file_len)
+        {
+            return Err(self.err(VmdkError::PastEnd {
+                what,
+                offset,
+                len,
+                file_len: self.file_len,
+            }));
+        }
+        Ok(())
+    }
+
+    fn err(&self, e: VmdkError) -> Error {
+        e.at(&self.path)
+    }
+}
+
+/// Reads the footer of a `GD_AT_END` stream: footer marker, footer header, end-of-stream
+/// marker as the last three sectors; the footer must agree with the header.
+fn read_footer(
+    file: &File,
+    file_len: u64,
+    header: &SparseHeader,
+) -> Result<SparseHeader, VmdkError> {
+    if file_len % VMDK_SECTOR != 0 {
+        return Err(VmdkError::TruncatedStream { file_len });
+    }
+    if file_len < 3 * VMDK_SECTOR {
+        return Err(VmdkError::PastEnd {
+            what: "stream footer",
+            offset: 0,
+            len: 1536,
+            file_len,
+        });
+    }
+    let at = file_len - 3 * VMDK_SECTOR;
+    let mut tail = [0u8; 1536];
+    read_exact_at(file, &mut tail, at, "stream footer").map_err(|_| VmdkError::PastEnd {
+        what: "stream footer",
+        offset: at,
+        len: 1536,
+        file_len,
+    })?;
+    let marker =
+        |i: usize| Marker::parse(tail[i * 512..i * 512 + 16].try_into().expect("16 bytes"));
+    let (m, eos) = (marker(0), marker(2));
+    if m.size != 0 || m.kind != VMDK_MARKER_FOOTER {
+        return Err(VmdkError::BadMarker {
+            what: "footer marker",
+            offset: at,
+            val: m.val,
+            size: m.size,
+            kind: m.kind,
+        });
+    }
+    if eos
+        != (Marker {
+            val: 0,
+            size: 0,
+            kind: VMDK_MARKER_EOS,
+        })
+    {
+        let offset = at + 1024;
+        return Err(VmdkError::BadMarker {
+            what: "end-of-stream marker",
+            offset,
+            val: eos.val,
+            size: eos.size,
+            kind: eos.kind,
+        });
+    }
+    let footer = SparseHeader::parse(tail[512..1024].try_into().expect("512 bytes"), at + 512)?;
+    let bad = |field, value: u64, allowed| VmdkError::BadHeaderField {
+        offset: at + 512,
+        field,
+        value,
+        allowed,
+    };
+    if footer.gd_offset == VMDK_GD_AT_END || footer.gd_offset == 0 {
+        return Err(bad(
+            "gdOffset",
+            footer.gd_offset,
+            "the footer must give the grain directory's sector",
+        ));
+    }
+    if (footer.capacity, footer.grain_sectors, footer.flags)
+        != (header.capacity, header.grain_sectors, header.flags)
+    {
+        return Err(bad(
+            "capacity",
+            footer.capacity,
+            "footer capacity, grainSize and flags must equal the header's",
+        ));
+    }
+    Ok(footer)
+}
+
+/// Loads and checks the grain directory at sector `gd_sector`.
+fn read_gd(file: &File, file_len: u64, header: &SparseHeader, gd_sector: u64) -> Result<Vec<u32>> {
+    let entries = header.gd_entries();
+    if entries > VMDK_MAX_GD_ENTRIES {
+        let e = VmdkError::BadHeaderField {
+            offset: 0,
+            field: "capacity",
+            value: header.capacity,
+            allowed: "its grain directory would exceed 16 MiB",
+        };
+        return Err(e.into());
+    }
+    if gd_sector == 0 {
+        let e = VmdkError::BadHeaderField {
+            offset: 0,
+            field: "gdOffset",
+            value: 0,
+            allowed: "a grain directory is required",
+        };
+        return Err(e.into());
+    }
+    let gd_len = entries * 4;
+    let gd_offset = gd_sector
+        .checked_mul(VMDK_SECTOR)
+        .filter(|o| o.checked_add(gd_len).is_some_and(|e| e <= file_len));
+    let Some(gd_offset) = gd_offset else {
+        return Err(VmdkError::PastEnd {
+            what: "grain directory",
+            offset: gd_sector.saturating_mul(VMDK_SECTOR),
+            len: gd_len,
+            file_len,
+        }
+        .into());
+    };
+    let mut bytes = vec![0u8; usize::try_from(gd_len).expect("at most 16 MiB")];
+    read_exact_at(file, &mut bytes, gd_offset, "grain directory")?;
+    let gd: Vec<u32> = bytes
+        .chunks_exact(4)
+        .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
+        .collect();
+    check_tables(&gd, gd_offset, gd_len, file_len)?;
+    Ok(gd)
+}
+
+/// Every grain table must lie inside the file and overlap neither the header, the
+/// directory nor another table: aliasing tables are how hostile images loop.
+fn check_tables(gd: &[u32], gd_offset: u64, gd_len: u64, file_len: u64) -> Result<(), VmdkError> {
+    let mut seen: Vec<(u64, usize)> = Vec::new();
+    for (index, &entry) in gd.iter().enumerate() {
+        if entry == 0 {
+            continue;
+        }
+        let offset = u64::from(entry) * VMDK_SECTOR;
+        if offset + VMDK_GT_BYTES > file_len {
+            return Err(VmdkError::PastEnd {
+                what: "grain table",
+                offset,
+                len: VMDK_GT_BYTES,
+                file_len,
+            });
+        }
+        if offset < VMDK_SECTOR {
+            return Err(VmdkError::TableOverlap {
+                index,
+                offset,
+                other: "the header",
+            });
+        }
+        if offset < gd_offset + gd_len && gd_offset < offset + VMDK_GT_BYTES {
+            return Err(VmdkError::TableOverlap {
+                index,
+                offset,
+                other: "the grain directory",
+            });
+        }
+        seen.push((offset, index));
+    }
+    seen.sort_unstable();
+    for pair in seen.windows(2) {
+        let ((a, _), (b, index)) = (pair[0], pair[1]);
+        if b < a + VMDK_GT_BYTES {
+            return Err(VmdkError::TableOverlap {
+                index,
+                offset: b,
+                other: "another grain table",
+            });
+        }
+    }
+    Ok(())
+}

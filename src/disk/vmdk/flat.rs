@@ -1,0 +1,158 @@
+//! monolithicFlat: a text descriptor plus `<stem>-flat.vmdk`, the disk's bytes as they are.
+//!
+//! The writer leaves all-zero 64 KiB blocks as holes and sets the extent's length at the
+//! end (RAM: one write buffer of at most 4 MiB). The reader of FLAT extents walks data and
+//! holes with SEEK_DATA/SEEK_HOLE like the raw reader.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+
+use super::header::VMDK_SECTOR;
+use super::{VMDK_WRITE_GRAIN_SECTORS, WriteOptions};
+use crate::disk::block::{Block, Blocker};
+use crate::disk::{CreateRequest, DiskWriter, Extent, MAX_EXTENT_BYTES, WriteReport};
+use crate::error::Result;
+use crate::io::output::OutputSet;
+use crate::io::{read_exact_at, sys};
+
+/// Writes a descriptor and its flat extent.
+pub(super) struct FlatWriter {
+    descriptor_file: File,
+    descriptor: String,
+    flat: File,
+    len: u64,
+    blocker: Blocker,
+    pending: Vec<u8>,
+    pending_offset: u64,
+}
+
+impl FlatWriter {
+    pub fn new(req: &CreateRequest<'_>, opts: &WriteOptions, out: &mut OutputSet) -> Result<Self> {
+        let stem = out
+            .primary_path()
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let flat_name = format!("{stem}-flat.vmdk");
+        let descriptor = opts.descriptor(req, "FLAT", &flat_name);
+        let descriptor_file = out.create_primary()?;
+        let flat = out.create_sibling(&flat_name)?;
+        let block = usize::try_from(VMDK_WRITE_GRAIN_SECTORS * VMDK_SECTOR).expect("64 KiB");
+        Ok(Self {
+            descriptor_file,
+            descriptor,
+            flat,
+            len: opts.capacity * VMDK_SECTOR,
+            blocker: Blocker::new(block),
+            pending: Vec::with_capacity(MAX_EXTENT_BYTES),
+            pending_offset: 0,
+        })
+    }
+
+    fn take_block(&mut self, block: Block<'_>) -> Result<()> {
+        let Block::Data { index, bytes } = block else {
+            return Ok(());
+        };
+        let offset = index * bytes.len() as u64;
+        let contiguous = self.pending_offset + self.pending.len() as u64 == offset;
+        if !contiguous || self.pending.len() + bytes.len() > MAX_EXTENT_BYTES {
+            self.flush()?;
+            self.pending_offset = offset;
+        }
+        self.pending.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        // The last block was padded to 64 KiB; never write past the extent's length.
+        let room =
+            usize::try_from(self.len.saturating_sub(self.pending_offset)).unwrap_or(usize::MAX);
+        let n = self.pending.len().min(room);
+        self.flat
+            .write_all_at(&self.pending[..n], self.pending_offset)?;
+        self.pending.clear();
+        Ok(())
+    }
+}
+
+impl DiskWriter for FlatWriter {
+    fn write_extent(&mut self, extent: Extent<'_>) -> Result<()> {
+        let mut blocker = std::mem::replace(&mut self.blocker, Blocker::new(0));
+        let result = blocker.push(extent, &mut |b| self.take_block(b));
+        self.blocker = blocker;
+        result
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<WriteReport> {
+        let mut blocker = std::mem::replace(&mut self.blocker, Blocker::new(0));
+        blocker.finish(&mut |b| self.take_block(b))?;
+        self.flush()?;
+        self.flat.set_len(self.len)?;
+        self.descriptor_file
+            .write_all_at(self.descriptor.as_bytes(), 0)?;
+        Ok(WriteReport {
+            virtual_size: self.len,
+        })
+    }
+}
+
+/// Reads `len` bytes of a FLAT extent starting at byte `base` of its file.
+pub(super) struct FlatExtent {
+    pub path: PathBuf,
+    file: File,
+    base: u64,
+    len: u64,
+    pos: u64,
+    data_end: u64,
+    buf: Vec<u8>,
+}
+
+impl FlatExtent {
+    /// The caller has checked that `base + len` lies within the file.
+    pub fn new(path: PathBuf, file: File, base: u64, len: u64) -> Self {
+        Self {
+            path,
+            file,
+            base,
+            len,
+            pos: 0,
+            data_end: 0,
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn remaining(&self) -> u64 {
+        self.len - self.pos
+    }
+
+    pub fn next_extent(&mut self) -> Result<Extent<'_>> {
+        if self.pos == self.data_end {
+            let abs = self.base + self.pos;
+            let end = self.base + self.len;
+            let data = sys::next_data(&self.file, abs)?.unwrap_or(end).min(end);
+            if data > abs {
+                self.pos = data - self.base;
+                self.data_end = self.pos;
+                return Ok(Extent::Unallocated(data - abs));
+            }
+            let hole = sys::next_hole(&self.file, abs)?.min(end);
+            self.data_end = if hole <= abs {
+                self.len
+            } else {
+                hole - self.base
+            };
+        }
+        let n = (self.data_end - self.pos).min(MAX_EXTENT_BYTES as u64);
+        self.buf
+            .resize(usize::try_from(n).expect("at most MAX_EXTENT_BYTES"), 0);
+        read_exact_at(
+            &self.file,
+            &mut self.buf,
+            self.base + self.pos,
+            "flat extent data",
+        )?;
+        self.pos += n;
+        Ok(Extent::Data(&self.buf))
+    }
+}
