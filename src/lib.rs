@@ -12,7 +12,9 @@ pub mod context;
 pub mod disk;
 pub mod error;
 pub mod io;
+pub mod plan;
 pub mod size;
+pub mod spec;
 pub mod suggest;
 
 pub use context::BuildContext;

@@ -3,6 +3,7 @@
 //! Only this module and `main.rs` know about clap and miette; everything below speaks
 //! `kiln::Error`.
 
+mod build;
 mod convert;
 mod info;
 mod progress;
@@ -31,6 +32,12 @@ enum Command {
     Info(InfoArgs),
     /// Check an image's structure; exits non-zero when it is corrupt or unsafe.
     Check(CheckArgs),
+    /// Build the artefacts an appliance spec describes.
+    Build(build::BuildArgs),
+    /// Check an appliance spec and list every problem.
+    Validate(build::ValidateArgs),
+    /// Write a starter spec from a template.
+    Init(build::InitArgs),
 }
 
 /// Output options shared by create and convert.
@@ -150,6 +157,9 @@ pub fn run(cli: Cli) -> miette::Result<()> {
         Command::Convert(args) => convert::convert(&args),
         Command::Info(args) => info::info(&args),
         Command::Check(args) => info::check(&args),
+        Command::Build(args) => return build::build(&args),
+        Command::Validate(args) => return build::validate(&args),
+        Command::Init(args) => return build::init(&args),
     };
     result.map_err(|e| miette::Report::new(KilnDiagnostic(e)))
 }
