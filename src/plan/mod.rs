@@ -109,8 +109,11 @@ impl Plan {
             let e = PlanError::NoSuchOutput { only: only.clone(), known: known.join(", ") };
             return Err(Error::new(ErrorKind::InvalidInput, e));
         }
-        if !spec.unsupported.is_empty() {
-            let lines: Vec<String> = spec.unsupported.iter().map(|i| locate(&spec.path, i.span, &i.key, &i.message)).collect();
+        // Missing capabilities of outputs `--only` left out do not stop the build.
+        let skipped: Vec<String> = spec.outputs.iter().filter(|o| !outputs.iter().any(|s| s.index == o.index)).map(|o| format!("outputs[{}]", o.index)).collect();
+        let blocking: Vec<&crate::spec::Issue> = spec.unsupported.iter().filter(|i| !skipped.contains(&i.key)).collect();
+        if !blocking.is_empty() {
+            let lines: Vec<String> = blocking.iter().map(|i| locate(&spec.path, i.span, &i.key, &i.message)).collect();
             let e = PlanError::Unsupported { issues: lines.join("; ") };
             return Err(Error::new(ErrorKind::Unsupported, e));
         }

@@ -102,10 +102,18 @@ fn describe(error: &serde_saphyr::Error, text: &str) -> (String, Option<Span>) {
         serde_saphyr::Error::SerdeUnknownVariant { variant, expected, .. } => {
             unknown(variant, expected, "value")
         }
-        serde_saphyr::Error::Budget { .. } => {
-            format!("{}; kiln bounds anchors and aliases in specs", first_line(error))
+        serde_saphyr::Error::Budget { .. }
+        | serde_saphyr::Error::AliasReplayLimitExceeded { .. }
+        | serde_saphyr::Error::AliasExpansionLimitExceeded { .. }
+        | serde_saphyr::Error::AliasReplayStackDepthExceeded { .. } => format!(
+            "anchors and aliases expand past kiln's limit ({MAX_ALIAS_REPLAY_EVENTS} replayed events, 1000 aliases, depth 64): {}",
+            first_line(error)
+        ),
+        serde_saphyr::Error::InvalidScalar { ty, .. } => {
+            let found = span.and_then(|s| snippet(text, s)).unwrap_or_default();
+            format!("`{found}` is not {}", friendly_type(ty))
         }
-        _ => first_line(error),
+        _ => untagged_hint(first_line(error)),
     };
     (message, span)
 }
@@ -131,10 +139,35 @@ fn unknown(word: &str, expected: &[&str], what: &str) -> String {
 fn first_line(error: &serde_saphyr::Error) -> String {
     let text = error.to_string();
     let line = text.lines().next().unwrap_or_default();
-    match line.rfind(" at line ") {
+    match line.find(" at line ") {
         Some(i) => line[..i].to_string(),
         None => line.to_string(),
     }
+}
+
+fn friendly_type(ty: &str) -> &'static str {
+    match ty {
+        "bool" => "a boolean (true or false)",
+        "f32" | "f64" => "a number",
+        "char" | "string" => "a string",
+        _ => "an integer",
+    }
+}
+
+fn snippet(text: &str, span: Span) -> Option<String> {
+    let start = usize::try_from(span.offset).ok()?;
+    let end = start.checked_add(usize::try_from(span.len).ok()?)?;
+    Some(text.get(start..end)?.to_string())
+}
+
+fn untagged_hint(message: String) -> String {
+    if message.contains("untagged enum OptionValue") {
+        return "an option value must be a string, number or boolean".into();
+    }
+    if message.contains("untagged enum CloudInitPart") {
+        return "a cloud-init part must be a file path or an inline mapping".into();
+    }
+    message
 }
 
 /// A [`Span`] for a serde-saphyr location (lines and columns are 1-based there and here).

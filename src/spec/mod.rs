@@ -118,3 +118,12 @@ impl From<SpecErrors> for Error {
         Error::new(ErrorKind::InvalidInput, e)
     }
 }
+
+/// The JSON Schema of the spec, generated from [`model::Spec`], as checked in at
+/// `schemas/kiln-spec.schema.json`.
+pub fn schema_json() -> String {
+    let schema = schemars::schema_for!(model::Spec);
+    let mut text = serde_json::to_string_pretty(&schema).unwrap_or_default();
+    text.push('\n');
+    text
+}

@@ -60,6 +60,8 @@ pub struct ValidDisk {
 /// A checked output.
 #[derive(Debug, Clone)]
 pub struct ValidOutput {
+    /// Position in the spec's `outputs`.
+    pub index: usize,
     /// Output name (`--only`).
     pub name: String,
     /// File name in the output directory.

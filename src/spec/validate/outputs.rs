@@ -39,6 +39,7 @@ impl Checker<'_> {
             let options = self.output_options(o, &key);
             let (Some(disk), Some(options)) = (disk, options) else { continue };
             outputs.push(ValidOutput {
+                index: i,
                 name,
                 file,
                 disk,
