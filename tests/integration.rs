@@ -5,5 +5,7 @@
 //! needs a missing oracle fails with an install hint instead of skipping.
 
 mod cli;
+mod build;
 mod formats;
+mod spec;
 mod util;

@@ -264,7 +264,7 @@ impl Checker<'_> {
                 self.err(&disk.value.name, &format!("{key}.name"), format!("duplicate disk name `{name}` (also disks[{first}])"));
             }
             let size = disk.value.size.as_ref().and_then(|s| self.size(s, &format!("{key}.size")));
-            let source = self.source(&disk.value.source, &key, size.is_some());
+            let source = self.source(&disk.value.source, &key, disk.value.size.is_some());
             if let (Some(DiskPlanSource::File { path, .. }), Some(size), Some(at)) =
                 (&source, size, &disk.value.size)
             {
