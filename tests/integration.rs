@@ -4,8 +4,8 @@
 //! Correctness is judged by the independent oracles in `../shared/oracles`; a test that
 //! needs a missing oracle fails with an install hint instead of skipping.
 
-mod cli;
 mod build;
+mod cli;
 mod formats;
 mod spec;
 mod util;

@@ -15,11 +15,26 @@ use super::KilnDiagnostic;
 /// Starter specs `kiln init --template NAME` writes (name, text).
 const TEMPLATES: &[(&str, &str)] = &[
     ("minimal", include_str!("../../templates/minimal.yaml")),
-    ("ubuntu-cloud", include_str!("../../templates/ubuntu-cloud.yaml")),
-    ("debian-cloud", include_str!("../../templates/debian-cloud.yaml")),
-    ("openstack-qcow2", include_str!("../../templates/openstack-qcow2.yaml")),
-    ("vmware-ova", include_str!("../../templates/vmware-ova.yaml")),
-    ("virtualbox-ova", include_str!("../../templates/virtualbox-ova.yaml")),
+    (
+        "ubuntu-cloud",
+        include_str!("../../templates/ubuntu-cloud.yaml"),
+    ),
+    (
+        "debian-cloud",
+        include_str!("../../templates/debian-cloud.yaml"),
+    ),
+    (
+        "openstack-qcow2",
+        include_str!("../../templates/openstack-qcow2.yaml"),
+    ),
+    (
+        "vmware-ova",
+        include_str!("../../templates/vmware-ova.yaml"),
+    ),
+    (
+        "virtualbox-ova",
+        include_str!("../../templates/virtualbox-ova.yaml"),
+    ),
     ("aws-ami", include_str!("../../templates/aws-ami.yaml")),
 ];
 
@@ -31,7 +46,12 @@ pub(super) struct BuildArgs {
     #[arg(long)]
     dry_run: bool,
     /// Output directory (created when missing).
-    #[arg(short = 'o', long = "output-dir", value_name = "DIR", default_value = "build")]
+    #[arg(
+        short = 'o',
+        long = "output-dir",
+        value_name = "DIR",
+        default_value = "build"
+    )]
     out_dir: PathBuf,
     /// Build only the output with this name.
     #[arg(long, value_name = "NAME")]
@@ -65,7 +85,10 @@ pub(super) struct InitArgs {
 
 pub(super) fn build(args: &BuildArgs) -> miette::Result<()> {
     let spec = load(&args.spec)?;
-    let opts = BuildOptions { out_dir: args.out_dir.clone(), only: args.only.clone() };
+    let opts = BuildOptions {
+        out_dir: args.out_dir.clone(),
+        only: args.only.clone(),
+    };
     let plan = Plan::new(spec, &opts).map_err(wrap)?;
     if args.dry_run {
         print!("{}", plan.describe());
@@ -85,31 +108,50 @@ pub(super) fn build(args: &BuildArgs) -> miette::Result<()> {
         println!("{}", plan.out_dir.join(&a.path).display());
     }
     let name = &plan.spec.name;
-    log(&format!("report: {}", plan.out_dir.join(format!("{name}.kiln.json")).display()));
+    log(&format!(
+        "report: {}",
+        plan.out_dir.join(format!("{name}.kiln.json")).display()
+    ));
     Ok(())
 }
 
 pub(super) fn validate(args: &ValidateArgs) -> miette::Result<()> {
     let spec = load(&args.spec)?;
     for note in &spec.unsupported {
-        eprintln!("kiln: note: {}: cannot be built by this kiln: {}", where_(&spec, note), note.message);
+        eprintln!(
+            "kiln: note: {}: cannot be built by this kiln: {}",
+            where_(&spec, note),
+            note.message
+        );
     }
-    println!("{}: valid ({} disks, {} outputs)", spec.path.display(), spec.disks.len(), spec.outputs.len());
+    println!(
+        "{}: valid ({} disks, {} outputs)",
+        spec.path.display(),
+        spec.disks.len(),
+        spec.outputs.len()
+    );
     Ok(())
 }
 
 pub(super) fn init(args: &InitArgs) -> miette::Result<()> {
     let Some((_, text)) = TEMPLATES.iter().find(|(n, _)| *n == args.template) else {
         let names: Vec<&str> = TEMPLATES.iter().map(|(n, _)| *n).collect();
-        let hint = kiln::suggest::closest(&args.template, &names).map(|n| format!("did you mean `{n}`? ")).unwrap_or_default();
-        let message = format!("no template `{}`; {hint}templates: {}", args.template, names.join(", "));
+        let hint = kiln::suggest::closest(&args.template, &names)
+            .map(|n| format!("did you mean `{n}`? "))
+            .unwrap_or_default();
+        let message = format!(
+            "no template `{}`; {hint}templates: {}",
+            args.template,
+            names.join(", ")
+        );
         return Err(wrap(kiln::Error::invalid_input(message)));
     };
     let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from("."));
     std::fs::create_dir_all(&dir).map_err(|e| wrap(kiln::Error::io(e).with_path(&dir)))?;
     let path = dir.join("kiln.yaml");
     if path.exists() && !args.force {
-        let e = kiln::Error::invalid_input("already exists; pass --force to replace it").with_path(&path);
+        let e = kiln::Error::invalid_input("already exists; pass --force to replace it")
+            .with_path(&path);
         return Err(wrap(e));
     }
     std::fs::write(&path, text).map_err(|e| wrap(kiln::Error::io(e).with_path(&path)))?;
@@ -122,22 +164,25 @@ fn wrap(e: kiln::Error) -> miette::Report {
 }
 
 fn load(path: &Path) -> miette::Result<ValidSpec> {
-    let (parsed, text) = spec::load(path).map_err(report)?;
-    spec::validate(path, parsed, text).map_err(report)
+    let (parsed, text) = spec::load(path).map_err(|e| report(&e))?;
+    spec::validate(path, parsed, text).map_err(|e| report(&e))
 }
 
 fn where_(spec: &ValidSpec, issue: &Issue) -> String {
-    let at = issue.span.map(|s| format!(":{}:{}", s.line, s.col)).unwrap_or_default();
+    let at = issue
+        .span
+        .map(|s| format!(":{}:{}", s.line, s.col))
+        .unwrap_or_default();
     format!("{}{at}: {}", spec.path.display(), issue.key)
 }
 
 /// Every issue as one diagnostic: the first on top, the rest related.
-fn report(errors: SpecErrors) -> miette::Report {
+fn report(errors: &SpecErrors) -> miette::Report {
     let source = NamedSource::new(errors.path.display().to_string(), errors.text.clone());
     let mut diags: Vec<IssueDiagnostic> = errors
         .issues
         .iter()
-        .map(|i| IssueDiagnostic::new(&errors, i, source.clone()))
+        .map(|i| IssueDiagnostic::new(errors, i, source.clone()))
         .collect();
     if diags.is_empty() {
         return miette::miette!("{errors}");
@@ -158,23 +203,42 @@ struct IssueDiagnostic {
 
 impl IssueDiagnostic {
     fn new(errors: &SpecErrors, issue: &Issue, source: NamedSource<String>) -> Self {
-        let key = if issue.key.is_empty() { String::new() } else { format!("{}: ", issue.key) };
-        let at = issue.span.map(|s| format!(":{}:{}", s.line, s.col)).unwrap_or_default();
+        let key = if issue.key.is_empty() {
+            String::new()
+        } else {
+            format!("{}: ", issue.key)
+        };
+        let at = issue
+            .span
+            .map(|s| format!(":{}:{}", s.line, s.col))
+            .unwrap_or_default();
         let message = format!("{}{at}: {key}{}", errors.path.display(), issue.message);
         let text_len = errors.text.len();
         // A label needs a span inside the text and at least one line to show.
         let label = issue.span.filter(|_| text_len > 0).map(|s| {
-            let offset = usize::try_from(s.offset).unwrap_or(text_len).min(text_len.saturating_sub(1));
-            let len = usize::try_from(s.len).unwrap_or(1).min(text_len - offset).max(1);
+            let offset = usize::try_from(s.offset)
+                .unwrap_or(text_len)
+                .min(text_len.saturating_sub(1));
+            let len = usize::try_from(s.len)
+                .unwrap_or(1)
+                .min(text_len - offset)
+                .max(1);
             LabeledSpan::new_with_span(Some("here".into()), SourceSpan::from((offset, len)))
         });
-        Self { message, code: source, label, related: Vec::new() }
+        Self {
+            message,
+            code: source,
+            label,
+            related: Vec::new(),
+        }
     }
 }
 
 impl Diagnostic for IssueDiagnostic {
     fn source_code(&self) -> Option<&dyn miette::SourceCode> {
-        self.label.as_ref().map(|_| &self.code as &dyn miette::SourceCode)
+        self.label
+            .as_ref()
+            .map(|_| &self.code as &dyn miette::SourceCode)
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {

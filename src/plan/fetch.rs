@@ -63,12 +63,19 @@ pub fn hex(bytes: &[u8]) -> String {
 /// # Errors
 /// A digest mismatch naming the file and both digests; read failures.
 pub fn verify_file(path: &Path, expected: Option<&str>, at: &str) -> Result<()> {
-    let Some(expected) = expected else { return Ok(()) };
+    let Some(expected) = expected else {
+        return Ok(());
+    };
     let (found, _) = hash_file(path)?;
     if found != expected {
         let what = path.display().to_string();
-        let e = PlanError::Sha256Mismatch { what, expected: expected.into(), found, at: at.into() };
-        return Err(Error::new(ErrorKind::InvalidInput, e));
+        let e = PlanError::Sha256Mismatch {
+            what,
+            expected: expected.into(),
+            found,
+            at: at.into(),
+        };
+        return Err(Error::new(ErrorKind::InvalidImage, e));
     }
     Ok(())
 }
@@ -89,8 +96,13 @@ pub fn fetch_url(url: &str, sha256: &str, at: &str, log: &mut dyn FnMut(&str)) -
     let found = download(url, &partial, log)?;
     if found != sha256 {
         let _ = std::fs::remove_file(&partial);
-        let e = PlanError::Sha256Mismatch { what: url.into(), expected: sha256.into(), found, at: at.into() };
-        return Err(Error::new(ErrorKind::InvalidInput, e));
+        let e = PlanError::Sha256Mismatch {
+            what: url.into(),
+            expected: sha256.into(),
+            found,
+            at: at.into(),
+        };
+        return Err(Error::new(ErrorKind::InvalidImage, e));
     }
     std::fs::rename(&partial, &done).map_err(|e| Error::io(e).with_path(&done))?;
     Ok(done)
@@ -122,9 +134,14 @@ fn download(url: &str, partial: &Path, log: &mut dyn FnMut(&str)) -> Result<Stri
         .truncate(!resumed)
         .open(partial)
         .map_err(|e| Error::io(e).with_path(partial))?;
-    let mut body = response.into_body().into_with_config().limit(u64::MAX).reader();
+    let mut body = response
+        .into_body()
+        .into_with_config()
+        .limit(u64::MAX)
+        .reader();
     copy_hashing(&mut body, &mut file, &mut hasher).map_err(|e| Error::io(e).with_path(partial))?;
-    file.sync_all().map_err(|e| Error::io(e).with_path(partial))?;
+    file.sync_all()
+        .map_err(|e| Error::io(e).with_path(partial))?;
     Ok(hex(&hasher.finalize()))
 }
 
@@ -142,8 +159,14 @@ fn copy_hashing(reader: &mut dyn Read, out: &mut File, hasher: &mut Sha256) -> s
 
 fn http_error(url: &str, source: ureq::Error) -> Error {
     let e = match source {
-        ureq::Error::StatusCode(status) => PlanError::DownloadStatus { url: url.into(), status },
-        source => PlanError::Download { url: url.into(), source: Box::new(source) },
+        ureq::Error::StatusCode(status) => PlanError::DownloadStatus {
+            url: url.into(),
+            status,
+        },
+        source => PlanError::Download {
+            url: url.into(),
+            source: Box::new(source),
+        },
     };
     Error::new(ErrorKind::Io, e)
 }
@@ -155,6 +178,9 @@ mod tests {
     #[test]
     fn hex_of_sha256_of_empty_input_is_the_known_vector() {
         let digest = Sha256::new().finalize();
-        assert_eq!(hex(&digest), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        assert_eq!(
+            hex(&digest),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
     }
 }

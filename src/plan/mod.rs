@@ -102,29 +102,66 @@ impl Plan {
     pub fn new(spec: ValidSpec, opts: &BuildOptions) -> Result<Self> {
         let outputs: Vec<ValidOutput> = match &opts.only {
             None => spec.outputs.clone(),
-            Some(only) => spec.outputs.iter().filter(|o| &o.name == only).cloned().collect(),
+            Some(only) => spec
+                .outputs
+                .iter()
+                .filter(|o| &o.name == only)
+                .cloned()
+                .collect(),
         };
         if let (Some(only), true) = (&opts.only, outputs.is_empty()) {
-            let known = spec.outputs.iter().map(|o| format!("`{}`", o.name)).collect::<Vec<_>>();
-            let e = PlanError::NoSuchOutput { only: only.clone(), known: known.join(", ") };
+            let known = spec
+                .outputs
+                .iter()
+                .map(|o| format!("`{}`", o.name))
+                .collect::<Vec<_>>();
+            let e = PlanError::NoSuchOutput {
+                only: only.clone(),
+                known: known.join(", "),
+            };
             return Err(Error::new(ErrorKind::InvalidInput, e));
         }
         // Missing capabilities of outputs `--only` left out do not stop the build.
-        let skipped: Vec<String> = spec.outputs.iter().filter(|o| !outputs.iter().any(|s| s.index == o.index)).map(|o| format!("outputs[{}]", o.index)).collect();
-        let blocking: Vec<&crate::spec::Issue> = spec.unsupported.iter().filter(|i| !skipped.contains(&i.key)).collect();
+        let skipped: Vec<String> = spec
+            .outputs
+            .iter()
+            .filter(|o| !outputs.iter().any(|s| s.index == o.index))
+            .map(|o| format!("outputs[{}]", o.index))
+            .collect();
+        let blocking: Vec<&crate::spec::Issue> = spec
+            .unsupported
+            .iter()
+            .filter(|i| !skipped.contains(&i.key))
+            .collect();
         if !blocking.is_empty() {
-            let lines: Vec<String> = blocking.iter().map(|i| locate(&spec.path, i.span, &i.key, &i.message)).collect();
-            let e = PlanError::Unsupported { issues: lines.join("; ") };
+            let lines: Vec<String> = blocking
+                .iter()
+                .map(|i| locate(&spec.path, i.span, &i.key, &i.message))
+                .collect();
+            let e = PlanError::Unsupported {
+                issues: lines.join("; "),
+            };
             return Err(Error::new(ErrorKind::Unsupported, e));
         }
-        Ok(Self { spec, outputs, out_dir: opts.out_dir.clone() })
+        Ok(Self {
+            spec,
+            outputs,
+            out_dir: opts.out_dir.clone(),
+        })
     }
 
     /// The plan in words, for `--dry-run`.
     pub fn describe(&self) -> String {
-        let mut s = format!("plan for `{}` ({})\ninputs:\n", self.spec.name, self.spec.path.display());
+        let mut s = format!(
+            "plan for `{}` ({})\ninputs:\n",
+            self.spec.name,
+            self.spec.path.display()
+        );
         for d in &self.spec.disks {
-            let size = d.size.map(|b| format!(", size {}", HumanSize(b))).unwrap_or_default();
+            let size = d
+                .size
+                .map(|b| format!(", size {}", HumanSize(b)))
+                .unwrap_or_default();
             let _ = writeln!(s, "  disk {}: {}{size}", d.name, source_text(&d.source));
         }
         let _ = writeln!(s, "outputs (in {}):", self.out_dir.display());
@@ -148,11 +185,19 @@ impl Plan {
     /// # Errors
     /// The first failing step; artefacts finished before it stay in place.
     pub fn execute(&self, log: &mut dyn FnMut(&str)) -> Result<BuildReport> {
-        std::fs::create_dir_all(&self.out_dir).map_err(|e| Error::io(e).with_path(&self.out_dir))?;
+        std::fs::create_dir_all(&self.out_dir)
+            .map_err(|e| Error::io(e).with_path(&self.out_dir))?;
         let inputs = self.fetch_inputs(log)?;
         let mut artefacts = Vec::new();
         for (i, o) in self.outputs.iter().enumerate() {
-            log(&format!("[{}/{}] writing {} ({} in {})", i + 1, self.outputs.len(), o.file, o.disk_format.name(), o.container.name()));
+            log(&format!(
+                "[{}/{}] writing {} ({} in {})",
+                i + 1,
+                self.outputs.len(),
+                o.file,
+                o.disk_format.name(),
+                o.container.name()
+            ));
             artefacts.push(self.write_output(o, &inputs[o.disk])?);
         }
         let report = BuildReport::new(&self.spec, artefacts);
@@ -168,7 +213,12 @@ impl Plan {
                 inputs.push(None);
                 continue;
             }
-            let at = locate(&self.spec.path, d.source_span, &format!("disks[{i}].source"), "");
+            let at = locate(
+                &self.spec.path,
+                d.source_span,
+                &format!("disks[{i}].source"),
+                "",
+            );
             let at = at.trim_end_matches(": ");
             let path = match &d.source {
                 DiskPlanSource::Blank => None,
@@ -176,7 +226,9 @@ impl Plan {
                     fetch::verify_file(path, sha256.as_deref(), at)?;
                     Some(path.clone())
                 }
-                DiskPlanSource::Url { url, sha256 } => Some(fetch::fetch_url(url, sha256, at, log)?),
+                DiskPlanSource::Url { url, sha256 } => {
+                    Some(fetch::fetch_url(url, sha256, at, log)?)
+                }
             };
             inputs.push(path);
         }
@@ -191,8 +243,15 @@ impl Plan {
         let reader = disk::open(path, &OpenOptions::default())?;
         match disk.size {
             Some(size) if size != reader.virtual_size() => {
-                let at = locate(&self.spec.path, disk.size_span, &format!("disks[{}].size", o.disk), "");
-                Ok(Box::new(Grown::new(reader, size).map_err(|e| e.with_path(Path::new(at.trim_end_matches(": "))))?))
+                let at = locate(
+                    &self.spec.path,
+                    disk.size_span,
+                    &format!("disks[{}].size", o.disk),
+                    "",
+                );
+                Ok(Box::new(Grown::new(reader, size).map_err(|e| {
+                    e.with_path(Path::new(at.trim_end_matches(": ")))
+                })?))
             }
             _ => Ok(reader),
         }
@@ -211,18 +270,29 @@ impl Plan {
         let target = self.out_dir.join(&o.file);
         let mut set = OutputSet::new(&target, true);
         let mut writer = disk::create(&req, &mut set).map_err(|e| e.with_path(&target))?;
-        disk::convert(reader.as_mut(), writer.as_mut(), &mut |_| {}).map_err(|e| e.with_path(&target))?;
+        disk::convert(reader.as_mut(), writer.as_mut(), &mut |_| {})
+            .map_err(|e| e.with_path(&target))?;
         let written = writer.finish().map_err(|e| e.with_path(&target))?;
         let (sha256, size) = fetch::hash_file(&partial_path(&target))?;
         set.commit()?;
-        Ok(Artefact::new(&self.spec, o, &target, size, sha256, written.virtual_size))
+        Ok(Artefact::new(
+            &self.spec,
+            o,
+            &target,
+            size,
+            sha256,
+            written.virtual_size,
+        ))
     }
 }
 
 fn source_text(source: &DiskPlanSource) -> String {
     match source {
         DiskPlanSource::Blank => "blank".into(),
-        DiskPlanSource::File { path, sha256: Some(_) } => format!("file {} (sha256 checked)", path.display()),
+        DiskPlanSource::File {
+            path,
+            sha256: Some(_),
+        } => format!("file {} (sha256 checked)", path.display()),
         DiskPlanSource::File { path, sha256: None } => format!("file {}", path.display()),
         DiskPlanSource::Url { url, sha256 } => format!("url {url} (sha256 {sha256})"),
     }
@@ -230,11 +300,17 @@ fn source_text(source: &DiskPlanSource) -> String {
 
 fn options_text(o: &ValidOutput) -> String {
     let items: Vec<String> = o.options.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    if items.is_empty() { String::new() } else { format!(", options {}", items.join(",")) }
+    if items.is_empty() {
+        String::new()
+    } else {
+        format!(", options {}", items.join(","))
+    }
 }
 
 /// `spec.yaml:7:9: key: message`.
 fn locate(path: &Path, span: Option<Span>, key: &str, message: &str) -> String {
-    let at = span.map(|s| format!(":{}:{}", s.line, s.col)).unwrap_or_default();
+    let at = span
+        .map(|s| format!(":{}:{}", s.line, s.col))
+        .unwrap_or_default();
     format!("{}{at}: {key}: {message}", path.display())
 }

@@ -43,8 +43,18 @@ pub struct Artefact {
 
 impl Artefact {
     /// Describes the artefact written at `target` for `o`.
-    pub fn new(spec: &ValidSpec, o: &ValidOutput, target: &Path, size: u64, sha256: String, virtual_size: u64) -> Self {
-        let path = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    pub fn new(
+        spec: &ValidSpec,
+        o: &ValidOutput,
+        target: &Path,
+        size: u64,
+        sha256: String,
+        virtual_size: u64,
+    ) -> Self {
+        let path = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let glance_args = glance_args(o, &path, &spec.name, spec.firmware);
         Self {
             name: o.name.clone(),
@@ -60,14 +70,33 @@ impl Artefact {
 }
 
 /// `openstack image create --disk-format F --container-format C [--property ...] --file PATH NAME`.
-fn glance_args(o: &ValidOutput, path: &str, image_name: &str, firmware: Option<Firmware>) -> Vec<String> {
-    let mut args: Vec<String> = ["openstack", "image", "create", "--disk-format", o.disk_format.name(), "--container-format", o.container.name()]
-        .iter()
-        .map(|s| (*s).to_string())
-        .collect();
+fn glance_args(
+    o: &ValidOutput,
+    path: &str,
+    image_name: &str,
+    firmware: Option<Firmware>,
+) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "openstack",
+        "image",
+        "create",
+        "--disk-format",
+        o.disk_format.name(),
+        "--container-format",
+        o.container.name(),
+    ]
+    .iter()
+    .map(|s| (*s).to_string())
+    .collect();
     if o.container == ContainerFormat::Ami {
-        args.extend(["--property".into(), format!("kernel_id={KERNEL_ID_PLACEHOLDER}")]);
-        args.extend(["--property".into(), format!("ramdisk_id={RAMDISK_ID_PLACEHOLDER}")]);
+        args.extend([
+            "--property".into(),
+            format!("kernel_id={KERNEL_ID_PLACEHOLDER}"),
+        ]);
+        args.extend([
+            "--property".into(),
+            format!("ramdisk_id={RAMDISK_ID_PLACEHOLDER}"),
+        ]);
     }
     if firmware == Some(Firmware::Efi) {
         args.extend(["--property".into(), "hw_firmware_type=uefi".into()]);
@@ -102,7 +131,11 @@ impl BuildReport {
 
     /// `sha256sum` lines sorted by file name.
     pub fn sha256sums(&self) -> String {
-        let mut lines: Vec<String> = self.artefacts.iter().map(|a| format!("{}  {}\n", a.sha256, a.path)).collect();
+        let mut lines: Vec<String> = self
+            .artefacts
+            .iter()
+            .map(|a| format!("{}  {}\n", a.sha256, a.path))
+            .collect();
         lines.sort_by(|a, b| a.get(66..).cmp(&b.get(66..)));
         lines.concat()
     }
@@ -112,7 +145,8 @@ impl BuildReport {
     /// # Errors
     /// I/O failures; nothing half-written is left.
     pub fn write(&self, dir: &Path, name: &str) -> Result<()> {
-        let mut json = serde_json::to_string_pretty(self).map_err(|e| Error::new(crate::ErrorKind::Io, e))?;
+        let mut json =
+            serde_json::to_string_pretty(self).map_err(|e| Error::new(crate::ErrorKind::Io, e))?;
         json.push('\n');
         write_atomic(&dir.join(format!("{name}.kiln.json")), json.as_bytes())?;
         write_atomic(&dir.join("SHA256SUMS"), self.sha256sums().as_bytes())
@@ -122,7 +156,8 @@ impl BuildReport {
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut set = OutputSet::new(path, true);
     let mut file = set.create_primary()?;
-    file.write_all(bytes).map_err(|e| Error::io(e).with_path(path))?;
+    file.write_all(bytes)
+        .map_err(|e| Error::io(e).with_path(path))?;
     set.commit()?;
     Ok(())
 }

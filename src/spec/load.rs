@@ -50,7 +50,8 @@ fn read_capped(path: &Path) -> Result<Vec<u8>, SpecErrors> {
 /// As [`load`].
 pub fn parse_bytes(path: &Path, bytes: &[u8]) -> Result<(Spec, String), SpecErrors> {
     if bytes.len() as u64 > MAX_SPEC_BYTES {
-        let message = format!("spec is larger than {MAX_SPEC_BYTES} bytes; a spec is a few KiB of YAML");
+        let message =
+            format!("spec is larger than {MAX_SPEC_BYTES} bytes; a spec is a few KiB of YAML");
         return Err(SpecErrors::single(path, String::new(), message, None));
     }
     let text = match std::str::from_utf8(bytes) {
@@ -98,10 +99,12 @@ fn options() -> Options {
 fn describe(error: &serde_saphyr::Error, text: &str) -> (String, Option<Span>) {
     let span = error.location().and_then(|l| span_of(&l, text));
     let message = match inner(error) {
-        serde_saphyr::Error::SerdeUnknownField { field, expected, .. } => unknown(field, expected, "key"),
-        serde_saphyr::Error::SerdeUnknownVariant { variant, expected, .. } => {
-            unknown(variant, expected, "value")
-        }
+        serde_saphyr::Error::SerdeUnknownField {
+            field, expected, ..
+        } => unknown(field, expected, "key"),
+        serde_saphyr::Error::SerdeUnknownVariant {
+            variant, expected, ..
+        } => unknown(variant, expected, "value"),
         serde_saphyr::Error::Budget { .. }
         | serde_saphyr::Error::AliasReplayLimitExceeded { .. }
         | serde_saphyr::Error::AliasExpansionLimitExceeded { .. }
@@ -131,7 +134,10 @@ fn unknown(word: &str, expected: &[&str], what: &str) -> String {
     match closest(word, expected) {
         Some(hint) => format!("unknown {what} `{word}`; did you mean `{hint}`?"),
         None if expected.is_empty() => format!("unknown {what} `{word}`"),
-        None => format!("unknown {what} `{word}`; expected one of {}", expected.join(", ")),
+        None => format!(
+            "unknown {what} `{word}`; expected one of {}",
+            expected.join(", ")
+        ),
     }
 }
 
@@ -179,21 +185,37 @@ pub(crate) fn span_of(location: &Location, text: &str) -> Option<Span> {
     }
     let offset = line_col_offset(text, line, col)?;
     let len = location.span().byte_len().unwrap_or(1).max(1);
-    Some(Span { line, col, offset: offset as u64, len })
+    Some(Span {
+        line,
+        col,
+        offset: offset as u64,
+        len,
+    })
 }
 
 fn line_col_offset(text: &str, line: u64, col: u64) -> Option<usize> {
     let line_index = usize::try_from(line.checked_sub(1)?).ok()?;
-    let start: usize = text.split_inclusive('\n').take(line_index).map(str::len).sum();
+    let start: usize = text
+        .split_inclusive('\n')
+        .take(line_index)
+        .map(str::len)
+        .sum();
     let rest = text.get(start..)?;
     let chars = usize::try_from(col.saturating_sub(1)).ok()?;
-    let within = rest.char_indices().nth(chars).map_or(rest.len(), |(i, _)| i);
+    let within = rest
+        .char_indices()
+        .nth(chars)
+        .map_or(rest.len(), |(i, _)| i);
     Some(start + within)
 }
 
 impl Issue {
     /// An issue at `location` (or unlocated when the location is unknown).
     pub(crate) fn at(location: &Location, text: &str, key: &str, message: String) -> Self {
-        Self { key: key.to_string(), message, span: span_of(location, text) }
+        Self {
+            key: key.to_string(),
+            message,
+            span: span_of(location, text),
+        }
     }
 }

@@ -37,7 +37,12 @@ impl Span {
         let line = before.matches('\n').count() as u64 + 1;
         let line_start = before.rfind('\n').map_or(0, |i| i + 1);
         let col = before.get(line_start..).map_or(0, |s| s.chars().count()) as u64 + 1;
-        Self { line, col, offset: offset as u64, len }
+        Self {
+            line,
+            col,
+            offset: offset as u64,
+            len,
+        }
     }
 }
 
@@ -66,8 +71,16 @@ pub struct SpecErrors {
 impl SpecErrors {
     /// One unlocated or located problem.
     pub fn single(path: &Path, text: String, message: String, span: Option<Span>) -> Self {
-        let issue = Issue { key: String::new(), message, span };
-        Self { path: path.to_path_buf(), text, issues: vec![issue] }
+        let issue = Issue {
+            key: String::new(),
+            message,
+            span,
+        };
+        Self {
+            path: path.to_path_buf(),
+            text,
+            issues: vec![issue],
+        }
     }
 
     /// Plain text, one issue per block: `file:line:col: key: message`, the line, a caret.
@@ -80,12 +93,21 @@ impl SpecErrors {
     }
 
     fn render_issue(&self, issue: &Issue) -> String {
-        let key = if issue.key.is_empty() { String::new() } else { format!("{}: ", issue.key) };
+        let key = if issue.key.is_empty() {
+            String::new()
+        } else {
+            format!("{}: ", issue.key)
+        };
         let Some(span) = issue.span else {
             return format!("{}: {key}{}\n", self.path.display(), issue.message);
         };
-        let mut out =
-            format!("{}:{}:{}: {key}{}\n", self.path.display(), span.line, span.col, issue.message);
+        let mut out = format!(
+            "{}:{}:{}: {key}{}\n",
+            self.path.display(),
+            span.line,
+            span.col,
+            issue.message
+        );
         let line_index = usize::try_from(span.line.saturating_sub(1)).unwrap_or(usize::MAX);
         if let Some(line) = self.text.lines().nth(line_index) {
             let pad = " ".repeat(usize::try_from(span.col.saturating_sub(1)).unwrap_or(0));
@@ -101,8 +123,15 @@ impl fmt::Display for SpecErrors {
         let Some(first) = self.issues.first() else {
             return write!(f, "{}: invalid spec", self.path.display());
         };
-        let at = first.span.map(|s| format!(":{}:{}", s.line, s.col)).unwrap_or_default();
-        let key = if first.key.is_empty() { String::new() } else { format!("{}: ", first.key) };
+        let at = first
+            .span
+            .map(|s| format!(":{}:{}", s.line, s.col))
+            .unwrap_or_default();
+        let key = if first.key.is_empty() {
+            String::new()
+        } else {
+            format!("{}: ", first.key)
+        };
         write!(f, "{}{at}: {key}{}", self.path.display(), first.message)?;
         if self.issues.len() > 1 {
             write!(f, " (and {} more problems)", self.issues.len() - 1)?;

@@ -388,7 +388,9 @@ impl Visitor<'_> for ByteSizeVisitor {
     }
 
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<ByteSize, E> {
-        i64::try_from(v).map(ByteSize::Number).map_err(|_| E::custom("size is too large"))
+        i64::try_from(v)
+            .map(ByteSize::Number)
+            .map_err(|_| E::custom("size is too large"))
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<ByteSize, E> {

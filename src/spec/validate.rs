@@ -11,9 +11,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::model::{
-    ByteSize, ContainerFormat, Firmware, OutputDiskFormat, Source, Spanned, Spec,
-};
+use super::model::{ByteSize, ContainerFormat, Firmware, OutputDiskFormat, Source, Spanned, Spec};
 use super::{Issue, Span, SpecErrors, load};
 use crate::disk::{self, DiskFormat, KvOptions, OpenOptions};
 use crate::size::parse_size;
@@ -118,7 +116,9 @@ impl OutputDiskFormat {
     /// The engine format: Amazon disks are raw.
     pub fn engine(self) -> DiskFormat {
         match self {
-            OutputDiskFormat::Raw | OutputDiskFormat::Aki | OutputDiskFormat::Ari => DiskFormat::Raw,
+            OutputDiskFormat::Raw | OutputDiskFormat::Aki | OutputDiskFormat::Ari => {
+                DiskFormat::Raw
+            }
             OutputDiskFormat::Ami => DiskFormat::Raw,
             OutputDiskFormat::Qcow2 => DiskFormat::Qcow2,
             OutputDiskFormat::Vmdk => DiskFormat::Vmdk,
@@ -157,7 +157,12 @@ impl ContainerFormat {
 /// Every problem found, located.
 pub fn validate(path: &Path, spec: Spec, text: String) -> Result<ValidSpec, SpecErrors> {
     let dir = path.parent().map_or_else(PathBuf::new, Path::to_path_buf);
-    let mut c = Checker { text: &text, dir, issues: Vec::new(), unsupported: Vec::new() };
+    let mut c = Checker {
+        text: &text,
+        dir,
+        issues: Vec::new(),
+        unsupported: Vec::new(),
+    };
     let name = c.name(&spec.name, "name");
     c.vm(&spec);
     let disks = c.disks(&spec);
@@ -166,10 +171,18 @@ pub fn validate(path: &Path, spec: Spec, text: String) -> Result<ValidSpec, Spec
     if let Some(eula) = spec.product.as_ref().and_then(|p| p.eula.as_ref()) {
         c.existing_file(eula, "product.eula");
     }
-    let Checker { mut issues, unsupported, .. } = c;
+    let Checker {
+        mut issues,
+        unsupported,
+        ..
+    } = c;
     if !issues.is_empty() {
         issues.sort_by_key(|i| i.span.map_or(u64::MAX, |s| s.offset));
-        return Err(SpecErrors { path: path.to_path_buf(), text, issues });
+        return Err(SpecErrors {
+            path: path.to_path_buf(),
+            text,
+            issues,
+        });
     }
     Ok(ValidSpec {
         path: path.to_path_buf(),
@@ -200,7 +213,11 @@ impl Checker<'_> {
     }
 
     fn missing(&mut self, key: &str, message: String) {
-        self.issues.push(Issue { key: key.to_string(), message, span: None });
+        self.issues.push(Issue {
+            key: key.to_string(),
+            message,
+            span: None,
+        });
     }
 
     fn span<T>(&self, at: &Spanned<T>) -> Option<Span> {
@@ -210,7 +227,8 @@ impl Checker<'_> {
     fn name(&mut self, name: &Spanned<String>, key: &str) -> String {
         let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
         let value = &name.value;
-        if value.is_empty() || value.starts_with('.') || !value.chars().all(ok) || value.len() > 100 {
+        if value.is_empty() || value.starts_with('.') || !value.chars().all(ok) || value.len() > 100
+        {
             self.err(
                 name,
                 key,
@@ -226,13 +244,21 @@ impl Checker<'_> {
             && !(1..=MAX_CPUS).contains(&cpus.value)
         {
             let n = cpus.value;
-            self.err(cpus, "vm.cpus", format!("{n} CPUs is out of range; expected 1 to {MAX_CPUS}"));
+            self.err(
+                cpus,
+                "vm.cpus",
+                format!("{n} CPUs is out of range; expected 1 to {MAX_CPUS}"),
+            );
         }
         if let Some(memory) = &vm.memory
             && let Some(bytes) = self.size(memory, "vm.memory")
             && (bytes < 1 << 20 || bytes % (1 << 20) != 0)
         {
-            self.err(memory, "vm.memory", format!("memory of {bytes} bytes is not a whole number of MiB (at least 1MiB)"));
+            self.err(
+                memory,
+                "vm.memory",
+                format!("memory of {bytes} bytes is not a whole number of MiB (at least 1MiB)"),
+            );
         }
     }
 
@@ -253,7 +279,10 @@ impl Checker<'_> {
 
     fn disks(&mut self, spec: &Spec) -> Vec<ValidDisk> {
         if spec.disks.is_empty() {
-            self.missing("disks", "the spec has no disks; add at least one under `disks:`".into());
+            self.missing(
+                "disks",
+                "the spec has no disks; add at least one under `disks:`".into(),
+            );
         }
         let mut seen: BTreeMap<String, usize> = BTreeMap::new();
         let mut disks = Vec::new();
@@ -261,9 +290,17 @@ impl Checker<'_> {
             let key = format!("disks[{i}]");
             let name = self.name(&disk.value.name, &format!("{key}.name"));
             if let Some(first) = seen.insert(name.clone(), i) {
-                self.err(&disk.value.name, &format!("{key}.name"), format!("duplicate disk name `{name}` (also disks[{first}])"));
+                self.err(
+                    &disk.value.name,
+                    &format!("{key}.name"),
+                    format!("duplicate disk name `{name}` (also disks[{first}])"),
+                );
             }
-            let size = disk.value.size.as_ref().and_then(|s| self.size(s, &format!("{key}.size")));
+            let size = disk
+                .value
+                .size
+                .as_ref()
+                .and_then(|s| self.size(s, &format!("{key}.size")));
             let source = self.source(&disk.value.source, &key, disk.value.size.is_some());
             if let (Some(DiskPlanSource::File { path, .. }), Some(size), Some(at)) =
                 (&source, size, &disk.value.size)
@@ -282,15 +319,29 @@ impl Checker<'_> {
         disks
     }
 
-    fn source(&mut self, at: &Spanned<Source>, key: &str, has_size: bool) -> Option<DiskPlanSource> {
+    fn source(
+        &mut self,
+        at: &Spanned<Source>,
+        key: &str,
+        has_size: bool,
+    ) -> Option<DiskPlanSource> {
         let s = &at.value;
         let key = format!("{key}.source");
-        let count = usize::from(s.blank.is_some()) + usize::from(s.file.is_some()) + usize::from(s.url.is_some());
+        let count = usize::from(s.blank.is_some())
+            + usize::from(s.file.is_some())
+            + usize::from(s.url.is_some());
         if count != 1 {
-            self.err(at, &key, "a source needs exactly one of `blank: true`, `file: PATH` or `url: URL`".into());
+            self.err(
+                at,
+                &key,
+                "a source needs exactly one of `blank: true`, `file: PATH` or `url: URL`".into(),
+            );
             return None;
         }
-        let sha256 = s.sha256.as_ref().and_then(|h| self.sha256(h, &format!("{key}.sha256")));
+        let sha256 = s
+            .sha256
+            .as_ref()
+            .and_then(|h| self.sha256(h, &format!("{key}.sha256")));
         if let Some(blank) = s.blank {
             return self.blank(at, &key, blank, has_size, s.sha256.is_some());
         }
@@ -302,27 +353,60 @@ impl Checker<'_> {
         self.url(url, &key, s.sha256.is_some(), sha256)
     }
 
-    fn blank(&mut self, at: &Spanned<Source>, key: &str, blank: bool, has_size: bool, has_sha: bool) -> Option<DiskPlanSource> {
+    fn blank(
+        &mut self,
+        at: &Spanned<Source>,
+        key: &str,
+        blank: bool,
+        has_size: bool,
+        has_sha: bool,
+    ) -> Option<DiskPlanSource> {
         if !blank {
-            self.err(at, key, "`blank: false` is not a source; use `blank: true`, `file:` or `url:`".into());
+            self.err(
+                at,
+                key,
+                "`blank: false` is not a source; use `blank: true`, `file:` or `url:`".into(),
+            );
         } else if !has_size {
-            self.err(at, key, "a blank disk needs a `size` (e.g. `size: 8GiB`)".into());
+            self.err(
+                at,
+                key,
+                "a blank disk needs a `size` (e.g. `size: 8GiB`)".into(),
+            );
         } else if has_sha {
             self.err(at, key, "a blank disk has no `sha256` to check".into());
         }
         (blank && has_size && !has_sha).then_some(DiskPlanSource::Blank)
     }
 
-    fn url(&mut self, url: &Spanned<String>, key: &str, has_sha: bool, sha256: Option<String>) -> Option<DiskPlanSource> {
+    fn url(
+        &mut self,
+        url: &Spanned<String>,
+        key: &str,
+        has_sha: bool,
+        sha256: Option<String>,
+    ) -> Option<DiskPlanSource> {
         let value = &url.value;
         if !(value.starts_with("http://") || value.starts_with("https://")) {
-            self.err(url, &format!("{key}.url"), format!("`{value}` is not an http:// or https:// URL"));
+            self.err(
+                url,
+                &format!("{key}.url"),
+                format!("`{value}` is not an http:// or https:// URL"),
+            );
             return None;
         }
         if !has_sha {
-            self.err(url, &format!("{key}.url"), "a `url` source needs `sha256: <64 hex digits>` so the download can be verified".into());
+            self.err(
+                url,
+                &format!("{key}.url"),
+                "a `url` source needs `sha256: <64 hex digits>` so the download can be verified"
+                    .into(),
+            );
         }
-        Some(DiskPlanSource::Url { url: value.clone(), sha256: sha256? })
+        Some(DiskPlanSource::Url {
+            url: value.clone(),
+            sha256: sha256?,
+        })
     }
 
     fn sha256(&mut self, at: &Spanned<String>, key: &str) -> Option<String> {
@@ -331,9 +415,15 @@ impl Checker<'_> {
             return Some(v);
         }
         let message = if v.contains("fill") || v.contains("todo") || v.contains('<') {
-            format!("`{}` is a placeholder; fill in the real SHA-256 of the image (64 hex digits)", at.value)
+            format!(
+                "`{}` is a placeholder; fill in the real SHA-256 of the image (64 hex digits)",
+                at.value
+            )
         } else {
-            format!("`{}` is not a SHA-256 digest; expected 64 hex digits", at.value)
+            format!(
+                "`{}` is not a SHA-256 digest; expected 64 hex digits",
+                at.value
+            )
         };
         self.err(at, key, message);
         None
@@ -358,7 +448,13 @@ impl Checker<'_> {
     fn no_shrink(&mut self, path: &Path, size: u64, at: &Spanned<ByteSize>, key: &str) {
         let current = match disk::open(path, &OpenOptions::default()) {
             Ok(reader) => reader.virtual_size(),
-            Err(e) => return self.err(at, &format!("{key}.source.file"), format!("cannot open the source image: {e}")),
+            Err(e) => {
+                return self.err(
+                    at,
+                    &format!("{key}.source.file"),
+                    format!("cannot open the source image: {e}"),
+                );
+            }
         };
         if size < current {
             self.err(at, &format!("{key}.size"), format!("size {size} is smaller than the source image ({current} bytes); kiln grows disks but never shrinks them"));
