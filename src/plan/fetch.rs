@@ -115,14 +115,12 @@ fn download(url: &str, partial: &Path, log: &mut dyn FnMut(&str)) -> Result<Stri
         Ok(mut f) => hash_into(&mut f, &mut hasher).map_err(|e| Error::io(e).with_path(partial))?,
         Err(_) => 0,
     };
-    let mut request = ureq::get(url);
-    if have > 0 {
-        log(&format!("resuming {url} at byte {have}"));
-        request = request.header("Range", format!("bytes={have}-"));
-    } else {
-        log(&format!("downloading {url}"));
-    }
-    let response = request.call().map_err(|source| http_error(url, source))?;
+    let response = match request(url, have, log) {
+        // 416: the partial file is as long as the resource or longer (it changed): start over.
+        Err(ureq::Error::StatusCode(416)) if have > 0 => request(url, 0, log),
+        other => other,
+    };
+    let response = response.map_err(|source| http_error(url, source))?;
     let resumed = have > 0 && response.status().as_u16() == 206;
     if have > 0 && !resumed {
         hasher = Sha256::new();
@@ -143,6 +141,21 @@ fn download(url: &str, partial: &Path, log: &mut dyn FnMut(&str)) -> Result<Stri
     file.sync_all()
         .map_err(|e| Error::io(e).with_path(partial))?;
     Ok(hex(&hasher.finalize()))
+}
+
+fn request(
+    url: &str,
+    have: u64,
+    log: &mut dyn FnMut(&str),
+) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+    let mut request = ureq::get(url);
+    if have > 0 {
+        log(&format!("resuming {url} at byte {have}"));
+        request = request.header("Range", format!("bytes={have}-"));
+    } else {
+        log(&format!("downloading {url}"));
+    }
+    request.call()
 }
 
 fn copy_hashing(reader: &mut dyn Read, out: &mut File, hasher: &mut Sha256) -> std::io::Result<()> {

@@ -161,3 +161,79 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     set.commit()?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::disk::{DiskFormat, KvOptions};
+    use crate::spec::model::OutputDiskFormat;
+
+    fn output(disk_format: OutputDiskFormat, container: ContainerFormat) -> ValidOutput {
+        ValidOutput {
+            index: 0,
+            name: "o".into(),
+            file: "x.img".into(),
+            disk: 0,
+            disk_format,
+            engine_format: DiskFormat::Raw,
+            container,
+            options: KvOptions::default(),
+        }
+    }
+
+    #[test]
+    fn ami_upload_names_kernel_and_ramdisk_placeholders() {
+        let args = glance_args(
+            &output(OutputDiskFormat::Ami, ContainerFormat::Ami),
+            "x.img",
+            "app",
+            None,
+        );
+        assert!(
+            args.contains(&"kernel_id=<KERNEL_IMAGE_ID>".to_string()),
+            "{args:?}"
+        );
+        assert!(
+            args.contains(&"ramdisk_id=<RAMDISK_IMAGE_ID>".to_string()),
+            "{args:?}"
+        );
+    }
+
+    #[test]
+    fn efi_firmware_sets_the_glance_firmware_property() {
+        let args = glance_args(
+            &output(OutputDiskFormat::Raw, ContainerFormat::Bare),
+            "x.img",
+            "app",
+            Some(Firmware::Efi),
+        );
+        assert!(
+            args.contains(&"hw_firmware_type=uefi".to_string()),
+            "{args:?}"
+        );
+    }
+
+    #[test]
+    fn sha256sums_are_sorted_by_file_name() {
+        let artefact = |path: &str, sha: char| Artefact {
+            name: path.into(),
+            path: path.into(),
+            size: 0,
+            sha256: sha.to_string().repeat(64),
+            disk_format: "raw".into(),
+            container_format: "bare".into(),
+            virtual_size: 0,
+            glance_args: Vec::new(),
+        };
+        let report = BuildReport {
+            creator: String::new(),
+            name: "n".into(),
+            version: None,
+            artefacts: vec![artefact("b.raw", 'a'), artefact("a.raw", 'b')],
+        };
+        assert_eq!(
+            report.sha256sums(),
+            format!("{}  a.raw\n{}  b.raw\n", "b".repeat(64), "a".repeat(64))
+        );
+    }
+}

@@ -219,3 +219,38 @@ impl Issue {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_word_close_to_a_known_one_gets_a_suggestion() {
+        assert_eq!(
+            unknown("sise", &["size", "name"], "key"),
+            "unknown key `sise`; did you mean `size`?"
+        );
+    }
+
+    #[test]
+    fn unknown_word_far_from_all_lists_the_choices() {
+        assert_eq!(
+            unknown("zzzz", &["size", "name"], "key"),
+            "unknown key `zzzz`; expected one of size, name"
+        );
+    }
+
+    #[test]
+    fn line_and_column_map_to_the_byte_offset() {
+        assert_eq!(line_col_offset("ab\ncé\nx", 3, 1), Some(7));
+    }
+
+    #[test]
+    fn spec_text_that_is_not_utf8_is_refused_with_its_offset() {
+        let err = parse_bytes(Path::new("s.yaml"), b"name: \xff").unwrap_err();
+        assert_eq!(
+            err.issues[0].message,
+            "spec is not UTF-8: invalid byte at offset 0x6"
+        );
+    }
+}

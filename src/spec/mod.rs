@@ -156,3 +156,21 @@ pub fn schema_json() -> String {
     text.push('\n');
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn span_at_offset_counts_lines_and_columns_from_one() {
+        let span = Span::at_offset("ab\ncd", 4, 1);
+        assert_eq!((span.line, span.col), (2, 2));
+    }
+
+    #[test]
+    fn display_names_the_first_issue_and_counts_the_rest() {
+        let mut e = SpecErrors::single(Path::new("s.yaml"), String::new(), "bad".into(), None);
+        e.issues.push(e.issues[0].clone());
+        assert_eq!(e.to_string(), "s.yaml: bad (and 1 more problems)");
+    }
+}
