@@ -37,11 +37,7 @@ pub struct Error {
 impl Error {
     /// Wraps `source` with `kind`.
     pub fn new(kind: ErrorKind, source: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
-        Self {
-            kind,
-            path: None,
-            source: source.into(),
-        }
+        Self { kind, path: None, source: source.into() }
     }
 
     /// An I/O failure.

@@ -12,9 +12,7 @@ pub enum SizeError {
     #[error("empty size; expected a number with an optional unit such as 8G or 512MiB")]
     Empty,
     /// The number part did not parse.
-    #[error(
-        "`{input}` is not a size; expected a number with an optional unit such as 8G or 512MiB"
-    )]
+    #[error("`{input}` is not a size; expected a number with an optional unit such as 8G or 512MiB")]
     NotANumber {
         /// What the user typed.
         input: String,
@@ -48,9 +46,7 @@ pub fn parse_size(input: &str) -> Result<u64, SizeError> {
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(s.len());
     let (number, unit) = s.split_at(split);
-    let not_a_number = || SizeError::NotANumber {
-        input: input.to_string(),
-    };
+    let not_a_number = || SizeError::NotANumber { input: input.to_string() };
     if number.is_empty() {
         return Err(not_a_number());
     }
@@ -58,16 +54,10 @@ pub fn parse_size(input: &str) -> Result<u64, SizeError> {
         input: input.to_string(),
         unit: unit.trim().to_string(),
     })?;
-    let out_of_range = || SizeError::OutOfRange {
-        input: input.to_string(),
-    };
+    let out_of_range = || SizeError::OutOfRange { input: input.to_string() };
     if let Some((whole, frac)) = number.split_once('.') {
         return parse_fraction(whole, frac, multiplier).ok_or_else(|| {
-            if frac.contains('.') {
-                not_a_number()
-            } else {
-                out_of_range()
-            }
+            if frac.contains('.') { not_a_number() } else { out_of_range() }
         });
     }
     let value: u64 = number.parse().map_err(|_| out_of_range())?;
@@ -79,11 +69,7 @@ fn parse_fraction(whole: &str, frac: &str, multiplier: u64) -> Option<u64> {
     if frac.is_empty() || frac.len() > 12 || frac.contains('.') {
         return None;
     }
-    let whole: u64 = if whole.is_empty() {
-        0
-    } else {
-        whole.parse().ok()?
-    };
+    let whole: u64 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
     let frac_value: u128 = frac.parse().ok()?;
     let scale = 10u128.pow(u32::try_from(frac.len()).ok()?);
     let frac_bytes = frac_value.checked_mul(u128::from(multiplier))?;
@@ -167,34 +153,22 @@ mod tests {
 
     #[test]
     fn fraction_that_is_not_whole_bytes_is_rejected() {
-        assert!(matches!(
-            parse_size("1.3B"),
-            Err(SizeError::OutOfRange { .. })
-        ));
+        assert!(matches!(parse_size("1.3B"), Err(SizeError::OutOfRange { .. })));
     }
 
     #[test]
     fn negative_size_is_rejected() {
-        assert!(matches!(
-            parse_size("-1G"),
-            Err(SizeError::NotANumber { .. })
-        ));
+        assert!(matches!(parse_size("-1G"), Err(SizeError::NotANumber { .. })));
     }
 
     #[test]
     fn unknown_unit_is_rejected() {
-        assert!(matches!(
-            parse_size("8 gallons"),
-            Err(SizeError::UnknownUnit { .. })
-        ));
+        assert!(matches!(parse_size("8 gallons"), Err(SizeError::UnknownUnit { .. })));
     }
 
     #[test]
     fn overflow_is_rejected() {
-        assert!(matches!(
-            parse_size("99999999E"),
-            Err(SizeError::OutOfRange { .. })
-        ));
+        assert!(matches!(parse_size("99999999E"), Err(SizeError::OutOfRange { .. })));
     }
 
     #[test]

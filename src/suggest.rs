@@ -32,10 +32,7 @@ mod tests {
 
     #[test]
     fn typo_gets_a_suggestion() {
-        assert_eq!(
-            closest("prealocation", &["preallocation", "compat"]),
-            Some("preallocation")
-        );
+        assert_eq!(closest("prealocation", &["preallocation", "compat"]), Some("preallocation"));
     }
 
     #[test]

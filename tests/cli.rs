@@ -31,18 +31,7 @@ fn unwritable_output_directory_fails_cleanly() {
 #[test]
 fn unknown_option_suggests_the_right_one() {
     let d = Dir::new();
-    let err = d.kiln_err(
-        &[
-            "create",
-            "-f",
-            "qcow2",
-            "-o",
-            "prealocation=metadata",
-            "x.qcow2",
-            "1M",
-        ],
-        2,
-    );
+    let err = d.kiln_err(&["create", "-f", "qcow2", "-o", "prealocation=metadata", "x.qcow2", "1M"], 2);
     assert!(err.contains("did you mean `preallocation`"), "{err}");
     assert!(d.files().is_empty(), "left files: {:?}", d.files());
 }

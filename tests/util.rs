@@ -12,12 +12,7 @@ pub struct Dir {
 
 impl Dir {
     pub fn new() -> Self {
-        Self {
-            tmp: tempfile::Builder::new()
-                .prefix("kiln-test.")
-                .tempdir()
-                .unwrap(),
-        }
+        Self { tmp: tempfile::Builder::new().prefix("kiln-test.").tempdir().unwrap() }
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -37,23 +32,14 @@ impl Dir {
     /// `kiln ARGS`, asserting success; returns stdout.
     pub fn kiln_ok(&self, args: &[&str]) -> String {
         let out = self.kiln(args);
-        assert!(
-            out.status.success(),
-            "kiln {args:?} failed:\n{}",
-            describe(&out)
-        );
+        assert!(out.status.success(), "kiln {args:?} failed:\n{}", describe(&out));
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// `kiln ARGS`, asserting failure with `code`; returns stderr.
     pub fn kiln_err(&self, args: &[&str], code: i32) -> String {
         let out = self.kiln(args);
-        assert_eq!(
-            out.status.code(),
-            Some(code),
-            "kiln {args:?}:\n{}",
-            describe(&out)
-        );
+        assert_eq!(out.status.code(), Some(code), "kiln {args:?}:\n{}", describe(&out));
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
@@ -88,11 +74,7 @@ pub fn shared_dir() -> PathBuf {
 /// Path of an oracle script; panics with an install hint when it is missing.
 pub fn oracle(name: &str) -> PathBuf {
     let p = shared_dir().join("oracles").join(name);
-    assert!(
-        p.exists(),
-        "oracle {} not found; kiln's tests need ../shared/oracles beside the repo",
-        p.display()
-    );
+    assert!(p.exists(), "oracle {} not found; kiln's tests need ../shared/oracles beside the repo", p.display());
     p
 }
 
@@ -103,32 +85,19 @@ pub fn require_tool(tool: &str) {
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
-    assert!(
-        found,
-        "{tool} is not installed; run `bash ../shared/oracles/install.sh` (CI's .ci/run does)"
-    );
+    assert!(found, "{tool} is not installed; run `bash ../shared/oracles/install.sh` (CI's .ci/run does)");
 }
 
 /// Runs `tool ARGS`, asserting success; returns stdout.
 pub fn run_ok(tool: &str, args: &[&str]) -> String {
     require_tool(tool);
     let out = Command::new(tool).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{tool} {args:?} failed:\n{}",
-        describe(&out)
-    );
+    assert!(out.status.success(), "{tool} {args:?} failed:\n{}", describe(&out));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// `check-image --format FMT [--subformat SUB] IMAGE [--source SRC] [extra...]` must pass.
-pub fn check_image(
-    format: &str,
-    subformat: Option<&str>,
-    image: &Path,
-    source: Option<&Path>,
-    extra: &[&str],
-) {
+pub fn check_image(format: &str, subformat: Option<&str>, image: &Path, source: Option<&Path>, extra: &[&str]) {
     let mut cmd = Command::new(oracle("check-image"));
     cmd.args(["--format", format]);
     if let Some(s) = subformat {
@@ -208,10 +177,7 @@ pub fn random_raw(path: &Path, size: u64, seed: u64) -> PathBuf {
 pub fn ext4_raw(path: &Path, size_mib: u64) -> PathBuf {
     require_tool("mkfs.ext4");
     let tree = tempfile::tempdir().unwrap();
-    for (i, name) in ["a.txt", "b.bin", "deep/c.txt", "deep/er/d.bin"]
-        .iter()
-        .enumerate()
-    {
+    for (i, name) in ["a.txt", "b.bin", "deep/c.txt", "deep/er/d.bin"].iter().enumerate() {
         let p = tree.path().join(name);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         let mut data = vec![0u8; 50_000 * (i + 1)];
@@ -219,38 +185,16 @@ pub fn ext4_raw(path: &Path, size_mib: u64) -> PathBuf {
         std::fs::write(p, data).unwrap();
     }
     let size = format!("{size_mib}M");
-    run_ok(
-        "mkfs.ext4",
-        &[
-            "-q",
-            "-F",
-            "-E",
-            "root_owner=0:0",
-            "-d",
-            tree.path().to_str().unwrap(),
-            path.to_str().unwrap(),
-            &size,
-        ],
-    );
+    run_ok("mkfs.ext4", &["-q", "-F", "-E", "root_owner=0:0", "-d", tree.path().to_str().unwrap(), path.to_str().unwrap(), &size]);
     path.to_path_buf()
 }
 
 /// SHA-256 of a file, hex (via sha256sum, an independent tool).
 pub fn sha256(path: &Path) -> String {
-    run_ok("sha256sum", &[path.to_str().unwrap()])
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string()
+    run_ok("sha256sum", &[path.to_str().unwrap()]).split_whitespace().next().unwrap().to_string()
 }
 
 /// Asserts two files are byte-identical.
 pub fn assert_same_file(a: &Path, b: &Path) {
-    assert_eq!(
-        sha256(a),
-        sha256(b),
-        "{} and {} differ",
-        a.display(),
-        b.display()
-    );
+    assert_eq!(sha256(a), sha256(b), "{} and {} differ", a.display(), b.display());
 }

@@ -9,21 +9,11 @@ use super::{ConvertArgs, CreateArgs, WriteArgs};
 
 pub(super) fn create(args: &CreateArgs) -> Result<()> {
     let mut reader = Blank::new(args.size);
-    write_image(
-        &mut reader,
-        args.format,
-        &args.write,
-        false,
-        &args.file,
-        None,
-    )
+    write_image(&mut reader, args.format, &args.write, false, &args.file, None)
 }
 
 pub(super) fn convert(args: &ConvertArgs) -> Result<()> {
-    let opts = OpenOptions {
-        format: args.input_format,
-        allow_unsafe: args.allow_unsafe,
-    };
+    let opts = OpenOptions { format: args.input_format, allow_unsafe: args.allow_unsafe };
     let mut reader = disk::open(&args.input, &opts)?;
     let progress = (args.progress && !args.quiet).then(|| Progress::new(reader.virtual_size()));
     write_image(
@@ -47,10 +37,7 @@ fn write_image(
 ) -> Result<()> {
     let options = write.kv()?;
     // The output name seeds derived ids, so the same command gives the same bytes.
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let ctx = BuildContext::from_env(&name);
     let req = CreateRequest {
         format,

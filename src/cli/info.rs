@@ -14,10 +14,7 @@ use super::{CheckArgs, InfoArgs, OutputMode};
 pub(super) fn info(args: &InfoArgs) -> Result<()> {
     // info describes unsafe images too (that is how users find the backing file); it never
     // opens the files they reference.
-    let opts = OpenOptions {
-        format: args.format,
-        allow_unsafe: true,
-    };
+    let opts = OpenOptions { format: args.format, allow_unsafe: true };
     let reader = disk::open(&args.file, &opts)?;
     let info = reader.info();
     let allocated = allocated_bytes(&args.file)?;
@@ -52,11 +49,8 @@ fn human(path: &Path, info: &ImageInfo, allocated: u64) -> String {
 }
 
 fn json_text(path: &Path, info: &ImageInfo, allocated: u64) -> Result<String> {
-    let details: Map<String, Value> = info
-        .details
-        .iter()
-        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-        .collect();
+    let details: Map<String, Value> =
+        info.details.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
     let value = json!({
         "filename": path.display().to_string(),
         "format": info.format,
@@ -65,17 +59,14 @@ fn json_text(path: &Path, info: &ImageInfo, allocated: u64) -> Result<String> {
         "actual-size": allocated,
         "details": details,
     });
-    let mut text =
-        serde_json::to_string_pretty(&value).map_err(|e| Error::new(kiln::ErrorKind::Io, e))?;
+    let mut text = serde_json::to_string_pretty(&value)
+        .map_err(|e| Error::new(kiln::ErrorKind::Io, e))?;
     text.push('\n');
     Ok(text)
 }
 
 pub(super) fn check(args: &CheckArgs) -> Result<()> {
-    let opts = OpenOptions {
-        format: args.format,
-        allow_unsafe: args.allow_unsafe,
-    };
+    let opts = OpenOptions { format: args.format, allow_unsafe: args.allow_unsafe };
     let mut reader = disk::open(&args.file, &opts)?;
     // Walking every extent reads every table and decompresses every cluster, so any
     // inconsistency a reader can see surfaces here with its offset.
@@ -86,10 +77,7 @@ pub(super) fn check(args: &CheckArgs) -> Result<()> {
     if walked != reader.virtual_size() {
         return Err(Error::new(
             kiln::ErrorKind::InvalidImage,
-            format!(
-                "image ends at {walked:#x}, before its virtual size {:#x}",
-                reader.virtual_size()
-            ),
+            format!("image ends at {walked:#x}, before its virtual size {:#x}", reader.virtual_size()),
         )
         .with_path(&args.file));
     }

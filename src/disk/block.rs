@@ -47,12 +47,7 @@ pub struct Blocker {
 impl Blocker {
     /// A blocker for blocks of `block_size` bytes (> 0).
     pub fn new(block_size: usize) -> Self {
-        Self {
-            block_size,
-            buf: vec![0; block_size],
-            filled: 0,
-            next_index: 0,
-        }
+        Self { block_size, buf: vec![0; block_size], filled: 0, next_index: 0 }
     }
 
     /// Bytes per block.
@@ -133,10 +128,7 @@ impl Blocker {
         }
         let whole = len / block;
         if whole > 0 {
-            sink(Block::Empty {
-                index: self.next_index,
-                count: whole,
-            })?;
+            sink(Block::Empty { index: self.next_index, count: whole })?;
             self.next_index += whole;
         }
         let rest = usize::try_from(len % block).expect("remainder is below the block size");
@@ -154,11 +146,7 @@ impl Blocker {
 }
 
 fn classify(index: u64, bytes: &[u8]) -> Block<'_> {
-    if is_zero(bytes) {
-        Block::Empty { index, count: 1 }
-    } else {
-        Block::Data { index, bytes }
-    }
+    if is_zero(bytes) { Block::Empty { index, count: 1 } } else { Block::Data { index, bytes } }
 }
 
 #[cfg(test)]
@@ -196,30 +184,14 @@ mod tests {
 
     #[test]
     fn unaligned_data_is_assembled_into_blocks() {
-        let out = collect(
-            &[
-                Extent::Zero(2),
-                Extent::Data(&[1, 2, 3, 4]),
-                Extent::Zero(2),
-            ],
-            4,
-        );
-        assert_eq!(
-            out,
-            vec![
-                (0, Some(vec![0, 0, 1, 2]), 1),
-                (1, Some(vec![3, 4, 0, 0]), 1)
-            ]
-        );
+        let out = collect(&[Extent::Zero(2), Extent::Data(&[1, 2, 3, 4]), Extent::Zero(2)], 4);
+        assert_eq!(out, vec![(0, Some(vec![0, 0, 1, 2]), 1), (1, Some(vec![3, 4, 0, 0]), 1)]);
     }
 
     #[test]
     fn partial_last_block_is_padded() {
         let out = collect(&[Extent::Data(&[7; 5])], 4);
-        assert_eq!(
-            out,
-            vec![(0, Some(vec![7; 4]), 1), (1, Some(vec![7, 0, 0, 0]), 1)]
-        );
+        assert_eq!(out, vec![(0, Some(vec![7; 4]), 1), (1, Some(vec![7, 0, 0, 0]), 1)]);
     }
 
     #[test]

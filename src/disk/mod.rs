@@ -205,12 +205,7 @@ pub struct ImageInfo {
 impl ImageInfo {
     /// Info with no subformat or details.
     pub fn new(format: DiskFormat, virtual_size: u64) -> Self {
-        Self {
-            format,
-            subformat: None,
-            virtual_size,
-            details: Vec::new(),
-        }
+        Self { format, subformat: None, virtual_size, details: Vec::new() }
     }
 
     /// Appends one detail.
@@ -280,8 +275,7 @@ pub struct CreateRequest<'a> {
 /// # Errors
 /// Unknown or invalid options, a size the format cannot hold, or failure creating files.
 pub fn create(req: &CreateRequest<'_>, out: &mut OutputSet) -> Result<Box<dyn DiskWriter>> {
-    req.options
-        .check_known(req.format.name(), req.format.option_keys())?;
+    req.options.check_known(req.format.name(), req.format.option_keys())?;
     match req.format {
         DiskFormat::Raw => raw::create(req, out),
         DiskFormat::Qcow2 => qcow2::create(req, out),
@@ -310,9 +304,7 @@ pub fn convert(
         if len > virtual_size - done {
             return Err(Error::new(
                 crate::ErrorKind::InvalidImage,
-                format!(
-                    "image yields data past its virtual size {virtual_size} at offset {done:#x}"
-                ),
+                format!("image yields data past its virtual size {virtual_size} at offset {done:#x}"),
             ));
         }
         writer.write_extent(extent)?;
@@ -349,12 +341,7 @@ impl Grown {
                 "cannot shrink a disk from {current} to {virtual_size} bytes; kiln only grows disks"
             )));
         }
-        Ok(Self {
-            inner,
-            inner_done: 0,
-            virtual_size,
-            tail_done: virtual_size == current,
-        })
+        Ok(Self { inner, inner_done: 0, virtual_size, tail_done: virtual_size == current })
     }
 }
 
@@ -394,10 +381,7 @@ pub struct Blank {
 impl Blank {
     /// A blank disk of `virtual_size` bytes.
     pub fn new(virtual_size: u64) -> Self {
-        Self {
-            virtual_size,
-            done: virtual_size == 0,
-        }
+        Self { virtual_size, done: virtual_size == 0 }
     }
 }
 

@@ -46,10 +46,7 @@ impl KvOptions {
 
     /// The value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.entries
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        self.entries.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
     /// Every `(key, value)` in the order given.
@@ -62,9 +59,7 @@ impl KvOptions {
     /// # Errors
     /// Any other value.
     pub fn get_bool(&self, key: &str) -> Result<Option<bool>> {
-        let Some(value) = self.get(key) else {
-            return Ok(None);
-        };
+        let Some(value) = self.get(key) else { return Ok(None) };
         match value.to_ascii_lowercase().as_str() {
             "on" | "true" | "yes" | "1" => Ok(Some(true)),
             "off" | "false" | "no" | "0" => Ok(Some(false)),
@@ -79,9 +74,7 @@ impl KvOptions {
     /// # Errors
     /// A value that is not a size.
     pub fn get_size(&self, key: &str) -> Result<Option<u64>> {
-        let Some(value) = self.get(key) else {
-            return Ok(None);
-        };
+        let Some(value) = self.get(key) else { return Ok(None) };
         parse_size(value)
             .map(Some)
             .map_err(|e| Error::invalid_input(format!("option {key}={value}: {e}")))
@@ -96,9 +89,7 @@ impl KvOptions {
         key: &str,
         range: std::ops::RangeInclusive<u64>,
     ) -> Result<Option<u64>> {
-        let Some(value) = self.get(key) else {
-            return Ok(None);
-        };
+        let Some(value) = self.get(key) else { return Ok(None) };
         match value.parse::<u64>() {
             Ok(n) if range.contains(&n) => Ok(Some(n)),
             _ => Err(Error::invalid_input(format!(
@@ -114,9 +105,7 @@ impl KvOptions {
     /// # Errors
     /// A value not among `choices`.
     pub fn get_choice(&self, key: &str, choices: &[&'static str]) -> Result<Option<&'static str>> {
-        let Some(value) = self.get(key) else {
-            return Ok(None);
-        };
+        let Some(value) = self.get(key) else { return Ok(None) };
         if let Some(c) = choices.iter().find(|c| c.eq_ignore_ascii_case(value)) {
             return Ok(Some(c));
         }
@@ -185,13 +174,8 @@ mod tests {
     #[test]
     fn unknown_key_suggests_closest() {
         let o = KvOptions::parse("prealocation=metadata").unwrap();
-        let e = o
-            .check_known("qcow2", &["preallocation", "compat"])
-            .unwrap_err();
-        assert!(
-            e.to_string().contains("did you mean `preallocation`"),
-            "{e}"
-        );
+        let e = o.check_known("qcow2", &["preallocation", "compat"]).unwrap_err();
+        assert!(e.to_string().contains("did you mean `preallocation`"), "{e}");
     }
 
     #[test]

@@ -104,9 +104,7 @@ struct RawWriter {
 
 impl RawWriter {
     fn take_block(&mut self, block: Block<'_>) -> Result<()> {
-        let Block::Data { index, bytes } = block else {
-            return Ok(());
-        };
+        let Block::Data { index, bytes } = block else { return Ok(()) };
         let offset = index * RAW_HOLE_BLOCK as u64;
         let contiguous = self.pending_offset + self.pending.len() as u64 == offset;
         if !contiguous || self.pending.len() + bytes.len() > MAX_EXTENT_BYTES {
@@ -140,8 +138,6 @@ impl DiskWriter for RawWriter {
         self.flush()?;
         // The last partial block was padded to a whole block; cut back to the exact size.
         self.file.set_len(self.virtual_size)?;
-        Ok(WriteReport {
-            virtual_size: self.virtual_size,
-        })
+        Ok(WriteReport { virtual_size: self.virtual_size })
     }
 }

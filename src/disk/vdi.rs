@@ -12,16 +12,9 @@ use crate::io::output::OutputSet;
 pub(super) const OPTION_KEYS: &[&str] = &[];
 
 pub(super) fn open(_file: File, _path: &Path, _opts: &OpenOptions) -> Result<Box<dyn DiskReader>> {
-    Err(Error::unsupported(
-        "reading vdi images is not implemented yet",
-    ))
+    Err(Error::unsupported("reading vdi images is not implemented yet"))
 }
 
-pub(super) fn create(
-    _req: &CreateRequest<'_>,
-    _out: &mut OutputSet,
-) -> Result<Box<dyn DiskWriter>> {
-    Err(Error::unsupported(
-        "writing vdi images is not implemented yet",
-    ))
+pub(super) fn create(_req: &CreateRequest<'_>, _out: &mut OutputSet) -> Result<Box<dyn DiskWriter>> {
+    Err(Error::unsupported("writing vdi images is not implemented yet"))
 }

@@ -42,23 +42,9 @@ pub enum ReadError {
 pub fn read_exact_at(file: &File, buf: &mut [u8], offset: u64, what: &'static str) -> Result<()> {
     file.read_exact_at(buf, offset).map_err(|source| {
         if source.kind() == std::io::ErrorKind::UnexpectedEof {
-            Error::new(
-                ErrorKind::InvalidImage,
-                ReadError::PastEnd {
-                    what,
-                    offset,
-                    len: buf.len(),
-                },
-            )
+            Error::new(ErrorKind::InvalidImage, ReadError::PastEnd { what, offset, len: buf.len() })
         } else {
-            Error::new(
-                ErrorKind::Io,
-                ReadError::Read {
-                    what,
-                    offset,
-                    source,
-                },
-            )
+            Error::new(ErrorKind::Io, ReadError::Read { what, offset, source })
         }
     })
 }

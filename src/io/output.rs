@@ -55,11 +55,7 @@ pub struct OutputSet {
 impl OutputSet {
     /// A set whose main file is `primary`. Without `force`, existing targets are refused.
     pub fn new(primary: &Path, force: bool) -> Self {
-        Self {
-            primary: primary.to_path_buf(),
-            force,
-            files: Vec::new(),
-        }
+        Self { primary: primary.to_path_buf(), force, files: Vec::new() }
     }
 
     /// The main target path.
@@ -88,12 +84,7 @@ impl OutputSet {
 
     fn create(&mut self, target: &Path) -> Result<File> {
         if !self.force && target.exists() {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                OutputError::Exists {
-                    path: target.into(),
-                },
-            ));
+            return Err(Error::new(ErrorKind::InvalidInput, OutputError::Exists { path: target.into() }));
         }
         let partial = partial_path(target);
         let file = OpenOptions::new()
@@ -103,13 +94,7 @@ impl OutputSet {
             .truncate(true)
             .open(&partial)
             .map_err(|source| {
-                Error::new(
-                    ErrorKind::Io,
-                    OutputError::Create {
-                        path: partial.clone(),
-                        source,
-                    },
-                )
+                Error::new(ErrorKind::Io, OutputError::Create { path: partial.clone(), source })
             })?;
         register(&partial);
         self.files.push((partial, target.to_path_buf()));
@@ -128,11 +113,7 @@ impl OutputSet {
             std::fs::rename(partial, target).map_err(|source| {
                 Error::new(
                     ErrorKind::Io,
-                    OutputError::Rename {
-                        from: partial.clone(),
-                        to: target.clone(),
-                        source,
-                    },
+                    OutputError::Rename { from: partial.clone(), to: target.clone(), source },
                 )
             })?;
             unregister(partial);
@@ -157,10 +138,7 @@ impl Drop for OutputSet {
 
 /// `<target>.partial`.
 pub fn partial_path(target: &Path) -> PathBuf {
-    let mut name = target
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
+    let mut name = target.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     name.push(".partial");
     target.with_file_name(name)
 }
