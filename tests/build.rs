@@ -364,3 +364,27 @@ fn templates_build_their_supported_outputs() {
     let err = d.kiln_err(&["build", &repo("templates/aws-ami.yaml"), "-o", "out"], 1);
     assert!(err.contains("Amazon aki/ari/ami containers"), "{err}");
 }
+
+#[test]
+fn download_failure_names_the_url_and_status() {
+    let d = Dir::new();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/missing.img", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        if let Some(Ok(mut stream)) = listener.incoming().next() {
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let _ = stream.write_all(
+                b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        }
+    });
+    std::fs::write(d.path("s.yaml"), url_spec(&url, &"cd".repeat(32), "")).unwrap();
+    let out = kiln_cached(&d, &["build", "s.yaml", "-o", "out"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("cannot download {url}: HTTP status 404")),
+        "{err}"
+    );
+}

@@ -16,7 +16,8 @@ use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer};
 pub use serde_saphyr::Spanned;
 
-/// A whole appliance spec.
+/// A whole appliance spec. Values are taken literally: there is no `${VAR}` environment
+/// interpolation. Relative paths resolve against the spec file's directory.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(title = "kiln appliance spec")]
