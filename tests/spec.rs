@@ -60,6 +60,13 @@ fn unknown_key_gets_a_suggestion() {
 }
 
 #[test]
+fn every_unknown_key_is_reported_with_its_suggestion() {
+    insta::assert_snapshot!(one(
+        "name: x\nvm: { cpu: 2, memroy: 1G }\ndisks:\n  - name: root\n    source: { blank: true }\n    sise: 1G\noutputs: [ { disk_format: raw, container_format: bare, optoins: {} } ]\ncloud_init: { meta_data: { free-form: 1 }, userdata: x }\n"
+    ));
+}
+
+#[test]
 fn unknown_enum_value_gets_a_suggestion() {
     insta::assert_snapshot!(one(
         "name: x\ndisks: [ { name: root, source: { blank: true }, size: 1G } ]\noutputs: [ { disk_format: qcow, container_format: bare } ]\n"

@@ -66,7 +66,21 @@ pub fn parse_bytes(path: &Path, bytes: &[u8]) -> Result<(Spec, String), SpecErro
         Ok(spec) => Ok((spec, text)),
         Err(e) => {
             let (message, span) = describe(&e, &text);
-            Err(SpecErrors::single(path, text, message, span))
+            let mut issues = super::keys::unknown_keys(&text, options());
+            let typed_is_a_key = matches!(inner(&e), serde_saphyr::Error::SerdeUnknownField { .. });
+            if issues.is_empty() || !typed_is_a_key {
+                issues.push(Issue {
+                    key: String::new(),
+                    message,
+                    span,
+                });
+            }
+            issues.sort_by_key(|i| i.span.map_or(u64::MAX, |s| s.offset));
+            Err(SpecErrors {
+                path: path.to_path_buf(),
+                text,
+                issues,
+            })
         }
     }
 }

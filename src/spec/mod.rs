@@ -1,10 +1,13 @@
 //! The appliance spec: YAML in ([`load`]), checked into a [`ValidSpec`] ([`validate`]).
 //!
 //! Errors carry the spec path, the key path (`disks[1].size`) and a [`Span`] (line, column,
-//! byte offset, length) so the CLI can draw a labelled snippet. Parse errors (YAML syntax,
-//! unknown keys, wrong types) stop at the first; semantic validation reports every problem.
+//! byte offset, length) so the CLI can draw a labelled snippet. Every unknown key is
+//! reported (`keys` walks the document against the generated schema); a YAML syntax error or
+//! a wrong value type is reported once, beside them, because serde stops there; semantic
+//! validation reports every problem.
 //! See `model` for what the spec language deliberately leaves out.
 
+mod keys;
 pub mod load;
 pub mod model;
 pub mod validate;
