@@ -13,8 +13,10 @@ pub mod disk;
 pub mod error;
 pub mod fs;
 pub mod io;
+pub mod plan;
 pub mod seed;
 pub mod size;
+pub mod spec;
 pub mod suggest;
 
 pub use context::BuildContext;

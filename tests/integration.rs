@@ -4,8 +4,10 @@
 //! Correctness is judged by the independent oracles in `../shared/oracles`; a test that
 //! needs a missing oracle fails with an install hint instead of skipping.
 
+mod build;
 mod cli;
 mod formats;
 mod layering;
 mod seed;
+mod spec;
 mod util;

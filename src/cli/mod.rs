@@ -3,6 +3,7 @@
 //! Only this module and `main.rs` know about clap and miette; everything below speaks
 //! `kiln::Error`.
 
+mod build;
 mod convert;
 mod info;
 mod measure;
@@ -37,6 +38,12 @@ enum Command {
     Seed(seed::SeedArgs),
     /// Compute the size a qcow2 image needs (`qemu-img measure`).
     Measure(measure::MeasureArgs),
+    /// Build the artefacts an appliance spec describes.
+    Build(build::BuildArgs),
+    /// Check an appliance spec and list every problem.
+    Validate(build::ValidateArgs),
+    /// Write a starter spec from a template.
+    Init(build::InitArgs),
 }
 
 /// Output options shared by create and convert.
@@ -164,6 +171,9 @@ pub fn run(cli: Cli) -> miette::Result<()> {
         Command::Check(args) => info::check(&args),
         Command::Seed(args) => seed::seed(&args),
         Command::Measure(args) => measure::measure(&args),
+        Command::Build(args) => return build::build(&args),
+        Command::Validate(args) => return build::validate(&args),
+        Command::Init(args) => return build::init(&args),
     };
     result.map_err(|e| miette::Report::new(KilnDiagnostic(e)))
 }

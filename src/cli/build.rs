@@ -1,0 +1,255 @@
+//! `kiln build`, `kiln validate` and `kiln init`: the spec-driven commands.
+//!
+//! Spec errors become miette diagnostics: the first problem carries the labelled snippet,
+//! the others follow as related diagnostics, each with its own `file:line:col`.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use kiln::plan::{BuildOptions, Plan};
+use kiln::spec::{self, Issue, SpecErrors, ValidSpec};
+use miette::{Diagnostic, LabeledSpan, NamedSource, SourceSpan};
+
+use super::KilnDiagnostic;
+
+/// Starter specs `kiln init --template NAME` writes (name, text).
+const TEMPLATES: &[(&str, &str)] = &[
+    ("minimal", include_str!("../../templates/minimal.yaml")),
+    (
+        "ubuntu-cloud",
+        include_str!("../../templates/ubuntu-cloud.yaml"),
+    ),
+    (
+        "debian-cloud",
+        include_str!("../../templates/debian-cloud.yaml"),
+    ),
+    (
+        "openstack-qcow2",
+        include_str!("../../templates/openstack-qcow2.yaml"),
+    ),
+    (
+        "vmware-ova",
+        include_str!("../../templates/vmware-ova.yaml"),
+    ),
+    (
+        "virtualbox-ova",
+        include_str!("../../templates/virtualbox-ova.yaml"),
+    ),
+    ("aws-ami", include_str!("../../templates/aws-ami.yaml")),
+];
+
+#[derive(Debug, Args)]
+pub(super) struct BuildArgs {
+    /// The appliance spec (YAML).
+    spec: PathBuf,
+    /// Print the plan (inputs, outputs, sizes, formats) and stop.
+    #[arg(long)]
+    dry_run: bool,
+    /// Output directory (created when missing).
+    #[arg(
+        short = 'o',
+        long = "output-dir",
+        value_name = "DIR",
+        default_value = "build"
+    )]
+    out_dir: PathBuf,
+    /// Build only the output with this name.
+    #[arg(long, value_name = "NAME")]
+    only: Option<String>,
+    /// No progress lines on stderr.
+    #[arg(short, long)]
+    quiet: bool,
+    /// More detail on stderr.
+    #[arg(short, long)]
+    verbose: bool,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct ValidateArgs {
+    /// The appliance spec (YAML).
+    spec: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct InitArgs {
+    /// Template: minimal, ubuntu-cloud, debian-cloud, openstack-qcow2, vmware-ova,
+    /// virtualbox-ova, aws-ami.
+    #[arg(short, long, value_name = "NAME", default_value = "minimal")]
+    template: String,
+    /// Replace an existing kiln.yaml.
+    #[arg(long)]
+    force: bool,
+    /// Directory to write `kiln.yaml` into (default: the current directory).
+    dir: Option<PathBuf>,
+}
+
+pub(super) fn build(args: &BuildArgs) -> miette::Result<()> {
+    let spec = load(&args.spec)?;
+    let opts = BuildOptions {
+        out_dir: args.out_dir.clone(),
+        only: args.only.clone(),
+    };
+    let plan = Plan::new(spec, &opts).map_err(wrap)?;
+    if args.dry_run {
+        print!("{}", plan.describe());
+        return Ok(());
+    }
+    let (quiet, verbose) = (args.quiet, args.verbose);
+    let mut log = |line: &str| {
+        if !quiet {
+            eprintln!("kiln: {line}");
+        }
+    };
+    if verbose {
+        log(&plan.describe());
+    }
+    let report = plan.execute(&mut log).map_err(wrap)?;
+    for a in &report.artefacts {
+        println!("{}", plan.out_dir.join(&a.path).display());
+    }
+    let name = &plan.spec.name;
+    log(&format!(
+        "report: {}",
+        plan.out_dir.join(format!("{name}.kiln.json")).display()
+    ));
+    Ok(())
+}
+
+pub(super) fn validate(args: &ValidateArgs) -> miette::Result<()> {
+    let spec = load(&args.spec)?;
+    for note in &spec.unsupported {
+        eprintln!(
+            "kiln: note: {}: cannot be built by this kiln: {}",
+            where_(&spec, note),
+            note.message
+        );
+    }
+    println!(
+        "{}: valid ({} disks, {} outputs)",
+        spec.path.display(),
+        spec.disks.len(),
+        spec.outputs.len()
+    );
+    Ok(())
+}
+
+pub(super) fn init(args: &InitArgs) -> miette::Result<()> {
+    let Some((_, text)) = TEMPLATES.iter().find(|(n, _)| *n == args.template) else {
+        let names: Vec<&str> = TEMPLATES.iter().map(|(n, _)| *n).collect();
+        let hint = kiln::suggest::closest(&args.template, &names)
+            .map(|n| format!("did you mean `{n}`? "))
+            .unwrap_or_default();
+        let message = format!(
+            "no template `{}`; {hint}templates: {}",
+            args.template,
+            names.join(", ")
+        );
+        return Err(wrap(kiln::Error::invalid_input(message)));
+    };
+    let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from("."));
+    std::fs::create_dir_all(&dir).map_err(|e| wrap(kiln::Error::io(e).with_path(&dir)))?;
+    let path = dir.join("kiln.yaml");
+    if path.exists() && !args.force {
+        let e = kiln::Error::invalid_input("already exists; pass --force to replace it")
+            .with_path(&path);
+        return Err(wrap(e));
+    }
+    std::fs::write(&path, text).map_err(|e| wrap(kiln::Error::io(e).with_path(&path)))?;
+    println!("{}", path.display());
+    Ok(())
+}
+
+fn wrap(e: kiln::Error) -> miette::Report {
+    miette::Report::new(KilnDiagnostic(e))
+}
+
+fn load(path: &Path) -> miette::Result<ValidSpec> {
+    let (parsed, text) = spec::load(path).map_err(|e| report(&e))?;
+    spec::validate(path, parsed, text).map_err(|e| report(&e))
+}
+
+fn where_(spec: &ValidSpec, issue: &Issue) -> String {
+    let at = issue
+        .span
+        .map(|s| format!(":{}:{}", s.line, s.col))
+        .unwrap_or_default();
+    format!("{}{at}: {}", spec.path.display(), issue.key)
+}
+
+/// Every issue as one diagnostic: the first on top, the rest related.
+fn report(errors: &SpecErrors) -> miette::Report {
+    let source = NamedSource::new(errors.path.display().to_string(), errors.text.clone());
+    let mut diags: Vec<IssueDiagnostic> = errors
+        .issues
+        .iter()
+        .map(|i| IssueDiagnostic::new(errors, i, source.clone()))
+        .collect();
+    if diags.is_empty() {
+        return miette::miette!("{errors}");
+    }
+    let mut first = diags.remove(0);
+    first.related = diags;
+    miette::Report::new(first)
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+struct IssueDiagnostic {
+    message: String,
+    code: NamedSource<String>,
+    label: Option<LabeledSpan>,
+    related: Vec<IssueDiagnostic>,
+}
+
+impl IssueDiagnostic {
+    fn new(errors: &SpecErrors, issue: &Issue, source: NamedSource<String>) -> Self {
+        let key = if issue.key.is_empty() {
+            String::new()
+        } else {
+            format!("{}: ", issue.key)
+        };
+        let at = issue
+            .span
+            .map(|s| format!(":{}:{}", s.line, s.col))
+            .unwrap_or_default();
+        let message = format!("{}{at}: {key}{}", errors.path.display(), issue.message);
+        let text_len = errors.text.len();
+        // A label needs a span inside the text and at least one line to show.
+        let label = issue.span.filter(|_| text_len > 0).map(|s| {
+            let offset = usize::try_from(s.offset)
+                .unwrap_or(text_len)
+                .min(text_len.saturating_sub(1));
+            let len = usize::try_from(s.len)
+                .unwrap_or(1)
+                .min(text_len - offset)
+                .max(1);
+            LabeledSpan::new_with_span(Some("here".into()), SourceSpan::from((offset, len)))
+        });
+        Self {
+            message,
+            code: source,
+            label,
+            related: Vec::new(),
+        }
+    }
+}
+
+impl Diagnostic for IssueDiagnostic {
+    fn source_code(&self) -> Option<&dyn miette::SourceCode> {
+        self.label
+            .as_ref()
+            .map(|_| &self.code as &dyn miette::SourceCode)
+    }
+
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        // Always Some, so the CLI renders the report (and its related issues) in full.
+        Some(Box::new(self.label.clone().into_iter()))
+    }
+
+    fn related<'a>(&'a self) -> Option<Box<dyn Iterator<Item = &'a dyn Diagnostic> + 'a>> {
+        if self.related.is_empty() {
+            return None;
+        }
+        Some(Box::new(self.related.iter().map(|d| d as &dyn Diagnostic)))
+    }
+}

@@ -1,0 +1,316 @@
+//! Spec → Plan → artefacts: `kiln build`'s pipeline.
+//!
+//! validate (in `spec`) → [`Plan::new`] (pick outputs, refuse missing capabilities) →
+//! fetch sources ([`fetch`]) → one `disk::convert` per output through an [`OutputSet`]
+//! (each artefact appears only when complete; a failure leaves earlier artefacts in place) →
+//! `NAME.kiln.json` and `SHA256SUMS` ([`report`]).
+//!
+//! Artefacts are hashed by reading the finished file once before it is renamed into place:
+//! the raw and table-patching writers use positioned writes, so a tee could not see the final
+//! bytes in order. Every derived id comes from a [`BuildContext`] seeded with the spec and
+//! output names; timestamps from `SOURCE_DATE_EPOCH` or the fixed default.
+
+pub mod fetch;
+pub mod report;
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+pub use report::{Artefact, BuildReport};
+
+use crate::context::BuildContext;
+use crate::disk::{self, Blank, CreateRequest, DiskReader, Grown, OpenOptions};
+use crate::error::{Error, ErrorKind, Result};
+use crate::io::output::{OutputSet, partial_path};
+use crate::size::HumanSize;
+use crate::spec::{DiskPlanSource, Span, ValidOutput, ValidSpec};
+
+/// Why a build step failed.
+#[remain::sorted]
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// The HTTP request failed.
+    #[error("cannot download {url}")]
+    Download {
+        /// The URL.
+        url: String,
+        /// The client error.
+        #[source]
+        source: Box<ureq::Error>,
+    },
+    /// The server answered with an error status.
+    #[error("cannot download {url}: HTTP status {status}")]
+    DownloadStatus {
+        /// The URL.
+        url: String,
+        /// HTTP status.
+        status: u16,
+    },
+    /// `--only` named no output.
+    #[error("no output named `{only}`; the spec has {known}")]
+    NoSuchOutput {
+        /// The requested name.
+        only: String,
+        /// The names there are.
+        known: String,
+    },
+    /// A source's digest differs from the spec's `sha256`.
+    #[error("{at}: sha256 of {what} is {found}, but the spec says {expected}")]
+    Sha256Mismatch {
+        /// File or URL.
+        what: String,
+        /// From the spec.
+        expected: String,
+        /// Computed.
+        found: String,
+        /// Spec location, `spec.yaml:7:9 disks[0].source`.
+        at: String,
+    },
+    /// The spec asks for capabilities this build does not have.
+    #[error("{issues}")]
+    Unsupported {
+        /// One line per missing capability, with spec locations.
+        issues: String,
+    },
+}
+
+/// How to run a build.
+#[derive(Debug, Clone, Default)]
+pub struct BuildOptions {
+    /// Output directory.
+    pub out_dir: PathBuf,
+    /// Build only the output with this name.
+    pub only: Option<String>,
+}
+
+/// What a build will do: the checked spec and the outputs selected.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The spec.
+    pub spec: ValidSpec,
+    /// Selected outputs.
+    pub outputs: Vec<ValidOutput>,
+    /// Output directory.
+    pub out_dir: PathBuf,
+}
+
+impl Plan {
+    /// Selects outputs and refuses specs that need capabilities this build lacks.
+    ///
+    /// # Errors
+    /// An `--only` name that matches nothing; missing capabilities (all listed).
+    pub fn new(spec: ValidSpec, opts: &BuildOptions) -> Result<Self> {
+        let outputs: Vec<ValidOutput> = match &opts.only {
+            None => spec.outputs.clone(),
+            Some(only) => spec
+                .outputs
+                .iter()
+                .filter(|o| &o.name == only)
+                .cloned()
+                .collect(),
+        };
+        if let (Some(only), true) = (&opts.only, outputs.is_empty()) {
+            let known = spec
+                .outputs
+                .iter()
+                .map(|o| format!("`{}`", o.name))
+                .collect::<Vec<_>>();
+            let e = PlanError::NoSuchOutput {
+                only: only.clone(),
+                known: known.join(", "),
+            };
+            return Err(Error::new(ErrorKind::InvalidInput, e));
+        }
+        // Missing capabilities of outputs `--only` left out do not stop the build.
+        let skipped: Vec<String> = spec
+            .outputs
+            .iter()
+            .filter(|o| !outputs.iter().any(|s| s.index == o.index))
+            .map(|o| format!("outputs[{}]", o.index))
+            .collect();
+        let blocking: Vec<&crate::spec::Issue> = spec
+            .unsupported
+            .iter()
+            .filter(|i| !skipped.contains(&i.key))
+            .collect();
+        if !blocking.is_empty() {
+            let lines: Vec<String> = blocking
+                .iter()
+                .map(|i| locate(&spec.path, i.span, &i.key, &i.message))
+                .collect();
+            let e = PlanError::Unsupported {
+                issues: lines.join("; "),
+            };
+            return Err(Error::new(ErrorKind::Unsupported, e));
+        }
+        Ok(Self {
+            spec,
+            outputs,
+            out_dir: opts.out_dir.clone(),
+        })
+    }
+
+    /// The plan in words, for `--dry-run`.
+    pub fn describe(&self) -> String {
+        let mut s = format!(
+            "plan for `{}` ({})\ninputs:\n",
+            self.spec.name,
+            self.spec.path.display()
+        );
+        for d in &self.spec.disks {
+            let size = d
+                .size
+                .map(|b| format!(", size {}", HumanSize(b)))
+                .unwrap_or_default();
+            let _ = writeln!(s, "  disk {}: {}{size}", d.name, source_text(&d.source));
+        }
+        let _ = writeln!(s, "outputs (in {}):", self.out_dir.display());
+        for o in &self.outputs {
+            let disk = &self.spec.disks[o.disk].name;
+            let _ = writeln!(
+                s,
+                "  {}: {} ← disk {disk}, disk_format {}, container_format {}{}",
+                o.name,
+                self.out_dir.join(&o.file).display(),
+                o.disk_format.name(),
+                o.container.name(),
+                options_text(o),
+            );
+        }
+        s
+    }
+
+    /// Fetches sources, writes every artefact, then the report and SHA256SUMS.
+    ///
+    /// # Errors
+    /// The first failing step; artefacts finished before it stay in place.
+    pub fn execute(&self, log: &mut dyn FnMut(&str)) -> Result<BuildReport> {
+        std::fs::create_dir_all(&self.out_dir)
+            .map_err(|e| Error::io(e).with_path(&self.out_dir))?;
+        let inputs = self.fetch_inputs(log)?;
+        let mut artefacts = Vec::new();
+        for (i, o) in self.outputs.iter().enumerate() {
+            log(&format!(
+                "[{}/{}] writing {} ({} in {})",
+                i + 1,
+                self.outputs.len(),
+                o.file,
+                o.disk_format.name(),
+                o.container.name()
+            ));
+            artefacts.push(self.write_output(o, &inputs[o.disk])?);
+        }
+        let report = BuildReport::new(&self.spec, artefacts);
+        report.write(&self.out_dir, &self.spec.name)?;
+        Ok(report)
+    }
+
+    /// Local paths of the disks the selected outputs use (`None` for blank disks).
+    fn fetch_inputs(&self, log: &mut dyn FnMut(&str)) -> Result<Vec<Option<PathBuf>>> {
+        let mut inputs = Vec::new();
+        for (i, d) in self.spec.disks.iter().enumerate() {
+            if !self.outputs.iter().any(|o| o.disk == i) {
+                inputs.push(None);
+                continue;
+            }
+            let at = locate(
+                &self.spec.path,
+                d.source_span,
+                &format!("disks[{i}].source"),
+                "",
+            );
+            let at = at.trim_end_matches(": ");
+            let path = match &d.source {
+                DiskPlanSource::Blank => None,
+                DiskPlanSource::File { path, sha256 } => {
+                    fetch::verify_file(path, sha256.as_deref(), at)?;
+                    Some(path.clone())
+                }
+                DiskPlanSource::Url { url, sha256 } => {
+                    Some(fetch::fetch_url(url, sha256, at, log)?)
+                }
+            };
+            inputs.push(path);
+        }
+        Ok(inputs)
+    }
+
+    fn reader(&self, o: &ValidOutput, input: Option<&PathBuf>) -> Result<Box<dyn DiskReader>> {
+        let disk = &self.spec.disks[o.disk];
+        let Some(path) = input else {
+            return Ok(Box::new(Blank::new(disk.size.unwrap_or_default())));
+        };
+        let reader = disk::open(path, &OpenOptions::default())?;
+        match disk.size {
+            Some(size) if size != reader.virtual_size() => {
+                let at = locate(
+                    &self.spec.path,
+                    disk.size_span,
+                    &format!("disks[{}].size", o.disk),
+                    "",
+                );
+                Ok(Box::new(Grown::new(reader, size).map_err(|e| {
+                    e.with_path(Path::new(at.trim_end_matches(": ")))
+                })?))
+            }
+            _ => Ok(reader),
+        }
+    }
+
+    fn write_output(&self, o: &ValidOutput, input: &Option<PathBuf>) -> Result<Artefact> {
+        let mut reader = self.reader(o, input.as_ref())?;
+        let ctx = BuildContext::from_env(&format!("{}/{}", self.spec.name, o.name));
+        let req = CreateRequest {
+            format: o.engine_format,
+            virtual_size: reader.virtual_size(),
+            options: &o.options,
+            compress: false,
+            ctx: &ctx,
+        };
+        let target = self.out_dir.join(&o.file);
+        let mut set = OutputSet::new(&target, true);
+        let mut writer = disk::create(&req, &mut set).map_err(|e| e.with_path(&target))?;
+        disk::convert(reader.as_mut(), writer.as_mut(), &mut |_| {})
+            .map_err(|e| e.with_path(&target))?;
+        let written = writer.finish().map_err(|e| e.with_path(&target))?;
+        let (sha256, size) = fetch::hash_file(&partial_path(&target))?;
+        set.commit()?;
+        Ok(Artefact::new(
+            &self.spec,
+            o,
+            &target,
+            size,
+            sha256,
+            written.virtual_size,
+        ))
+    }
+}
+
+fn source_text(source: &DiskPlanSource) -> String {
+    match source {
+        DiskPlanSource::Blank => "blank".into(),
+        DiskPlanSource::File {
+            path,
+            sha256: Some(_),
+        } => format!("file {} (sha256 checked)", path.display()),
+        DiskPlanSource::File { path, sha256: None } => format!("file {}", path.display()),
+        DiskPlanSource::Url { url, sha256 } => format!("url {url} (sha256 {sha256})"),
+    }
+}
+
+fn options_text(o: &ValidOutput) -> String {
+    let items: Vec<String> = o.options.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    if items.is_empty() {
+        String::new()
+    } else {
+        format!(", options {}", items.join(","))
+    }
+}
+
+/// `spec.yaml:7:9: key: message`.
+fn locate(path: &Path, span: Option<Span>, key: &str, message: &str) -> String {
+    let at = span
+        .map(|s| format!(":{}:{}", s.line, s.col))
+        .unwrap_or_default();
+    format!("{}{at}: {key}: {message}", path.display())
+}

@@ -1,0 +1,400 @@
+//! The appliance spec as serde types: what `kiln build` reads from YAML.
+//!
+//! Every struct denies unknown keys (the loader turns them into "did you mean" errors).
+//! Values whose meaning is checked after parsing (sizes, counts, paths, names) are wrapped in
+//! [`Spanned`] so `validate` can point at their line and column. The JSON Schema in
+//! `schemas/kiln-spec.schema.json` is generated from these types (`schemars`).
+//!
+//! Not supported, on purpose: `${VAR}` environment interpolation (every value is taken
+//! literally, so a spec means the same thing on every machine), and YAML merge keys (`<<`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use schemars::JsonSchema;
+use serde::de::{self, Visitor};
+use serde::{Deserialize, Deserializer};
+pub use serde_saphyr::Spanned;
+
+/// A whole appliance spec. Values are taken literally: there is no `${VAR}` environment
+/// interpolation. Relative paths resolve against the spec file's directory.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "kiln appliance spec")]
+pub struct Spec {
+    /// Appliance name: names the artefacts and seeds every derived id.
+    #[schemars(with = "String")]
+    pub name: Spanned<String>,
+    /// Free-form version string (quote it: `"24.04"`).
+    #[serde(default)]
+    pub version: Option<String>,
+    /// One-line description.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Virtual hardware.
+    #[serde(default)]
+    pub vm: Option<Vm>,
+    /// The disks, in guest order; the first is the boot disk.
+    #[schemars(with = "Vec<Disk>")]
+    pub disks: Vec<Spanned<Disk>>,
+    /// Network adapters.
+    #[serde(default)]
+    pub networks: Vec<Network>,
+    /// cloud-init data and how to deliver it.
+    #[serde(default)]
+    #[schemars(with = "Option<CloudInit>")]
+    pub cloud_init: Option<Spanned<CloudInit>>,
+    /// Product metadata for OVF containers.
+    #[serde(default)]
+    pub product: Option<Product>,
+    /// The artefacts to build.
+    #[schemars(with = "Vec<Output>")]
+    pub outputs: Vec<Spanned<Output>>,
+}
+
+/// Virtual hardware.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Vm {
+    /// Virtual CPU count (1 to 256).
+    #[serde(default)]
+    #[schemars(with = "Option<u32>")]
+    pub cpus: Option<Spanned<i64>>,
+    /// Memory, e.g. `4GiB` (at least 1 MiB, a whole number of MiB).
+    #[serde(default)]
+    #[schemars(with = "Option<ByteSize>")]
+    pub memory: Option<Spanned<ByteSize>>,
+    /// Firmware.
+    #[serde(default)]
+    pub firmware: Option<Firmware>,
+    /// Guest OS id (e.g. `ubuntu-64`), mapped to hypervisor OS types by containers.
+    #[serde(default)]
+    pub os: Option<String>,
+}
+
+/// Firmware type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Firmware {
+    /// Legacy BIOS.
+    Bios,
+    /// UEFI.
+    Efi,
+}
+
+/// One disk.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Disk {
+    /// Disk name (letters, digits, `-`, `_`, `.`), unique in the spec.
+    #[schemars(with = "String")]
+    pub name: Spanned<String>,
+    /// Where the disk's contents come from.
+    #[schemars(with = "Source")]
+    pub source: Spanned<Source>,
+    /// Virtual size, e.g. `20GiB`. Grows the source; kiln never shrinks a disk. Required
+    /// for blank disks.
+    #[serde(default)]
+    #[schemars(with = "Option<ByteSize>")]
+    pub size: Option<Spanned<ByteSize>>,
+    /// Controller the disk hangs off.
+    #[serde(default)]
+    pub controller: Option<Controller>,
+}
+
+/// Where a disk's contents come from: exactly one of `blank`, `file` or `url`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    /// `true`: a new empty disk of the disk's `size`.
+    #[serde(default)]
+    pub blank: Option<bool>,
+    /// A local image in any format kiln reads (probed), relative to the spec's directory.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub file: Option<Spanned<String>>,
+    /// An http(s) URL; `sha256` is required. Downloads are cached by digest.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub url: Option<Spanned<String>>,
+    /// Expected SHA-256 of the file or download (64 hex digits).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub sha256: Option<Spanned<String>>,
+}
+
+/// Disk controller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Controller {
+    /// IDE.
+    Ide,
+    /// SATA (AHCI).
+    Sata,
+    /// SCSI.
+    Scsi,
+    /// NVMe.
+    Nvme,
+}
+
+/// One network adapter.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    /// Network name the adapter attaches to.
+    pub name: String,
+    /// Adapter model.
+    #[serde(default)]
+    pub adapter: Option<Adapter>,
+}
+
+/// Network adapter model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Adapter {
+    /// Intel e1000.
+    E1000,
+    /// Intel e1000e.
+    E1000e,
+    /// VMware vmxnet3.
+    Vmxnet3,
+    /// virtio-net.
+    Virtio,
+}
+
+/// cloud-init data. Each part is a path (relative to the spec) or an inline mapping.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CloudInit {
+    /// user-data (`#cloud-config` YAML or a script).
+    #[serde(default)]
+    #[schemars(with = "Option<CloudInitPart>")]
+    pub user_data: Option<Spanned<CloudInitPart>>,
+    /// meta-data (`instance-id`, `local-hostname`).
+    #[serde(default)]
+    #[schemars(with = "Option<CloudInitPart>")]
+    pub meta_data: Option<Spanned<CloudInitPart>>,
+    /// network-config (version 1 or 2).
+    #[serde(default)]
+    #[schemars(with = "Option<CloudInitPart>")]
+    pub network_config: Option<Spanned<CloudInitPart>>,
+    /// How the data reaches the guest; default `[seed-iso]`.
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<Delivery>>")]
+    pub deliver: Option<Spanned<Vec<Delivery>>>,
+}
+
+/// A cloud-init part: a file path, or the content inline as a mapping.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum CloudInitPart {
+    /// Path relative to the spec's directory.
+    File(String),
+    /// Inline content.
+    Inline(BTreeMap<String, serde_json::Value>),
+}
+
+/// How cloud-init data is delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Delivery {
+    /// A NoCloud seed ISO (`cidata`) built beside the disks.
+    SeedIso,
+    /// OVF environment properties (ovf/ova containers).
+    OvfProperties,
+}
+
+/// Product metadata for OVF containers.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Product {
+    /// Vendor name.
+    #[serde(default)]
+    pub vendor: Option<String>,
+    /// Product URL.
+    #[serde(default)]
+    pub product_url: Option<String>,
+    /// Licence text file, relative to the spec.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub eula: Option<Spanned<String>>,
+}
+
+/// One artefact to build.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Output {
+    /// Output name for `--only` and the report; defaults to the disk format. Unique.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub name: Option<Spanned<String>>,
+    /// File name in the output directory; defaults to `<spec name>[-<name>].<ext>`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub file: Option<Spanned<String>>,
+    /// Which disk to write; defaults to the first.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub disk: Option<Spanned<String>>,
+    /// Disk format (Glance vocabulary).
+    pub disk_format: OutputDiskFormat,
+    /// Container format (Glance vocabulary).
+    pub container_format: ContainerFormat,
+    /// Disk format options, as `kiln create -o` takes them.
+    #[serde(default)]
+    #[schemars(with = "Option<BTreeMap<String, OptionValue>>")]
+    pub options: Option<Spanned<BTreeMap<String, OptionValue>>>,
+    /// OVA/OVF target hypervisor.
+    #[serde(default)]
+    pub target: Option<Target>,
+    /// Manifest digest for OVF containers.
+    #[serde(default)]
+    pub manifest: Option<ManifestDigest>,
+    /// AMI: kernel image inside the disk or beside the spec.
+    #[serde(default)]
+    pub kernel: Option<String>,
+    /// AMI: ramdisk image.
+    #[serde(default)]
+    pub ramdisk: Option<String>,
+    /// AMI: `ec2` for an EC2 bundle instead of a Glance triplet.
+    #[serde(default)]
+    pub bundle: Option<String>,
+    /// EC2 bundle: AWS account id.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// EC2 bundle: signing certificate.
+    #[serde(default)]
+    pub cert: Option<String>,
+    /// EC2 bundle: signing private key.
+    #[serde(default)]
+    pub privatekey: Option<String>,
+    /// EC2 bundle: the EC2 certificate the key is encrypted to.
+    #[serde(default)]
+    pub ec2_cert: Option<String>,
+}
+
+/// Output disk formats (Glance's `disk_format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputDiskFormat {
+    /// Raw bytes.
+    Raw,
+    /// QEMU qcow2.
+    Qcow2,
+    /// VMware VMDK.
+    Vmdk,
+    /// Microsoft VHD.
+    Vhd,
+    /// Microsoft VHDX.
+    Vhdx,
+    /// VirtualBox VDI.
+    Vdi,
+    /// Amazon kernel image (raw).
+    Aki,
+    /// Amazon ramdisk image (raw).
+    Ari,
+    /// Amazon machine image (raw).
+    Ami,
+}
+
+/// Output containers (Glance's `container_format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ContainerFormat {
+    /// The disk file alone.
+    Bare,
+    /// OVF descriptor directory.
+    Ovf,
+    /// OVA tar.
+    Ova,
+    /// Amazon kernel.
+    Aki,
+    /// Amazon ramdisk.
+    Ari,
+    /// Amazon machine image.
+    Ami,
+}
+
+/// OVA/OVF target hypervisor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    /// VMware (vSphere, Workstation, Fusion).
+    Vmware,
+    /// Oracle VirtualBox.
+    Virtualbox,
+}
+
+/// Manifest digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ManifestDigest {
+    /// SHA-1 (old VMware).
+    Sha1,
+    /// SHA-256.
+    Sha256,
+    /// SHA-512.
+    Sha512,
+}
+
+/// A scalar option value (`preallocation: metadata`, `cluster_size: 65536`, `azure: true`).
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum OptionValue {
+    /// A boolean, passed as `on`/`off`.
+    Bool(bool),
+    /// An integer.
+    Int(i64),
+    /// A string.
+    Text(String),
+}
+
+impl fmt::Display for OptionValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OptionValue::Bool(b) => f.write_str(if *b { "on" } else { "off" }),
+            OptionValue::Int(n) => write!(f, "{n}"),
+            OptionValue::Text(s) => f.write_str(s),
+        }
+    }
+}
+
+/// A size as written: a byte count or text with a unit (`20GiB`); parsed by `validate`.
+#[derive(Debug, Clone, PartialEq, Eq, JsonSchema)]
+#[schemars(untagged)]
+pub enum ByteSize {
+    /// A number (bytes); may be negative as written, which validation refuses.
+    Number(i64),
+    /// Text such as `20GiB`, `512M`, `8G`.
+    Text(String),
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ByteSizeVisitor)
+    }
+}
+
+struct ByteSizeVisitor;
+
+impl Visitor<'_> for ByteSizeVisitor {
+    type Value = ByteSize;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a size such as 20GiB, 512M or a byte count")
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<ByteSize, E> {
+        Ok(ByteSize::Number(v))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<ByteSize, E> {
+        i64::try_from(v)
+            .map(ByteSize::Number)
+            .map_err(|_| E::custom("size is too large"))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<ByteSize, E> {
+        Ok(ByteSize::Text(v.to_string()))
+    }
+}

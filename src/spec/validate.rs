@@ -1,0 +1,465 @@
+//! Semantic checks on a parsed [`Spec`]: every problem is collected, none stops the others.
+//!
+//! Rules: names are file-name safe and unique; sizes parse (`kiln::size`), are positive and
+//! never shrink a file source; CPU counts are 1..=256; a source is exactly one of `blank`,
+//! `file`, `url`; URLs are http(s) and need `sha256`; files exist (relative to the spec's
+//! directory); disk/container pairs follow Glance's rules; `options` are keys the disk
+//! format's writer knows. Requests that are valid but not implemented in this build (OVF,
+//! OVA and Amazon containers, cloud-init delivery) are kept apart in
+//! [`ValidSpec::unsupported`]: `kiln validate` reports them as notes, `kiln build` refuses.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::model::{ByteSize, ContainerFormat, Firmware, OutputDiskFormat, Source, Spanned, Spec};
+use super::{Issue, Span, SpecErrors, load};
+use crate::disk::{self, DiskFormat, KvOptions, OpenOptions};
+use crate::size::parse_size;
+
+/// Most vCPUs a spec may ask for.
+const MAX_CPUS: i64 = 256;
+
+/// Where a disk's bytes come from, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DiskPlanSource {
+    /// A new empty disk.
+    Blank,
+    /// A local image (absolute or relative to the working directory, already resolved).
+    File {
+        /// The image.
+        path: PathBuf,
+        /// Expected digest, lower-case hex.
+        sha256: Option<String>,
+    },
+    /// A download.
+    Url {
+        /// http(s) URL.
+        url: String,
+        /// Expected digest, lower-case hex.
+        sha256: String,
+    },
+}
+
+/// A checked disk.
+#[derive(Debug, Clone)]
+pub struct ValidDisk {
+    /// Name.
+    pub name: String,
+    /// Source.
+    pub source: DiskPlanSource,
+    /// Requested virtual size.
+    pub size: Option<u64>,
+    /// Where the source is written in the spec, for errors found while building.
+    pub source_span: Option<Span>,
+    /// Where `size` is written.
+    pub size_span: Option<Span>,
+}
+
+/// A checked output.
+#[derive(Debug, Clone)]
+pub struct ValidOutput {
+    /// Position in the spec's `outputs`.
+    pub index: usize,
+    /// Output name (`--only`).
+    pub name: String,
+    /// File name in the output directory.
+    pub file: String,
+    /// Index into [`ValidSpec::disks`].
+    pub disk: usize,
+    /// Glance disk format.
+    pub disk_format: OutputDiskFormat,
+    /// The engine format that writes it.
+    pub engine_format: DiskFormat,
+    /// Glance container format.
+    pub container: ContainerFormat,
+    /// Writer options.
+    pub options: KvOptions,
+}
+
+/// A spec that passed every check.
+#[derive(Debug, Clone)]
+pub struct ValidSpec {
+    /// The spec file.
+    pub path: PathBuf,
+    /// Its text.
+    pub text: String,
+    /// Appliance name.
+    pub name: String,
+    /// Version string.
+    pub version: Option<String>,
+    /// Firmware.
+    pub firmware: Option<Firmware>,
+    /// Disks in spec order.
+    pub disks: Vec<ValidDisk>,
+    /// Outputs in spec order.
+    pub outputs: Vec<ValidOutput>,
+    /// Valid requests this build cannot carry out (missing capabilities).
+    pub unsupported: Vec<Issue>,
+}
+
+impl OutputDiskFormat {
+    /// Glance's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            OutputDiskFormat::Raw => "raw",
+            OutputDiskFormat::Qcow2 => "qcow2",
+            OutputDiskFormat::Vmdk => "vmdk",
+            OutputDiskFormat::Vhd => "vhd",
+            OutputDiskFormat::Vhdx => "vhdx",
+            OutputDiskFormat::Vdi => "vdi",
+            OutputDiskFormat::Aki => "aki",
+            OutputDiskFormat::Ari => "ari",
+            OutputDiskFormat::Ami => "ami",
+        }
+    }
+
+    /// The engine format: Amazon disks are raw.
+    pub fn engine(self) -> DiskFormat {
+        match self {
+            OutputDiskFormat::Raw | OutputDiskFormat::Aki | OutputDiskFormat::Ari => {
+                DiskFormat::Raw
+            }
+            OutputDiskFormat::Ami => DiskFormat::Raw,
+            OutputDiskFormat::Qcow2 => DiskFormat::Qcow2,
+            OutputDiskFormat::Vmdk => DiskFormat::Vmdk,
+            OutputDiskFormat::Vhd => DiskFormat::Vhd,
+            OutputDiskFormat::Vhdx => DiskFormat::Vhdx,
+            OutputDiskFormat::Vdi => DiskFormat::Vdi,
+        }
+    }
+
+    /// File extension of the artefact.
+    pub fn extension(self) -> &'static str {
+        match self {
+            OutputDiskFormat::Raw => "raw",
+            other => other.name(),
+        }
+    }
+}
+
+impl ContainerFormat {
+    /// Glance's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            ContainerFormat::Bare => "bare",
+            ContainerFormat::Ovf => "ovf",
+            ContainerFormat::Ova => "ova",
+            ContainerFormat::Aki => "aki",
+            ContainerFormat::Ari => "ari",
+            ContainerFormat::Ami => "ami",
+        }
+    }
+}
+
+/// Checks `spec` (parsed from `text` at `path`).
+///
+/// # Errors
+/// Every problem found, located.
+pub fn validate(path: &Path, spec: Spec, text: String) -> Result<ValidSpec, SpecErrors> {
+    let dir = path.parent().map_or_else(PathBuf::new, Path::to_path_buf);
+    let mut c = Checker {
+        text: &text,
+        dir,
+        issues: Vec::new(),
+        unsupported: Vec::new(),
+    };
+    let name = c.name(&spec.name, "name");
+    c.vm(&spec);
+    let disks = c.disks(&spec);
+    let outputs = c.outputs(&spec, &name, &disks);
+    c.cloud_init(&spec);
+    if let Some(eula) = spec.product.as_ref().and_then(|p| p.eula.as_ref()) {
+        c.existing_file(eula, "product.eula");
+    }
+    let Checker {
+        mut issues,
+        unsupported,
+        ..
+    } = c;
+    if !issues.is_empty() {
+        issues.sort_by_key(|i| i.span.map_or(u64::MAX, |s| s.offset));
+        return Err(SpecErrors {
+            path: path.to_path_buf(),
+            text,
+            issues,
+        });
+    }
+    Ok(ValidSpec {
+        path: path.to_path_buf(),
+        text,
+        name,
+        version: spec.version,
+        firmware: spec.vm.as_ref().and_then(|v| v.firmware),
+        disks,
+        outputs,
+        unsupported,
+    })
+}
+
+struct Checker<'a> {
+    text: &'a str,
+    dir: PathBuf,
+    issues: Vec<Issue>,
+    unsupported: Vec<Issue>,
+}
+
+impl Checker<'_> {
+    fn err<T>(&mut self, at: &Spanned<T>, key: &str, message: String) {
+        self.err_loc(at.referenced, key, message);
+    }
+
+    fn err_loc(&mut self, at: serde_saphyr::Location, key: &str, message: String) {
+        self.issues.push(Issue::at(&at, self.text, key, message));
+    }
+
+    fn missing(&mut self, key: &str, message: String) {
+        self.issues.push(Issue {
+            key: key.to_string(),
+            message,
+            span: None,
+        });
+    }
+
+    fn span<T>(&self, at: &Spanned<T>) -> Option<Span> {
+        load::span_of(&at.referenced, self.text)
+    }
+
+    fn name(&mut self, name: &Spanned<String>, key: &str) -> String {
+        let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+        let value = &name.value;
+        if value.is_empty() || value.starts_with('.') || !value.chars().all(ok) || value.len() > 100
+        {
+            self.err(
+                name,
+                key,
+                format!("`{value}` is not a valid name; use 1 to 100 letters, digits, `-`, `_` or `.`, not starting with `.`"),
+            );
+        }
+        value.clone()
+    }
+
+    fn vm(&mut self, spec: &Spec) {
+        let Some(vm) = &spec.vm else { return };
+        if let Some(cpus) = &vm.cpus
+            && !(1..=MAX_CPUS).contains(&cpus.value)
+        {
+            let n = cpus.value;
+            self.err(
+                cpus,
+                "vm.cpus",
+                format!("{n} CPUs is out of range; expected 1 to {MAX_CPUS}"),
+            );
+        }
+        if let Some(memory) = &vm.memory
+            && let Some(bytes) = self.size(memory, "vm.memory")
+            && (bytes < 1 << 20 || bytes % (1 << 20) != 0)
+        {
+            self.err(
+                memory,
+                "vm.memory",
+                format!("memory of {bytes} bytes is not a whole number of MiB (at least 1MiB)"),
+            );
+        }
+    }
+
+    fn size(&mut self, size: &Spanned<ByteSize>, key: &str) -> Option<u64> {
+        let parsed = match &size.value {
+            ByteSize::Number(n) if *n <= 0 => Err(format!("size {n} must be positive")),
+            ByteSize::Number(n) => u64::try_from(*n).map_err(|e| e.to_string()),
+            ByteSize::Text(t) if t.trim_start().starts_with('-') => {
+                Err(format!("size `{t}` must be positive"))
+            }
+            ByteSize::Text(t) => match parse_size(t) {
+                Ok(0) => Err(format!("size `{t}` must be positive")),
+                other => other.map_err(|e| e.to_string()),
+            },
+        };
+        parsed.map_err(|message| self.err(size, key, message)).ok()
+    }
+
+    fn disks(&mut self, spec: &Spec) -> Vec<ValidDisk> {
+        if spec.disks.is_empty() {
+            self.missing(
+                "disks",
+                "the spec has no disks; add at least one under `disks:`".into(),
+            );
+        }
+        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        let mut disks = Vec::new();
+        for (i, disk) in spec.disks.iter().enumerate() {
+            let key = format!("disks[{i}]");
+            let name = self.name(&disk.value.name, &format!("{key}.name"));
+            if let Some(first) = seen.insert(name.clone(), i) {
+                self.err(
+                    &disk.value.name,
+                    &format!("{key}.name"),
+                    format!("duplicate disk name `{name}` (also disks[{first}])"),
+                );
+            }
+            let size = disk
+                .value
+                .size
+                .as_ref()
+                .and_then(|s| self.size(s, &format!("{key}.size")));
+            let source = self.source(&disk.value.source, &key, disk.value.size.is_some());
+            if let (Some(DiskPlanSource::File { path, .. }), Some(size), Some(at)) =
+                (&source, size, &disk.value.size)
+            {
+                self.no_shrink(path, size, at, &key);
+            }
+            let Some(source) = source else { continue };
+            disks.push(ValidDisk {
+                name,
+                source,
+                size,
+                source_span: self.span(&disk.value.source),
+                size_span: disk.value.size.as_ref().and_then(|s| self.span(s)),
+            });
+        }
+        disks
+    }
+
+    fn source(
+        &mut self,
+        at: &Spanned<Source>,
+        key: &str,
+        has_size: bool,
+    ) -> Option<DiskPlanSource> {
+        let s = &at.value;
+        let key = format!("{key}.source");
+        let count = usize::from(s.blank.is_some())
+            + usize::from(s.file.is_some())
+            + usize::from(s.url.is_some());
+        if count != 1 {
+            self.err(
+                at,
+                &key,
+                "a source needs exactly one of `blank: true`, `file: PATH` or `url: URL`".into(),
+            );
+            return None;
+        }
+        let sha256 = s
+            .sha256
+            .as_ref()
+            .and_then(|h| self.sha256(h, &format!("{key}.sha256")));
+        if let Some(blank) = s.blank {
+            return self.blank(at, &key, blank, has_size, s.sha256.is_some());
+        }
+        if let Some(file) = &s.file {
+            let path = self.existing_file(file, &format!("{key}.file"))?;
+            return Some(DiskPlanSource::File { path, sha256 });
+        }
+        let url = s.url.as_ref()?;
+        self.url(url, &key, s.sha256.is_some(), sha256)
+    }
+
+    fn blank(
+        &mut self,
+        at: &Spanned<Source>,
+        key: &str,
+        blank: bool,
+        has_size: bool,
+        has_sha: bool,
+    ) -> Option<DiskPlanSource> {
+        if !blank {
+            self.err(
+                at,
+                key,
+                "`blank: false` is not a source; use `blank: true`, `file:` or `url:`".into(),
+            );
+        } else if !has_size {
+            self.err(
+                at,
+                key,
+                "a blank disk needs a `size` (e.g. `size: 8GiB`)".into(),
+            );
+        } else if has_sha {
+            self.err(at, key, "a blank disk has no `sha256` to check".into());
+        }
+        (blank && has_size && !has_sha).then_some(DiskPlanSource::Blank)
+    }
+
+    fn url(
+        &mut self,
+        url: &Spanned<String>,
+        key: &str,
+        has_sha: bool,
+        sha256: Option<String>,
+    ) -> Option<DiskPlanSource> {
+        let value = &url.value;
+        if !(value.starts_with("http://") || value.starts_with("https://")) {
+            self.err(
+                url,
+                &format!("{key}.url"),
+                format!("`{value}` is not an http:// or https:// URL"),
+            );
+            return None;
+        }
+        if !has_sha {
+            self.err(
+                url,
+                &format!("{key}.url"),
+                "a `url` source needs `sha256: <64 hex digits>` so the download can be verified"
+                    .into(),
+            );
+        }
+        Some(DiskPlanSource::Url {
+            url: value.clone(),
+            sha256: sha256?,
+        })
+    }
+
+    fn sha256(&mut self, at: &Spanned<String>, key: &str) -> Option<String> {
+        let v = at.value.trim().to_ascii_lowercase();
+        if v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Some(v);
+        }
+        let message = if v.contains("fill") || v.contains("todo") || v.contains('<') {
+            format!(
+                "`{}` is a placeholder; fill in the real SHA-256 of the image (64 hex digits)",
+                at.value
+            )
+        } else {
+            format!(
+                "`{}` is not a SHA-256 digest; expected 64 hex digits",
+                at.value
+            )
+        };
+        self.err(at, key, message);
+        None
+    }
+
+    fn existing_file(&mut self, at: &Spanned<String>, key: &str) -> Option<PathBuf> {
+        let path = self.dir.join(&at.value);
+        match std::fs::metadata(&path) {
+            Ok(m) if m.is_file() => Some(path),
+            Ok(_) => {
+                self.err(at, key, format!("`{}` is not a regular file", at.value));
+                None
+            }
+            Err(e) => {
+                let shown = path.display();
+                self.err(at, key, format!("cannot read `{shown}`: {e}"));
+                None
+            }
+        }
+    }
+
+    fn no_shrink(&mut self, path: &Path, size: u64, at: &Spanned<ByteSize>, key: &str) {
+        let current = match disk::open(path, &OpenOptions::default()) {
+            Ok(reader) => reader.virtual_size(),
+            Err(e) => {
+                return self.err(
+                    at,
+                    &format!("{key}.source.file"),
+                    format!("cannot open the source image: {e}"),
+                );
+            }
+        };
+        if size < current {
+            self.err(at, &format!("{key}.size"), format!("size {size} is smaller than the source image ({current} bytes); kiln grows disks but never shrinks them"));
+        }
+    }
+}
+
+mod outputs;

@@ -1,0 +1,213 @@
+//! Output and cloud-init checks: names, files, disk/container pairs (Glance's rules),
+//! writer options, and the capabilities this build does not have.
+
+use std::collections::BTreeMap;
+
+use super::{Checker, ValidDisk, ValidOutput};
+use crate::disk::KvOptions;
+use crate::spec::Issue;
+use crate::spec::model::{ContainerFormat, Delivery, Output, OutputDiskFormat, Spanned, Spec};
+use crate::suggest::closest;
+
+impl Checker<'_> {
+    pub(super) fn outputs(
+        &mut self,
+        spec: &Spec,
+        spec_name: &str,
+        disks: &[ValidDisk],
+    ) -> Vec<ValidOutput> {
+        if spec.outputs.is_empty() {
+            self.missing(
+                "outputs",
+                "the spec has no outputs; add at least one under `outputs:`".into(),
+            );
+        }
+        let mut names: BTreeMap<String, usize> = BTreeMap::new();
+        let mut files: BTreeMap<String, usize> = BTreeMap::new();
+        let mut outputs = Vec::new();
+        for (i, at) in spec.outputs.iter().enumerate() {
+            let key = format!("outputs[{i}]");
+            let o = &at.value;
+            let name = match &o.name {
+                Some(n) => self.name(n, &format!("{key}.name")),
+                None => o.disk_format.name().to_string(),
+            };
+            if let Some(first) = names.insert(name.clone(), i) {
+                let hint = if o.name.is_none() {
+                    "; give one of them a `name:`"
+                } else {
+                    ""
+                };
+                let loc = o.name.as_ref().map_or(at.referenced, |n| n.referenced);
+                self.err_loc(
+                    loc,
+                    &format!("{key}.name"),
+                    format!("duplicate output name `{name}` (also outputs[{first}]){hint}"),
+                );
+            }
+            let file = self.output_file(o, spec_name, &name, &key);
+            if let Some(first) = files.insert(file.clone(), i) {
+                let loc = o.file.as_ref().map_or(at.referenced, |n| n.referenced);
+                self.err_loc(
+                    loc,
+                    &format!("{key}.file"),
+                    format!("duplicate output file `{file}` (also outputs[{first}]); set `file:`"),
+                );
+            }
+            self.pair(at, &key);
+            let disk = self.output_disk(o, &key, spec, disks);
+            let options = self.output_options(o, &key);
+            let (Some(disk), Some(options)) = (disk, options) else {
+                continue;
+            };
+            outputs.push(ValidOutput {
+                index: i,
+                name,
+                file,
+                disk,
+                disk_format: o.disk_format,
+                engine_format: o.disk_format.engine(),
+                container: o.container_format,
+                options,
+            });
+        }
+        outputs
+    }
+
+    fn output_file(&mut self, o: &Output, spec_name: &str, name: &str, key: &str) -> String {
+        let Some(file) = &o.file else {
+            let ext = o.disk_format.extension();
+            return if name == o.disk_format.name() {
+                format!("{spec_name}.{ext}")
+            } else {
+                format!("{spec_name}-{name}.{ext}")
+            };
+        };
+        self.name(file, &format!("{key}.file"))
+    }
+
+    /// Glance: aki/ari/ami disks and containers only pair with each other; OVF/OVA hold VMDK.
+    fn pair(&mut self, at: &Spanned<Output>, key: &str) {
+        use ContainerFormat as C;
+        use OutputDiskFormat as D;
+        let (d, c) = (at.value.disk_format, at.value.container_format);
+        let amazon = |d| matches!(d, D::Aki | D::Ari | D::Ami);
+        let ok = match c {
+            C::Bare => !amazon(d),
+            C::Ovf | C::Ova => d == D::Vmdk,
+            C::Aki => d == D::Aki,
+            C::Ari => d == D::Ari,
+            C::Ami => d == D::Ami,
+        };
+        let (dn, cn) = (d.name(), c.name());
+        if !ok {
+            let rule = match c {
+                C::Bare => {
+                    format!("Glance requires container_format `{dn}` for disk_format `{dn}`")
+                }
+                C::Ovf | C::Ova => format!("{cn} containers hold vmdk disks"),
+                _ => format!("container_format `{cn}` needs disk_format `{cn}`"),
+            };
+            self.err(
+                at,
+                key,
+                format!("disk_format `{dn}` cannot go in container_format `{cn}`: {rule}"),
+            );
+            return;
+        }
+        let missing = match c {
+            C::Bare => return,
+            C::Ovf | C::Ova => {
+                "OVF/OVA packaging (descriptor, manifest, tar) is not implemented in this kiln yet"
+            }
+            _ => {
+                "Amazon aki/ari/ami containers (Glance triplet, EC2 bundle) are not implemented in this kiln yet"
+            }
+        };
+        let message = format!("container_format `{cn}` cannot be built: {missing}");
+        self.unsupported
+            .push(Issue::at(&at.referenced, self.text, key, message));
+    }
+
+    fn output_disk(
+        &mut self,
+        o: &Output,
+        key: &str,
+        spec: &Spec,
+        disks: &[ValidDisk],
+    ) -> Option<usize> {
+        let Some(wanted) = &o.disk else {
+            return (!disks.is_empty()).then_some(0);
+        };
+        if let Some(i) = disks.iter().position(|d| d.name == wanted.value) {
+            return Some(i);
+        }
+        let known: Vec<&str> = spec
+            .disks
+            .iter()
+            .map(|d| d.value.name.value.as_str())
+            .collect();
+        let hint = closest(&wanted.value, &known)
+            .map(|k| format!("; did you mean `{k}`?"))
+            .unwrap_or_default();
+        self.err(
+            wanted,
+            &format!("{key}.disk"),
+            format!("no disk named `{}`{hint}", wanted.value),
+        );
+        None
+    }
+
+    fn output_options(&mut self, o: &Output, key: &str) -> Option<KvOptions> {
+        let mut kv = KvOptions::default();
+        let Some(options) = &o.options else {
+            return Some(kv);
+        };
+        for (k, v) in &options.value {
+            kv.set(k, &v.to_string());
+        }
+        let format = o.disk_format.engine();
+        match kv.check_known(o.disk_format.name(), format.option_keys()) {
+            Ok(()) => Some(kv),
+            Err(e) => {
+                self.err(options, &format!("{key}.options"), e.to_string());
+                None
+            }
+        }
+    }
+
+    pub(super) fn cloud_init(&mut self, spec: &Spec) {
+        let Some(ci) = &spec.cloud_init else { return };
+        let parts = [
+            ("user_data", &ci.value.user_data),
+            ("meta_data", &ci.value.meta_data),
+            ("network_config", &ci.value.network_config),
+        ];
+        for (name, part) in parts {
+            let Some(part) = part else { continue };
+            if let crate::spec::model::CloudInitPart::File(path) = &part.value {
+                let at = Spanned::new(path.clone(), part.referenced, part.defined);
+                self.existing_file(&at, &format!("cloud_init.{name}"));
+            }
+        }
+        let deliver = ci
+            .value
+            .deliver
+            .as_ref()
+            .map_or(vec![Delivery::SeedIso], |d| d.value.clone());
+        for d in deliver {
+            let message = match d {
+                Delivery::SeedIso => "cloud-init seed ISO is not available in this build",
+                Delivery::OvfProperties => {
+                    "cloud-init delivery through OVF properties needs the ovf/ova container, which is not available in this build"
+                }
+            };
+            self.unsupported.push(Issue::at(
+                &ci.referenced,
+                self.text,
+                "cloud_init.deliver",
+                message.to_string(),
+            ));
+        }
+    }
+}
