@@ -338,10 +338,10 @@ fn lfn_checksum(short: &[u8; 11]) -> u8 {
 /// Long-name entries for `name`, last part first as they are stored.
 fn lfn_entries(name: &str, short: &[u8; 11]) -> Result<Vec<u8>> {
     let mut units: Vec<u16> = name.encode_utf16().collect();
-    if units.len() % 13 != 0 {
+    if !units.len().is_multiple_of(13) {
         units.push(0);
     }
-    while units.len() % 13 != 0 {
+    while !units.len().is_multiple_of(13) {
         units.push(0xFFFF);
     }
     let count = units.len() / 13;

@@ -493,7 +493,7 @@ fn records_of(dir: &[u8], base: u64) -> impl Iterator<Item = Result<RawRecord<'_
                 return Some(Err(IsoError::BadRecord { offset, len }.into()));
             }
             let r = &dir[pos..pos + len];
-            let su_start = 33 + ident_len + usize::from(ident_len % 2 == 0);
+            let su_start = 33 + ident_len + usize::from(ident_len.is_multiple_of(2));
             pos += len;
             return Some(Ok(RawRecord {
                 offset,

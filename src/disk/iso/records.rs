@@ -118,7 +118,7 @@ pub struct Record<'a> {
 /// Length of a directory record with `ident_len` identifier bytes and `su_len` system use
 /// bytes, padded to even as 9.1.13 requires.
 pub fn record_len(ident_len: usize, su_len: usize) -> usize {
-    let base = 33 + ident_len + usize::from(ident_len % 2 == 0);
+    let base = 33 + ident_len + usize::from(ident_len.is_multiple_of(2));
     let len = base + su_len;
     len + len % 2
 }
@@ -138,7 +138,7 @@ pub fn encode_record(r: &Record<'_>) -> Vec<u8> {
     put_u16_both(&mut out, 1); // volume sequence number
     out.push(u8::try_from(r.ident.len()).unwrap_or(u8::MAX));
     out.extend_from_slice(r.ident);
-    if r.ident.len() % 2 == 0 {
+    if r.ident.len().is_multiple_of(2) {
         out.push(0);
     }
     out.extend_from_slice(r.system_use);

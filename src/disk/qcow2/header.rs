@@ -160,7 +160,7 @@ impl Qcow2Header {
         // qcow2 spec: header_length is at least 104 and a multiple of 8 (since 1.1 rev.);
         // it must also leave room in the first cluster for the extensions' end marker.
         let max = self.cluster_size().saturating_sub(8);
-        if len < QCOW2_V3_HEADER_LEN || len % 8 != 0 || u64::from(len) > max {
+        if len < QCOW2_V3_HEADER_LEN || !len.is_multiple_of(8) || u64::from(len) > max {
             return Err(Qcow2Error::BadHeaderLength { found: len, max });
         }
         Ok(())

@@ -279,11 +279,12 @@ impl Allocator {
     }
 
     fn push_run(&mut self, run: DataRun) {
-        if let Some(last) = self.runs.last_mut() {
-            if last.guest + last.count == run.guest && last.host + last.count == run.host {
-                last.count += run.count;
-                return;
-            }
+        if let Some(last) = self.runs.last_mut()
+            && last.guest + last.count == run.guest
+            && last.host + last.count == run.host
+        {
+            last.count += run.count;
+            return;
         }
         self.runs.push(run);
     }

@@ -318,12 +318,12 @@ fn check_refused_options(options: &KvOptions, version: u32) -> Result<()> {
             "option lazy_refcounts=on {why}is not supported by kiln's qcow2 writer"
         )));
     }
-    if let Some(bits) = options.get_u64_in("refcount_bits", 1..=64)? {
-        if bits != 16 {
-            return Err(Error::unsupported(format!(
-                "option refcount_bits={bits}: kiln writes 16-bit refcounts only"
-            )));
-        }
+    if let Some(bits) = options.get_u64_in("refcount_bits", 1..=64)?
+        && bits != 16
+    {
+        return Err(Error::unsupported(format!(
+            "option refcount_bits={bits}: kiln writes 16-bit refcounts only"
+        )));
     }
     if options.get_choice("compression_type", &["zlib", "zstd"])? == Some("zstd") {
         return Err(Error::unsupported(

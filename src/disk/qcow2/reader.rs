@@ -106,7 +106,7 @@ impl Qcow2Reader {
             return Ok(false);
         }
         let cs = self.cluster_size();
-        if offset % cs != 0 {
+        if !offset.is_multiple_of(cs) {
             return Err(Qcow2Error::UnalignedTable {
                 what: "L2 table",
                 offset,
@@ -156,7 +156,7 @@ impl Qcow2Reader {
         if offset == 0 {
             return Ok(Cluster::Unallocated);
         }
-        if offset % self.cluster_size() != 0 {
+        if !offset.is_multiple_of(self.cluster_size()) {
             return Err(bad("data offset is not cluster-aligned").into());
         }
         if self.header.incompatible & INCOMPAT_DATA_FILE != 0 {
@@ -495,7 +495,7 @@ fn check_table(what: &'static str, offset: u64, len: u64, cs: u64, file_len: u64
     if len == 0 {
         return Ok(());
     }
-    if offset % cs != 0 {
+    if !offset.is_multiple_of(cs) {
         return Err(Qcow2Error::UnalignedTable { what, offset }.into());
     }
     if offset.checked_add(len).is_none_or(|end| end > file_len) {

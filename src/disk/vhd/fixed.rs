@@ -80,10 +80,10 @@ impl DiskReader for FixedReader {
         if self.pos >= self.virtual_size {
             return Ok(None);
         }
-        if self.pos == self.data_end {
-            if let Some(hole) = self.seek_data()? {
-                return Ok(Some(Extent::Unallocated(hole)));
-            }
+        if self.pos == self.data_end
+            && let Some(hole) = self.seek_data()?
+        {
+            return Ok(Some(Extent::Unallocated(hole)));
         }
         let len = (self.data_end - self.pos).min(MAX_EXTENT_BYTES as u64);
         let len = usize::try_from(len).expect("bounded by MAX_EXTENT_BYTES");

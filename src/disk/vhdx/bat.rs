@@ -273,7 +273,7 @@ impl BatWriter {
     pub fn push(&mut self, file: &File, e: u64) -> Result<()> {
         self.buf.extend_from_slice(&e.to_le_bytes());
         self.next_block += 1;
-        let chunk_done = self.next_block % self.geometry.chunk_ratio == 0;
+        let chunk_done = self.next_block.is_multiple_of(self.geometry.chunk_ratio);
         if chunk_done && self.next_block < self.geometry.data_blocks {
             self.buf.extend_from_slice(&0u64.to_le_bytes());
         }

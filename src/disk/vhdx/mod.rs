@@ -566,7 +566,10 @@ impl WriterOptions {
         }
         let zero_state = o.get_bool("block_state_zero")?.unwrap_or(false);
         let size = req.virtual_size;
-        if size == 0 || size > VHDX_MAX_VIRTUAL_SIZE || size % u64::from(VHDX_LOGICAL_SECTOR) != 0 {
+        if size == 0
+            || size > VHDX_MAX_VIRTUAL_SIZE
+            || !size.is_multiple_of(u64::from(VHDX_LOGICAL_SECTOR))
+        {
             return Err(Error::invalid_input(format!(
                 "vhdx virtual size {size} must be a non-zero multiple of 512 bytes, at most 64 TiB"
             )));

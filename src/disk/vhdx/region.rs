@@ -187,7 +187,7 @@ fn check_region(
         offset: e.file_offset.get(),
         length: u64::from(e.length.get()),
     };
-    let aligned = region.offset % MIB == 0 && region.length % MIB == 0;
+    let aligned = region.offset.is_multiple_of(MIB) && region.length.is_multiple_of(MIB);
     if !aligned || region.length == 0 || region.offset < MIB {
         return Err(VhdxError::RegionMisaligned {
             what,

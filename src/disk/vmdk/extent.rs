@@ -237,7 +237,7 @@ fn read_footer(
     file_len: u64,
     header: &SparseHeader,
 ) -> Result<SparseHeader, VmdkError> {
-    if file_len % VMDK_SECTOR != 0 {
+    if !file_len.is_multiple_of(VMDK_SECTOR) {
         return Err(VmdkError::TruncatedStream { file_len });
     }
     if file_len < 3 * VMDK_SECTOR {
