@@ -296,6 +296,10 @@ pub fn create(req: &CreateRequest<'_>, out: &mut OutputSet) -> Result<Box<dyn Di
 /// Copies every extent of `reader` into `writer`, calling `progress` with the bytes done.
 /// The caller finishes the writer.
 ///
+/// The reader runs on its own thread, at most [`CONVERT_QUEUE_DEPTH`] extents ahead of the
+/// writer, so reading the source overlaps with writing (and compressing) the output while
+/// memory stays bounded by `CONVERT_QUEUE_DEPTH + 2` buffers of [`MAX_EXTENT_BYTES`].
+///
 /// # Errors
 /// Errors of either side, or a reader whose extents do not tile its virtual size.
 pub fn convert(
@@ -304,28 +308,89 @@ pub fn convert(
     progress: &mut dyn FnMut(u64),
 ) -> Result<()> {
     let virtual_size = reader.virtual_size();
-    let mut done: u64 = 0;
-    while let Some(extent) = reader.next_extent()? {
-        let len = extent.len();
-        if len > virtual_size - done {
+    let (full_tx, full_rx) = std::sync::mpsc::sync_channel(CONVERT_QUEUE_DEPTH);
+    let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::scope(|scope| {
+        scope.spawn(move || read_ahead(reader, &full_tx, &empty_rx));
+        let mut done: u64 = 0;
+        // Dropping `full_rx` on an early return stops the reader at its next send.
+        for item in full_rx {
+            let extent: OwnedExtent = item?;
+            let len = extent.len();
+            if len > virtual_size - done {
+                return Err(Error::new(
+                    crate::ErrorKind::InvalidImage,
+                    format!(
+                        "image yields data past its virtual size {virtual_size} at offset {done:#x}"
+                    ),
+                ));
+            }
+            writer.write_extent(extent.as_extent())?;
+            if let OwnedExtent::Data(buf) = extent {
+                let _ = empty_tx.send(buf);
+            }
+            done += len;
+            progress(done);
+        }
+        if done != virtual_size {
             return Err(Error::new(
                 crate::ErrorKind::InvalidImage,
-                format!(
-                    "image yields data past its virtual size {virtual_size} at offset {done:#x}"
-                ),
+                format!("image ends at {done:#x}, before its virtual size {virtual_size:#x}"),
             ));
         }
-        writer.write_extent(extent)?;
-        done += len;
-        progress(done);
+        Ok(())
+    })
+}
+
+/// Extents the reader thread may queue ahead of the writer.
+const CONVERT_QUEUE_DEPTH: usize = 2;
+
+/// An extent that owns its bytes, to cross from the reader thread to the writer.
+enum OwnedExtent {
+    Data(Vec<u8>),
+    Zero(u64),
+    Unallocated(u64),
+}
+
+impl OwnedExtent {
+    fn len(&self) -> u64 {
+        self.as_extent().len()
     }
-    if done != virtual_size {
-        return Err(Error::new(
-            crate::ErrorKind::InvalidImage,
-            format!("image ends at {done:#x}, before its virtual size {virtual_size:#x}"),
-        ));
+
+    fn as_extent(&self) -> Extent<'_> {
+        match self {
+            OwnedExtent::Data(buf) => Extent::Data(buf),
+            OwnedExtent::Zero(len) => Extent::Zero(*len),
+            OwnedExtent::Unallocated(len) => Extent::Unallocated(*len),
+        }
     }
-    Ok(())
+}
+
+/// The reader thread: copies each extent into a recycled buffer and queues it; stops at the
+/// end, at the first error (which it queues), or when the writer side hangs up.
+fn read_ahead(
+    reader: &mut dyn DiskReader,
+    full: &std::sync::mpsc::SyncSender<Result<OwnedExtent>>,
+    empty: &std::sync::mpsc::Receiver<Vec<u8>>,
+) {
+    loop {
+        let item = match reader.next_extent() {
+            Ok(None) => return,
+            Ok(Some(Extent::Data(bytes))) => {
+                let mut buf = empty.try_recv().unwrap_or_default();
+                buf.clear();
+                buf.extend_from_slice(bytes);
+                Ok(OwnedExtent::Data(buf))
+            }
+            Ok(Some(Extent::Zero(len))) => Ok(OwnedExtent::Zero(len)),
+            Ok(Some(Extent::Unallocated(len))) => Ok(OwnedExtent::Unallocated(len)),
+            Err(e) => Err(e),
+        };
+        let stop = item.is_err();
+        if full.send(item).is_err() || stop {
+            return;
+        }
+    }
 }
 
 /// A reader that presents another reader's disk grown to a larger virtual size; the added
