@@ -40,7 +40,7 @@ fn build_error(files: &[(&str, &[u8])]) -> String {
     let valid = spec::validate(&path, parsed, text).unwrap();
     let opts = BuildOptions {
         out_dir: dir.path().join("out"),
-        only: None,
+        only: Vec::new(),
     };
     let err = Plan::new(valid, &opts)
         .and_then(|p| p.execute(&mut |_| {}))
