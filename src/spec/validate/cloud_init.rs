@@ -18,7 +18,7 @@ use serde_json::Value;
 use super::{Checker, ValidOutput};
 use crate::seed::{self, SeedFormat, SeedSpec};
 use crate::spec::model::{CloudInit, CloudInitPart, Delivery, Spanned, Spec};
-use crate::spec::{Issue, Span};
+use crate::spec::{Issue, Span, load};
 
 /// A NoCloud seed to build.
 #[derive(Debug, Clone)]
@@ -175,10 +175,9 @@ impl Checker<'_> {
                     String::new(),
                 )
             }
-            CloudInitPart::Text(text) if text.contains('\n') => (
-                text.clone().into_bytes(),
-                " (lines count from the first line of the inline text)".into(),
-            ),
+            CloudInitPart::Text(text) if text.contains('\n') => {
+                (text.clone().into_bytes(), String::new())
+            }
             CloudInitPart::Text(path) => {
                 let named = Spanned::new(path.clone(), at.referenced, at.defined);
                 let file = self.existing_file(&named, &key).ok_or(())?;
@@ -192,10 +191,47 @@ impl Checker<'_> {
             }
         };
         if let Err(e) = (part.check)(&bytes) {
-            self.err(at, &key, format!("{e}{origin}"));
+            let mut message = format!("{e}{origin}");
+            let inner = match &at.value {
+                CloudInitPart::Text(text)
+                    if origin.is_empty() && message.contains(" is not valid YAML ") =>
+                {
+                    message.push_str(" (line and column within the inline text)");
+                    self.inline_error_span(at, text)
+                }
+                _ => None,
+            };
+            match inner {
+                Some(span) => self.issues.push(Issue {
+                    key,
+                    message,
+                    span: Some(span),
+                }),
+                None => self.err(at, &key, message),
+            }
             return Err(());
         }
         Ok(Some(bytes))
+    }
+
+    /// Where a YAML error inside inline text (a `|` block) is in the spec: the block's lines
+    /// are the spec's lines from the block's first, shifted by its indentation.
+    fn inline_error_span(&self, at: &Spanned<CloudInitPart>, text: &str) -> Option<Span> {
+        let block = self.span(at)?;
+        let err = serde_saphyr::from_str::<serde::de::IgnoredAny>(text).err()?;
+        let inner = err.location()?;
+        let line = block.line.checked_add(inner.line().checked_sub(1)?)?;
+        let col = block.col.checked_add(inner.column().checked_sub(1)?)?;
+        let offset = load::line_col_offset(self.text, line, col)?;
+        let spec_line = self.text.lines().nth(usize::try_from(line - 1).ok()?)?;
+        let first_line = text.lines().nth(usize::try_from(inner.line() - 1).ok()?)?;
+        // Only when the spec line really is that line of the block (a literal `|` block).
+        spec_line.ends_with(first_line).then_some(Span {
+            line,
+            col,
+            offset: u64::try_from(offset).ok()?,
+            len: 1,
+        })
     }
 }
 
