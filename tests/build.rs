@@ -1,5 +1,6 @@
-//! `kiln build`: examples and templates build, artefacts pass the oracle, reports and
-//! SHA256SUMS match an independent sha256sum, builds are byte-identical, downloads are
+//! `kiln build`: examples and templates build, artefacts pass the oracle (check-image for
+//! disks, check-seed for cloud-init seeds), reports and SHA256SUMS match an independent
+//! sha256sum, builds are byte-identical, downloads are
 //! verified, cached and resumed (local HTTP server on 127.0.0.1), and an interrupted build
 //! leaves nothing half-written.
 
@@ -74,6 +75,21 @@ fn serve(body: Vec<u8>, connections: usize) -> (String, Arc<Mutex<Vec<String>>>)
     (url, seen)
 }
 
+/// `check-seed SEED EXTRA...` (cloud-init's own NoCloud code reads the seed) must pass.
+fn check_seed(seed: &Path, extra: &[&str]) {
+    let out = Command::new(oracle("check-seed"))
+        .args(extra)
+        .arg(seed)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "check-seed {} failed:\n{}",
+        seed.display(),
+        describe(&out)
+    );
+}
+
 fn url_spec(url: &str, sha: &str, size: &str) -> String {
     format!(
         "name: dl\ndisks:\n  - name: root\n    source: {{ url: \"{url}\", sha256: {sha} }}\n{size}outputs:\n  - {{ disk_format: raw, container_format: bare }}\n"
@@ -133,6 +149,127 @@ fn minimal_example_builds_offline_and_says_where() {
 }
 
 #[test]
+fn minimal_example_builds_raw_qcow2_and_seed_identically_twice() {
+    let d = Dir::new();
+    let spec = repo("examples/minimal.yaml");
+    let stdout = d.kiln_ok(&["build", &spec, "-o", "a", "--quiet"]);
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        ["a/minimal.raw", "a/minimal.qcow2", "a/minimal-seed.iso"]
+    );
+    d.kiln_ok(&["build", &spec, "-o", "b", "--quiet"]);
+    let files = [
+        "minimal.raw",
+        "minimal.qcow2",
+        "minimal-seed.iso",
+        "minimal.kiln.json",
+        "SHA256SUMS",
+    ];
+    for f in files {
+        assert_same_file(&d.path(&format!("a/{f}")), &d.path(&format!("b/{f}")));
+    }
+    let size = (64u64 << 20).to_string();
+    let raw = d.path("a/minimal.raw");
+    check_image("raw", None, &raw, None, &["--virtual-size", &size]);
+    let qcow2 = d.path("a/minimal.qcow2");
+    check_image(
+        "qcow2",
+        None,
+        &qcow2,
+        Some(&raw),
+        &["--virtual-size", &size],
+    );
+    let seed = d.path("a/minimal-seed.iso");
+    check_seed(
+        &seed,
+        &[
+            "--expect-instance-id",
+            "minimal-1",
+            "--expect-hostname",
+            "minimal",
+        ],
+    );
+    let sums = std::fs::read_to_string(d.path("a/SHA256SUMS")).unwrap();
+    let expected: String = [
+        (&seed, "minimal-seed.iso"),
+        (&qcow2, "minimal.qcow2"),
+        (&raw, "minimal.raw"),
+    ]
+    .iter()
+    .map(|(p, n)| format!("{}  {n}\n", sha256(p)))
+    .collect();
+    assert_eq!(sums, expected);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.path("a/minimal.kiln.json")).unwrap())
+            .unwrap();
+    let a = &report["artefacts"][2];
+    let seed_len = std::fs::metadata(&seed).unwrap().len();
+    assert_eq!(
+        (
+            a["name"].as_str(),
+            a["path"].as_str(),
+            a["size"].as_u64(),
+            a["sha256"].as_str(),
+            a["disk_format"].as_str(),
+            a["container_format"].as_str(),
+        ),
+        (
+            Some("seed-iso"),
+            Some("minimal-seed.iso"),
+            Some(seed_len),
+            Some(sha256(&seed).as_str()),
+            Some("iso"),
+            Some("bare")
+        )
+    );
+    let args: Vec<&str> = a["glance_args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        args.join(" "),
+        "openstack image create --disk-format iso --container-format bare --file minimal-seed.iso minimal-seed"
+    );
+}
+
+#[test]
+fn only_builds_the_seed_when_it_is_named() {
+    let d = Dir::new();
+    let spec = repo("examples/minimal.yaml");
+    let stdout = d.kiln_ok(&["build", &spec, "--only", "seed-iso", "-o", "s"]);
+    assert_eq!(stdout.trim(), "s/minimal-seed.iso");
+    let stdout = d.kiln_ok(&["build", &spec, "--only", "qcow2,seed-iso", "-o", "q"]);
+    assert_eq!(stdout.trim(), "q/minimal.qcow2\nq/minimal-seed.iso");
+    let stdout = d.kiln_ok(&["build", &spec, "--only", "qcow2", "-o", "n"]);
+    assert_eq!(stdout.trim(), "n/minimal.qcow2");
+    let err = d.kiln_err(&["build", &spec, "--only", "seed", "-o", "x"], 2);
+    assert!(err.contains("`seed-iso`"), "{err}");
+}
+
+#[test]
+fn seed_vfat_delivery_builds_a_fat_seed_from_files() {
+    let d = Dir::new();
+    std::fs::write(d.path("user-data"), "#!/bin/sh\necho hello\n").unwrap();
+    std::fs::write(
+        d.path("net.yaml"),
+        "version: 2\nethernets:\n  eth0:\n    dhcp4: true\n",
+    )
+    .unwrap();
+    std::fs::write(d.path("s.yaml"), "name: fat\ndisks: [ { name: root, source: { blank: true }, size: 1MiB } ]\noutputs: [ { disk_format: raw, container_format: bare } ]\ncloud_init:\n  user_data: user-data\n  network_config: net.yaml\n  deliver: [seed-vfat, seed-iso]\n").unwrap();
+    let stdout = d.kiln_ok(&["build", "s.yaml", "-o", "out"]);
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        ["out/fat.raw", "out/fat-seed.img", "out/fat-seed.iso"]
+    );
+    check_seed(&d.path("out/fat-seed.img"), &[]);
+    check_seed(&d.path("out/fat-seed.iso"), &[]);
+    let report = std::fs::read_to_string(d.path("out/fat.kiln.json")).unwrap();
+    assert!(report.contains("\"name\": \"seed-vfat\""), "{report}");
+}
+
+#[test]
 fn dry_run_prints_the_plan_and_writes_nothing() {
     let d = Dir::new();
     let out = d.kiln_ok(&[
@@ -143,7 +280,11 @@ fn dry_run_prints_the_plan_and_writes_nothing() {
         "out",
     ]);
     assert!(
-        out.contains("disk root: blank, size 64 MiB") && out.contains("out/minimal.qcow2"),
+        out.contains("disk root: blank, size 64 MiB")
+            && out.contains("out/minimal.qcow2")
+            && out.contains(
+                "seed-iso: out/minimal-seed.iso ← cloud_init, NoCloud seed (iso, label cidata)"
+            ),
         "{out}"
     );
     assert!(d.files().is_empty(), "{:?}", d.files());
@@ -153,12 +294,13 @@ fn dry_run_prints_the_plan_and_writes_nothing() {
 fn file_source_grows_and_builds_identically_twice() {
     let d = Dir::new();
     let src = sparse_raw(&d.path("base.raw"), 8 << 20, 20, 3);
-    std::fs::write(d.path("s.yaml"), "name: twice\ndisks: [ { name: root, source: { file: base.raw }, size: 12MiB } ]\noutputs:\n  - { disk_format: raw, container_format: bare }\n  - { name: copy, disk_format: raw, container_format: bare }\n").unwrap();
+    std::fs::write(d.path("s.yaml"), "name: twice\ndisks: [ { name: root, source: { file: base.raw }, size: 12MiB } ]\noutputs:\n  - { disk_format: raw, container_format: bare }\n  - { name: copy, disk_format: raw, container_format: bare }\n  - { disk_format: qcow2, container_format: bare }\n").unwrap();
     d.kiln_ok(&["build", "s.yaml", "-o", "a"]);
     d.kiln_ok(&["build", "s.yaml", "-o", "b"]);
     for f in [
         "twice.raw",
         "twice-copy.raw",
+        "twice.qcow2",
         "twice.kiln.json",
         "SHA256SUMS",
     ] {
@@ -170,6 +312,13 @@ fn file_source_grows_and_builds_identically_twice() {
         None,
         &out,
         None,
+        &["--virtual-size", &(12u64 << 20).to_string()],
+    );
+    check_image(
+        "qcow2",
+        None,
+        &d.path("a/twice.qcow2"),
+        Some(&out),
         &["--virtual-size", &(12u64 << 20).to_string()],
     );
     let built = std::fs::read(&out).unwrap();

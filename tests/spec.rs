@@ -40,7 +40,7 @@ fn build_error(files: &[(&str, &[u8])]) -> String {
     let valid = spec::validate(&path, parsed, text).unwrap();
     let opts = BuildOptions {
         out_dir: dir.path().join("out"),
-        only: None,
+        only: Vec::new(),
     };
     let err = Plan::new(valid, &opts)
         .and_then(|p| p.execute(&mut |_| {}))
@@ -206,11 +206,89 @@ fn ova_container_reports_the_missing_capability() {
 }
 
 #[test]
-fn seed_iso_delivery_reports_the_missing_capability() {
+fn seed_iso_delivery_builds_a_seed() {
     let text = format!(
-        "name: x\ndisks: [ {{ name: root, source: {{ blank: true }}, size: 1G }} ]\n{GOOD_TAIL}cloud_init:\n  meta_data: {{ instance-id: x-1 }}\n"
+        "name: x\ndisks: [ {{ name: root, source: {{ blank: true }}, size: 1MiB }} ]\n{GOOD_TAIL}cloud_init:\n  meta_data: {{ instance-id: x-1 }}\n"
+    );
+    let (dir, path) = setup(&[("spec.yaml", text.as_bytes())]);
+    let (parsed, text) = spec::load(&path).unwrap();
+    let valid = spec::validate(&path, parsed, text).unwrap();
+    let opts = BuildOptions {
+        out_dir: dir.path().join("out"),
+        only: Vec::new(),
+    };
+    let report = Plan::new(valid, &opts)
+        .and_then(|p| p.execute(&mut |_| {}))
+        .unwrap();
+    let seed = &report.artefacts[1];
+    assert_eq!(
+        (seed.path.as_str(), seed.disk_format.as_str()),
+        ("x-seed.iso", "iso")
+    );
+    assert!(dir.path().join("out/x-seed.iso").is_file());
+}
+
+/// A spec with one blank disk and `cloud_init` as given (indented two spaces).
+fn with_cloud_init(cloud_init: &str) -> String {
+    format!(
+        "name: x\ndisks: [ {{ name: root, source: {{ blank: true }}, size: 1MiB }} ]\n{GOOD_TAIL}cloud_init:\n{cloud_init}"
+    )
+}
+
+#[test]
+fn invalid_inline_user_data_yaml_is_located() {
+    insta::assert_snapshot!(one(&with_cloud_init(
+        "  user_data: |\n    #cloud-config\n    users: [ { name: a\n"
+    )));
+}
+
+#[test]
+fn user_data_file_with_bad_yaml_names_the_file_and_spec_key() {
+    let text = with_cloud_init("  user_data: ud.yaml\n");
+    insta::assert_snapshot!(spec_errors(&[
+        ("spec.yaml", text.as_bytes()),
+        (
+            "ud.yaml",
+            b"#cloud-config\nusers:\n  - name: a\n   bad: [\n"
+        ),
+    ]));
+}
+
+#[test]
+fn every_bad_cloud_init_part_is_reported() {
+    insta::assert_snapshot!(one(&with_cloud_init(
+        "  user_data: |\n    hello\n  meta_data: nope.yaml\n  network_config: { ethernets: {} }\n"
+    )));
+}
+
+#[test]
+fn seed_clashing_with_an_output_is_refused() {
+    insta::assert_snapshot!(one(
+        "name: x\ndisks: [ { name: root, source: { blank: true }, size: 1MiB } ]\noutputs: [ { name: seed-iso, disk_format: raw, container_format: bare } ]\ncloud_init: { meta_data: { instance-id: a } }\n"
+    ));
+}
+
+#[test]
+fn ovf_properties_delivery_reports_the_missing_capability() {
+    let text = with_cloud_init(
+        "  meta_data: { instance-id: x-1 }\n  deliver: [seed-iso, ovf-properties]\n",
     );
     insta::assert_snapshot!(build_error(&[("spec.yaml", text.as_bytes())]));
+}
+
+#[test]
+fn validate_refuses_bad_inline_user_data_at_its_spec_line() {
+    let d = Dir::new();
+    std::fs::write(
+        d.path("s.yaml"),
+        with_cloud_init("  user_data: |\n    #cloud-config\n    users: [ { name: a\n"),
+    )
+    .unwrap();
+    let err = d.kiln_err(&["validate", "s.yaml"], 1);
+    assert!(
+        err.contains("s.yaml:8:14: cloud_init.user_data: user-data is not valid YAML at line"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -53,9 +53,11 @@ pub(super) struct BuildArgs {
         default_value = "build"
     )]
     out_dir: PathBuf,
-    /// Build only the output with this name.
-    #[arg(long, value_name = "NAME")]
-    only: Option<String>,
+    /// Build only these outputs (repeat or separate with commas). The cloud-init seeds are
+    /// outputs named `seed-iso` and `seed-vfat`: without --only they are built with
+    /// everything else; with --only only when named.
+    #[arg(long, value_name = "NAME", value_delimiter = ',')]
+    only: Vec<String>,
     /// No progress lines on stderr.
     #[arg(short, long)]
     quiet: bool,
@@ -124,8 +126,14 @@ pub(super) fn validate(args: &ValidateArgs) -> miette::Result<()> {
             note.message
         );
     }
+    let seeds = if spec.seeds.is_empty() {
+        String::new()
+    } else {
+        let names: Vec<&str> = spec.seeds.iter().map(|s| s.name.as_str()).collect();
+        format!(", cloud-init {}", names.join(", "))
+    };
     println!(
-        "{}: valid ({} disks, {} outputs)",
+        "{}: valid ({} disks, {} outputs{seeds})",
         spec.path.display(),
         spec.disks.len(),
         spec.outputs.len()

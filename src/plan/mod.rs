@@ -3,11 +3,12 @@
 //! validate (in `spec`) → [`Plan::new`] (pick outputs, refuse missing capabilities) →
 //! fetch sources ([`fetch`]) → one `disk::convert` per output through an [`OutputSet`]
 //! (each artefact appears only when complete; a failure leaves earlier artefacts in place) →
-//! `NAME.kiln.json` and `SHA256SUMS` ([`report`]).
+//! the cloud-init NoCloud seeds (`kiln::seed::write_seed`) → `NAME.kiln.json` and
+//! `SHA256SUMS` ([`report`]).
 //!
-//! Artefacts are hashed by reading the finished file once before it is renamed into place:
-//! the raw and table-patching writers use positioned writes, so a tee could not see the final
-//! bytes in order. Every derived id comes from a [`BuildContext`] seeded with the spec and
+//! Disk artefacts are hashed by reading the finished file once before it is renamed into
+//! place: the raw and table-patching writers use positioned writes, so a tee could not see
+//! the final bytes in order. A seed (a few KiB) is hashed once `write_seed` has renamed it. Every derived id comes from a [`BuildContext`] seeded with the spec and
 //! output names; timestamps from `SOURCE_DATE_EPOCH` or the fixed default.
 
 pub mod fetch;
@@ -22,8 +23,9 @@ use crate::context::BuildContext;
 use crate::disk::{self, Blank, CreateRequest, DiskReader, Grown, OpenOptions};
 use crate::error::{Error, ErrorKind, Result};
 use crate::io::output::{OutputSet, partial_path};
+use crate::seed::{self, SeedFormat};
 use crate::size::HumanSize;
-use crate::spec::{DiskPlanSource, Span, ValidOutput, ValidSpec};
+use crate::spec::{DiskPlanSource, Span, ValidOutput, ValidSeed, ValidSpec};
 
 /// Why a build step failed.
 #[remain::sorted]
@@ -79,8 +81,9 @@ pub enum PlanError {
 pub struct BuildOptions {
     /// Output directory.
     pub out_dir: PathBuf,
-    /// Build only the output with this name.
-    pub only: Option<String>,
+    /// Build only the outputs and seeds with these names (all when empty). A seed is built
+    /// only when named (`seed-iso`, `seed-vfat`) or when the list is empty.
+    pub only: Vec<String>,
 }
 
 /// What a build will do: the checked spec and the outputs selected.
@@ -90,6 +93,8 @@ pub struct Plan {
     pub spec: ValidSpec,
     /// Selected outputs.
     pub outputs: Vec<ValidOutput>,
+    /// Selected cloud-init seeds.
+    pub seeds: Vec<ValidSeed>,
     /// Output directory.
     pub out_dir: PathBuf,
 }
@@ -100,21 +105,27 @@ impl Plan {
     /// # Errors
     /// An `--only` name that matches nothing; missing capabilities (all listed).
     pub fn new(spec: ValidSpec, opts: &BuildOptions) -> Result<Self> {
-        let outputs: Vec<ValidOutput> = match &opts.only {
-            None => spec.outputs.clone(),
-            Some(only) => spec
-                .outputs
-                .iter()
-                .filter(|o| &o.name == only)
-                .cloned()
-                .collect(),
-        };
-        if let (Some(only), true) = (&opts.only, outputs.is_empty()) {
-            let known = spec
-                .outputs
-                .iter()
-                .map(|o| format!("`{}`", o.name))
-                .collect::<Vec<_>>();
+        let wanted = |name: &str| opts.only.is_empty() || opts.only.iter().any(|n| n == name);
+        let outputs: Vec<ValidOutput> = spec
+            .outputs
+            .iter()
+            .filter(|o| wanted(&o.name))
+            .cloned()
+            .collect();
+        let seeds: Vec<ValidSeed> = spec
+            .seeds
+            .iter()
+            .filter(|s| wanted(&s.name))
+            .cloned()
+            .collect();
+        let known: Vec<&str> = spec
+            .outputs
+            .iter()
+            .map(|o| o.name.as_str())
+            .chain(spec.seeds.iter().map(|s| s.name.as_str()))
+            .collect();
+        if let Some(only) = opts.only.iter().find(|n| !known.contains(&n.as_str())) {
+            let known: Vec<String> = known.iter().map(|n| format!("`{n}`")).collect();
             let e = PlanError::NoSuchOutput {
                 only: only.clone(),
                 known: known.join(", "),
@@ -146,6 +157,7 @@ impl Plan {
         Ok(Self {
             spec,
             outputs,
+            seeds,
             out_dir: opts.out_dir.clone(),
         })
     }
@@ -177,6 +189,16 @@ impl Plan {
                 options_text(o),
             );
         }
+        for seed in &self.seeds {
+            let _ = writeln!(
+                s,
+                "  {}: {} ← cloud_init, NoCloud seed ({}, label {})",
+                seed.name,
+                self.out_dir.join(&seed.file).display(),
+                seed.disk_format(),
+                seed_label(seed.format),
+            );
+        }
         s
     }
 
@@ -189,16 +211,24 @@ impl Plan {
             .map_err(|e| Error::io(e).with_path(&self.out_dir))?;
         let inputs = self.fetch_inputs(log)?;
         let mut artefacts = Vec::new();
+        let total = self.outputs.len() + self.seeds.len();
         for (i, o) in self.outputs.iter().enumerate() {
             log(&format!(
-                "[{}/{}] writing {} ({} in {})",
+                "[{}/{total}] writing {} ({} in {})",
                 i + 1,
-                self.outputs.len(),
                 o.file,
                 o.disk_format.name(),
                 o.container.name()
             ));
             artefacts.push(self.write_output(o, &inputs[o.disk])?);
+        }
+        for (i, seed) in self.seeds.iter().enumerate() {
+            let n = self.outputs.len() + i + 1;
+            log(&format!(
+                "[{n}/{total}] writing {} (cloud-init NoCloud seed)",
+                seed.file
+            ));
+            artefacts.push(self.write_seed(seed)?);
         }
         let report = BuildReport::new(&self.spec, artefacts);
         report.write(&self.out_dir, &self.spec.name)?;
@@ -283,6 +313,25 @@ impl Plan {
             sha256,
             written.virtual_size,
         ))
+    }
+
+    /// Writes one seed (atomically, through `write_seed`'s partial file) and describes it.
+    fn write_seed(&self, seed: &ValidSeed) -> Result<Artefact> {
+        let ctx = BuildContext::from_env(&format!("{}/{}", self.spec.name, seed.name));
+        let target = self.out_dir.join(&seed.file);
+        seed::write_seed(&seed.contents, seed.format, &ctx, &target, true).map_err(|e| {
+            let at = locate(&self.spec.path, seed.span, "cloud_init", "");
+            e.with_path(Path::new(at.trim_end_matches(": ")))
+        })?;
+        let (sha256, size) = fetch::hash_file(&target)?;
+        Ok(Artefact::seed(&self.spec, seed, size, sha256))
+    }
+}
+
+fn seed_label(format: SeedFormat) -> &'static str {
+    match format {
+        SeedFormat::Iso => seed::SEED_ISO_LABEL,
+        SeedFormat::Vfat => seed::SEED_FAT_LABEL,
     }
 }
 

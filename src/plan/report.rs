@@ -10,9 +10,8 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::io::output::OutputSet;
-use crate::spec::ValidOutput;
-use crate::spec::ValidSpec;
 use crate::spec::model::{ContainerFormat, Firmware};
+use crate::spec::{ValidOutput, ValidSeed, ValidSpec};
 
 /// Placeholder for the Glance id of the kernel an `ami` image boots.
 pub const KERNEL_ID_PLACEHOLDER: &str = "<KERNEL_IMAGE_ID>";
@@ -34,7 +33,7 @@ pub struct Artefact {
     pub disk_format: String,
     /// Glance container format.
     pub container_format: String,
-    /// Guest-visible disk size.
+    /// Guest-visible disk size (a seed's file size).
     pub virtual_size: u64,
     /// The command (argv) that uploads this artefact to Glance, `openstack image create ...`;
     /// `<KERNEL_IMAGE_ID>`/`<RAMDISK_IMAGE_ID>` stand for ids the user substitutes.
@@ -64,6 +63,40 @@ impl Artefact {
             disk_format: o.disk_format.name().into(),
             container_format: o.container.name().into(),
             virtual_size,
+            glance_args,
+        }
+    }
+}
+
+impl Artefact {
+    /// Describes the cloud-init seed written for `seed`: uploaded to Glance as its own image,
+    /// `<name>-seed`, so it does not take the disk image's name.
+    pub fn seed(spec: &ValidSpec, seed: &ValidSeed, size: u64, sha256: String) -> Self {
+        let disk_format = seed.disk_format();
+        let image_name = format!("{}-seed", spec.name);
+        let glance_args = [
+            "openstack",
+            "image",
+            "create",
+            "--disk-format",
+            disk_format,
+            "--container-format",
+            "bare",
+            "--file",
+            &seed.file,
+            &image_name,
+        ]
+        .iter()
+        .map(|s| (*s).to_string())
+        .collect();
+        Self {
+            name: seed.name.clone(),
+            path: seed.file.clone(),
+            size,
+            sha256,
+            disk_format: disk_format.into(),
+            container_format: "bare".into(),
+            virtual_size: size,
             glance_args,
         }
     }

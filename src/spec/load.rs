@@ -207,7 +207,7 @@ pub(crate) fn span_of(location: &Location, text: &str) -> Option<Span> {
     })
 }
 
-fn line_col_offset(text: &str, line: u64, col: u64) -> Option<usize> {
+pub(crate) fn line_col_offset(text: &str, line: u64, col: u64) -> Option<usize> {
     let line_index = usize::try_from(line.checked_sub(1)?).ok()?;
     let start: usize = text
         .split_inclusive('\n')

@@ -16,7 +16,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use load::{MAX_SPEC_BYTES, load};
-pub use validate::{DiskPlanSource, ValidDisk, ValidOutput, ValidSpec, validate};
+pub use validate::{DiskPlanSource, ValidDisk, ValidOutput, ValidSeed, ValidSpec, validate};
 
 use crate::error::{Error, ErrorKind};
 

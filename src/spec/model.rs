@@ -162,11 +162,13 @@ pub enum Adapter {
     Virtio,
 }
 
-/// cloud-init data. Each part is a path (relative to the spec) or an inline mapping.
+/// cloud-init data: each part is a path (relative to the spec), inline text (a `|` block)
+/// or an inline mapping. A NoCloud seed holding them is built beside the disks.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CloudInit {
-    /// user-data (`#cloud-config` YAML or a script).
+    /// user-data (`#cloud-config` YAML or a script); an inline mapping is written out as
+    /// `#cloud-config` YAML.
     #[serde(default)]
     #[schemars(with = "Option<CloudInitPart>")]
     pub user_data: Option<Spanned<CloudInitPart>>,
@@ -178,18 +180,19 @@ pub struct CloudInit {
     #[serde(default)]
     #[schemars(with = "Option<CloudInitPart>")]
     pub network_config: Option<Spanned<CloudInitPart>>,
-    /// How the data reaches the guest; default `[seed-iso]`.
+    /// How the data reaches the guest; default `[seed-iso]`; `[]` builds no seed.
     #[serde(default)]
     #[schemars(with = "Option<Vec<Delivery>>")]
     pub deliver: Option<Spanned<Vec<Delivery>>>,
 }
 
-/// A cloud-init part: a file path, or the content inline as a mapping.
+/// A cloud-init part: a file path, inline text, or the content inline as a mapping.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum CloudInitPart {
-    /// Path relative to the spec's directory.
-    File(String),
+    /// A path relative to the spec's directory; text with a line break (a `|` block) is the
+    /// content itself.
+    Text(String),
     /// Inline content.
     Inline(BTreeMap<String, serde_json::Value>),
 }
@@ -198,8 +201,10 @@ pub enum CloudInitPart {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Delivery {
-    /// A NoCloud seed ISO (`cidata`) built beside the disks.
+    /// A NoCloud seed ISO (`cidata`), `<name>-seed.iso`, built beside the disks.
     SeedIso,
+    /// A NoCloud seed FAT image (`CIDATA`), `<name>-seed.img`, built beside the disks.
+    SeedVfat,
     /// OVF environment properties (ovf/ova containers).
     OvfProperties,
 }

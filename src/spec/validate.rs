@@ -4,8 +4,9 @@
 //! never shrink a file source; CPU counts are 1..=256; a source is exactly one of `blank`,
 //! `file`, `url`; URLs are http(s) and need `sha256`; files exist (relative to the spec's
 //! directory); disk/container pairs follow Glance's rules; `options` are keys the disk
-//! format's writer knows. Requests that are valid but not implemented in this build (OVF,
-//! OVA and Amazon containers, cloud-init delivery) are kept apart in
+//! format's writer knows; cloud-init parts pass the seed module's checks (`cloud_init`).
+//! Requests that are valid but not implemented in this build (OVF, OVA and Amazon
+//! containers, cloud-init through OVF properties) are kept apart in
 //! [`ValidSpec::unsupported`]: `kiln validate` reports them as notes, `kiln build` refuses.
 
 use std::collections::BTreeMap;
@@ -93,6 +94,8 @@ pub struct ValidSpec {
     pub disks: Vec<ValidDisk>,
     /// Outputs in spec order.
     pub outputs: Vec<ValidOutput>,
+    /// cloud-init seeds, in `deliver` order.
+    pub seeds: Vec<ValidSeed>,
     /// Valid requests this build cannot carry out (missing capabilities).
     pub unsupported: Vec<Issue>,
 }
@@ -167,7 +170,7 @@ pub fn validate(path: &Path, spec: Spec, text: String) -> Result<ValidSpec, Spec
     c.vm(&spec);
     let disks = c.disks(&spec);
     let outputs = c.outputs(&spec, &name, &disks);
-    c.cloud_init(&spec);
+    let seeds = c.cloud_init(&spec, &name, &outputs);
     if let Some(eula) = spec.product.as_ref().and_then(|p| p.eula.as_ref()) {
         c.existing_file(eula, "product.eula");
     }
@@ -192,6 +195,7 @@ pub fn validate(path: &Path, spec: Spec, text: String) -> Result<ValidSpec, Spec
         firmware: spec.vm.as_ref().and_then(|v| v.firmware),
         disks,
         outputs,
+        seeds,
         unsupported,
     })
 }
@@ -462,4 +466,7 @@ impl Checker<'_> {
     }
 }
 
+mod cloud_init;
 mod outputs;
+
+pub use cloud_init::ValidSeed;

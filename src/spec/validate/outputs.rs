@@ -1,12 +1,12 @@
-//! Output and cloud-init checks: names, files, disk/container pairs (Glance's rules),
-//! writer options, and the capabilities this build does not have.
+//! Output checks: names, files, disk/container pairs (Glance's rules), writer options, and
+//! the containers this build does not have.
 
 use std::collections::BTreeMap;
 
 use super::{Checker, ValidDisk, ValidOutput};
 use crate::disk::KvOptions;
 use crate::spec::Issue;
-use crate::spec::model::{ContainerFormat, Delivery, Output, OutputDiskFormat, Spanned, Spec};
+use crate::spec::model::{ContainerFormat, Output, OutputDiskFormat, Spanned, Spec};
 use crate::suggest::closest;
 
 impl Checker<'_> {
@@ -173,41 +173,6 @@ impl Checker<'_> {
                 self.err(options, &format!("{key}.options"), e.to_string());
                 None
             }
-        }
-    }
-
-    pub(super) fn cloud_init(&mut self, spec: &Spec) {
-        let Some(ci) = &spec.cloud_init else { return };
-        let parts = [
-            ("user_data", &ci.value.user_data),
-            ("meta_data", &ci.value.meta_data),
-            ("network_config", &ci.value.network_config),
-        ];
-        for (name, part) in parts {
-            let Some(part) = part else { continue };
-            if let crate::spec::model::CloudInitPart::File(path) = &part.value {
-                let at = Spanned::new(path.clone(), part.referenced, part.defined);
-                self.existing_file(&at, &format!("cloud_init.{name}"));
-            }
-        }
-        let deliver = ci
-            .value
-            .deliver
-            .as_ref()
-            .map_or(vec![Delivery::SeedIso], |d| d.value.clone());
-        for d in deliver {
-            let message = match d {
-                Delivery::SeedIso => "cloud-init seed ISO is not available in this build",
-                Delivery::OvfProperties => {
-                    "cloud-init delivery through OVF properties needs the ovf/ova container, which is not available in this build"
-                }
-            };
-            self.unsupported.push(Issue::at(
-                &ci.referenced,
-                self.text,
-                "cloud_init.deliver",
-                message.to_string(),
-            ));
         }
     }
 }
