@@ -2,6 +2,12 @@
 # compare.sh -- kiln and qemu-img side by side on the benchmark corpus, in one run.
 #
 #   bench/compare.sh [--raw IMG] [--runs N] [--only id,id,...] [--out DIR] [--kiln BIN]
+#                    [--tree DIR]
+#
+# The `iso-tree` row writes a directory tree into an ISO (kiln convert -O iso DIR vs
+# xorriso -as mkisofs -R -J); the tree is --tree, else ~2 GiB of /usr hard-linked into
+# $TMPDIR/kiln-bench/iso-tree (made once). Its pair is xorriso; a `dd conv=fsync` of the
+# same byte count shows the disk's sequential write speed.
 #
 # Without --raw it uses (and if needed builds) the `os` corpus of
 # ../shared/bench/make-corpus.sh (4 GiB virtual, ~1.2 GiB of real files).
@@ -18,7 +24,7 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
 SHARED="${KILN_SHARED:-$ROOT/../shared}"
-RAW=""; RUNS=3; ONLY=""; OUT=""; KILN=""
+RAW=""; RUNS=3; ONLY=""; OUT=""; KILN=""; TREE=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --raw) RAW="$2"; shift 2 ;;
@@ -26,6 +32,7 @@ while [ $# -gt 0 ]; do
     --only) ONLY="$2"; shift 2 ;;
     --out) OUT="$2"; shift 2 ;;
     --kiln) KILN="$2"; shift 2 ;;
+    --tree) TREE="$2"; shift 2 ;;
     -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
@@ -128,3 +135,42 @@ for row in "${ROWS[@]}"; do
   unset res
   rm -f "$qdst" "$kdst" "${qdst%.*}-flat.$ext" "${kdst%.*}-flat.$ext"
 done
+
+# iso-tree: a directory into an ISO, kiln vs xorriso (both synced, as kiln always is).
+if [ -z "$ONLY" ] || [[ ",$ONLY," == *",iso-tree,"* ]]; then
+  if [ -z "$TREE" ]; then
+    TREE="${TMPDIR:-/tmp}/kiln-bench/iso-tree"
+    if [ ! -d "$TREE" ]; then
+      mkdir -p "$TREE.new"
+      # Regular files only (no device nodes), hard links so nothing is copied; ~2 GiB.
+      budget=$((2 << 30)); total=0
+      while IFS= read -r -d '' f; do
+        sz=$(stat -c %s "$f"); [ $((total + sz)) -gt $budget ] && break
+        mkdir -p "$TREE.new/$(dirname "$f")"; ln "$f" "$TREE.new/$f" 2>/dev/null || cp "$f" "$TREE.new/$f"
+        total=$((total + sz))
+      done < <(find /usr/lib /usr/share -xdev -type f -size -1000M -print0 2>/dev/null | sort -z)
+      mv "$TREE.new" "$TREE"
+    fi
+  fi
+  command -v xorriso >/dev/null || { echo "xorriso missing (apt-get install xorriso)" >&2; exit 1; }
+  tsize=$(du -sb --apparent-size "$TREE" | cut -f1)
+  find "$TREE" -type f -print0 | xargs -0 cat > /dev/null   # warm the page cache for both
+  xd="$OUT/cmp-x.iso"; kd="$OUT/cmp-k.iso"
+  x=$(time_cmd "$xd" bash -c 'xorriso -as mkisofs -quiet -R -J -o "$0" "$1" && sync "$0"' "$xd" "$TREE")
+  k=$(time_cmd "$kd" "$KILN" convert -O iso "$TREE" "$kd")
+  # Sequential write speed of this disk for the same byte count (the issue's yardstick).
+  d=$(time_cmd "$kd" dd if=/dev/zero of="$kd" bs=4M count=$(( (tsize >> 22) + 1 )) conv=fsync status=none)
+  for tool in "dd (seq write)" xorriso+sync kiln; do
+    case $tool in kiln) r=$k ;; xorriso+sync) r=$x ;; *) r=$d ;; esac
+    if [[ $r == fail* ]]; then printf '| %-34s | %-14s | %s |\n' iso-tree "$tool" "${r#fail }"; continue; fi
+    read -r s rss o a <<<"$r"; tr=""; sr=""
+    if [ $tool = kiln ] && [[ $x != fail* ]]; then
+      read -r xs _ xo _ <<<"$x"
+      tr=$(awk -v k="$s" -v q="$xs" 'BEGIN{printf "%.2f", k/q}')
+      sr=$(awk -v k="$o" -v q="$xo" 'BEGIN{printf "%.3f", k/q}')
+    fi
+    awk -v t="$tool" -v s="$s" -v vs="$tsize" -v o="$o" -v a="$a" -v r="$rss" -v tr="$tr" -v sr="$sr" \
+      'BEGIN{printf "| %-34s | %-14s | %8.2f | %10.0f | %9.1f | %9.1f | %7.1f | %10s | %10s |\n", "iso-tree", t, s, vs/s/1e6, o/1048576, a/1048576, r/1024, tr, sr}'
+  done
+  rm -f "$xd" "$kd"
+fi
