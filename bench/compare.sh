@@ -164,7 +164,7 @@ if [ -z "$ONLY" ] || [[ ",$ONLY," == *",iso-tree,"* ]]; then
     case $tool in kiln) r=$k ;; xorriso+sync) r=$x ;; *) r=$d ;; esac
     if [[ $r == fail* ]]; then printf '| %-34s | %-14s | %s |\n' iso-tree "$tool" "${r#fail }"; continue; fi
     read -r s rss o a <<<"$r"; tr=""; sr=""
-    if [ $tool = kiln ] && [[ $x != fail* ]]; then
+    if [ "$tool" = kiln ] && [[ $x != fail* ]]; then
       read -r xs _ xo _ <<<"$x"
       tr=$(awk -v k="$s" -v q="$xs" 'BEGIN{printf "%.2f", k/q}')
       sr=$(awk -v k="$o" -v q="$xo" 'BEGIN{printf "%.3f", k/q}')
