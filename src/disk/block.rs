@@ -88,6 +88,39 @@ impl Blocker {
         self.emit_buffer(sink)
     }
 
+    /// Pushes `extent` through the blocker stored in `owner` into `take`. The blocker lends
+    /// blocks from its own buffer while `take` needs `&mut owner`, so it is moved out of
+    /// `owner` for the call and put back afterwards (every block-storing writer does this).
+    ///
+    /// # Errors
+    /// Whatever `take` returns.
+    pub fn push_via<T>(
+        owner: &mut T,
+        field: fn(&mut T) -> &mut Blocker,
+        extent: Extent<'_>,
+        take: fn(&mut T, Block<'_>) -> Result<()>,
+    ) -> Result<()> {
+        let mut blocker = std::mem::replace(field(owner), Blocker::new(0));
+        let result = blocker.push(extent, &mut |b| take(owner, b));
+        *field(owner) = blocker;
+        result
+    }
+
+    /// [`Blocker::finish`] for the blocker stored in `owner`, as [`Blocker::push_via`].
+    ///
+    /// # Errors
+    /// Whatever `take` returns.
+    pub fn finish_via<T>(
+        owner: &mut T,
+        field: fn(&mut T) -> &mut Blocker,
+        take: fn(&mut T, Block<'_>) -> Result<()>,
+    ) -> Result<()> {
+        let mut blocker = std::mem::replace(field(owner), Blocker::new(0));
+        let result = blocker.finish(&mut |b| take(owner, b));
+        *field(owner) = blocker;
+        result
+    }
+
     fn push_data(
         &mut self,
         mut bytes: &[u8],

@@ -634,15 +634,11 @@ impl VdiWriter {
 
 impl DiskWriter for VdiWriter {
     fn write_extent(&mut self, extent: Extent<'_>) -> Result<()> {
-        let mut blocker = std::mem::replace(&mut self.blocker, Blocker::new(0));
-        let result = blocker.push(extent, &mut |b| self.take_block(b));
-        self.blocker = blocker;
-        result
+        Blocker::push_via(self, |w| &mut w.blocker, extent, Self::take_block)
     }
 
     fn finish(mut self: Box<Self>) -> Result<WriteReport> {
-        let mut blocker = std::mem::replace(&mut self.blocker, Blocker::new(0));
-        blocker.finish(&mut |b| self.take_block(b))?;
+        Blocker::finish_via(&mut *self, |w| &mut w.blocker, Self::take_block)?;
         self.out.flush()?;
         let end = u64::from(self.header.offset_data)
             + u64::from(self.header.blocks_allocated) * u64::from(VDI_BLOCK_SIZE);

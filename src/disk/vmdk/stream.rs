@@ -264,15 +264,11 @@ fn compress_grain(c: &mut Compressor, lba: u64, grain: &[u8]) -> Result<Vec<u8>>
 
 impl DiskWriter for StreamWriter {
     fn write_extent(&mut self, extent: Extent<'_>) -> Result<()> {
-        let mut blocker = std::mem::replace(&mut self.blocker, Blocker::new(0));
-        let result = blocker.push(extent, &mut |b| self.take_block(b));
-        self.blocker = blocker;
-        result
+        Blocker::push_via(self, |w| &mut w.blocker, extent, Self::take_block)
     }
 
     fn finish(mut self: Box<Self>) -> Result<WriteReport> {
-        let mut blocker = std::mem::replace(&mut self.blocker, Blocker::new(0));
-        blocker.finish(&mut |b| self.take_block(b))?;
+        Blocker::finish_via(&mut *self, |w| &mut w.blocker, Self::take_block)?;
         if !self.batch_index.is_empty() {
             self.flush_batch()?;
         }
