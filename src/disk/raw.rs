@@ -3,10 +3,9 @@
 //! The reader walks data and holes with SEEK_DATA/SEEK_HOLE, so a 1 TiB sparse file costs a
 //! few system calls; holes become [`Extent::Unallocated`]. The writer never writes zeros:
 //! all-zero 4 KiB blocks stay holes, and the file is extended to the virtual size at the end.
-//! It keeps one coalescing write buffer of at most [`MAX_EXTENT_BYTES`] in RAM.
+//! It keeps one 4 KiB block and the 1 MiB coalescing buffer of `io::sparse_out` in RAM.
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 
 use super::block::{Block, Blocker};
 use super::{
@@ -15,6 +14,7 @@ use super::{
 };
 use crate::error::Result;
 use crate::io::output::OutputSet;
+use crate::io::sparse_out::SparseOut;
 use crate::io::{read_exact_at, sys};
 
 /// Raw images take no `-o` options.
@@ -84,22 +84,17 @@ impl DiskReader for RawReader {
 pub(super) fn create(req: &CreateRequest<'_>, out: &mut OutputSet) -> Result<Box<dyn DiskWriter>> {
     let file = out.create_primary()?;
     Ok(Box::new(RawWriter {
-        file,
+        out: SparseOut::new(file),
         virtual_size: req.virtual_size,
         blocker: Blocker::new(RAW_HOLE_BLOCK),
-        pending: Vec::with_capacity(MAX_EXTENT_BYTES),
-        pending_offset: 0,
     }))
 }
 
 /// Writes non-zero blocks at their offsets and leaves everything else as holes.
 struct RawWriter {
-    file: File,
+    out: SparseOut,
     virtual_size: u64,
     blocker: Blocker,
-    /// Contiguous non-zero blocks not yet written, starting at `pending_offset`.
-    pending: Vec<u8>,
-    pending_offset: u64,
 }
 
 impl RawWriter {
@@ -107,22 +102,7 @@ impl RawWriter {
         let Block::Data { index, bytes } = block else {
             return Ok(());
         };
-        let offset = index * RAW_HOLE_BLOCK as u64;
-        let contiguous = self.pending_offset + self.pending.len() as u64 == offset;
-        if !contiguous || self.pending.len() + bytes.len() > MAX_EXTENT_BYTES {
-            self.flush()?;
-            self.pending_offset = offset;
-        }
-        self.pending.extend_from_slice(bytes);
-        Ok(())
-    }
-
-    fn flush(&mut self) -> Result<()> {
-        if !self.pending.is_empty() {
-            self.file.write_all_at(&self.pending, self.pending_offset)?;
-            self.pending.clear();
-        }
-        Ok(())
+        self.out.write(index * RAW_HOLE_BLOCK as u64, bytes)
     }
 }
 
@@ -133,9 +113,9 @@ impl DiskWriter for RawWriter {
 
     fn finish(mut self: Box<Self>) -> Result<WriteReport> {
         Blocker::finish_via(&mut *self, |w| &mut w.blocker, Self::take_block)?;
-        self.flush()?;
+        self.out.flush()?;
         // The last partial block was padded to a whole block; cut back to the exact size.
-        self.file.set_len(self.virtual_size)?;
+        self.out.file().set_len(self.virtual_size)?;
         Ok(WriteReport {
             virtual_size: self.virtual_size,
         })

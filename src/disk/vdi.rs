@@ -31,7 +31,6 @@ use zerocopy::byteorder::{LittleEndian, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 use super::block::{Block, Blocker};
-use super::vhd::sparse::SparseOut;
 use super::{
     CreateRequest, DiskFormat, DiskReader, DiskWriter, Extent, ImageInfo, KvOptions,
     MAX_EXTENT_BYTES, OpenOptions, WriteReport,
@@ -39,6 +38,7 @@ use super::{
 use crate::error::{Error, ErrorKind, Result};
 use crate::io::output::OutputSet;
 use crate::io::read_exact_at;
+use crate::io::sparse_out::SparseOut;
 
 /// The `-o` keys the vdi writer accepts.
 pub(super) const OPTION_KEYS: &[&str] = &["subformat", "static"];

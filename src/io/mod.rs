@@ -1,6 +1,7 @@
 //! I/O helpers: atomic output files, positioned reads with error context, OS specifics.
 
 pub mod output;
+pub(crate) mod sparse_out;
 pub mod sys;
 
 use std::fs::File;

@@ -9,7 +9,6 @@ use zerocopy::byteorder::{BigEndian, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 use super::footer::{VHD_FOOTER_SIZE, VHD_VERSION, VhdFooter, has_cookie};
-use super::sparse::SparseOut;
 use super::{VhdError, footer_details};
 use crate::disk::block::{Block, Blocker};
 use crate::disk::{
@@ -17,6 +16,7 @@ use crate::disk::{
 };
 use crate::error::{Error, Result};
 use crate::io::read_exact_at;
+use crate::io::sparse_out::SparseOut;
 
 /// "cxsparse": the dynamic header cookie.
 const VHD_HEADER_COOKIE: [u8; 8] = *b"cxsparse";

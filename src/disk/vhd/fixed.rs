@@ -7,13 +7,13 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 
 use super::footer::VhdFooter;
-use super::sparse::{SPARSE_CHUNK, SparseOut};
 use super::{VhdError, footer_details};
 use crate::disk::block::{Block, Blocker};
 use crate::disk::{
     DiskFormat, DiskReader, DiskWriter, Extent, ImageInfo, MAX_EXTENT_BYTES, WriteReport,
 };
 use crate::error::Result;
+use crate::io::sparse_out::{SPARSE_CHUNK, SparseOut};
 use crate::io::{read_exact_at, sys};
 
 pub(super) fn open(

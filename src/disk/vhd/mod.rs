@@ -34,7 +34,6 @@
 mod dynamic;
 mod fixed;
 mod footer;
-pub(super) mod sparse;
 
 use std::fs::File;
 use std::path::Path;

@@ -14,17 +14,16 @@ use crate::disk::block::{Block, Blocker};
 use crate::disk::{CreateRequest, DiskWriter, Extent, MAX_EXTENT_BYTES, WriteReport};
 use crate::error::Result;
 use crate::io::output::OutputSet;
+use crate::io::sparse_out::SparseOut;
 use crate::io::{read_exact_at, sys};
 
 /// Writes a descriptor and its flat extent.
 pub(super) struct FlatWriter {
     descriptor_file: File,
     descriptor: String,
-    flat: File,
+    flat: SparseOut,
     len: u64,
     blocker: Blocker,
-    pending: Vec<u8>,
-    pending_offset: u64,
 }
 
 impl FlatWriter {
@@ -42,11 +41,9 @@ impl FlatWriter {
         Ok(Self {
             descriptor_file,
             descriptor,
-            flat,
+            flat: SparseOut::new(flat),
             len: opts.capacity * VMDK_SECTOR,
             blocker: Blocker::new(block),
-            pending: Vec::with_capacity(MAX_EXTENT_BYTES),
-            pending_offset: 0,
         })
     }
 
@@ -55,24 +52,9 @@ impl FlatWriter {
             return Ok(());
         };
         let offset = index * bytes.len() as u64;
-        let contiguous = self.pending_offset + self.pending.len() as u64 == offset;
-        if !contiguous || self.pending.len() + bytes.len() > MAX_EXTENT_BYTES {
-            self.flush()?;
-            self.pending_offset = offset;
-        }
-        self.pending.extend_from_slice(bytes);
-        Ok(())
-    }
-
-    fn flush(&mut self) -> Result<()> {
         // The last block was padded to 64 KiB; never write past the extent's length.
-        let room =
-            usize::try_from(self.len.saturating_sub(self.pending_offset)).unwrap_or(usize::MAX);
-        let n = self.pending.len().min(room);
-        self.flat
-            .write_all_at(&self.pending[..n], self.pending_offset)?;
-        self.pending.clear();
-        Ok(())
+        let room = usize::try_from(self.len.saturating_sub(offset)).unwrap_or(usize::MAX);
+        self.flat.write(offset, &bytes[..bytes.len().min(room)])
     }
 }
 
@@ -83,8 +65,8 @@ impl DiskWriter for FlatWriter {
 
     fn finish(mut self: Box<Self>) -> Result<WriteReport> {
         Blocker::finish_via(&mut *self, |w| &mut w.blocker, Self::take_block)?;
-        self.flush()?;
-        self.flat.set_len(self.len)?;
+        self.flat.flush()?;
+        self.flat.file().set_len(self.len)?;
         self.descriptor_file
             .write_all_at(self.descriptor.as_bytes(), 0)?;
         Ok(WriteReport {

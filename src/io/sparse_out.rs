@@ -1,7 +1,7 @@
 //! A positioned writer that leaves zeros as holes and coalesces small writes.
 //!
-//! Shared by the VHD and VDI writers: both place blocks at known offsets and want the zero
-//! 4 KiB pieces inside a block left unwritten. Keeps one buffer of at most
+//! Shared by the writers that place data at known offsets (raw, VHD, VDI, monolithicFlat
+//! VMDK); `write_sparse` also leaves the zero 4 KiB pieces inside a block unwritten. Keeps one buffer of at most
 //! [`SPARSE_COALESCE_BYTES`] in RAM.
 
 use std::fs::File;
@@ -11,21 +11,21 @@ use crate::disk::block::is_zero;
 use crate::error::Result;
 
 /// Granularity of hole detection: the common file-system block size.
-pub(in crate::disk) const SPARSE_CHUNK: usize = 4096;
+pub(crate) const SPARSE_CHUNK: usize = 4096;
 /// Most bytes gathered before one write.
 const SPARSE_COALESCE_BYTES: usize = 1 << 20;
 /// Runs at least this long are written straight from the caller's buffer, uncopied.
 const SPARSE_DIRECT_BYTES: usize = 256 << 10;
 
 /// Writes runs at increasing or arbitrary offsets; contiguous small runs become one write.
-pub(in crate::disk) struct SparseOut {
+pub(crate) struct SparseOut {
     file: File,
     pending: Vec<u8>,
     pending_offset: u64,
 }
 
 impl SparseOut {
-    pub(in crate::disk) fn new(file: File) -> Self {
+    pub(crate) fn new(file: File) -> Self {
         Self {
             file,
             pending: Vec::with_capacity(SPARSE_COALESCE_BYTES),
@@ -34,12 +34,12 @@ impl SparseOut {
     }
 
     /// The underlying file (flush first before positioned writes of your own).
-    pub(in crate::disk) fn file(&self) -> &File {
+    pub(crate) fn file(&self) -> &File {
         &self.file
     }
 
     /// Writes `bytes` at `offset` as they are.
-    pub(in crate::disk) fn write(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
+    pub(crate) fn write(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
         let contiguous = self.pending_offset + self.pending.len() as u64 == offset;
         if bytes.len() >= SPARSE_DIRECT_BYTES {
             self.flush()?;
@@ -57,7 +57,7 @@ impl SparseOut {
     /// Writes `bytes` at `offset`, skipping every all-zero piece that covers a whole
     /// [`SPARSE_CHUNK`]-aligned range of the file, so those stay holes whatever the
     /// alignment of `offset`.
-    pub(in crate::disk) fn write_sparse(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
+    pub(crate) fn write_sparse(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
         let chunk = SPARSE_CHUNK as u64;
         let mut run_start: Option<usize> = None;
         let mut at = 0;
@@ -83,7 +83,7 @@ impl SparseOut {
     }
 
     /// Writes out the gathered bytes.
-    pub(in crate::disk) fn flush(&mut self) -> Result<()> {
+    pub(crate) fn flush(&mut self) -> Result<()> {
         if !self.pending.is_empty() {
             self.file.write_all_at(&self.pending, self.pending_offset)?;
             self.pending.clear();
