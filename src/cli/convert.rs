@@ -72,7 +72,7 @@ fn write_image(
                 p.set(done);
             }
         };
-        disk::convert(reader, writer.as_mut(), &mut tick)?;
+        disk::convert(reader, &mut [writer.as_mut()], &mut tick)?;
         writer.finish()
     })();
     if let Some(p) = progress {

@@ -11,11 +11,12 @@ use crate::error::Result;
 /// One or more whole blocks of the virtual disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Block<'a> {
-    /// Block `index` holds `bytes` (exactly one block; at least one byte is non-zero).
+    /// Blocks from `index` hold `bytes`: exactly one block, or from a [`Blocker::runs`]
+    /// blocker one or more whole blocks; each has at least one non-zero byte.
     Data {
-        /// Block number from the start of the disk.
+        /// First block number from the start of the disk.
         index: u64,
-        /// The block's bytes.
+        /// The blocks' bytes.
         bytes: &'a [u8],
     },
     /// `count` blocks from `index` read as zeros.
@@ -42,16 +43,30 @@ pub struct Blocker {
     buf: Vec<u8>,
     filled: usize,
     next_index: u64,
+    /// Hand out runs of adjacent blocks as one `Data`/`Empty` where the input allows.
+    runs: bool,
 }
 
 impl Blocker {
-    /// A blocker for blocks of `block_size` bytes (> 0).
+    /// A blocker for blocks of `block_size` bytes (> 0) that hands out one data block at a
+    /// time.
     pub fn new(block_size: usize) -> Self {
         Self {
             block_size,
             buf: vec![0; block_size],
             filled: 0,
             next_index: 0,
+            runs: false,
+        }
+    }
+
+    /// A blocker that hands out adjacent non-zero blocks of one extent as one `Data` run
+    /// (and adjacent zero blocks as one `Empty`), so writers can store them with one
+    /// uncopied write.
+    pub fn runs(block_size: usize) -> Self {
+        Self {
+            runs: true,
+            ..Self::new(block_size)
         }
     }
 
@@ -128,11 +143,24 @@ impl Blocker {
     ) -> Result<()> {
         while !bytes.is_empty() {
             if self.filled == 0 && bytes.len() >= self.block_size {
-                // Aligned whole block: hand out the caller's slice, no copy.
-                let (block, rest) = bytes.split_at(self.block_size);
+                // Aligned whole blocks: hand out the caller's slice, no copy.
+                let zero = is_zero(&bytes[..self.block_size]);
+                let mut len = self.block_size;
+                while self.runs
+                    && len + self.block_size <= bytes.len()
+                    && is_zero(&bytes[len..len + self.block_size]) == zero
+                {
+                    len += self.block_size;
+                }
+                let (run, rest) = bytes.split_at(len);
                 let index = self.next_index;
-                self.next_index += 1;
-                sink(classify(index, block))?;
+                let count = (len / self.block_size) as u64;
+                self.next_index += count;
+                sink(if zero {
+                    Block::Empty { index, count }
+                } else {
+                    Block::Data { index, bytes: run }
+                })?;
                 bytes = rest;
                 continue;
             }
@@ -198,12 +226,24 @@ fn classify(index: u64, bytes: &[u8]) -> Block<'_> {
 mod tests {
     use super::*;
 
-    fn collect(extents: &[Extent<'_>], block_size: usize) -> Vec<(u64, Option<Vec<u8>>, u64)> {
-        let mut blocker = Blocker::new(block_size);
+    type Blocks = Vec<(u64, Option<Vec<u8>>, u64)>;
+
+    fn collect(extents: &[Extent<'_>], block_size: usize) -> Blocks {
+        collect_with(Blocker::new(block_size), extents)
+    }
+
+    fn collect_with(mut blocker: Blocker, extents: &[Extent<'_>]) -> Blocks {
+        let block_size = blocker.block_size();
         let mut out = Vec::new();
         let mut sink = |b: Block<'_>| {
             match b {
-                Block::Data { index, bytes } => out.push((index, Some(bytes.to_vec()), 1)),
+                Block::Data { index, bytes } => {
+                    out.push((
+                        index,
+                        Some(bytes.to_vec()),
+                        (bytes.len() / block_size) as u64,
+                    ));
+                }
                 Block::Empty { index, count } => out.push((index, None, count)),
             }
             Ok(())
@@ -252,6 +292,32 @@ mod tests {
         assert_eq!(
             out,
             vec![(0, Some(vec![7; 4]), 1), (1, Some(vec![7, 0, 0, 0]), 1)]
+        );
+    }
+
+    #[test]
+    fn runs_blocker_joins_adjacent_blocks_of_one_kind() {
+        let bytes = [
+            1, 1, 1, 1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 5,
+        ];
+        let out = collect_with(Blocker::runs(4), &[Extent::Data(&bytes)]);
+        assert_eq!(
+            out,
+            vec![
+                (0, Some(vec![1, 1, 1, 1, 2, 0, 0, 0]), 2),
+                (2, None, 2),
+                (4, Some(vec![0, 0, 0, 4]), 1),
+                (5, Some(vec![5, 0, 0, 0]), 1),
+            ]
+        );
+    }
+
+    #[test]
+    fn single_blocker_never_joins_blocks() {
+        let out = collect(&[Extent::Data(&[1; 8])], 4);
+        assert_eq!(
+            out,
+            vec![(0, Some(vec![1; 4]), 1), (1, Some(vec![1; 4]), 1)]
         );
     }
 

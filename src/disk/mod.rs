@@ -24,6 +24,7 @@ use std::fmt;
 use std::fs::File;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -74,6 +75,20 @@ pub trait DiskReader: Send {
     /// I/O failures and metadata found inconsistent while walking (tables past the end of
     /// the file, corrupt compressed data, ...), naming the byte offset.
     fn next_extent(&mut self) -> Result<Option<Extent<'_>>>;
+
+    /// [`DiskReader::next_extent`] with the data in an owned buffer, so it can cross
+    /// threads. `spare` is a buffer the caller is done with (contents irrelevant); a data
+    /// extent takes it (leaving an empty `Vec`), other extents leave it. Readers that read
+    /// data straight from a file read into it instead of copying; the default copies what
+    /// `next_extent` lends.
+    ///
+    /// # Errors
+    /// As [`DiskReader::next_extent`].
+    fn next_owned_extent(&mut self, spare: &mut Vec<u8>) -> Result<Option<OwnedExtent>> {
+        Ok(self
+            .next_extent()?
+            .map(|extent| OwnedExtent::copied(extent, spare)))
+    }
 
     /// Format, subformat and the header facts `kiln info` shows.
     fn info(&self) -> ImageInfo;
@@ -293,102 +308,178 @@ pub fn create(req: &CreateRequest<'_>, out: &mut OutputSet) -> Result<Box<dyn Di
     }
 }
 
-/// Copies every extent of `reader` into `writer`, calling `progress` with the bytes done.
-/// The caller finishes the writer.
+/// Copies every extent of `reader` into each of `writers`, calling `progress` with the
+/// bytes read so far. The caller finishes the writers.
 ///
-/// The reader runs on its own thread, at most [`CONVERT_QUEUE_DEPTH`] extents ahead of the
-/// writer, so reading the source overlaps with writing (and compressing) the output while
-/// memory stays bounded by `CONVERT_QUEUE_DEPTH + 2` buffers of [`MAX_EXTENT_BYTES`].
+/// The source is read once on this thread; each writer runs on its own thread, at most
+/// [`CONVERT_QUEUE_DEPTH`] extents behind the reader, so reading overlaps with writing (and
+/// compressing), and several outputs of one disk are written in one pass. The writers share
+/// each extent's buffer; the last one done with it hands it back for the next read, so
+/// memory stays bounded by `(CONVERT_QUEUE_DEPTH + 1) * writers + 1` buffers of
+/// [`MAX_EXTENT_BYTES`].
 ///
 /// # Errors
-/// Errors of either side, or a reader whose extents do not tile its virtual size.
+/// The first error of a writer, else the reader's error, or a reader whose extents do not
+/// tile its virtual size.
 pub fn convert(
     reader: &mut dyn DiskReader,
-    writer: &mut dyn DiskWriter,
+    writers: &mut [&mut dyn DiskWriter],
     progress: &mut dyn FnMut(u64),
 ) -> Result<()> {
-    let virtual_size = reader.virtual_size();
-    let (full_tx, full_rx) = std::sync::mpsc::sync_channel(CONVERT_QUEUE_DEPTH);
-    let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let (spare_tx, spare_rx) = std::sync::mpsc::channel::<Vec<u8>>();
     std::thread::scope(|scope| {
-        scope.spawn(move || read_ahead(reader, &full_tx, &empty_rx));
-        let mut done: u64 = 0;
-        // Dropping `full_rx` on an early return stops the reader at its next send.
-        for item in full_rx {
-            let extent: OwnedExtent = item?;
-            let len = extent.len();
-            if len > virtual_size - done {
-                return Err(Error::new(
-                    crate::ErrorKind::InvalidImage,
-                    format!(
-                        "image yields data past its virtual size {virtual_size} at offset {done:#x}"
-                    ),
-                ));
-            }
-            writer.write_extent(extent.as_extent())?;
-            if let OwnedExtent::Data(buf) = extent {
-                let _ = empty_tx.send(buf);
-            }
-            done += len;
-            progress(done);
+        let mut lanes = Vec::new();
+        let mut handles = Vec::new();
+        for writer in writers.iter_mut() {
+            let (tx, rx) = std::sync::mpsc::sync_channel(CONVERT_QUEUE_DEPTH);
+            let spare = spare_tx.clone();
+            lanes.push(tx);
+            handles.push(scope.spawn(move || write_lane(&mut **writer, &rx, &spare)));
         }
-        if done != virtual_size {
-            return Err(Error::new(
-                crate::ErrorKind::InvalidImage,
-                format!("image ends at {done:#x}, before its virtual size {virtual_size:#x}"),
-            ));
+        // Only the writers hand buffers back, so `feed` sees when they have all gone.
+        drop(spare_tx);
+        let fed = feed(reader, &lanes, &spare_rx, progress);
+        // Hanging up lets each writer drain its queue and stop.
+        drop(lanes);
+        let mut first_error = None;
+        for handle in handles {
+            match handle.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
         }
-        Ok(())
+        // A writer's error explains why `feed` found its lane closed.
+        first_error.map_or(fed, Err)
     })
 }
 
-/// Extents the reader thread may queue ahead of the writer.
+/// Reads every extent and queues it to every lane; checks the extents tile the disk.
+fn feed(
+    reader: &mut dyn DiskReader,
+    lanes: &[std::sync::mpsc::SyncSender<Arc<OwnedExtent>>],
+    spare: &std::sync::mpsc::Receiver<Vec<u8>>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<()> {
+    let virtual_size = reader.virtual_size();
+    let mut done: u64 = 0;
+    // A fixed pool of buffers: each writer may hold its queue plus the one it writes, and
+    // the reader one more. Waiting for a returned buffer, rather than allocating, keeps
+    // memory bounded and spares the page faults of fresh 4 MiB allocations.
+    let pool = lanes.len() * (CONVERT_QUEUE_DEPTH + 1) + 1;
+    let mut allocated = 0;
+    let mut next_buffer = || match spare.try_recv() {
+        Ok(buf) => buf,
+        Err(_) if allocated < pool => {
+            allocated += 1;
+            Vec::with_capacity(MAX_EXTENT_BYTES)
+        }
+        // Every writer gone: any buffer will do, the next send fails.
+        Err(_) => spare.recv().unwrap_or_default(),
+    };
+    let mut buf = Vec::new();
+    loop {
+        if buf.capacity() == 0 {
+            buf = next_buffer();
+        }
+        let Some(extent) = reader.next_owned_extent(&mut buf)? else {
+            break;
+        };
+        let len = extent.len();
+        if len > virtual_size - done {
+            return Err(Error::new(
+                crate::ErrorKind::InvalidImage,
+                format!(
+                    "image yields data past its virtual size {virtual_size} at offset {done:#x}"
+                ),
+            ));
+        }
+        // Only the writers may hold the extent, so the last of them gets the buffer back.
+        let extent = Arc::new(extent);
+        let mut copies: Vec<Arc<OwnedExtent>> =
+            lanes.iter().skip(1).map(|_| Arc::clone(&extent)).collect();
+        copies.push(extent);
+        for (lane, extent) in lanes.iter().zip(copies) {
+            if lane.send(extent).is_err() {
+                // The writer failed; `convert` reports its error.
+                return Err(Error::invalid_input("a writer stopped early"));
+            }
+        }
+        done += len;
+        progress(done);
+    }
+    if done != virtual_size {
+        return Err(Error::new(
+            crate::ErrorKind::InvalidImage,
+            format!("image ends at {done:#x}, before its virtual size {virtual_size:#x}"),
+        ));
+    }
+    Ok(())
+}
+
+/// One writer's thread: writes each queued extent and hands back buffers it was the last
+/// to use. Stops at its first error, which closes its queue.
+fn write_lane(
+    writer: &mut dyn DiskWriter,
+    queue: &std::sync::mpsc::Receiver<Arc<OwnedExtent>>,
+    spare: &std::sync::mpsc::Sender<Vec<u8>>,
+) -> Result<()> {
+    for extent in queue {
+        writer.write_extent(extent.as_extent())?;
+        if let Some(OwnedExtent::Data(buf)) = Arc::into_inner(extent) {
+            let _ = spare.send(buf);
+        }
+    }
+    Ok(())
+}
+
+/// Extents the reader may queue ahead of each writer.
 const CONVERT_QUEUE_DEPTH: usize = 2;
 
-/// An extent that owns its bytes, to cross from the reader thread to the writer.
-enum OwnedExtent {
+/// An extent that owns its bytes, to cross from a reader thread to writers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OwnedExtent {
+    /// As [`Extent::Data`].
     Data(Vec<u8>),
+    /// As [`Extent::Zero`].
     Zero(u64),
+    /// As [`Extent::Unallocated`].
     Unallocated(u64),
 }
 
 impl OwnedExtent {
-    fn len(&self) -> u64 {
+    /// `extent`; data is copied into `spare`, which it takes.
+    pub fn copied(extent: Extent<'_>, spare: &mut Vec<u8>) -> Self {
+        match extent {
+            Extent::Data(bytes) => {
+                let mut buf = std::mem::take(spare);
+                buf.clear();
+                buf.extend_from_slice(bytes);
+                OwnedExtent::Data(buf)
+            }
+            Extent::Zero(len) => OwnedExtent::Zero(len),
+            Extent::Unallocated(len) => OwnedExtent::Unallocated(len),
+        }
+    }
+
+    /// Length of the run in bytes.
+    pub fn len(&self) -> u64 {
         self.as_extent().len()
     }
 
-    fn as_extent(&self) -> Extent<'_> {
+    /// True for an empty run.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The borrowed view writers take.
+    pub fn as_extent(&self) -> Extent<'_> {
         match self {
             OwnedExtent::Data(buf) => Extent::Data(buf),
             OwnedExtent::Zero(len) => Extent::Zero(*len),
             OwnedExtent::Unallocated(len) => Extent::Unallocated(*len),
-        }
-    }
-}
-
-/// The reader thread: copies each extent into a recycled buffer and queues it; stops at the
-/// end, at the first error (which it queues), or when the writer side hangs up.
-fn read_ahead(
-    reader: &mut dyn DiskReader,
-    full: &std::sync::mpsc::SyncSender<Result<OwnedExtent>>,
-    empty: &std::sync::mpsc::Receiver<Vec<u8>>,
-) {
-    loop {
-        let item = match reader.next_extent() {
-            Ok(None) => return,
-            Ok(Some(Extent::Data(bytes))) => {
-                let mut buf = empty.try_recv().unwrap_or_default();
-                buf.clear();
-                buf.extend_from_slice(bytes);
-                Ok(OwnedExtent::Data(buf))
-            }
-            Ok(Some(Extent::Zero(len))) => Ok(OwnedExtent::Zero(len)),
-            Ok(Some(Extent::Unallocated(len))) => Ok(OwnedExtent::Unallocated(len)),
-            Err(e) => Err(e),
-        };
-        let stop = item.is_err();
-        if full.send(item).is_err() || stop {
-            return;
         }
     }
 }
@@ -423,6 +514,17 @@ impl Grown {
     }
 }
 
+impl Grown {
+    /// The added unallocated tail's length, once.
+    fn tail(&mut self) -> Option<u64> {
+        if self.tail_done {
+            return None;
+        }
+        self.tail_done = true;
+        Some(self.virtual_size - self.inner.virtual_size())
+    }
+}
+
 impl DiskReader for Grown {
     fn virtual_size(&self) -> u64 {
         self.virtual_size
@@ -436,11 +538,19 @@ impl DiskReader for Grown {
             self.inner_done = extent.map_or(inner_size, |e| self.inner_done + e.len());
             return Ok(extent);
         }
-        if self.tail_done {
-            return Ok(None);
+        Ok(self.tail().map(Extent::Unallocated))
+    }
+
+    fn next_owned_extent(&mut self, spare: &mut Vec<u8>) -> Result<Option<OwnedExtent>> {
+        let inner_size = self.inner.virtual_size();
+        if self.inner_done < inner_size {
+            let extent = self.inner.next_owned_extent(spare)?;
+            self.inner_done = extent
+                .as_ref()
+                .map_or(inner_size, |e| self.inner_done + e.len());
+            return Ok(extent);
         }
-        self.tail_done = true;
-        Ok(Some(Extent::Unallocated(self.virtual_size - inner_size)))
+        Ok(self.tail().map(OwnedExtent::Unallocated))
     }
 
     fn info(&self) -> ImageInfo {
@@ -481,5 +591,153 @@ impl DiskReader for Blank {
 
     fn info(&self) -> ImageInfo {
         ImageInfo::new(DiskFormat::Raw, self.virtual_size).detail("source", "blank")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reader of listed runs: `Some(bytes)` is data, `None(len)` a hole.
+    struct ListReader {
+        runs: Vec<std::result::Result<Vec<u8>, u64>>,
+        next: usize,
+        fail_at: Option<usize>,
+    }
+
+    impl DiskReader for ListReader {
+        fn virtual_size(&self) -> u64 {
+            self.runs
+                .iter()
+                .map(|r| r.as_ref().map_or_else(|len| *len, |b| b.len() as u64))
+                .sum()
+        }
+
+        fn next_extent(&mut self) -> Result<Option<Extent<'_>>> {
+            if self.fail_at == Some(self.next) {
+                return Err(Error::invalid_input("broken source"));
+            }
+            self.next += 1;
+            Ok(self.runs.get(self.next - 1).map(|run| match run {
+                Ok(bytes) => Extent::Data(bytes),
+                Err(len) => Extent::Unallocated(*len),
+            }))
+        }
+
+        fn info(&self) -> ImageInfo {
+            ImageInfo::new(DiskFormat::Raw, self.virtual_size())
+        }
+    }
+
+    /// Collects the disk's bytes; fails on extent `fail_at`.
+    #[derive(Default)]
+    struct Collect {
+        bytes: Vec<u8>,
+        seen: usize,
+        fail_at: Option<usize>,
+    }
+
+    impl DiskWriter for Collect {
+        fn write_extent(&mut self, extent: Extent<'_>) -> Result<()> {
+            if self.fail_at == Some(self.seen) {
+                return Err(Error::invalid_input("disk full"));
+            }
+            self.seen += 1;
+            match extent {
+                Extent::Data(b) => self.bytes.extend_from_slice(b),
+                e => self
+                    .bytes
+                    .resize(self.bytes.len() + usize::try_from(e.len()).unwrap(), 0),
+            }
+            Ok(())
+        }
+
+        fn finish(self: Box<Self>) -> Result<WriteReport> {
+            Ok(WriteReport::default())
+        }
+    }
+
+    /// Forty data runs with holes between them: more than the buffer pool holds.
+    fn reader() -> ListReader {
+        let runs = (0..80u8)
+            .map(|i| {
+                if i % 2 == 0 {
+                    Ok(vec![i + 1; 1000 + usize::from(i)])
+                } else {
+                    Err(7)
+                }
+            })
+            .collect();
+        ListReader {
+            runs,
+            next: 0,
+            fail_at: None,
+        }
+    }
+
+    fn flat(reader: &ListReader) -> Vec<u8> {
+        (reader.runs.iter())
+            .flat_map(|r| {
+                r.clone()
+                    .unwrap_or_else(|len| vec![0; usize::try_from(len).unwrap()])
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_writer_gets_the_whole_disk_from_one_read() {
+        let mut source = reader();
+        let expected = flat(&source);
+        let (mut a, mut b, mut c) = (Collect::default(), Collect::default(), Collect::default());
+        let mut last = 0;
+        convert(&mut source, &mut [&mut a, &mut b, &mut c], &mut |done| {
+            last = done;
+        })
+        .unwrap();
+        assert_eq!(source.next, 81, "the source is read once");
+        assert_eq!(last, expected.len() as u64);
+        for w in [a, b, c] {
+            assert_eq!(w.bytes, expected);
+        }
+    }
+
+    #[test]
+    fn a_failing_writer_stops_the_conversion_with_its_error() {
+        let mut source = reader();
+        let mut ok = Collect::default();
+        let mut bad = Collect {
+            fail_at: Some(5),
+            ..Collect::default()
+        };
+        let err = convert(&mut source, &mut [&mut ok, &mut bad], &mut |_| {}).unwrap_err();
+        assert!(err.to_string().contains("disk full"), "{err}");
+    }
+
+    #[test]
+    fn a_failing_reader_stops_the_conversion_with_its_error() {
+        let mut source = reader();
+        source.fail_at = Some(9);
+        let mut w = Collect::default();
+        let err = convert(&mut source, &mut [&mut w], &mut |_| {}).unwrap_err();
+        assert!(err.to_string().contains("broken source"), "{err}");
+    }
+
+    #[test]
+    fn a_reader_that_ends_early_is_an_error() {
+        struct Short(ListReader);
+        impl DiskReader for Short {
+            fn virtual_size(&self) -> u64 {
+                self.0.virtual_size() + 1
+            }
+            fn next_extent(&mut self) -> Result<Option<Extent<'_>>> {
+                self.0.next_extent()
+            }
+            fn info(&self) -> ImageInfo {
+                self.0.info()
+            }
+        }
+        let mut w = Collect::default();
+        let err = convert(&mut Short(reader()), &mut [&mut w], &mut |_| {}).unwrap_err();
+        assert!(err.to_string().contains("before its virtual size"), "{err}");
     }
 }

@@ -10,7 +10,7 @@ use std::fs::File;
 use super::block::{Block, Blocker};
 use super::{
     CreateRequest, DiskFormat, DiskReader, DiskWriter, Extent, ImageInfo, MAX_EXTENT_BYTES,
-    WriteReport,
+    OwnedExtent, WriteReport,
 };
 use crate::error::Result;
 use crate::io::output::OutputSet;
@@ -50,6 +50,40 @@ impl DiskReader for RawReader {
     }
 
     fn next_extent(&mut self) -> Result<Option<Extent<'_>>> {
+        let mut buf = std::mem::take(&mut self.buf);
+        let next = self.next_into(&mut buf);
+        self.buf = buf;
+        Ok(match next? {
+            None => None,
+            Some(RawRun::Data) => Some(Extent::Data(&self.buf)),
+            Some(RawRun::Hole(len)) => Some(Extent::Unallocated(len)),
+        })
+    }
+
+    fn next_owned_extent(&mut self, spare: &mut Vec<u8>) -> Result<Option<OwnedExtent>> {
+        Ok(match self.next_into(spare)? {
+            None => None,
+            Some(RawRun::Data) => Some(OwnedExtent::Data(std::mem::take(spare))),
+            Some(RawRun::Hole(len)) => Some(OwnedExtent::Unallocated(len)),
+        })
+    }
+
+    fn info(&self) -> ImageInfo {
+        ImageInfo::new(DiskFormat::Raw, self.virtual_size)
+    }
+}
+
+/// One run of a raw file.
+enum RawRun {
+    /// A hole of this many bytes.
+    Hole(u64),
+    /// Data, read into the caller's buffer.
+    Data,
+}
+
+impl RawReader {
+    /// The next run (`None` at the end); data is read into `buf`, resized to fit.
+    fn next_into(&mut self, buf: &mut Vec<u8>) -> Result<Option<RawRun>> {
         if self.pos >= self.virtual_size {
             return Ok(None);
         }
@@ -60,7 +94,7 @@ impl DiskReader for RawReader {
                 let hole = data - self.pos;
                 self.pos = data;
                 self.data_end = data;
-                return Ok(Some(Extent::Unallocated(hole)));
+                return Ok(Some(RawRun::Hole(hole)));
             }
             self.data_end = sys::next_hole(&self.file, self.pos)?.min(self.virtual_size);
             if self.data_end <= self.pos {
@@ -70,14 +104,10 @@ impl DiskReader for RawReader {
         }
         let len = (self.data_end - self.pos).min(MAX_EXTENT_BYTES as u64);
         let len = usize::try_from(len).expect("bounded by MAX_EXTENT_BYTES");
-        self.buf.resize(len, 0);
-        read_exact_at(&self.file, &mut self.buf, self.pos, "raw data")?;
+        buf.resize(len, 0);
+        read_exact_at(&self.file, buf, self.pos, "raw data")?;
         self.pos += len as u64;
-        Ok(Some(Extent::Data(&self.buf)))
-    }
-
-    fn info(&self) -> ImageInfo {
-        ImageInfo::new(DiskFormat::Raw, self.virtual_size)
+        Ok(Some(RawRun::Data))
     }
 }
 
@@ -86,7 +116,7 @@ pub(super) fn create(req: &CreateRequest<'_>, out: &mut OutputSet) -> Result<Box
     Ok(Box::new(RawWriter {
         out: SparseOut::new(file),
         virtual_size: req.virtual_size,
-        blocker: Blocker::new(RAW_HOLE_BLOCK),
+        blocker: Blocker::runs(RAW_HOLE_BLOCK),
     }))
 }
 

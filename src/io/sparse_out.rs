@@ -82,6 +82,24 @@ impl SparseOut {
         Ok(())
     }
 
+    /// Writes `len` zero bytes at `offset`, allocating them (for full preallocation).
+    pub(crate) fn write_zeros(&mut self, mut offset: u64, mut len: u64) -> Result<()> {
+        self.flush()?;
+        let zeros = vec![
+            0u8;
+            usize::try_from(len)
+                .unwrap_or(usize::MAX)
+                .min(SPARSE_COALESCE_BYTES)
+        ];
+        while len > 0 {
+            let n = usize::try_from(len).unwrap_or(usize::MAX).min(zeros.len());
+            self.file.write_all_at(&zeros[..n], offset)?;
+            offset += n as u64;
+            len -= n as u64;
+        }
+        Ok(())
+    }
+
     /// Writes out the gathered bytes.
     pub(crate) fn flush(&mut self) -> Result<()> {
         if !self.pending.is_empty() {

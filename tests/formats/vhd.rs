@@ -596,7 +596,7 @@ pub fn round_trip(runs: &[Run], format: &str, options: &str) {
         next: 0,
         size,
     };
-    disk::convert(&mut reader, writer.as_mut(), &mut |_| {}).unwrap();
+    disk::convert(&mut reader, &mut [writer.as_mut()], &mut |_| {}).unwrap();
     writer.finish().unwrap();
     out.commit().unwrap();
     let mut back = disk::open(&path, &OpenOptions::default()).unwrap();

@@ -1,8 +1,5 @@
 //! The qcow2 writer (layouts and RAM use are described in the module doc of `qcow2`).
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
-
 use flate2::{Compress, Compression, FlushCompress, Status};
 use rayon::prelude::*;
 
@@ -11,9 +8,10 @@ use super::layout::{Geometry, PreallocLayout, refcount_metadata};
 use super::refcount::{SharedRefcounts, refcount_block, table_bytes};
 use super::{Prealloc, Settings};
 use crate::disk::block::{Block, Blocker};
-use crate::disk::{CreateRequest, DiskWriter, Extent, MAX_EXTENT_BYTES, WriteReport};
+use crate::disk::{CreateRequest, DiskWriter, Extent, WriteReport};
 use crate::error::{Error, Result};
 use crate::io::output::OutputSet;
+use crate::io::sparse_out::SparseOut;
 use crate::io::sys;
 
 /// L1/L2 entry bit 63: refcount is exactly 1 (qcow2 spec, "QCOW_OFLAG_COPIED").
@@ -55,12 +53,8 @@ pub(super) fn create(
     Ok(Box::new(Qcow2Writer {
         settings,
         geometry,
-        blocker: Blocker::new(block_size),
-        sink: Sink {
-            file,
-            buf: Vec::with_capacity(MAX_EXTENT_BYTES),
-            at: 0,
-        },
+        blocker: Blocker::runs(block_size),
+        sink: SparseOut::new(file),
         mode,
     }))
 }
@@ -78,50 +72,6 @@ pub(super) fn check_size(geometry: Geometry) -> Result<()> {
     Ok(())
 }
 
-/// Coalesces positioned writes: contiguous writes become one `pwrite` of up to 4 MiB.
-struct Sink {
-    file: File,
-    buf: Vec<u8>,
-    at: u64,
-}
-
-impl Sink {
-    fn write(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
-        let contiguous = offset == self.at + self.buf.len() as u64;
-        if !contiguous || self.buf.len() + bytes.len() > MAX_EXTENT_BYTES {
-            self.flush()?;
-            self.at = offset;
-        }
-        if bytes.len() >= MAX_EXTENT_BYTES {
-            self.file.write_all_at(bytes, offset)?;
-            self.at = offset + bytes.len() as u64;
-            return Ok(());
-        }
-        self.buf.extend_from_slice(bytes);
-        Ok(())
-    }
-
-    fn zeros(&mut self, mut offset: u64, mut len: u64) -> Result<()> {
-        let zeros = vec![0u8; MAX_EXTENT_BYTES.min(usize::try_from(len).unwrap_or(usize::MAX))];
-        while len > 0 {
-            let n = usize::try_from(len).unwrap_or(usize::MAX).min(zeros.len());
-            self.write(offset, &zeros[..n])?;
-            offset += n as u64;
-            len -= n as u64;
-        }
-        Ok(())
-    }
-
-    fn flush(&mut self) -> Result<()> {
-        if !self.buf.is_empty() {
-            self.file.write_all_at(&self.buf, self.at)?;
-            self.at += self.buf.len() as u64;
-            self.buf.clear();
-        }
-        Ok(())
-    }
-}
-
 enum Mode {
     Sparse(Box<SparseState>),
     Prealloc(PreallocLayout),
@@ -131,7 +81,7 @@ struct Qcow2Writer {
     settings: Settings,
     geometry: Geometry,
     blocker: Blocker,
-    sink: Sink,
+    sink: SparseOut,
     mode: Mode,
 }
 
@@ -144,17 +94,22 @@ impl Qcow2Writer {
             }
             (Mode::Sparse(_), Block::Empty { .. }) => Ok(()),
             (Mode::Prealloc(layout), Block::Data { index, bytes }) => {
-                let host = layout
-                    .host_cluster(index)
-                    .expect("layout maps every guest cluster");
-                self.sink.write(host * cs, bytes)
+                let count = bytes.len() as u64 / cs;
+                let mut rest = bytes;
+                for (host, n) in layout.host_ranges(index, count) {
+                    let (piece, tail) =
+                        rest.split_at(usize::try_from(n * cs).expect("within bytes"));
+                    self.sink.write(host * cs, piece)?;
+                    rest = tail;
+                }
+                Ok(())
             }
             (Mode::Prealloc(layout), Block::Empty { index, count }) => {
                 if self.settings.prealloc != Prealloc::Full {
                     return Ok(());
                 }
                 for (host, n) in layout.host_ranges(index, count) {
-                    self.sink.zeros(host * cs, n * cs)?;
+                    self.sink.write_zeros(host * cs, n * cs)?;
                 }
                 Ok(())
             }
@@ -229,7 +184,7 @@ impl Qcow2Writer {
         let header = self.header(layout.l1, layout.reftable, layout.reftable_clusters)?;
         self.sink.write(0, &header.to_bytes())?;
         self.sink.flush()?;
-        self.sink.file.set_len(layout.file_len)?;
+        self.sink.file().set_len(layout.file_len)?;
         Ok(())
     }
 
@@ -256,7 +211,7 @@ impl Qcow2Writer {
         let header = self.header(1, used + blocks, table_clusters)?;
         self.sink.write(0, &header.to_bytes())?;
         self.sink.flush()?;
-        self.sink.file.set_len(total * cs)?;
+        self.sink.file().set_len(total * cs)?;
         Ok(())
     }
 }
@@ -314,12 +269,16 @@ impl SparseState {
         }
     }
 
-    fn data(&mut self, sink: &mut Sink, guest: u64, bytes: &[u8]) -> Result<()> {
+    /// Stores the whole clusters `bytes` from guest cluster `first`.
+    fn data(&mut self, sink: &mut SparseOut, first: u64, bytes: &[u8]) -> Result<()> {
+        let cs = usize::try_from(self.geometry.cluster_size()).expect("cluster size fits usize");
         if !self.compress {
-            return self.place_raw(sink, guest, bytes);
+            return self.place_raw(sink, first, bytes);
         }
-        self.batch.push((guest, bytes.to_vec()));
-        if self.batch.len() * bytes.len() >= COMPRESS_BATCH_BYTES {
+        for (guest, cluster) in (first..).zip(bytes.chunks(cs)) {
+            self.batch.push((guest, cluster.to_vec()));
+        }
+        if self.batch.len() * cs >= COMPRESS_BATCH_BYTES {
             self.flush_batch(sink)?;
         }
         Ok(())
@@ -332,7 +291,7 @@ impl SparseState {
     }
 
     /// Makes the L2 table of `guest` current, writing out the previous one.
-    fn select_l2(&mut self, sink: &mut Sink, guest: u64) -> Result<usize> {
+    fn select_l2(&mut self, sink: &mut SparseOut, guest: u64) -> Result<usize> {
         let entries = self.geometry.l2_entries();
         let l1_index = guest / entries;
         if self.l2_index != Some(l1_index) {
@@ -342,7 +301,7 @@ impl SparseState {
         Ok(usize::try_from(guest % entries).expect("index below the entry count"))
     }
 
-    fn close_l2(&mut self, sink: &mut Sink) -> Result<()> {
+    fn close_l2(&mut self, sink: &mut SparseOut) -> Result<()> {
         let Some(l1_index) = self.l2_index.take() else {
             return Ok(());
         };
@@ -355,18 +314,35 @@ impl SparseState {
         Ok(())
     }
 
-    fn place_raw(&mut self, sink: &mut Sink, guest: u64, bytes: &[u8]) -> Result<()> {
-        let slot = self.select_l2(sink, guest)?;
+    /// Stores whole clusters uncompressed, each L2 table's share with one write: the
+    /// clusters get adjacent host clusters, as one at a time would give them.
+    fn place_raw(&mut self, sink: &mut SparseOut, first: u64, bytes: &[u8]) -> Result<()> {
         let cs = self.geometry.cluster_size();
-        let host = self.alloc();
-        sink.write(host * cs, bytes)?;
-        self.l2[slot] = (host * cs) | QCOW2_OFLAG_COPIED;
+        let entries = self.geometry.l2_entries();
+        let (mut guest, mut rest) = (first, bytes);
+        while !rest.is_empty() {
+            let slot = self.select_l2(sink, guest)?;
+            let count = (rest.len() as u64 / cs).min(entries - guest % entries);
+            let host = self.alloc();
+            self.frontier += count - 1;
+            for (i, entry) in self.l2[slot..]
+                [..usize::try_from(count).expect("below the entry count")]
+                .iter_mut()
+                .enumerate()
+            {
+                *entry = ((host + i as u64) * cs) | QCOW2_OFLAG_COPIED;
+            }
+            let (piece, tail) = rest.split_at(usize::try_from(count * cs).expect("within bytes"));
+            sink.write(host * cs, piece)?;
+            guest += count;
+            rest = tail;
+        }
         Ok(())
     }
 
     /// Appends a compressed cluster after the previous one, spanning host clusters as
     /// qemu does; every host cluster it touches gains a reference.
-    fn place_compressed(&mut self, sink: &mut Sink, guest: u64, data: &[u8]) -> Result<()> {
+    fn place_compressed(&mut self, sink: &mut SparseOut, guest: u64, data: &[u8]) -> Result<()> {
         let slot = self.select_l2(sink, guest)?;
         let cs = self.geometry.cluster_size();
         let start = self.packed.unwrap_or(self.frontier * cs);
@@ -385,7 +361,7 @@ impl SparseState {
         Ok(())
     }
 
-    fn flush_batch(&mut self, sink: &mut Sink) -> Result<()> {
+    fn flush_batch(&mut self, sink: &mut SparseOut) -> Result<()> {
         let batch = std::mem::take(&mut self.batch);
         let cs = self.geometry.cluster_size();
         let compressed: Vec<Option<Vec<u8>>> = batch
