@@ -4,6 +4,8 @@
 #   bench/compare.sh [--raw IMG] [--runs N] [--only id,id,...] [--out DIR] [--kiln BIN]
 #                    [--tree DIR]
 #
+# The `build` row runs one `kiln build` of qcow2 + raw + streamOptimized vmdk from the
+# corpus against the three single conversions (ratio: build / slowest single).
 # The `iso-tree` row writes a directory tree into an ISO (kiln convert -O iso DIR vs
 # xorriso -as mkisofs -R -J); the tree is --tree, else ~2 GiB of /usr hard-linked into
 # $TMPDIR/kiln-bench/iso-tree (made once). Its pair is xorriso; a `dd conv=fsync` of the
@@ -33,7 +35,7 @@ while [ $# -gt 0 ]; do
     --out) OUT="$2"; shift 2 ;;
     --kiln) KILN="$2"; shift 2 ;;
     --tree) TREE="$2"; shift 2 ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -135,6 +137,41 @@ for row in "${ROWS[@]}"; do
   unset res
   rm -f "$qdst" "$kdst" "${qdst%.*}-flat.$ext" "${kdst%.*}-flat.$ext"
 done
+
+# build: one `kiln build` writing qcow2 + raw + vmdk streamOptimized (the disk an OVA
+# carries) from the corpus in one pass, hashes and SHA256SUMS included, against the three
+# single `kiln convert`s of the same outputs (all synced). The issue's yardstick is the
+# slowest single conversion; `time ratio` is build / slowest.
+if [ -z "$ONLY" ] || [[ ",$ONLY," == *",build,"* ]]; then
+  bdir="$OUT/cmp-build"; mkdir -p "$bdir"
+  printf '%s\n' "name: cmp-build" "disks:" "  - name: root" "    source: { file: $RAW }" "outputs:" \
+    "  - { disk_format: qcow2, container_format: bare }" \
+    "  - { disk_format: raw, container_format: bare }" \
+    "  - { disk_format: vmdk, container_format: bare, options: { subformat: streamOptimized } }" \
+    > "$OUT/cmp-build.yaml"
+  declare -A single=()
+  for f in qcow2 raw vmdk; do
+    opts=(); [ $f = vmdk ] && opts=(-o subformat=streamOptimized)
+    single[$f]=$(time_cmd "$OUT/cmp-s.$f" "$KILN" convert -f raw -O $f "${opts[@]}" "$RAW" "$OUT/cmp-s.$f")
+    rm -f "$OUT/cmp-s.$f"
+  done
+  b=$(time_cmd "$bdir/cmp-build.vmdk" "$KILN" build --quiet "$OUT/cmp-build.yaml" -o "$bdir")
+  slowest=0
+  for f in qcow2 raw vmdk; do
+    r=${single[$f]}; [[ $r == fail* ]] && continue
+    read -r s _ _ _ <<<"$r"
+    slowest=$(awk -v a="$s" -v b="$slowest" 'BEGIN{print (a>b)?a:b}')
+  done
+  for tool in qcow2 raw vmdk build; do
+    if [ $tool = build ]; then r=$b; t="kiln build"; else r=${single[$tool]}; t="kiln -O $tool"; fi
+    if [[ $r == fail* ]]; then printf '| %-34s | %-14s | %s |\n' build "$t" "${r#fail }"; continue; fi
+    read -r s rss o a <<<"$r"; tr=""
+    [ $tool = build ] && tr=$(awk -v k="$s" -v q="$slowest" 'BEGIN{printf "%.2f", k/q}')
+    awk -v t="$t" -v s="$s" -v vs="$VSIZE" -v r="$rss" -v tr="$tr" \
+      'BEGIN{printf "| %-34s | %-14s | %8.2f | %10.0f | %9s | %9s | %7.1f | %10s | %10s |\n", "build qcow2+raw+vmdk-stream", t, s, vs/s/1e6, "", "", r/1024, tr, ""}'
+  done
+  rm -rf "$bdir"
+fi
 
 # iso-tree: a directory into an ISO, kiln vs xorriso (both synced, as kiln always is).
 if [ -z "$ONLY" ] || [[ ",$ONLY," == *",iso-tree,"* ]]; then

@@ -1,15 +1,18 @@
 //! Spec → Plan → artefacts: `kiln build`'s pipeline.
 //!
 //! validate (in `spec`) → [`Plan::new`] (pick outputs, refuse missing capabilities) →
-//! fetch sources ([`fetch`]) → one `disk::convert` per output through an [`OutputSet`]
-//! (each artefact appears only when complete; a failure leaves earlier artefacts in place) →
-//! the cloud-init NoCloud seeds (`kiln::seed::write_seed`) → `NAME.kiln.json` and
-//! `SHA256SUMS` ([`report`]).
+//! fetch sources ([`fetch`]) → one `disk::convert` per disk, which reads the disk once and
+//! feeds every output made from it, each through its own [`OutputSet`] (each artefact
+//! appears only when complete; a failure leaves artefacts of earlier disks in place) → the
+//! cloud-init NoCloud seeds (`kiln::seed::write_seed`) → `NAME.kiln.json` and `SHA256SUMS`
+//! ([`report`]).
 //!
-//! Disk artefacts are hashed by reading the finished file once before it is renamed into
-//! place: the raw and table-patching writers use positioned writes, so a tee could not see
-//! the final bytes in order. A seed (a few KiB) is hashed once `write_seed` has renamed it. Every derived id comes from a [`BuildContext`] seeded with the spec and
-//! output names; timestamps from `SOURCE_DATE_EPOCH` or the fixed default.
+//! Disk artefacts are hashed by reading each finished file once (all of one disk's in
+//! parallel) before it is renamed into place: the raw and table-patching writers use
+//! positioned writes, so a tee could not see the final bytes in order. A seed (a few KiB)
+//! is hashed once `write_seed` has renamed it. Every derived id comes from a
+//! [`BuildContext`] seeded with the spec and output names; timestamps from
+//! `SOURCE_DATE_EPOCH` or the fixed default.
 
 pub mod fetch;
 pub mod report;
@@ -20,7 +23,7 @@ use std::path::{Path, PathBuf};
 pub use report::{Artefact, BuildReport};
 
 use crate::context::BuildContext;
-use crate::disk::{self, Blank, CreateRequest, DiskReader, Grown, OpenOptions};
+use crate::disk::{self, Blank, CreateRequest, DiskReader, DiskWriter, Grown, OpenOptions};
 use crate::error::{Error, ErrorKind, Result};
 use crate::io::output::{OutputSet, partial_path};
 use crate::seed::{self, SeedFormat};
@@ -210,18 +213,31 @@ impl Plan {
         std::fs::create_dir_all(&self.out_dir)
             .map_err(|e| Error::io(e).with_path(&self.out_dir))?;
         let inputs = self.fetch_inputs(log)?;
-        let mut artefacts = Vec::new();
         let total = self.outputs.len() + self.seeds.len();
-        for (i, o) in self.outputs.iter().enumerate() {
-            log(&format!(
-                "[{}/{total}] writing {} ({} in {})",
-                i + 1,
-                o.file,
-                o.disk_format.name(),
-                o.container.name()
-            ));
-            artefacts.push(self.write_output(o, &inputs[o.disk])?);
+        let mut numbered: Vec<(usize, Artefact)> = Vec::new();
+        // One pass over each disk feeds all of its outputs.
+        for (disk, input) in inputs.iter().enumerate() {
+            let group: Vec<(usize, &ValidOutput)> = (self.outputs.iter().enumerate())
+                .filter(|(_, o)| o.disk == disk)
+                .collect();
+            if group.is_empty() {
+                continue;
+            }
+            for (i, o) in &group {
+                log(&format!(
+                    "[{}/{total}] writing {} ({} in {})",
+                    i + 1,
+                    o.file,
+                    o.disk_format.name(),
+                    o.container.name()
+                ));
+            }
+            let outputs: Vec<&ValidOutput> = group.iter().map(|(_, o)| *o).collect();
+            let written = self.write_outputs(disk, &outputs, input.as_ref())?;
+            numbered.extend(group.iter().map(|(i, _)| *i).zip(written));
         }
+        numbered.sort_by_key(|(i, _)| *i);
+        let mut artefacts: Vec<Artefact> = numbered.into_iter().map(|(_, a)| a).collect();
         for (i, seed) in self.seeds.iter().enumerate() {
             let n = self.outputs.len() + i + 1;
             log(&format!(
@@ -265,8 +281,8 @@ impl Plan {
         Ok(inputs)
     }
 
-    fn reader(&self, o: &ValidOutput, input: Option<&PathBuf>) -> Result<Box<dyn DiskReader>> {
-        let disk = &self.spec.disks[o.disk];
+    fn reader(&self, disk_index: usize, input: Option<&PathBuf>) -> Result<Box<dyn DiskReader>> {
+        let disk = &self.spec.disks[disk_index];
         let Some(path) = input else {
             return Ok(Box::new(Blank::new(disk.size.unwrap_or_default())));
         };
@@ -276,7 +292,7 @@ impl Plan {
                 let at = locate(
                     &self.spec.path,
                     disk.size_span,
-                    &format!("disks[{}].size", o.disk),
+                    &format!("disks[{disk_index}].size"),
                     "",
                 );
                 Ok(Box::new(Grown::new(reader, size).map_err(|e| {
@@ -287,32 +303,75 @@ impl Plan {
         }
     }
 
-    fn write_output(&self, o: &ValidOutput, input: &Option<PathBuf>) -> Result<Artefact> {
-        let mut reader = self.reader(o, input.as_ref())?;
-        let ctx = BuildContext::from_env(&format!("{}/{}", self.spec.name, o.name));
-        let req = CreateRequest {
-            format: o.engine_format,
-            virtual_size: reader.virtual_size(),
-            options: &o.options,
-            compress: false,
-            ctx: &ctx,
-        };
-        let target = self.out_dir.join(&o.file);
-        let mut set = OutputSet::new(&target, true);
-        let mut writer = disk::create(&req, &mut set).map_err(|e| e.with_path(&target))?;
-        disk::convert(reader.as_mut(), writer.as_mut(), &mut |_| {})
-            .map_err(|e| e.with_path(&target))?;
-        let written = writer.finish().map_err(|e| e.with_path(&target))?;
-        let (sha256, size) = fetch::hash_file(&partial_path(&target))?;
-        set.commit()?;
-        Ok(Artefact::new(
-            &self.spec,
-            o,
-            &target,
-            size,
-            sha256,
-            written.virtual_size,
-        ))
+    /// Writes every output of one disk from a single read of it, then hashes the finished
+    /// files (in parallel) and renames each into place.
+    fn write_outputs(
+        &self,
+        disk_index: usize,
+        outputs: &[&ValidOutput],
+        input: Option<&PathBuf>,
+    ) -> Result<Vec<Artefact>> {
+        let mut reader = self.reader(disk_index, input)?;
+        let mut sets = Vec::new();
+        let mut writers = Vec::new();
+        for o in outputs {
+            let ctx = BuildContext::from_env(&format!("{}/{}", self.spec.name, o.name));
+            let req = CreateRequest {
+                format: o.engine_format,
+                virtual_size: reader.virtual_size(),
+                options: &o.options,
+                compress: false,
+                ctx: &ctx,
+            };
+            let target = self.out_dir.join(&o.file);
+            let mut set = OutputSet::new(&target, true);
+            let writer = disk::create(&req, &mut set).map_err(|e| e.with_path(&target))?;
+            writers.push(Labelled { writer, target });
+            sets.push(set);
+        }
+        let mut lanes: Vec<&mut dyn DiskWriter> = writers
+            .iter_mut()
+            .map(|w| w as &mut dyn DiskWriter)
+            .collect();
+        disk::convert(reader.as_mut(), &mut lanes, &mut |_| {}).map_err(|e| match input {
+            Some(path) => e.with_path(path),
+            None => e,
+        })?;
+        let mut finished = Vec::new();
+        for labelled in writers {
+            let report = labelled
+                .writer
+                .finish()
+                .map_err(|e| e.with_path(&labelled.target))?;
+            finished.push((labelled.target, report.virtual_size));
+        }
+        let hashes: Vec<Result<(String, u64)>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (finished.iter())
+                .map(|(target, _)| scope.spawn(move || fetch::hash_file(&partial_path(target))))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        });
+        let mut artefacts = Vec::new();
+        for ((o, (target, virtual_size)), (set, hash)) in outputs
+            .iter()
+            .zip(finished)
+            .zip(sets.into_iter().zip(hashes))
+        {
+            let (sha256, size) = hash?;
+            set.commit()?;
+            artefacts.push(Artefact::new(
+                &self.spec,
+                o,
+                &target,
+                size,
+                sha256,
+                virtual_size,
+            ));
+        }
+        Ok(artefacts)
     }
 
     /// Writes one seed (atomically, through `write_seed`'s partial file) and describes it.
@@ -353,6 +412,23 @@ fn options_text(o: &ValidOutput) -> String {
         String::new()
     } else {
         format!(", options {}", items.join(","))
+    }
+}
+
+/// A writer whose errors name its output file (several write at once in one pass).
+struct Labelled {
+    writer: Box<dyn DiskWriter>,
+    target: PathBuf,
+}
+
+impl DiskWriter for Labelled {
+    fn write_extent(&mut self, extent: disk::Extent<'_>) -> Result<()> {
+        (self.writer.write_extent(extent)).map_err(|e| e.with_path(&self.target))
+    }
+
+    fn finish(self: Box<Self>) -> Result<disk::WriteReport> {
+        let Labelled { writer, target } = *self;
+        writer.finish().map_err(|e| e.with_path(&target))
     }
 }
 
