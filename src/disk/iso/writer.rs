@@ -119,7 +119,8 @@ impl IsoWriter {
         self.tree.add(entry)
     }
 
-    /// Adds everything under `dir` as the image root.
+    /// Adds everything under `dir` as the image root. Files are only `lstat`ed here; one
+    /// that cannot be opened fails [`IsoWriter::write_file`] (which then leaves no output).
     ///
     /// # Errors
     /// As [`IsoWriter::add`], plus unreadable directories and special files (devices, FIFOs,
