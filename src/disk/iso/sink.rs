@@ -2,14 +2,17 @@
 //! a file written with positioned writes. Into a file, metadata, padding and small files
 //! are gathered into one 1 MiB buffer (many small files become few large writes), larger
 //! files are copied by the kernel (`copy_file_range`, no trip through user space), and
-//! writeback is started behind the write position every 32 MiB, so the disk writes while
-//! the image is produced instead of all at the final fsync. Either way the bytes are the
-//! same. RAM: the buffer (at most 1 MiB plus one small file).
+//! writeback of what was written is started every 32 MiB (by a helper thread, as submitting
+//! the I/O can wait), so the disk writes while the image is produced instead of all at the
+//! final fsync. Either way the bytes are the same. RAM: the buffer (at most 1 MiB plus one
+//! small file).
 
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::mpsc;
+use std::thread;
 
 use super::IsoError;
 use super::records::ISO_SECTOR;
@@ -44,6 +47,39 @@ struct FileOut<'a> {
     flushed: u64,
     /// Writeback has been started for `[0, kicked)`.
     kicked: u64,
+    writeback: Option<Writeback>,
+}
+
+/// A thread that starts writeback of the ranges it is sent: submitting the I/O can wait
+/// for the device queue, and the copy goes on meanwhile.
+struct Writeback {
+    ranges: mpsc::Sender<(u64, u64)>,
+    thread: thread::JoinHandle<()>,
+}
+
+impl Writeback {
+    /// `None` when the file cannot be shared with a thread: writeback then waits for the
+    /// final fsync, which is slower but writes the same bytes.
+    fn start(file: &File) -> Option<Self> {
+        let file = file.try_clone().ok()?;
+        let (ranges, rx) = mpsc::channel::<(u64, u64)>();
+        let thread = thread::Builder::new()
+            .name("iso-writeback".into())
+            .spawn(move || {
+                for (offset, len) in rx {
+                    // Advice only: if it fails, the final fsync writes the range instead.
+                    let _ = sys::start_writeback(&file, offset, len);
+                }
+            })
+            .ok()?;
+        Some(Self { ranges, thread })
+    }
+
+    fn finish(self) {
+        drop(self.ranges);
+        // The thread only gives advice; a panic in it cannot affect the bytes.
+        let _ = self.thread.join();
+    }
 }
 
 impl<'a> Sink<'a> {
@@ -62,6 +98,7 @@ impl<'a> Sink<'a> {
             pending: Vec::with_capacity(SINK_BUFFER),
             flushed: 0,
             kicked: 0,
+            writeback: Writeback::start(file),
         };
         Self {
             out: Out::File(out),
@@ -73,7 +110,12 @@ impl<'a> Sink<'a> {
     pub fn finish(&mut self) -> Result<()> {
         match &mut self.out {
             Out::Stream(out) => out.flush()?,
-            Out::File(out) => out.flush()?,
+            Out::File(out) => {
+                out.flush()?;
+                if let Some(writeback) = out.writeback.take() {
+                    writeback.finish();
+                }
+            }
         }
         Ok(())
     }
@@ -226,8 +268,10 @@ impl FileOut<'_> {
         self.flushed += len;
         let due = self.flushed - self.kicked;
         if due >= SINK_WRITEBACK_STEP {
-            // Advice only: if it fails, the final fsync writes the range instead.
-            let _ = sys::start_writeback(self.file, self.kicked, due);
+            if let Some(writeback) = &self.writeback {
+                // A send fails only if the thread is gone: the final fsync writes instead.
+                let _ = writeback.ranges.send((self.kicked, due));
+            }
             self.kicked = self.flushed;
         }
     }
@@ -288,5 +332,86 @@ impl Write for PendingWriter<'_, '_> {
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Seek, SeekFrom};
+
+    use super::*;
+
+    /// Writes `files` (path, size) through `sink`, each padded to a block.
+    fn write_all(sink: &mut Sink<'_>, files: &[(std::path::PathBuf, u64)]) -> Result<()> {
+        sink.write(b"head")?;
+        for (path, size) in files {
+            let block = sink.pos.div_ceil(ISO_SECTOR as u64) * ISO_SECTOR as u64;
+            sink.pad_to(block)?;
+            sink.copy_file(path, *size)?;
+        }
+        sink.finish()
+    }
+
+    /// A small file, one just over the kernel-copy threshold, and a sparse 40 MiB file with
+    /// data only at both ends (several copy chunks, a hole that must read as zeros).
+    fn sources(dir: &Path) -> Vec<(std::path::PathBuf, u64)> {
+        let small = dir.join("small");
+        std::fs::write(&small, b"small file").unwrap();
+        let medium = dir.join("medium");
+        let bytes: Vec<u8> = (0..70_001u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&medium, &bytes).unwrap();
+        let sparse = dir.join("sparse");
+        let mut f = File::create(&sparse).unwrap();
+        f.write_all(b"start").unwrap();
+        f.seek(SeekFrom::Start((40 << 20) - 3)).unwrap();
+        f.write_all(b"end").unwrap();
+        vec![(small, 10), (medium, 70_001), (sparse, 40 << 20)]
+    }
+
+    #[test]
+    fn file_sink_writes_the_same_bytes_as_the_stream_sink() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = sources(dir.path());
+        let mut streamed = Vec::new();
+        write_all(&mut Sink::stream(&mut streamed), &files).unwrap();
+        let out = File::create(dir.path().join("out")).unwrap();
+        write_all(&mut Sink::file(&out), &files).unwrap();
+        assert_eq!(std::fs::read(dir.path().join("out")).unwrap(), streamed);
+    }
+
+    #[test]
+    fn sparse_source_reads_as_zeros_between_its_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = sources(dir.path());
+        let out = File::create(dir.path().join("out")).unwrap();
+        write_all(&mut Sink::file(&out), &files[2..]).unwrap();
+        let image = std::fs::read(dir.path().join("out")).unwrap();
+        let data = &image[ISO_SECTOR..];
+        assert_eq!(
+            (&data[..5], &data[data.len() - 3..]),
+            (&b"start"[..], &b"end"[..])
+        );
+        assert!(data[5..data.len() - 3].iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn source_that_grew_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = sources(dir.path());
+        let out = File::create(dir.path().join("out")).unwrap();
+        let err = Sink::file(&out).copy_file(&files[1].0, 70_000).unwrap_err();
+        assert!(err.to_string().contains("changed size"), "{err}");
+    }
+
+    #[test]
+    fn source_that_shrank_is_refused_without_writing_past_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = sources(dir.path());
+        let out = File::create(dir.path().join("out")).unwrap();
+        let mut sink = Sink::file(&out);
+        let err = sink.copy_file(&files[1].0, 1 << 20).unwrap_err();
+        sink.finish().unwrap();
+        assert!(err.to_string().contains("changed size"), "{err}");
+        assert!(out.metadata().unwrap().len() <= 70_001);
     }
 }
