@@ -209,5 +209,11 @@ if [ -z "$ONLY" ] || [[ ",$ONLY," == *",iso-tree,"* ]]; then
     awk -v t="$tool" -v s="$s" -v vs="$tsize" -v o="$o" -v a="$a" -v r="$rss" -v tr="$tr" -v sr="$sr" \
       'BEGIN{printf "| %-34s | %-14s | %8.2f | %10.0f | %9.1f | %9.1f | %7.1f | %10s | %10s |\n", "iso-tree", t, s, vs/s/1e6, o/1048576, a/1048576, r/1024, tr, sr}'
   done
+  # The issue's target: kiln writes its output at >= 90% of dd's bytes per second.
+  if [[ $k != fail* && $d != fail* ]]; then
+    read -r ks _ ko _ <<<"$k"; read -r ds _ dbytes _ <<<"$d"
+    awk -v ks="$ks" -v ko="$ko" -v ds="$ds" -v db="$dbytes" \
+      'BEGIN{printf "# iso-tree: kiln writes at %.0f%% of dd'"'"'s sequential speed (target >= 90%%)\n", 100*(ko/ks)/(db/ds)}'
+  fi
   rm -f "$xd" "$kd"
 fi

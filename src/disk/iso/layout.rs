@@ -145,7 +145,7 @@ fn dir_order<'a>(
             .children()
             .filter(|&c| tree.nodes[c].is_dir())
             .collect();
-        subdirs.sort_by_key(|&c| key(ident(c)));
+        subdirs.sort_by_cached_key(|&c| key(ident(c)));
         queue.extend(subdirs);
     }
     order
@@ -167,7 +167,7 @@ pub(super) fn sort_key_iso(ident: &[u8]) -> Vec<u8> {
 
 fn sorted_children(tree: &Tree, dir: usize, key: impl Fn(usize) -> Vec<u8>) -> Vec<usize> {
     let mut children: Vec<usize> = tree.nodes[dir].children().collect();
-    children.sort_by_key(|&c| key(c));
+    children.sort_by_cached_key(|&c| key(c));
     children
 }
 

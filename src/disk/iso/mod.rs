@@ -31,6 +31,7 @@ mod boot;
 mod layout;
 mod reader;
 mod records;
+mod sink;
 mod susp;
 mod tree;
 mod writer;

@@ -385,46 +385,52 @@ pub(super) fn scan_dir(tree: &mut Tree, dir: &Path) -> Result<()> {
         meta.permissions().mode(),
     );
     tree.add(root)?;
-    scan_children(tree, dir, Path::new(""))
+    scan_children(tree, dir, 0)
 }
 
-fn scan_children(tree: &mut Tree, dir: &Path, rel: &Path) -> Result<()> {
+/// Adds the entries of `dir` below node `node`. Each entry costs one `lstat` relative to
+/// the open directory; files are not opened here (an unreadable file is reported when its
+/// data is copied, before the output is committed).
+fn scan_children(tree: &mut Tree, dir: &Path, node: usize) -> Result<()> {
     let read_err = |e| IsoError::ReadSourceDir {
         path: dir.to_path_buf(),
         source: e,
     };
-    let mut names = Vec::new();
+    let mut entries = Vec::new();
     for item in std::fs::read_dir(dir).map_err(read_err)? {
-        names.push(item.map_err(read_err)?.file_name());
+        entries.push(item.map_err(read_err)?);
     }
-    names.sort();
-    for name in names {
-        let full = dir.join(&name);
-        let meta = std::fs::symlink_metadata(&full).map_err(|e| IsoError::OpenSource {
+    entries.sort_by_cached_key(std::fs::DirEntry::file_name);
+    for entry in entries {
+        let full = entry.path();
+        let open_err = |e| IsoError::OpenSource {
             path: full.clone(),
             source: e,
-        })?;
-        let mode = meta.permissions().mode();
-        let path = rel.join(&name);
+        };
+        let meta = entry.metadata().map_err(open_err)?;
         let file_type = meta.file_type();
-        let source = if file_type.is_dir() {
-            IsoSource::Directory
+        let kind = if file_type.is_dir() {
+            NodeKind::Dir {
+                children: BTreeMap::new(),
+            }
         } else if file_type.is_symlink() {
-            let target = std::fs::read_link(&full).map_err(|e| IsoError::OpenSource {
-                path: full.clone(),
-                source: e,
-            })?;
-            IsoSource::Symlink(target.into_os_string())
+            let target = std::fs::read_link(&full).map_err(open_err)?;
+            node_kind(IsoSource::Symlink(target.into_os_string()), &full)?
         } else if file_type.is_file() {
-            IsoSource::File(full.clone())
+            check_file_size(&full, meta.len())?;
+            NodeKind::File {
+                data: Data::Path(full.clone()),
+                size: meta.len(),
+            }
         } else {
             return Err(IsoError::SpecialFile { path: full }.into());
         };
         // Owners are not copied: images from a tree are owned by root, as `mkisofs -r`
         // makes them, so the same tree gives the same bytes on any machine.
-        tree.add(IsoEntry::new(path.clone(), source, mode))?;
+        let mode = (meta.permissions().mode() & 0o7777, 0, 0);
+        let child = tree.insert(node, entry.file_name().as_bytes(), kind, mode, &full)?;
         if file_type.is_dir() {
-            scan_children(tree, &full, &path)?;
+            scan_children(tree, &full, child)?;
         }
     }
     Ok(())

@@ -1,8 +1,7 @@
 //! The ISO writer: plans the whole image from metadata, then writes it front to back in
-//! one sequential pass, streaming file contents through one 1 MiB buffer.
+//! one sequential pass, streaming file contents through [`Sink`].
 
-use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::IsoError;
@@ -12,14 +11,13 @@ use super::records::{
     self, DateTime, Descriptor, ISO_SECTOR, ISO_VD_PRIMARY, ISO_VD_SUPPLEMENTARY, PathTables,
     Record,
 };
+use super::sink::Sink;
 use super::susp;
 use super::tree::{self, Data, IsoEntry, NodeKind, Tree};
 use crate::context::BuildContext;
 use crate::error::Result;
 use crate::io::output::OutputSet;
 
-/// Copy buffer for file contents and the output's write buffer.
-const ISO_COPY_BUFFER: usize = 1 << 20;
 /// Longest ISO 9660 volume identifier.
 const ISO_MAX_LABEL: usize = 32;
 /// Longest publisher / application identifier.
@@ -121,7 +119,8 @@ impl IsoWriter {
         self.tree.add(entry)
     }
 
-    /// Adds everything under `dir` as the image root.
+    /// Adds everything under `dir` as the image root. Files are only `lstat`ed here; one
+    /// that cannot be opened fails [`IsoWriter::write_file`] (which then leaves no output).
     ///
     /// # Errors
     /// As [`IsoWriter::add`], plus unreadable directories and special files (devices, FIFOs,
@@ -135,7 +134,14 @@ impl IsoWriter {
     /// # Errors
     /// Name collisions after Joliet mapping, an image too large for 32-bit block numbers,
     /// I/O errors, and source files that changed size since they were added.
-    pub fn write_to(mut self, ctx: &BuildContext, out: &mut dyn Write) -> Result<u64> {
+    pub fn write_to(self, ctx: &BuildContext, out: &mut dyn Write) -> Result<u64> {
+        let mut sink = Sink::stream(out);
+        self.write_sink(ctx, &mut sink)?;
+        sink.finish()?;
+        Ok(sink.pos)
+    }
+
+    fn write_sink(mut self, ctx: &BuildContext, sink: &mut Sink<'_>) -> Result<()> {
         self.tree.assign_names(self.options.joliet)?;
         let bios = self.boot_node("bios_boot", self.options.bios_boot.as_deref())?;
         let efi = self.boot_node("efi_boot", self.options.efi_boot.as_deref())?;
@@ -156,16 +162,14 @@ impl IsoWriter {
             })
         };
         let catalog = boot::catalog(image(bios), image(efi));
-        let mut sink = Sink { out, pos: 0 };
-        self.write_metadata(&layout, &date, &catalog, &mut sink)?;
+        self.write_metadata(&layout, &date, &catalog, sink)?;
         let patch = if self.options.boot_info_table {
             bios
         } else {
             None
         };
-        self.write_files(&layout, patch, &mut sink)?;
-        sink.pad_to(u64::from(layout.total_blocks) * ISO_SECTOR as u64)?;
-        Ok(sink.pos)
+        self.write_files(&layout, patch, sink)?;
+        sink.pad_to(u64::from(layout.total_blocks) * ISO_SECTOR as u64)
     }
 
     /// Writes the image to `path` through an [`OutputSet`]: the file appears only when
@@ -177,10 +181,10 @@ impl IsoWriter {
         let mut outputs = OutputSet::new(path, force);
         let size = (|| {
             let file = outputs.create_primary()?;
-            let mut buffered = BufWriter::with_capacity(ISO_COPY_BUFFER, file);
-            let size = self.write_to(ctx, &mut buffered)?;
-            buffered.flush()?;
-            Ok::<_, crate::Error>(size)
+            let mut sink = Sink::file(&file);
+            self.write_sink(ctx, &mut sink)?;
+            sink.finish()?;
+            Ok::<_, crate::Error>(sink.pos)
         })()
         .map_err(|e| e.with_path(path))?;
         outputs.commit()?;
@@ -357,7 +361,6 @@ impl IsoWriter {
         patch: Option<usize>,
         sink: &mut Sink<'_>,
     ) -> Result<()> {
-        let mut buf = vec![0u8; ISO_COPY_BUFFER];
         for &(node, lba) in &layout.files {
             sink.pad_to(u64::from(lba) * ISO_SECTOR as u64)?;
             let NodeKind::File { data, size } = &self.tree.nodes[node].kind else {
@@ -371,7 +374,7 @@ impl IsoWriter {
             }
             match data {
                 Data::Bytes(bytes) => sink.write(bytes)?,
-                Data::Path(path) => copy_file(path, *size, &mut buf, sink)?,
+                Data::Path(path) => sink.copy_file(path, *size)?,
             }
         }
         Ok(())
@@ -384,12 +387,7 @@ fn read_all(data: &Data, size: u64) -> Result<Vec<u8>> {
         Data::Bytes(bytes) => Ok(bytes.clone()),
         Data::Path(path) if size <= BIOS_BOOT_MAX_BYTES => {
             let mut out = Vec::new();
-            let mut sink = Sink {
-                out: &mut out,
-                pos: 0,
-            };
-            let mut buf = vec![0u8; ISO_COPY_BUFFER];
-            copy_file(path, size, &mut buf, &mut sink)?;
+            Sink::stream(&mut out).copy_file(path, size)?;
             Ok(out)
         }
         Data::Path(path) => Err(IsoError::FileTooLarge {
@@ -397,84 +395,5 @@ fn read_all(data: &Data, size: u64) -> Result<Vec<u8>> {
             size,
         }
         .into()),
-    }
-}
-
-/// Streams exactly `size` bytes of `path`, failing if the file changed size.
-fn copy_file(path: &Path, size: u64, buf: &mut [u8], sink: &mut Sink<'_>) -> Result<()> {
-    let open_err = |e| IsoError::OpenSource {
-        path: path.to_path_buf(),
-        source: e,
-    };
-    let mut file = File::open(path).map_err(open_err)?;
-    let mut left = size;
-    while left > 0 {
-        let want = usize::try_from(left.min(buf.len() as u64)).unwrap_or(buf.len());
-        let got = file.read(&mut buf[..want]).map_err(open_err)?;
-        if got == 0 {
-            return Err(IsoError::SourceChanged {
-                path: path.to_path_buf(),
-                expected: size,
-            }
-            .into());
-        }
-        sink.write(&buf[..got])?;
-        left -= got as u64;
-    }
-    let mut probe = [0u8; 1];
-    if file.read(&mut probe).map_err(open_err)? != 0 {
-        return Err(IsoError::SourceChanged {
-            path: path.to_path_buf(),
-            expected: size,
-        }
-        .into());
-    }
-    Ok(())
-}
-
-/// The output with its position, so every structure can be checked against the plan.
-struct Sink<'a> {
-    out: &'a mut dyn Write,
-    pos: u64,
-}
-
-impl Sink<'_> {
-    fn write(&mut self, bytes: &[u8]) -> Result<()> {
-        self.out.write_all(bytes)?;
-        self.pos += bytes.len() as u64;
-        Ok(())
-    }
-
-    fn pad_to(&mut self, target: u64) -> Result<()> {
-        if target < self.pos {
-            return Err(IsoError::LayoutMismatch {
-                offset: self.pos,
-                planned: target,
-            }
-            .into());
-        }
-        let zeros = [0u8; ISO_SECTOR];
-        while self.pos < target {
-            let n =
-                usize::try_from((target - self.pos).min(ISO_SECTOR as u64)).unwrap_or(ISO_SECTOR);
-            self.write(&zeros[..n])?;
-        }
-        Ok(())
-    }
-
-    /// Writes `bytes` at block `lba` (which must be the current position), then pads to a
-    /// whole block.
-    fn write_padded(&mut self, bytes: &[u8], lba: u32) -> Result<()> {
-        let start = u64::from(lba) * ISO_SECTOR as u64;
-        if start != self.pos {
-            return Err(IsoError::LayoutMismatch {
-                offset: self.pos,
-                planned: start,
-            }
-            .into());
-        }
-        self.write(bytes)?;
-        let end = self.pos.div_ceil(ISO_SECTOR as u64) * ISO_SECTOR as u64;
-        self.pad_to(end)
     }
 }

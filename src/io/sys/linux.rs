@@ -1,4 +1,4 @@
-//! Linux: SEEK_DATA/SEEK_HOLE and fallocate through rustix.
+//! Linux: SEEK_DATA/SEEK_HOLE, fallocate, copy_file_range and writeback hints through rustix.
 
 use std::fs::File;
 use std::io;
@@ -37,4 +37,38 @@ pub fn next_hole(file: &File, offset: u64) -> io::Result<u64> {
 /// OS errors, including EOPNOTSUPP on file systems without fallocate.
 pub fn allocate(file: &File, offset: u64, len: u64) -> io::Result<()> {
     rustix::fs::fallocate(file, FallocateFlags::empty(), offset, len).map_err(Into::into)
+}
+
+/// Copies up to `len` bytes from `src` at `src_offset` to `dst` at `dst_offset` inside the
+/// kernel (`copy_file_range`: no trip through user space), returning the bytes copied. It
+/// returns 0 at the source's end and also on pseudo file systems that cannot copy, and
+/// fails with EXDEV, EINVAL, ENOSYS or EOPNOTSUPP where the kernel or file system offers no
+/// such copy: callers fall back to reading and writing on 0 or any error.
+///
+/// # Errors
+/// OS errors.
+pub fn copy_range(
+    src: &File,
+    src_offset: u64,
+    dst: &File,
+    dst_offset: u64,
+    len: usize,
+) -> io::Result<usize> {
+    let (mut src_pos, mut dst_pos) = (src_offset, dst_offset);
+    rustix::fs::copy_file_range(src, Some(&mut src_pos), dst, Some(&mut dst_pos), len)
+        .map_err(Into::into)
+}
+
+/// Starts writing `len` dirty bytes at `offset` back to the disk without waiting, and lets
+/// the kernel drop them from the page cache once written (`POSIX_FADV_DONTNEED` starts
+/// writeback of the range). A writer that calls this behind its position keeps the disk
+/// busy while it works, instead of leaving the whole file to the final fsync.
+///
+/// # Errors
+/// OS errors (the advice changes speed only, never the file's bytes).
+pub fn start_writeback(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    let Some(len) = std::num::NonZeroU64::new(len) else {
+        return Ok(());
+    };
+    rustix::fs::fadvise(file, offset, Some(len), rustix::fs::Advice::DontNeed).map_err(Into::into)
 }
