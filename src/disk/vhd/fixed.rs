@@ -1,19 +1,20 @@
 //! Fixed VHD: the disk's bytes, then the footer.
 //!
 //! The reader walks data and holes of the data area with SEEK_DATA/SEEK_HOLE; the writer
-//! writes non-zero 4 KiB blocks at their offsets and leaves the rest as holes.
+//! hands each data extent to [`SparseOut::write_sparse`] at its own offset, in pieces of
+//! at most 1 MiB: non-zero 4 KiB pieces are written (long runs straight from the extent,
+//! uncopied), zero ones left as holes. It keeps SparseOut's 1 MiB buffer and nothing else.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
 use super::footer::VhdFooter;
 use super::{VhdError, footer_details};
-use crate::disk::block::{Block, Blocker};
 use crate::disk::{
     DiskFormat, DiskReader, DiskWriter, Extent, ImageInfo, MAX_EXTENT_BYTES, WriteReport,
 };
-use crate::error::Result;
-use crate::io::sparse_out::{SPARSE_CHUNK, SparseOut};
+use crate::error::{Error, Result};
+use crate::io::sparse_out::SparseOut;
 use crate::io::{read_exact_at, sys};
 
 pub(super) fn open(
@@ -100,10 +101,17 @@ impl DiskReader for FixedReader {
     }
 }
 
-/// Writes non-zero blocks of the data area and the footer after it.
+/// Most bytes handed to one write, cut at multiples of it. Writes of 4 MiB straight from
+/// the extent buffer cost the kernel twice the CPU of 1 MiB ones on the benchmark machine
+/// (Linux 6.18, ext4: the copy into the page cache takes 6x the perf samples); qemu-img
+/// writes at most 2 MiB.
+const VHD_WRITE_PIECE: usize = 1 << 20;
+
+/// Writes the non-zero 4 KiB pieces of the data area at their offsets, and the footer.
 pub(super) struct FixedWriter {
     out: SparseOut,
-    blocker: Blocker,
+    /// Offset of the next extent (the data area starts at 0).
+    pos: u64,
     footer: VhdFooter,
 }
 
@@ -111,35 +119,114 @@ impl FixedWriter {
     pub(super) fn new(file: File, footer: VhdFooter) -> Self {
         Self {
             out: SparseOut::new(file),
-            blocker: Blocker::new(SPARSE_CHUNK),
+            pos: 0,
             footer,
         }
     }
 
-    fn take_block(out: &mut SparseOut, block: Block<'_>) -> Result<()> {
-        let Block::Data { index, bytes } = block else {
-            return Ok(());
-        };
-        out.write(index * SPARSE_CHUNK as u64, bytes)
+    /// Moves past `len` bytes, refusing to go beyond the data area.
+    fn advance(&mut self, len: u64) -> Result<u64> {
+        let start = self.pos;
+        let size = self.footer.current_size;
+        self.pos = start
+            .checked_add(len)
+            .filter(|&end| end <= size)
+            .ok_or_else(|| {
+                Error::invalid_input(format!(
+                    "vhd writer given data past the virtual size {size:#x} at {start:#x}"
+                ))
+            })?;
+        Ok(start)
     }
 }
 
 impl DiskWriter for FixedWriter {
     fn write_extent(&mut self, extent: Extent<'_>) -> Result<()> {
-        let out = &mut self.out;
-        self.blocker.push(extent, &mut |b| Self::take_block(out, b))
+        match extent {
+            Extent::Data(mut bytes) => {
+                let mut at = self.advance(bytes.len() as u64)?;
+                while !bytes.is_empty() {
+                    let room = VHD_WRITE_PIECE
+                        - usize::try_from(at % VHD_WRITE_PIECE as u64).expect("below the piece");
+                    let (piece, rest) = bytes.split_at(room.min(bytes.len()));
+                    self.out.write_sparse(at, piece)?;
+                    at += piece.len() as u64;
+                    bytes = rest;
+                }
+                Ok(())
+            }
+            Extent::Zero(len) | Extent::Unallocated(len) => self.advance(len).map(|_| ()),
+        }
     }
 
     fn finish(mut self: Box<Self>) -> Result<WriteReport> {
-        let out = &mut self.out;
-        self.blocker.finish(&mut |b| Self::take_block(out, b))?;
         self.out.flush()?;
         let size = self.footer.current_size;
-        // The last block was padded to 4 KiB; cut back before the footer goes on.
         self.out.file().set_len(size)?;
         self.out
             .file()
             .write_all_at(&self.footer.to_bytes(), size)?;
         Ok(WriteReport { virtual_size: size })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt;
+
+    use crate::disk::{CreateRequest, DiskFormat, Extent, KvOptions};
+    use crate::io::output::OutputSet;
+
+    /// A fixed, exact-size VHD writer for `size` bytes in `dir`.
+    fn writer(
+        dir: &std::path::Path,
+        size: u64,
+    ) -> (
+        Box<dyn crate::disk::DiskWriter>,
+        OutputSet,
+        std::path::PathBuf,
+    ) {
+        let path = dir.join("f.vhd");
+        let options = KvOptions::parse("subformat=fixed,force_size=on").unwrap();
+        let ctx = crate::BuildContext::from_env("f");
+        let req = CreateRequest {
+            format: DiskFormat::Vhd,
+            virtual_size: size,
+            options: &options,
+            compress: false,
+            ctx: &ctx,
+        };
+        let mut out = OutputSet::new(&path, false);
+        let w = super::super::create(&req, &mut out).unwrap();
+        (w, out, path)
+    }
+
+    #[test]
+    fn zero_pieces_of_data_extents_stay_holes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, out, path) = writer(dir.path(), 1 << 20);
+        let mut data = vec![0u8; 1 << 20];
+        data[3000] = 1;
+        data[(1 << 20) - 1] = 2;
+        // Split inside a 4 KiB piece: both halves still land where they belong.
+        w.write_extent(Extent::Data(&data[..2048])).unwrap();
+        w.write_extent(Extent::Data(&data[2048..])).unwrap();
+        w.finish().unwrap();
+        out.commit().unwrap();
+        let back = std::fs::read(&path).unwrap();
+        assert!(back[..1 << 20] == data[..]);
+        assert_eq!(back.len(), (1 << 20) + 512);
+        let allocated = std::fs::metadata(&path).unwrap().blocks() * 512;
+        assert!(allocated <= 4 * 4096, "{allocated} bytes allocated");
+    }
+
+    #[test]
+    fn data_past_the_virtual_size_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, _out, _path) = writer(dir.path(), 1 << 20);
+        w.write_extent(Extent::Unallocated((1 << 20) - 512))
+            .unwrap();
+        let err = w.write_extent(Extent::Data(&[1; 1024])).unwrap_err();
+        assert!(err.to_string().contains("past the virtual size"), "{err}");
     }
 }
