@@ -13,7 +13,7 @@
 #
 # Without --raw it uses (and if needed builds) the `os` corpus of
 # ../shared/bench/make-corpus.sh (4 GiB virtual, ~1.2 GiB of real files).
-# For every row it runs each tool N times (best run kept), with the source warm in the
+# For every row it runs each tool N times (best run kept), each after a `sync`, with the source warm in the
 # page cache, under /usr/bin/time -v, in two like-for-like pairs:
 #   qemu-img        vs  kiln -t unsafe   neither syncs (qemu-img convert's default cache
 #                                        mode is unsafe: strace shows no fsync/fdatasync)
@@ -77,6 +77,7 @@ time_cmd() {
   local best="" brss="" tv="$OUT/cmp-time.txt"
   for ((r=1; r<=RUNS; r++)); do
     rm -f "$dst" "${dst%.*}-flat.${dst##*.}"
+    sync   # no tool pays for the previous one's writeback
     local start end secs
     start=$(date +%s.%N)
     if ! /usr/bin/time -v -o "$tv" "$@" >"$OUT/cmp-log.txt" 2>&1; then

@@ -16,6 +16,10 @@ pub(crate) const SPARSE_CHUNK: usize = 4096;
 const SPARSE_COALESCE_BYTES: usize = 1 << 20;
 /// Runs at least this long are written straight from the caller's buffer, uncopied.
 const SPARSE_DIRECT_BYTES: usize = 256 << 10;
+/// Most bytes handed to one write, cut at multiples of it in the file. On the benchmark
+/// machine (Linux 6.18, ext4) the kernel's copy into the page cache cost about twice the
+/// CPU for 4 MiB writes as for 1 MiB ones; qemu-img writes at most 2 MiB.
+pub(crate) const SPARSE_WRITE_PIECE: u64 = 1 << 20;
 
 /// Writes runs at increasing or arbitrary offsets; contiguous small runs become one write.
 pub(crate) struct SparseOut {
@@ -43,7 +47,14 @@ impl SparseOut {
         let contiguous = self.pending_offset + self.pending.len() as u64 == offset;
         if bytes.len() >= SPARSE_DIRECT_BYTES {
             self.flush()?;
-            self.file.write_all_at(bytes, offset)?;
+            let (mut at, mut rest) = (offset, bytes);
+            while !rest.is_empty() {
+                let room = SPARSE_WRITE_PIECE - at % SPARSE_WRITE_PIECE;
+                let n = rest.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+                self.file.write_all_at(&rest[..n], at)?;
+                at += n as u64;
+                rest = &rest[n..];
+            }
             return Ok(());
         }
         if !contiguous || self.pending.len() + bytes.len() > SPARSE_COALESCE_BYTES {

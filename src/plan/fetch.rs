@@ -7,13 +7,14 @@
 //! renamed to its digest only after the digest matches, so a cache entry is always verified.
 //! A server that ignores `Range` (200 instead of 206) restarts the download from zero.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
 use super::PlanError;
+use crate::disk::{self, DiskFormat, Extent, OpenOptions};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Buffer for hashing and copying.
@@ -29,15 +30,38 @@ pub fn cache_dir() -> PathBuf {
     base.join("kiln").join("downloads")
 }
 
-/// SHA-256 (hex) and length of a file.
+/// SHA-256 (hex) and length of a file. Holes are hashed as the zeros they read as,
+/// without reading them (the raw reader walks SEEK_DATA/SEEK_HOLE), so a sparse 4 GiB
+/// image costs its data and the hashing, not 4 GiB of reads.
 ///
 /// # Errors
 /// Read failures.
 pub fn hash_file(path: &Path) -> Result<(String, u64)> {
-    let mut file = File::open(path).map_err(|e| Error::io(e).with_path(path))?;
+    let raw = OpenOptions {
+        format: Some(DiskFormat::Raw),
+        allow_unsafe: false,
+    };
+    let mut reader = disk::open(path, &raw)?;
     let mut hasher = Sha256::new();
-    let len = hash_into(&mut file, &mut hasher).map_err(|e| Error::io(e).with_path(path))?;
-    Ok((hex(&hasher.finalize()), len))
+    while let Some(extent) = reader.next_extent().map_err(|e| e.with_path(path))? {
+        hash_extent(&mut hasher, extent);
+    }
+    Ok((hex(&hasher.finalize()), reader.virtual_size()))
+}
+
+/// Feeds one run of a disk to `hasher`; zero and unallocated runs as zeros.
+pub fn hash_extent(hasher: &mut Sha256, extent: Extent<'_>) {
+    static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+    match extent {
+        Extent::Data(bytes) => hasher.update(bytes),
+        Extent::Zero(mut len) | Extent::Unallocated(mut len) => {
+            while len > 0 {
+                let n = len.min(ZEROS.len() as u64);
+                hasher.update(&ZEROS[..usize::try_from(n).expect("below 64 KiB")]);
+                len -= n;
+            }
+        }
+    }
 }
 
 fn hash_into(reader: &mut dyn Read, hasher: &mut Sha256) -> std::io::Result<u64> {
@@ -125,7 +149,7 @@ fn download(url: &str, partial: &Path, log: &mut dyn FnMut(&str)) -> Result<Stri
     if have > 0 && !resumed {
         hasher = Sha256::new();
     }
-    let mut file = OpenOptions::new()
+    let mut file = std::fs::OpenOptions::new()
         .create(true)
         .write(true)
         .append(resumed)

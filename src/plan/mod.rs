@@ -7,9 +7,10 @@
 //! cloud-init NoCloud seeds (`kiln::seed::write_seed`) → `NAME.kiln.json` and `SHA256SUMS`
 //! ([`report`]).
 //!
-//! Disk artefacts are hashed by reading each finished file once (all of one disk's in
-//! parallel) before it is renamed into place: the raw and table-patching writers use
-//! positioned writes, so a tee could not see the final bytes in order. A seed (a few KiB)
+//! A raw artefact is hashed as its bytes pass (they are the disk's bytes). The others are
+//! hashed by reading each finished file once (in parallel, holes not read) before it is
+//! renamed into place: their writers patch tables and headers with positioned writes, so
+//! a tee could not see the final bytes in order. A seed (a few KiB)
 //! is hashed once `write_seed` has renamed it. Every derived id comes from a
 //! [`BuildContext`] seeded with the spec and output names; timestamps from
 //! `SOURCE_DATE_EPOCH` or the fixed default.
@@ -22,8 +23,14 @@ use std::path::{Path, PathBuf};
 
 pub use report::{Artefact, BuildReport};
 
+use self::fetch::hex;
+
 use crate::context::BuildContext;
-use crate::disk::{self, Blank, CreateRequest, DiskReader, DiskWriter, Grown, OpenOptions};
+use sha2::{Digest, Sha256};
+
+use crate::disk::{
+    self, Blank, CreateRequest, DiskFormat, DiskReader, DiskWriter, Grown, OpenOptions,
+};
 use crate::error::{Error, ErrorKind, Result};
 use crate::io::output::{OutputSet, partial_path};
 use crate::seed::{self, SeedFormat};
@@ -314,6 +321,7 @@ impl Plan {
         let mut reader = self.reader(disk_index, input)?;
         let mut sets = Vec::new();
         let mut writers = Vec::new();
+        let mut digests = Vec::new();
         for o in outputs {
             let ctx = BuildContext::from_env(&format!("{}/{}", self.spec.name, o.name));
             let req = CreateRequest {
@@ -326,42 +334,54 @@ impl Plan {
             let target = self.out_dir.join(&o.file);
             let mut set = OutputSet::new(&target, true);
             let writer = disk::create(&req, &mut set).map_err(|e| e.with_path(&target))?;
-            writers.push(Labelled { writer, target });
+            // A raw image's bytes are the disk's bytes: hash them as they pass, on a lane
+            // of their own, rather than re-reading the whole image afterwards.
+            digests.push((o.engine_format == DiskFormat::Raw).then(StreamDigest::default));
+            writers.push(Lane { writer, target });
             sets.push(set);
         }
-        let mut lanes: Vec<&mut dyn DiskWriter> = writers
-            .iter_mut()
+        let mut lanes: Vec<&mut dyn DiskWriter> = (writers.iter_mut())
             .map(|w| w as &mut dyn DiskWriter)
+            .chain(
+                digests
+                    .iter_mut()
+                    .flatten()
+                    .map(|d| d as &mut dyn DiskWriter),
+            )
             .collect();
         disk::convert(reader.as_mut(), &mut lanes, &mut |_| {}).map_err(|e| match input {
             Some(path) => e.with_path(path),
             None => e,
         })?;
         let mut finished = Vec::new();
-        for labelled in writers {
-            let report = labelled
-                .writer
-                .finish()
-                .map_err(|e| e.with_path(&labelled.target))?;
-            finished.push((labelled.target, report.virtual_size));
+        for (lane, digest) in writers.into_iter().zip(digests) {
+            let report = (lane.writer.finish()).map_err(|e| e.with_path(&lane.target))?;
+            let streamed = digest.map(|d| (hex(&d.0.finalize()), report.virtual_size));
+            finished.push((lane.target, report.virtual_size, streamed));
         }
-        let hashes: Vec<Result<(String, u64)>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (finished.iter())
-                .map(|(target, _)| scope.spawn(move || fetch::hash_file(&partial_path(target))))
+        // Each output is then hashed (raw ones already are) and synced and renamed on its
+        // own thread, so one file's hashing overlaps another's sync.
+        let committed: Vec<Result<(String, u64)>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (finished.iter().zip(sets))
+                .map(|((target, _, streamed), set)| {
+                    scope.spawn(move || {
+                        let digest = match streamed {
+                            Some(digest) => digest.clone(),
+                            None => fetch::hash_file(&partial_path(target))?,
+                        };
+                        set.commit()?;
+                        Ok(digest)
+                    })
+                })
                 .collect();
-            handles
-                .into_iter()
+            (handles.into_iter())
                 .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
                 .collect()
         });
         let mut artefacts = Vec::new();
-        for ((o, (target, virtual_size)), (set, hash)) in outputs
-            .iter()
-            .zip(finished)
-            .zip(sets.into_iter().zip(hashes))
+        for ((o, (target, virtual_size, _)), digest) in outputs.iter().zip(finished).zip(committed)
         {
-            let (sha256, size) = hash?;
-            set.commit()?;
+            let (sha256, size) = digest?;
             artefacts.push(Artefact::new(
                 &self.spec,
                 o,
@@ -415,20 +435,35 @@ fn options_text(o: &ValidOutput) -> String {
     }
 }
 
-/// A writer whose errors name its output file (several write at once in one pass).
-struct Labelled {
+/// One output of a pass: a writer whose errors name its file (several write at once).
+struct Lane {
     writer: Box<dyn DiskWriter>,
     target: PathBuf,
 }
 
-impl DiskWriter for Labelled {
+impl DiskWriter for Lane {
     fn write_extent(&mut self, extent: disk::Extent<'_>) -> Result<()> {
         (self.writer.write_extent(extent)).map_err(|e| e.with_path(&self.target))
     }
 
     fn finish(self: Box<Self>) -> Result<disk::WriteReport> {
-        let Labelled { writer, target } = *self;
+        let Lane { writer, target } = *self;
         writer.finish().map_err(|e| e.with_path(&target))
+    }
+}
+
+/// A lane that only hashes the disk's bytes (a raw image's digest).
+#[derive(Default)]
+struct StreamDigest(Sha256);
+
+impl DiskWriter for StreamDigest {
+    fn write_extent(&mut self, extent: disk::Extent<'_>) -> Result<()> {
+        fetch::hash_extent(&mut self.0, extent);
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> Result<disk::WriteReport> {
+        Ok(disk::WriteReport::default())
     }
 }
 

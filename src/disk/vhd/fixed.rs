@@ -1,9 +1,9 @@
 //! Fixed VHD: the disk's bytes, then the footer.
 //!
 //! The reader walks data and holes of the data area with SEEK_DATA/SEEK_HOLE; the writer
-//! hands each data extent to [`SparseOut::write_sparse`] at its own offset, in pieces of
-//! at most 1 MiB: non-zero 4 KiB pieces are written (long runs straight from the extent,
-//! uncopied), zero ones left as holes. It keeps SparseOut's 1 MiB buffer and nothing else.
+//! hands each data extent to [`SparseOut::write_sparse`] at its own offset: non-zero 4 KiB
+//! pieces are written (long runs straight from the extent, uncopied), zero ones left as
+//! holes. It keeps SparseOut's 1 MiB buffer and nothing else.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -101,12 +101,6 @@ impl DiskReader for FixedReader {
     }
 }
 
-/// Most bytes handed to one write, cut at multiples of it. Writes of 4 MiB straight from
-/// the extent buffer cost the kernel twice the CPU of 1 MiB ones on the benchmark machine
-/// (Linux 6.18, ext4: the copy into the page cache takes 6x the perf samples); qemu-img
-/// writes at most 2 MiB.
-const VHD_WRITE_PIECE: usize = 1 << 20;
-
 /// Writes the non-zero 4 KiB pieces of the data area at their offsets, and the footer.
 pub(super) struct FixedWriter {
     out: SparseOut,
@@ -143,17 +137,9 @@ impl FixedWriter {
 impl DiskWriter for FixedWriter {
     fn write_extent(&mut self, extent: Extent<'_>) -> Result<()> {
         match extent {
-            Extent::Data(mut bytes) => {
-                let mut at = self.advance(bytes.len() as u64)?;
-                while !bytes.is_empty() {
-                    let room = VHD_WRITE_PIECE
-                        - usize::try_from(at % VHD_WRITE_PIECE as u64).expect("below the piece");
-                    let (piece, rest) = bytes.split_at(room.min(bytes.len()));
-                    self.out.write_sparse(at, piece)?;
-                    at += piece.len() as u64;
-                    bytes = rest;
-                }
-                Ok(())
+            Extent::Data(bytes) => {
+                let at = self.advance(bytes.len() as u64)?;
+                self.out.write_sparse(at, bytes)
             }
             Extent::Zero(len) | Extent::Unallocated(len) => self.advance(len).map(|_| ()),
         }

@@ -75,9 +75,8 @@ const MIB: u64 = 1 << 20;
 const VHDX_MAX_VIRTUAL_SIZE: u64 = 64 << 40;
 /// Default payload block size.
 const VHDX_DEFAULT_BLOCK_SIZE: u64 = 32 * MIB;
-/// Most bytes handed to one write. Writes of 4 MiB from the extent buffer cost the kernel
-/// twice the CPU of 1 MiB ones on the benchmark machine (Linux 6.18, ext4: perf shows the
-/// copy into the page cache taking 6x the samples), and qemu-img writes at most 2 MiB.
+/// Data is handed on in pieces cut at multiples of this, so no piece crosses a payload
+/// block (block sizes are multiples of 1 MiB); `SparseOut` writes at most this much at once.
 const VHDX_WRITE_PIECE: usize = 1 << 20;
 /// Default (and smallest) log size.
 const VHDX_DEFAULT_LOG_SIZE: u64 = MIB;
