@@ -1,18 +1,14 @@
 //! Where the ISO writer's bytes go, front to back: any `Write` (one sequential stream), or
 //! a file written with positioned writes. Into a file, metadata, padding and small files
 //! are gathered into one 1 MiB buffer (many small files become few large writes), larger
-//! files are copied by the kernel (`copy_file_range`, no trip through user space), and
-//! writeback of what was written is started every 32 MiB (by a helper thread, as submitting
-//! the I/O can wait), so the disk writes while the image is produced instead of all at the
-//! final fsync. Either way the bytes are the same. RAM: the buffer (at most 1 MiB plus one
-//! small file).
+//! files are copied by the kernel (`copy_file_range`, no trip through user space). The
+//! output set's flusher keeps the disk writing while the image is produced. Either way the
+//! bytes are the same. RAM: the buffer (at most 1 MiB plus one small file).
 
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::mpsc;
-use std::thread;
 
 use super::IsoError;
 use super::records::ISO_SECTOR;
@@ -23,10 +19,8 @@ use crate::io::sys;
 const SINK_BUFFER: usize = 1 << 20;
 /// Files at least this large are copied by the kernel; smaller ones go through the buffer.
 const SINK_KERNEL_COPY_MIN: u64 = 64 << 10;
-/// Largest single `copy_file_range` request (writeback is started between requests).
+/// Largest single `copy_file_range` request.
 const SINK_COPY_CHUNK: u64 = 16 << 20;
-/// Writeback is started each time this many bytes were written since the last start.
-const SINK_WRITEBACK_STEP: u64 = 32 << 20;
 
 /// The output with its position, so every structure can be checked against the plan.
 pub(super) struct Sink<'a> {
@@ -45,41 +39,6 @@ struct FileOut<'a> {
     file: &'a File,
     pending: Vec<u8>,
     flushed: u64,
-    /// Writeback has been started for `[0, kicked)`.
-    kicked: u64,
-    writeback: Option<Writeback>,
-}
-
-/// A thread that starts writeback of the ranges it is sent: submitting the I/O can wait
-/// for the device queue, and the copy goes on meanwhile.
-struct Writeback {
-    ranges: mpsc::Sender<(u64, u64)>,
-    thread: thread::JoinHandle<()>,
-}
-
-impl Writeback {
-    /// `None` when the file cannot be shared with a thread: writeback then waits for the
-    /// final fsync, which is slower but writes the same bytes.
-    fn start(file: &File) -> Option<Self> {
-        let file = file.try_clone().ok()?;
-        let (ranges, rx) = mpsc::channel::<(u64, u64)>();
-        let thread = thread::Builder::new()
-            .name("iso-writeback".into())
-            .spawn(move || {
-                for (offset, len) in rx {
-                    // Advice only: if it fails, the final fsync writes the range instead.
-                    let _ = sys::start_writeback(&file, offset, len);
-                }
-            })
-            .ok()?;
-        Some(Self { ranges, thread })
-    }
-
-    fn finish(self) {
-        drop(self.ranges);
-        // The thread only gives advice; a panic in it cannot affect the bytes.
-        let _ = self.thread.join();
-    }
 }
 
 impl<'a> Sink<'a> {
@@ -97,8 +56,6 @@ impl<'a> Sink<'a> {
             file,
             pending: Vec::with_capacity(SINK_BUFFER),
             flushed: 0,
-            kicked: 0,
-            writeback: Writeback::start(file),
         };
         Self {
             out: Out::File(out),
@@ -110,12 +67,7 @@ impl<'a> Sink<'a> {
     pub fn finish(&mut self) -> Result<()> {
         match &mut self.out {
             Out::Stream(out) => out.flush()?,
-            Out::File(out) => {
-                out.flush()?;
-                if let Some(writeback) = out.writeback.take() {
-                    writeback.finish();
-                }
-            }
+            Out::File(out) => out.flush()?,
         }
         Ok(())
     }
@@ -263,17 +215,9 @@ impl FileOut<'_> {
         Ok(())
     }
 
-    /// Records `len` bytes handed to the kernel and starts writeback once a step is due.
+    /// Records `len` bytes handed to the kernel.
     fn advance(&mut self, len: u64) {
         self.flushed += len;
-        let due = self.flushed - self.kicked;
-        if due >= SINK_WRITEBACK_STEP {
-            if let Some(writeback) = &self.writeback {
-                // A send fails only if the thread is gone: the final fsync writes instead.
-                let _ = writeback.ranges.send((self.kicked, due));
-            }
-            self.kicked = self.flushed;
-        }
     }
 
     /// Reads a small file straight into the buffer.

@@ -1,4 +1,4 @@
-//! Linux: SEEK_DATA/SEEK_HOLE, fallocate, copy_file_range and writeback hints through rustix.
+//! Linux: SEEK_DATA/SEEK_HOLE, fallocate, copy_file_range through rustix.
 
 use std::fs::File;
 use std::io;
@@ -57,18 +57,4 @@ pub fn copy_range(
     let (mut src_pos, mut dst_pos) = (src_offset, dst_offset);
     rustix::fs::copy_file_range(src, Some(&mut src_pos), dst, Some(&mut dst_pos), len)
         .map_err(Into::into)
-}
-
-/// Starts writing `len` dirty bytes at `offset` back to the disk without waiting, and lets
-/// the kernel drop them from the page cache once written (`POSIX_FADV_DONTNEED` starts
-/// writeback of the range). A writer that calls this behind its position keeps the disk
-/// busy while it works, instead of leaving the whole file to the final fsync.
-///
-/// # Errors
-/// OS errors (the advice changes speed only, never the file's bytes).
-pub fn start_writeback(file: &File, offset: u64, len: u64) -> io::Result<()> {
-    let Some(len) = std::num::NonZeroU64::new(len) else {
-        return Ok(());
-    };
-    rustix::fs::fadvise(file, offset, Some(len), rustix::fs::Advice::DontNeed).map_err(Into::into)
 }
