@@ -369,7 +369,7 @@ impl Plan {
                             Some(digest) => digest.clone(),
                             None => fetch::hash_file(&partial_path(target))?,
                         };
-                        set.commit()?;
+                        set.commit().map_err(|e| e.with_path(target))?;
                         Ok(digest)
                     })
                 })
