@@ -75,21 +75,6 @@ fn serve(body: Vec<u8>, connections: usize) -> (String, Arc<Mutex<Vec<String>>>)
     (url, seen)
 }
 
-/// `check-seed SEED EXTRA...` (cloud-init's own NoCloud code reads the seed) must pass.
-fn check_seed(seed: &Path, extra: &[&str]) {
-    let out = Command::new(oracle("check-seed"))
-        .args(extra)
-        .arg(seed)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "check-seed {} failed:\n{}",
-        seed.display(),
-        describe(&out)
-    );
-}
-
 fn url_spec(url: &str, sha: &str, size: &str) -> String {
     format!(
         "name: dl\ndisks:\n  - name: root\n    source: {{ url: \"{url}\", sha256: {sha} }}\n{size}outputs:\n  - {{ disk_format: raw, container_format: bare }}\n"
@@ -125,12 +110,7 @@ fn minimal_example_builds_offline_and_says_where() {
         (Some("minimal.raw"), Some(1 << 26), Some(1 << 26))
     );
     assert_eq!(a["sha256"].as_str(), Some(sha256(&raw).as_str()));
-    let args: Vec<&str> = a["glance_args"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
+    let args = glance_args(a);
     assert_eq!(
         args,
         [
@@ -222,12 +202,7 @@ fn minimal_example_builds_raw_qcow2_and_seed_identically_twice() {
             Some("bare")
         )
     );
-    let args: Vec<&str> = a["glance_args"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
+    let args = glance_args(a);
     assert_eq!(
         args.join(" "),
         "openstack image create --disk-format iso --container-format bare --file minimal-seed.iso minimal-seed"
@@ -569,4 +544,11 @@ fn ubuntu_cloud_example_shape_builds_from_a_local_server() {
     assert_eq!(&bytes[..16 << 20], &std::fs::read(&src).unwrap()[..]);
     let report = std::fs::read_to_string(d.path("out/ubuntu-noble.kiln.json")).unwrap();
     assert!(report.contains("hw_firmware_type=uefi"), "{report}");
+}
+
+/// An artefact's `glance_args` from the build report.
+fn glance_args(artefact: &serde_json::Value) -> Vec<&str> {
+    (artefact["glance_args"].as_array().unwrap().iter())
+        .map(|v| v.as_str().unwrap())
+        .collect()
 }

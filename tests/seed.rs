@@ -1,29 +1,12 @@
 //! `kiln seed`: every seed is judged by check-seed (blkid, mtools, fsck.fat, isoinfo and
 //! cloud-init 22.4.2's own NoCloud datasource).
 
-use std::path::Path;
-use std::process::Command;
-
 use crate::util::*;
 
 const USER_DATA: &str =
     "#cloud-config\nhostname: kilnvm\nusers:\n  - name: kiln\n    shell: /bin/bash\n";
 const NETWORK_V2: &str = "version: 2\nethernets:\n  eth0:\n    dhcp4: true\n";
 const VENDOR_DATA: &str = "#!/bin/sh\necho vendor\n";
-
-fn check_seed(seed: &Path, extra: &[&str]) {
-    let out = Command::new(oracle("check-seed"))
-        .args(extra)
-        .arg(seed)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "check-seed {} failed:\n{}",
-        seed.display(),
-        describe(&out)
-    );
-}
 
 fn inputs(d: &Dir) {
     std::fs::write(d.path("user-data.yaml"), USER_DATA).unwrap();

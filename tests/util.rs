@@ -148,6 +148,21 @@ pub fn check_image(
     );
 }
 
+/// `check-seed [extra...] SEED` (cloud-init's own NoCloud code reads the seed) must pass.
+pub fn check_seed(seed: &Path, extra: &[&str]) {
+    let out = Command::new(oracle("check-seed"))
+        .args(extra)
+        .arg(seed)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "check-seed {} failed:\n{}",
+        seed.display(),
+        describe(&out)
+    );
+}
+
 /// A small deterministic PRNG (xorshift64*), so sources need no extra crate.
 pub struct Rng(u64);
 
