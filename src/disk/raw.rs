@@ -2,12 +2,11 @@
 //!
 //! The reader walks data and holes with SEEK_DATA/SEEK_HOLE, so a 1 TiB sparse file costs a
 //! few system calls; holes become [`Extent::Unallocated`]. The writer never writes zeros:
-//! all-zero 4 KiB blocks stay holes, and the file is extended to the virtual size at the end.
-//! It keeps one 4 KiB block and the 1 MiB coalescing buffer of `io::sparse_out` in RAM.
+//! all-zero 4 KiB pieces stay holes (`io::sparse_out`), and the file is extended to the
+//! virtual size at the end. It keeps only SparseOut's 1 MiB coalescing buffer in RAM.
 
 use std::fs::File;
 
-use super::block::{Block, Blocker};
 use super::{
     CreateRequest, DiskFormat, DiskReader, DiskWriter, Extent, ImageInfo, MAX_EXTENT_BYTES,
     OwnedExtent, WriteReport,
@@ -19,9 +18,6 @@ use crate::io::{read_exact_at, sys};
 
 /// Raw images take no `-o` options.
 pub(super) const OPTION_KEYS: &[&str] = &[];
-
-/// Granularity of hole detection in the writer: the common file-system block size.
-const RAW_HOLE_BLOCK: usize = 4096;
 
 pub(super) fn open(file: File) -> Result<Box<dyn DiskReader>> {
     let virtual_size = file.metadata()?.len();
@@ -116,35 +112,31 @@ pub(super) fn create(req: &CreateRequest<'_>, out: &mut OutputSet) -> Result<Box
     Ok(Box::new(RawWriter {
         out: SparseOut::new(file),
         virtual_size: req.virtual_size,
-        blocker: Blocker::runs(RAW_HOLE_BLOCK),
+        pos: 0,
     }))
 }
 
-/// Writes non-zero blocks at their offsets and leaves everything else as holes.
+/// Writes the non-zero 4 KiB pieces of each data extent at their offsets and leaves
+/// everything else as holes.
 struct RawWriter {
     out: SparseOut,
     virtual_size: u64,
-    blocker: Blocker,
-}
-
-impl RawWriter {
-    fn take_block(&mut self, block: Block<'_>) -> Result<()> {
-        let Block::Data { index, bytes } = block else {
-            return Ok(());
-        };
-        self.out.write(index * RAW_HOLE_BLOCK as u64, bytes)
-    }
+    /// Offset of the next extent.
+    pos: u64,
 }
 
 impl DiskWriter for RawWriter {
     fn write_extent(&mut self, extent: Extent<'_>) -> Result<()> {
-        Blocker::push_via(self, |w| &mut w.blocker, extent, Self::take_block)
+        if let Extent::Data(bytes) = extent {
+            self.out.write_sparse(self.pos, bytes)?;
+        }
+        self.pos += extent.len();
+        Ok(())
     }
 
     fn finish(mut self: Box<Self>) -> Result<WriteReport> {
-        Blocker::finish_via(&mut *self, |w| &mut w.blocker, Self::take_block)?;
         self.out.flush()?;
-        // The last partial block was padded to a whole block; cut back to the exact size.
+        // Extends the file over a trailing hole.
         self.out.file().set_len(self.virtual_size)?;
         Ok(WriteReport {
             virtual_size: self.virtual_size,
