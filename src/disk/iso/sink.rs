@@ -19,7 +19,7 @@ use crate::io::sys;
 const SINK_BUFFER: usize = 1 << 20;
 /// Files at least this large are copied by the kernel; smaller ones go through the buffer.
 const SINK_KERNEL_COPY_MIN: u64 = 64 << 10;
-/// Largest single `copy_file_range` request.
+/// Largest single `copy_file_range` request (keeps each system call short).
 const SINK_COPY_CHUNK: u64 = 16 << 20;
 
 /// The output with its position, so every structure can be checked against the plan.
