@@ -16,6 +16,7 @@
 //! `SOURCE_DATE_EPOCH` or the fixed default.
 
 pub mod fetch;
+pub mod package;
 pub mod report;
 
 use std::fmt::Write as _;
@@ -25,6 +26,7 @@ pub use report::{Artefact, BuildReport};
 
 use self::fetch::hex;
 
+use crate::container::ova::OvaWriter;
 use crate::context::BuildContext;
 use sha2::{Digest, Sha256};
 
@@ -35,6 +37,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::io::output::{OutputSet, partial_path};
 use crate::seed::{self, SeedFormat};
 use crate::size::HumanSize;
+use crate::spec::model::ContainerFormat;
 use crate::spec::{DiskPlanSource, Span, ValidOutput, ValidSeed, ValidSpec};
 
 /// Why a build step failed.
@@ -324,16 +327,27 @@ impl Plan {
         let mut digests = Vec::new();
         for o in outputs {
             let ctx = BuildContext::from_env(&format!("{}/{}", self.spec.name, o.name));
+            let packaged = o.container == ContainerFormat::Ova;
+            let options = if packaged {
+                package::vmdk_options(&self.spec, o)
+            } else {
+                o.options.clone()
+            };
             let req = CreateRequest {
                 format: o.engine_format,
                 virtual_size: reader.virtual_size(),
-                options: &o.options,
+                options: &options,
                 compress: false,
                 ctx: &ctx,
             };
             let target = self.out_dir.join(&o.file);
             let mut set = OutputSet::new(&target, true);
-            let writer = disk::create(&req, &mut set).map_err(|e| e.with_path(&target))?;
+            let writer: Box<dyn DiskWriter> = if packaged {
+                let package = package::package(&self.spec, o)?;
+                Box::new(OvaWriter::new(&req, package, &mut set).map_err(|e| e.with_path(&target))?)
+            } else {
+                disk::create(&req, &mut set).map_err(|e| e.with_path(&target))?
+            };
             // A raw image's bytes are the disk's bytes: hash them as they pass, on a lane
             // of their own, rather than re-reading the whole image afterwards.
             digests.push((o.engine_format == DiskFormat::Raw).then(StreamDigest::default));

@@ -199,7 +199,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 mod tests {
     use super::*;
     use crate::disk::{DiskFormat, KvOptions};
-    use crate::spec::model::OutputDiskFormat;
+    use crate::spec::model::{ManifestDigest, OutputDiskFormat, Target};
 
     fn output(disk_format: OutputDiskFormat, container: ContainerFormat) -> ValidOutput {
         ValidOutput {
@@ -211,6 +211,8 @@ mod tests {
             engine_format: DiskFormat::Raw,
             container,
             options: KvOptions::default(),
+            target: Target::Vmware,
+            manifest: ManifestDigest::Sha256,
         }
     }
 

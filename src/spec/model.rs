@@ -56,20 +56,22 @@ pub struct Spec {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Vm {
-    /// Virtual CPU count (1 to 256).
+    /// Virtual CPU count (1 to 256); default 1.
     #[serde(default)]
     #[schemars(with = "Option<u32>")]
     pub cpus: Option<Spanned<i64>>,
-    /// Memory, e.g. `4GiB` (at least 1 MiB, a whole number of MiB).
+    /// Memory, e.g. `4GiB` (at least 1 MiB, a whole number of MiB); default 1GiB.
     #[serde(default)]
     #[schemars(with = "Option<ByteSize>")]
     pub memory: Option<Spanned<ByteSize>>,
-    /// Firmware.
+    /// Firmware; default `bios`.
     #[serde(default)]
     pub firmware: Option<Firmware>,
-    /// Guest OS id (e.g. `ubuntu-64`), mapped to hypervisor OS types by containers.
+    /// Guest OS for OVF descriptors: `ubuntu-64`, `ubuntu`, `debian-64`, `debian`,
+    /// `linux-64` (the default), `linux`, `other-64` or `other`.
     #[serde(default)]
-    pub os: Option<String>,
+    #[schemars(with = "Option<String>")]
+    pub os: Option<Spanned<String>>,
 }
 
 /// Firmware type.
@@ -97,7 +99,8 @@ pub struct Disk {
     #[serde(default)]
     #[schemars(with = "Option<ByteSize>")]
     pub size: Option<Spanned<ByteSize>>,
-    /// Controller the disk hangs off.
+    /// Controller the disk hangs off in OVF packages; default `scsi` for VMware, `sata` for
+    /// VirtualBox.
     #[serde(default)]
     pub controller: Option<Controller>,
 }
@@ -143,7 +146,7 @@ pub enum Controller {
 pub struct Network {
     /// Network name the adapter attaches to.
     pub name: String,
-    /// Adapter model.
+    /// Adapter model; default `vmxnet3` for VMware, `e1000` for VirtualBox.
     #[serde(default)]
     pub adapter: Option<Adapter>,
 }
@@ -249,12 +252,15 @@ pub struct Output {
     #[serde(default)]
     #[schemars(with = "Option<BTreeMap<String, OptionValue>>")]
     pub options: Option<Spanned<BTreeMap<String, OptionValue>>>,
-    /// OVA/OVF target hypervisor.
+    /// OVA/OVF target hypervisor; default `vmware` (such packages also import in
+    /// VirtualBox).
     #[serde(default)]
-    pub target: Option<Target>,
-    /// Manifest digest for OVF containers.
+    #[schemars(with = "Option<Target>")]
+    pub target: Option<Spanned<Target>>,
+    /// Manifest digest for OVF containers; default `sha256`.
     #[serde(default)]
-    pub manifest: Option<ManifestDigest>,
+    #[schemars(with = "Option<ManifestDigest>")]
+    pub manifest: Option<Spanned<ManifestDigest>>,
     /// AMI: kernel image inside the disk or beside the spec.
     #[serde(default)]
     pub kernel: Option<String>,

@@ -12,13 +12,13 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::model::{ByteSize, ContainerFormat, Firmware, OutputDiskFormat, Source, Spanned, Spec};
+use super::model::{
+    ByteSize, ContainerFormat, Controller, Firmware, ManifestDigest, OutputDiskFormat, Source,
+    Spanned, Spec, Target,
+};
 use super::{Issue, Span, SpecErrors, load};
 use crate::disk::{self, DiskFormat, KvOptions, OpenOptions};
 use crate::size::parse_size;
-
-/// Most vCPUs a spec may ask for.
-const MAX_CPUS: i64 = 256;
 
 /// Where a disk's bytes come from, resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +54,8 @@ pub struct ValidDisk {
     pub source_span: Option<Span>,
     /// Where `size` is written.
     pub size_span: Option<Span>,
+    /// Controller in OVF packages.
+    pub controller: Option<Controller>,
 }
 
 /// A checked output.
@@ -75,6 +77,10 @@ pub struct ValidOutput {
     pub container: ContainerFormat,
     /// Writer options.
     pub options: KvOptions,
+    /// OVF/OVA importer.
+    pub target: Target,
+    /// OVF/OVA manifest digest.
+    pub manifest: ManifestDigest,
 }
 
 /// A spec that passed every check.
@@ -88,7 +94,11 @@ pub struct ValidSpec {
     pub name: String,
     /// Version string.
     pub version: Option<String>,
-    /// Firmware.
+    /// One-line description.
+    pub description: Option<String>,
+    /// Virtual hardware, for OVF descriptors.
+    pub machine: ValidMachine,
+    /// Firmware, when the spec names it.
     pub firmware: Option<Firmware>,
     /// Disks in spec order.
     pub disks: Vec<ValidDisk>,
@@ -167,13 +177,10 @@ pub fn validate(path: &Path, spec: Spec, text: String) -> Result<ValidSpec, Spec
         unsupported: Vec::new(),
     };
     let name = c.name(&spec.name, "name");
-    c.vm(&spec);
+    let machine = c.machine(&spec);
     let disks = c.disks(&spec);
     let outputs = c.outputs(&spec, &name, &disks);
     let seeds = c.cloud_init(&spec, &name, &outputs);
-    if let Some(eula) = spec.product.as_ref().and_then(|p| p.eula.as_ref()) {
-        c.existing_file(eula, "product.eula");
-    }
     let Checker {
         mut issues,
         unsupported,
@@ -192,6 +199,8 @@ pub fn validate(path: &Path, spec: Spec, text: String) -> Result<ValidSpec, Spec
         text,
         name,
         version: spec.version,
+        description: spec.description,
+        machine,
         firmware: spec.vm.as_ref().and_then(|v| v.firmware),
         disks,
         outputs,
@@ -240,30 +249,6 @@ impl Checker<'_> {
             );
         }
         value.clone()
-    }
-
-    fn vm(&mut self, spec: &Spec) {
-        let Some(vm) = &spec.vm else { return };
-        if let Some(cpus) = &vm.cpus
-            && !(1..=MAX_CPUS).contains(&cpus.value)
-        {
-            let n = cpus.value;
-            self.err(
-                cpus,
-                "vm.cpus",
-                format!("{n} CPUs is out of range; expected 1 to {MAX_CPUS}"),
-            );
-        }
-        if let Some(memory) = &vm.memory
-            && let Some(bytes) = self.size(memory, "vm.memory")
-            && (bytes < 1 << 20 || bytes % (1 << 20) != 0)
-        {
-            self.err(
-                memory,
-                "vm.memory",
-                format!("memory of {bytes} bytes is not a whole number of MiB (at least 1MiB)"),
-            );
-        }
     }
 
     fn size(&mut self, size: &Spanned<ByteSize>, key: &str) -> Option<u64> {
@@ -318,6 +303,7 @@ impl Checker<'_> {
                 size,
                 source_span: self.span(&disk.value.source),
                 size_span: disk.value.size.as_ref().and_then(|s| self.span(s)),
+                controller: disk.value.controller,
             });
         }
         disks
@@ -467,6 +453,8 @@ impl Checker<'_> {
 }
 
 mod cloud_init;
+mod machine;
 mod outputs;
 
 pub use cloud_init::ValidSeed;
+pub use machine::ValidMachine;

@@ -90,6 +90,39 @@ pub(super) fn create(req: &CreateRequest<'_>, out: &mut OutputSet) -> Result<Box
     }
 }
 
+/// A streamOptimized writer that writes the image front to back into `out` (for example a
+/// member of an OVA), its descriptor naming the extent `extent_name`. `req.options` may
+/// leave `subformat` out; any other subformat is refused.
+///
+/// # Errors
+/// Invalid options or a capacity VMDK cannot hold.
+pub fn create_stream_into(
+    req: &CreateRequest<'_>,
+    out: Box<dyn std::io::Write + Send>,
+    extent_name: &str,
+) -> Result<Box<dyn DiskWriter>> {
+    req.options.check_known("vmdk", OPTION_KEYS)?;
+    let mut opts = WriteOptions::from_request(req)?;
+    match req.options.get("subformat") {
+        None => opts.subformat = CreateType::StreamOptimized,
+        Some(_) if opts.subformat == CreateType::StreamOptimized => {}
+        Some(other) => {
+            return Err(VmdkError::BadOption {
+                key: "subformat",
+                value: other.to_string(),
+                reason: "a packaged VMDK is always streamOptimized",
+            }
+            .into());
+        }
+    }
+    Ok(Box::new(stream::StreamWriter::into_sink(
+        req,
+        &opts,
+        out,
+        extent_name,
+    )?))
+}
+
 /// Validated writer options.
 #[derive(Debug, Clone)]
 struct WriteOptions {

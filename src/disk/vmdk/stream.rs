@@ -15,7 +15,6 @@
 //! compressed (8 MiB), the previous batch's compressed grains (≤ ~8 MiB), one grain table
 //! and the grain directory.
 
-use std::fs::File;
 use std::io::{BufWriter, Write};
 
 use libdeflater::{CompressionLvl, Compressor};
@@ -59,7 +58,7 @@ pub(super) struct StreamWriter {
 
 /// The ordered output: position, the open grain table and the grain directory.
 struct StreamSink {
-    out: BufWriter<File>,
+    out: BufWriter<Box<dyn Write + Send>>,
     /// Sectors written so far.
     pos: u64,
     header: SparseHeader,
@@ -71,6 +70,18 @@ struct StreamSink {
 
 impl StreamWriter {
     pub fn new(req: &CreateRequest<'_>, opts: &WriteOptions, out: &mut OutputSet) -> Result<Self> {
+        let file = out.create_primary()?;
+        Self::into_sink(req, opts, Box::new(file), &primary_name(out))
+    }
+
+    /// A writer that writes the image front to back into `out` (a file, or a member of an
+    /// OVA), its descriptor naming the extent `extent_name`.
+    pub fn into_sink(
+        req: &CreateRequest<'_>,
+        opts: &WriteOptions,
+        out: Box<dyn Write + Send>,
+        extent_name: &str,
+    ) -> Result<Self> {
         let grain = VMDK_WRITE_GRAIN_SECTORS;
         let header = SparseHeader {
             version: 3,
@@ -87,11 +98,10 @@ impl StreamWriter {
         };
         let gd_len = usize::try_from(header.gd_entries())
             .map_err(|_| Error::unsupported("grain directory too large"))?;
-        let file = out.create_primary()?;
-        let descriptor = opts.descriptor(req, "SPARSE", &primary_name(out));
+        let descriptor = opts.descriptor(req, "SPARSE", extent_name);
         let grain_bytes = usize::try_from(grain * VMDK_SECTOR).expect("64 KiB");
         let mut sink = StreamSink {
-            out: BufWriter::with_capacity(1 << 20, file),
+            out: BufWriter::with_capacity(1 << 20, out),
             pos: 0,
             header,
             gt: vec![0; VMDK_GTES_PER_GT as usize],

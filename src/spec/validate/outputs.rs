@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 use super::{Checker, ValidDisk, ValidOutput};
 use crate::disk::KvOptions;
 use crate::spec::Issue;
-use crate::spec::model::{ContainerFormat, Output, OutputDiskFormat, Spanned, Spec};
+use crate::spec::model::{
+    Adapter, ContainerFormat, Firmware, ManifestDigest, Output, OutputDiskFormat, Spanned, Spec,
+    Target,
+};
 use crate::suggest::closest;
 
 impl Checker<'_> {
@@ -55,6 +58,7 @@ impl Checker<'_> {
                 );
             }
             self.pair(at, &key);
+            self.packaging(at, &key, spec);
             let disk = self.output_disk(o, &key, spec, disks);
             let options = self.output_options(o, &key);
             let (Some(disk), Some(options)) = (disk, options) else {
@@ -69,6 +73,8 @@ impl Checker<'_> {
                 engine_format: o.disk_format.engine(),
                 container: o.container_format,
                 options,
+                target: o.target.as_ref().map_or(Target::Vmware, |t| t.value),
+                manifest: (o.manifest.as_ref()).map_or(ManifestDigest::Sha256, |m| m.value),
             });
         }
         outputs
@@ -76,7 +82,10 @@ impl Checker<'_> {
 
     fn output_file(&mut self, o: &Output, spec_name: &str, name: &str, key: &str) -> String {
         let Some(file) = &o.file else {
-            let ext = o.disk_format.extension();
+            let ext = match o.container_format {
+                ContainerFormat::Ova | ContainerFormat::Ovf => o.container_format.name(),
+                _ => o.disk_format.extension(),
+            };
             return if name == o.disk_format.name() {
                 format!("{spec_name}.{ext}")
             } else {
@@ -116,9 +125,9 @@ impl Checker<'_> {
             return;
         }
         let missing = match c {
-            C::Bare => return,
-            C::Ovf | C::Ova => {
-                "OVF/OVA packaging (descriptor, manifest, tar) is not implemented in this kiln yet"
+            C::Bare | C::Ova => return,
+            C::Ovf => {
+                "the `ovf` container (descriptor and disk as separate files) is not implemented in this kiln yet; use `container_format: ova`"
             }
             _ => {
                 "Amazon aki/ari/ami containers (Glance triplet, EC2 bundle) are not implemented in this kiln yet"
@@ -127,6 +136,68 @@ impl Checker<'_> {
         let message = format!("container_format `{cn}` cannot be built: {missing}");
         self.unsupported
             .push(Issue::at(&at.referenced, self.text, key, message));
+    }
+
+    /// OVA rules: one disk, a streamOptimized VMDK, hardware the target can express;
+    /// `target` and `manifest` only on ovf/ova outputs.
+    fn packaging(&mut self, at: &Spanned<Output>, key: &str, spec: &Spec) {
+        let o = &at.value;
+        if !matches!(
+            o.container_format,
+            ContainerFormat::Ova | ContainerFormat::Ovf
+        ) {
+            if let Some(t) = &o.target {
+                self.err(
+                    t,
+                    &format!("{key}.target"),
+                    "`target` applies only to ovf and ova containers".into(),
+                );
+            }
+            if let Some(m) = &o.manifest {
+                self.err(
+                    m,
+                    &format!("{key}.manifest"),
+                    "`manifest` applies only to ovf and ova containers".into(),
+                );
+            }
+            return;
+        }
+        if let Some(sub) = (o.options.as_ref()).and_then(|opts| opts.value.get("subformat"))
+            && sub.to_string() != "streamOptimized"
+        {
+            let opts = o.options.as_ref().map_or(at.referenced, |x| x.referenced);
+            self.err_loc(opts, &format!("{key}.options"), format!("an OVA holds a streamOptimized VMDK, not subformat `{sub}`; leave `subformat` out"));
+        }
+        if spec.disks.len() > 1 {
+            let message = format!(
+                "container_format `{}` holds one disk in this kiln, but the spec has {}; multi-disk packages are not implemented yet",
+                o.container_format.name(),
+                spec.disks.len()
+            );
+            self.unsupported
+                .push(Issue::at(&at.referenced, self.text, key, message));
+        }
+        let target = o.target.as_ref().map_or(Target::Vmware, |t| t.value);
+        let efi = spec.vm.as_ref().and_then(|v| v.firmware) == Some(Firmware::Efi);
+        if target == Target::Virtualbox && efi {
+            let message = "EFI firmware for VirtualBox needs its vbox:Machine OVF section, which kiln does not write yet; use `target: vmware` (VirtualBox imports it too, booting BIOS) or `firmware: bios`".to_string();
+            self.unsupported.push(Issue::at(
+                &at.referenced,
+                self.text,
+                &format!("{key}.target"),
+                message,
+            ));
+        }
+        let (name, refused): (&str, &[Adapter]) = match target {
+            Target::Vmware => ("vmware", &[Adapter::Virtio]),
+            Target::Virtualbox => ("virtualbox", &[Adapter::Vmxnet3, Adapter::E1000e]),
+        };
+        for (i, n) in spec.networks.iter().enumerate() {
+            if let Some(a) = n.adapter.filter(|a| refused.contains(a)) {
+                let loc = o.target.as_ref().map_or(at.referenced, |t| t.referenced);
+                self.err_loc(loc, &format!("{key}.target"), format!("target `{name}` has no `{}` network adapter (networks[{i}]); choose another `adapter`", adapter_name(a)));
+            }
+        }
     }
 
     fn output_disk(
@@ -174,5 +245,15 @@ impl Checker<'_> {
                 None
             }
         }
+    }
+}
+
+/// The spec's name for an adapter model.
+fn adapter_name(a: Adapter) -> &'static str {
+    match a {
+        Adapter::E1000 => "e1000",
+        Adapter::E1000e => "e1000e",
+        Adapter::Vmxnet3 => "vmxnet3",
+        Adapter::Virtio => "virtio",
     }
 }

@@ -1,0 +1,61 @@
+//! Containers around a disk: the OVF descriptor ([`ovf`]), its manifest ([`manifest`]) and
+//! the OVA tar that holds them with the disk ([`ova`]).
+//!
+//! An OVA is written in one pass: the streamOptimized VMDK goes straight into its place in
+//! the tar while the disk is read, and the descriptor and manifest, which need the VMDK's
+//! size and digest, are written in front of it at the end (their length is known before:
+//! see [`ovf::SIZE_WIDTH`]). Not implemented: the `ovf` container (descriptor and files
+//! side by side), several disks in one package, certificates (`.cert`), OVF environment
+//! properties.
+
+pub mod manifest;
+pub mod ova;
+pub mod ovf;
+
+/// A guest OS kiln can name in a descriptor: the spec's `vm.os` and what each importer
+/// reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuestOs {
+    /// The spec's name, e.g. `ubuntu-64`.
+    pub name: &'static str,
+    /// CIM_OperatingSystem.OsType (DSP0243's `ovf:id`; VirtualBox maps it to its own types).
+    pub cim: u16,
+    /// VMware's guest id (`vmw:osType`).
+    pub vmware: &'static str,
+    /// Human-readable name for the descriptor.
+    pub description: &'static str,
+}
+
+/// The guest OS ids `vm.os` accepts. CIM numbers from the CIM_OperatingSystem value map.
+pub const GUEST_OSES: &[GuestOs] = &[
+    os("ubuntu-64", 94, "ubuntu64Guest", "Ubuntu 64-bit"),
+    os("ubuntu", 93, "ubuntuGuest", "Ubuntu"),
+    os("debian-64", 96, "debian10_64Guest", "Debian 64-bit"),
+    os("debian", 95, "debian10Guest", "Debian"),
+    os("linux-64", 101, "otherLinux64Guest", "Linux 64-bit"),
+    os("linux", 36, "otherLinuxGuest", "Linux"),
+    os("other-64", 102, "otherGuest64", "Other 64-bit"),
+    os("other", 1, "otherGuest", "Other"),
+];
+
+/// The guest OS when the spec names none: kiln builds Linux cloud appliances.
+pub const DEFAULT_GUEST_OS: &str = "linux-64";
+
+const fn os(
+    name: &'static str,
+    cim: u16,
+    vmware: &'static str,
+    description: &'static str,
+) -> GuestOs {
+    GuestOs {
+        name,
+        cim,
+        vmware,
+        description,
+    }
+}
+
+/// The entry named `name`.
+pub fn guest_os(name: &str) -> Option<&'static GuestOs> {
+    GUEST_OSES.iter().find(|g| g.name == name)
+}

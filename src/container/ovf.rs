@@ -1,0 +1,453 @@
+//! The OVF descriptor (DMTF DSP0243 1.1, schema DSP8023 1.1.1) of a one-disk virtual
+//! machine, as VMware's ovftool and VirtualBox's importer read it.
+//!
+//! The descriptor uses the OVF 1.x envelope namespace (what both importers write). CIM
+//! properties inside `Item` and `System` appear in schema (alphabetical) order, every
+//! Section starts with `Info`, and every Item has an `ElementName`, `InstanceID` and
+//! `ResourceType`. Hardware per target:
+//!
+//! | | `vmware` (default) | `virtualbox` |
+//! |---|---|---|
+//! | `VirtualSystemType` | `vmx-13` | `virtualbox-2.2` |
+//! | default disk controller | SCSI `lsilogic` | SATA `AHCI` |
+//! | SATA / NVMe subtype | `vmware.sata.ahci` / `vmware.nvme.controller` | `AHCI` / `NVMe` |
+//! | default NIC | `VmxNet3` | `E1000` |
+//! | guest OS | CIM id + `vmw:osType` | CIM id |
+//! | EFI firmware | `vmw:Config firmware=efi` | refused by validation |
+//!
+//! The VMDK's `ovf:size` is padded with spaces to [`SIZE_WIDTH`] characters (whitespace
+//! between attributes), so the descriptor's length does not depend on it: an OVA can then
+//! place the disk before its size is known.
+
+use std::fmt::Write as _;
+
+use super::GuestOs;
+
+/// Characters reserved for the disk file's `ovf:size` value (`u64::MAX` has 20 digits).
+pub const SIZE_WIDTH: usize = 20;
+
+/// The disk format URI VMware and VirtualBox import (a streamOptimized VMDK).
+pub const VMDK_STREAM_FORMAT: &str =
+    "http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized";
+
+/// The importer a descriptor is written for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Target {
+    /// VMware vSphere, Workstation, Fusion (its packages also import in VirtualBox).
+    #[default]
+    Vmware,
+    /// Oracle VirtualBox.
+    Virtualbox,
+}
+
+/// The bus the disk hangs off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bus {
+    /// IDE (PIIX4).
+    Ide,
+    /// SATA (AHCI).
+    Sata,
+    /// Parallel SCSI (LSI Logic).
+    Scsi,
+    /// NVMe.
+    Nvme,
+}
+
+/// A network adapter model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nic {
+    /// Intel e1000.
+    E1000,
+    /// Intel e1000e.
+    E1000e,
+    /// VMware vmxnet3.
+    Vmxnet3,
+    /// virtio-net (VirtualBox only).
+    Virtio,
+}
+
+/// One adapter and the network it connects to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Adapter {
+    /// Network name (NetworkSection).
+    pub network: String,
+    /// Model; the target's default when `None`.
+    pub model: Option<Nic>,
+}
+
+/// Product metadata (ProductSection).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Product {
+    /// Product name.
+    pub name: String,
+    /// Vendor.
+    pub vendor: Option<String>,
+    /// Version.
+    pub version: Option<String>,
+    /// Product URL.
+    pub url: Option<String>,
+}
+
+/// Everything a descriptor says about the machine and its disk.
+#[derive(Debug, Clone)]
+pub struct Machine {
+    /// VirtualSystem id and name.
+    pub name: String,
+    /// Annotation.
+    pub description: Option<String>,
+    /// ProductSection, when any product metadata is given.
+    pub product: Option<Product>,
+    /// Licence text (EulaSection).
+    pub eula: Option<String>,
+    /// Guest OS.
+    pub os: GuestOs,
+    /// Virtual CPUs.
+    pub cpus: u32,
+    /// Memory in MiB.
+    pub memory_mib: u64,
+    /// Boot with EFI firmware (VMware only).
+    pub efi: bool,
+    /// Importer.
+    pub target: Target,
+    /// Disk controller; the target's default when `None`.
+    pub bus: Option<Bus>,
+    /// Network adapters, in order.
+    pub adapters: Vec<Adapter>,
+}
+
+/// The disk file a descriptor references.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskFile {
+    /// File name inside the package.
+    pub href: String,
+    /// File size in bytes.
+    pub size: u64,
+    /// Guest-visible capacity in bytes.
+    pub capacity: u64,
+}
+
+impl Machine {
+    /// The descriptor text.
+    pub fn render(&self, disk: &DiskFile) -> String {
+        let mut x = Xml::default();
+        x.line(0, r#"<?xml version="1.0" encoding="UTF-8"?>"#);
+        let vmw = if self.target == Target::Vmware {
+            r#" xmlns:vmw="http://www.vmware.com/schema/ovf""#
+        } else {
+            ""
+        };
+        x.line(
+            0,
+            &format!(
+                r#"<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1" xmlns:rasd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData" xmlns:vssd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_VirtualSystemSettingData"{vmw}>"#
+            ),
+        );
+        let size = disk.size.to_string();
+        let pad = " ".repeat(SIZE_WIDTH.saturating_sub(size.len()));
+        x.line(1, "<References>");
+        x.line(
+            2,
+            &format!(
+                r#"<File ovf:href="{}" ovf:id="file1" ovf:size="{size}"{pad}/>"#,
+                esc(&disk.href)
+            ),
+        );
+        x.line(1, "</References>");
+        x.line(1, "<DiskSection>");
+        x.leaf(2, "Info", "Virtual disk information");
+        x.line(
+            2,
+            &format!(
+                r#"<Disk ovf:capacity="{}" ovf:diskId="vmdisk1" ovf:fileRef="file1" ovf:format="{VMDK_STREAM_FORMAT}"/>"#,
+                disk.capacity
+            ),
+        );
+        x.line(1, "</DiskSection>");
+        self.networks(&mut x);
+        x.line(
+            1,
+            &format!(r#"<VirtualSystem ovf:id="{}">"#, esc(&self.name)),
+        );
+        x.leaf(2, "Info", "A virtual machine");
+        x.leaf(2, "Name", &self.name);
+        self.product(&mut x);
+        self.annotation_and_eula(&mut x);
+        self.operating_system(&mut x);
+        self.hardware(&mut x);
+        x.line(1, "</VirtualSystem>");
+        x.line(0, "</Envelope>");
+        x.0
+    }
+
+    /// One Network per distinct name, in first-use order.
+    fn networks(&self, x: &mut Xml) {
+        let names = self.network_names();
+        if names.is_empty() {
+            return;
+        }
+        x.line(1, "<NetworkSection>");
+        x.leaf(2, "Info", "The logical networks");
+        for name in names {
+            x.line(2, &format!(r#"<Network ovf:name="{}">"#, esc(name)));
+            x.leaf(3, "Description", &format!("The {name} network"));
+            x.line(2, "</Network>");
+        }
+        x.line(1, "</NetworkSection>");
+    }
+
+    fn network_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = Vec::new();
+        for a in &self.adapters {
+            if !names.contains(&a.network.as_str()) {
+                names.push(&a.network);
+            }
+        }
+        names
+    }
+
+    fn product(&self, x: &mut Xml) {
+        let Some(p) = &self.product else { return };
+        x.line(2, "<ProductSection>");
+        x.leaf(3, "Info", "Information about the installed software");
+        x.leaf(3, "Product", &p.name);
+        for (tag, value) in [
+            ("Vendor", &p.vendor),
+            ("Version", &p.version),
+            ("ProductUrl", &p.url),
+        ] {
+            if let Some(v) = value {
+                x.leaf(3, tag, v);
+            }
+        }
+        x.line(2, "</ProductSection>");
+    }
+
+    fn annotation_and_eula(&self, x: &mut Xml) {
+        if let Some(d) = &self.description {
+            x.line(2, "<AnnotationSection>");
+            x.leaf(3, "Info", "A human-readable annotation");
+            x.leaf(3, "Annotation", d);
+            x.line(2, "</AnnotationSection>");
+        }
+        if let Some(text) = &self.eula {
+            x.line(2, "<EulaSection>");
+            x.leaf(3, "Info", "License agreement for the virtual system");
+            x.leaf(3, "License", text);
+            x.line(2, "</EulaSection>");
+        }
+    }
+
+    fn operating_system(&self, x: &mut Xml) {
+        let vmw = match self.target {
+            Target::Vmware => format!(r#" vmw:osType="{}""#, self.os.vmware),
+            Target::Virtualbox => String::new(),
+        };
+        x.line(
+            2,
+            &format!(r#"<OperatingSystemSection ovf:id="{}"{vmw}>"#, self.os.cim),
+        );
+        x.leaf(3, "Info", "The kind of installed guest operating system");
+        x.leaf(3, "Description", self.os.description);
+        x.line(2, "</OperatingSystemSection>");
+    }
+
+    fn hardware(&self, x: &mut Xml) {
+        x.line(2, "<VirtualHardwareSection>");
+        x.leaf(3, "Info", "Virtual hardware requirements");
+        let system_type = match self.target {
+            Target::Vmware => "vmx-13",
+            Target::Virtualbox => "virtualbox-2.2",
+        };
+        x.line(3, "<System>");
+        x.leaf(4, "vssd:ElementName", "Virtual Hardware Family");
+        x.leaf(4, "vssd:InstanceID", "0");
+        x.leaf(4, "vssd:VirtualSystemIdentifier", &self.name);
+        x.leaf(4, "vssd:VirtualSystemType", system_type);
+        x.line(3, "</System>");
+        let cpus = self.cpus.to_string();
+        x.item(&[
+            ("AllocationUnits", "hertz * 10^6"),
+            ("Description", "Number of virtual CPUs"),
+            ("ElementName", &format!("{cpus} virtual CPU(s)")),
+            ("InstanceID", "1"),
+            ("ResourceType", "3"),
+            ("VirtualQuantity", &cpus),
+        ]);
+        let mib = self.memory_mib.to_string();
+        x.item(&[
+            ("AllocationUnits", "byte * 2^20"),
+            ("Description", "Memory size"),
+            ("ElementName", &format!("{mib} MiB of memory")),
+            ("InstanceID", "2"),
+            ("ResourceType", "4"),
+            ("VirtualQuantity", &mib),
+        ]);
+        let (kind, subtype, name) = self.controller();
+        let mut controller = vec![
+            ("Address", "0"),
+            ("Description", name),
+            ("ElementName", name),
+            ("InstanceID", "3"),
+        ];
+        if let Some(subtype) = subtype {
+            controller.push(("ResourceSubType", subtype));
+        }
+        controller.push(("ResourceType", kind));
+        x.item(&controller);
+        x.item(&[
+            ("AddressOnParent", "0"),
+            ("ElementName", "Hard disk 1"),
+            ("HostResource", "ovf:/disk/vmdisk1"),
+            ("InstanceID", "4"),
+            ("Parent", "3"),
+            ("ResourceType", "17"),
+        ]);
+        for (i, a) in self.adapters.iter().enumerate() {
+            let model = self.nic_subtype(a.model);
+            let id = (5 + i).to_string();
+            x.item(&[
+                ("AutomaticAllocation", "true"),
+                ("Connection", &a.network),
+                (
+                    "Description",
+                    &format!("{model} ethernet adapter on {}", a.network),
+                ),
+                ("ElementName", &format!("Network adapter {}", i + 1)),
+                ("InstanceID", &id),
+                ("ResourceSubType", model),
+                ("ResourceType", "10"),
+            ]);
+        }
+        if self.efi && self.target == Target::Vmware {
+            x.line(
+                3,
+                r#"<vmw:Config ovf:required="false" vmw:key="firmware" vmw:value="efi"/>"#,
+            );
+        }
+        x.line(2, "</VirtualHardwareSection>");
+    }
+
+    /// ResourceType, ResourceSubType and a name for the disk controller.
+    fn controller(&self) -> (&'static str, Option<&'static str>, &'static str) {
+        let vmware = self.target == Target::Vmware;
+        let bus = self
+            .bus
+            .unwrap_or(if vmware { Bus::Scsi } else { Bus::Sata });
+        match (bus, vmware) {
+            (Bus::Ide, _) => ("5", Some("PIIX4"), "IDE controller 0"),
+            (Bus::Scsi, _) => ("6", Some("lsilogic"), "SCSI controller 0"),
+            (Bus::Sata, true) => ("20", Some("vmware.sata.ahci"), "SATA controller 0"),
+            (Bus::Sata, false) => ("20", Some("AHCI"), "SATA controller 0"),
+            (Bus::Nvme, true) => ("20", Some("vmware.nvme.controller"), "NVMe controller 0"),
+            (Bus::Nvme, false) => ("20", Some("NVMe"), "NVMe controller 0"),
+        }
+    }
+
+    fn nic_subtype(&self, model: Option<Nic>) -> &'static str {
+        let model = model.unwrap_or(match self.target {
+            Target::Vmware => Nic::Vmxnet3,
+            Target::Virtualbox => Nic::E1000,
+        });
+        match model {
+            Nic::E1000 => "E1000",
+            Nic::E1000e => "E1000e",
+            Nic::Vmxnet3 => "VmxNet3",
+            Nic::Virtio => "virtio-net",
+        }
+    }
+}
+
+/// An indented XML text being built.
+#[derive(Default)]
+struct Xml(String);
+
+impl Xml {
+    fn line(&mut self, depth: usize, text: &str) {
+        let _ = writeln!(self.0, "{}{text}", "  ".repeat(depth));
+    }
+
+    fn leaf(&mut self, depth: usize, tag: &str, text: &str) {
+        self.line(depth, &format!("<{tag}>{}</{tag}>", esc(text)));
+    }
+
+    /// A VirtualHardwareSection Item of `rasd:` properties, given in schema order.
+    fn item(&mut self, properties: &[(&str, &str)]) {
+        self.line(3, "<Item>");
+        for (name, value) in properties {
+            self.leaf(4, &format!("rasd:{name}"), value);
+        }
+        self.line(3, "</Item>");
+    }
+}
+
+/// `text` with XML's special characters escaped (for content and attribute values).
+fn esc(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::container::guest_os;
+
+    fn machine(target: Target) -> Machine {
+        Machine {
+            name: "app".into(),
+            description: Some("a <b> & c".into()),
+            product: None,
+            eula: None,
+            os: *guest_os("ubuntu-64").unwrap(),
+            cpus: 2,
+            memory_mib: 2048,
+            efi: false,
+            target,
+            bus: None,
+            adapters: vec![Adapter {
+                network: "VM Network".into(),
+                model: None,
+            }],
+        }
+    }
+
+    fn disk(size: u64) -> DiskFile {
+        DiskFile {
+            href: "app-disk1.vmdk".into(),
+            size,
+            capacity: 1 << 30,
+        }
+    }
+
+    #[test]
+    fn length_does_not_depend_on_the_disk_size() {
+        let m = machine(Target::Vmware);
+        assert_eq!(m.render(&disk(0)).len(), m.render(&disk(u64::MAX)).len());
+    }
+
+    #[test]
+    fn text_is_escaped() {
+        let text = machine(Target::Vmware).render(&disk(1));
+        assert!(text.contains("<Annotation>a &lt;b&gt; &amp; c</Annotation>"));
+    }
+
+    #[test]
+    fn targets_pick_their_defaults() {
+        let vmware = machine(Target::Vmware).render(&disk(1));
+        assert!(vmware.contains("vmx-13") && vmware.contains("VmxNet3"));
+        assert!(vmware.contains("<rasd:ResourceSubType>lsilogic</rasd:ResourceSubType>"));
+        let vbox = machine(Target::Virtualbox).render(&disk(1));
+        assert!(vbox.contains("virtualbox-2.2") && vbox.contains("E1000"));
+        assert!(vbox.contains("<rasd:ResourceSubType>AHCI</rasd:ResourceSubType>"));
+        assert!(!vbox.contains("vmw:"));
+    }
+}

@@ -1,0 +1,103 @@
+//! Virtual hardware checks (`vm`, `networks`, `product`): what OVF descriptors describe.
+//! Defaults: 1 CPU, 1 GiB of memory, BIOS, guest OS `linux-64`.
+
+use std::path::PathBuf;
+
+use super::Checker;
+use crate::container::{DEFAULT_GUEST_OS, GUEST_OSES, GuestOs, guest_os};
+use crate::spec::model::{Adapter, Firmware, Spec};
+use crate::suggest::closest;
+
+/// Most vCPUs a spec may ask for.
+const MAX_CPUS: i64 = 256;
+/// Memory when the spec gives none.
+const DEFAULT_MEMORY_MIB: u64 = 1024;
+
+/// The checked virtual machine, defaults filled in.
+#[derive(Debug, Clone)]
+pub struct ValidMachine {
+    /// Virtual CPUs.
+    pub cpus: u32,
+    /// Memory in MiB.
+    pub memory_mib: u64,
+    /// Firmware.
+    pub firmware: Firmware,
+    /// Guest OS.
+    pub os: GuestOs,
+    /// Network adapters: network name and model (the container's default when `None`).
+    pub networks: Vec<(String, Option<Adapter>)>,
+    /// Product vendor.
+    pub vendor: Option<String>,
+    /// Product URL.
+    pub product_url: Option<String>,
+    /// Licence text file, resolved.
+    pub eula: Option<PathBuf>,
+}
+
+impl Checker<'_> {
+    pub(super) fn machine(&mut self, spec: &Spec) -> ValidMachine {
+        let vm = spec.vm.as_ref();
+        let mut cpus = 1;
+        if let Some(at) = vm.and_then(|v| v.cpus.as_ref()) {
+            match u32::try_from(at.value) {
+                Ok(n) if (1..=MAX_CPUS).contains(&at.value) => cpus = n,
+                _ => {
+                    let n = at.value;
+                    self.err(
+                        at,
+                        "vm.cpus",
+                        format!("{n} CPUs is out of range; expected 1 to {MAX_CPUS}"),
+                    );
+                }
+            }
+        }
+        let mut memory_mib = DEFAULT_MEMORY_MIB;
+        if let Some(at) = vm.and_then(|v| v.memory.as_ref())
+            && let Some(bytes) = self.size(at, "vm.memory")
+        {
+            if bytes < 1 << 20 || bytes % (1 << 20) != 0 {
+                self.err(
+                    at,
+                    "vm.memory",
+                    format!("memory of {bytes} bytes is not a whole number of MiB (at least 1MiB)"),
+                );
+            }
+            memory_mib = bytes >> 20;
+        }
+        let os = vm
+            .and_then(|v| v.os.as_ref())
+            .map_or(DEFAULT_GUEST_OS, |o| o.value.as_str());
+        let os = match (guest_os(os), vm.and_then(|v| v.os.as_ref())) {
+            (Some(g), _) => *g,
+            (None, Some(at)) => {
+                let known: Vec<&str> = GUEST_OSES.iter().map(|g| g.name).collect();
+                let hint = closest(os, &known)
+                    .map(|k| format!("did you mean `{k}`? "))
+                    .unwrap_or_default();
+                self.err(
+                    at,
+                    "vm.os",
+                    format!("unknown guest OS `{os}`; {hint}known: {}", known.join(", ")),
+                );
+                GUEST_OSES[0]
+            }
+            (None, None) => GUEST_OSES[0],
+        };
+        let product = spec.product.as_ref();
+        let eula = product
+            .and_then(|p| p.eula.as_ref())
+            .and_then(|e| self.existing_file(e, "product.eula"));
+        ValidMachine {
+            cpus,
+            memory_mib,
+            firmware: vm.and_then(|v| v.firmware).unwrap_or(Firmware::Bios),
+            os,
+            networks: (spec.networks.iter())
+                .map(|n| (n.name.clone(), n.adapter))
+                .collect(),
+            vendor: product.and_then(|p| p.vendor.clone()),
+            product_url: product.and_then(|p| p.product_url.clone()),
+            eula,
+        }
+    }
+}
