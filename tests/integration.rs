@@ -8,6 +8,7 @@ mod build;
 mod cli;
 mod formats;
 mod layering;
+mod ova;
 mod seed;
 mod spec;
 mod util;

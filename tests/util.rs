@@ -163,6 +163,23 @@ pub fn check_seed(seed: &Path, extra: &[&str]) {
     );
 }
 
+/// `check-ova --strict --profile PROFILE PACKAGE` (DMTF schema via xmllint, tar order,
+/// manifest digests, the importer's rules) must pass without errors or warnings.
+pub fn check_ova(package: &Path, profile: &str) {
+    require_tool("xmllint");
+    let out = Command::new(oracle("check-ova"))
+        .args(["--strict", "--profile", profile])
+        .arg(package)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "check-ova --profile {profile} {} failed:\n{}",
+        package.display(),
+        describe(&out)
+    );
+}
+
 /// A small deterministic PRNG (xorshift64*), so sources need no extra crate.
 pub struct Rng(u64);
 

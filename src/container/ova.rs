@@ -21,7 +21,7 @@ use crate::io::output::OutputSet;
 /// Tar block size.
 const BLOCK: u64 = 512;
 /// The longest member name a ustar header holds without a directory prefix.
-const MAX_MEMBER_NAME: usize = 100;
+pub const MAX_MEMBER_NAME: usize = 100;
 
 /// Why an OVA cannot be written.
 #[remain::sorted]

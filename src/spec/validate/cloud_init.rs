@@ -84,7 +84,7 @@ impl Checker<'_> {
                     SeedFormat::Vfat,
                 ),
                 Delivery::OvfProperties => {
-                    let message = "cloud-init delivery through OVF properties needs the ovf/ova container, which is not available in this build; use `deliver: [seed-iso]`";
+                    let message = "cloud-init delivery through OVF environment properties is not implemented in this kiln yet; use `deliver: [seed-iso]`";
                     let issue =
                         Issue::at(&deliver_at, self.text, "cloud_init.deliver", message.into());
                     self.unsupported.push(issue);

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::{Checker, ValidDisk, ValidOutput};
+use crate::container::ova::MAX_MEMBER_NAME;
 use crate::disk::KvOptions;
 use crate::spec::Issue;
 use crate::spec::model::{
@@ -49,6 +50,7 @@ impl Checker<'_> {
                 );
             }
             let file = self.output_file(o, spec_name, &name, &key);
+            self.member_names(at, &file, &key);
             if let Some(first) = files.insert(file.clone(), i) {
                 let loc = o.file.as_ref().map_or(at.referenced, |n| n.referenced);
                 self.err_loc(
@@ -136,6 +138,20 @@ impl Checker<'_> {
         let message = format!("container_format `{cn}` cannot be built: {missing}");
         self.unsupported
             .push(Issue::at(&at.referenced, self.text, key, message));
+    }
+
+    /// An OVA's members are named after its file; ustar holds names of up to 100 bytes.
+    fn member_names(&mut self, at: &Spanned<Output>, file: &str, key: &str) {
+        let o = &at.value;
+        if o.container_format != ContainerFormat::Ova {
+            return;
+        }
+        let stem = file.rsplit_once('.').map_or(file, |(stem, _)| stem);
+        let disk = format!("{stem}-disk1.vmdk");
+        if disk.len() > MAX_MEMBER_NAME {
+            let loc = o.file.as_ref().map_or(at.referenced, |f| f.referenced);
+            self.err_loc(loc, &format!("{key}.file"), format!("the OVA's disk member `{disk}` would be longer than {MAX_MEMBER_NAME} bytes (a ustar limit); choose a shorter `file:` name"));
+        }
     }
 
     /// OVA rules: one disk, a streamOptimized VMDK, hardware the target can express;

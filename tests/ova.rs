@@ -1,0 +1,277 @@
+//! OVA packages from `kiln build`: check-ova (DMTF OVF schema via xmllint, tar layout,
+//! manifest digests, VMware and VirtualBox importer rules) judges every package; 7-Zip
+//! extracts the disk, which check-image (qemu-img check/compare) compares with the source;
+//! builds are byte-identical; bad requests fail at validation with located errors and leave
+//! nothing behind.
+
+use std::path::Path;
+
+use crate::util::*;
+
+/// A spec around a `src.raw` file source with the given extra top-level YAML and output.
+fn spec(extra: &str, output: &str) -> String {
+    format!(
+        "name: app\nversion: \"2.1\"\ndescription: An appliance & its <disk>\n{extra}disks:\n  - name: root\n    source: {{ file: src.raw }}\noutputs:\n  - {output}\n"
+    )
+}
+
+/// Writes `spec.yaml` and a 24 MiB sparse random source into `d`.
+fn setup(d: &Dir, text: &str) {
+    std::fs::write(d.path("spec.yaml"), text).unwrap();
+    sparse_raw(&d.path("src.raw"), 24 << 20, 40, 7);
+}
+
+/// Extracts `ova` with 7-Zip into `dir` and returns the member names 7-Zip lists, in order.
+fn extract(ova: &Path, dir: &Path) -> Vec<String> {
+    let listing = run_ok("7zz", &["l", "-slt", ova.to_str().unwrap()]);
+    run_ok(
+        "7zz",
+        &[
+            "x",
+            "-y",
+            &format!("-o{}", dir.display()),
+            ova.to_str().unwrap(),
+        ],
+    );
+    listing
+        .lines()
+        .filter_map(|l| l.strip_prefix("Path = "))
+        .filter(|p| !p.ends_with(".ova"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn vmware_ova_passes_every_oracle_and_holds_the_source_disk() {
+    let d = Dir::new();
+    std::fs::write(d.path("eula.txt"), "Use at your own risk & <enjoy>.\n").unwrap();
+    let extra = "vm: { cpus: 4, memory: 3GiB, os: ubuntu-64, firmware: efi }\nnetworks:\n  - { name: VM Network }\n  - { name: Backend, adapter: e1000e }\nproduct: { vendor: Example, product_url: https://example.com, eula: eula.txt }\n";
+    setup(
+        &d,
+        &spec(extra, "{ disk_format: vmdk, container_format: ova }"),
+    );
+    d.kiln_ok(&["build", "spec.yaml", "-o", "out"]);
+    let ova = d.path("out/app.ova");
+    for profile in ["generic", "vmware", "virtualbox"] {
+        check_ova(&ova, profile);
+    }
+    let members = extract(&ova, &d.path("x"));
+    assert_eq!(members, ["app.ovf", "app.mf", "app-disk1.vmdk"]);
+    check_image(
+        "vmdk",
+        Some("streamOptimized"),
+        &d.path("x/app-disk1.vmdk"),
+        Some(&d.path("src.raw")),
+        &[],
+    );
+    let ovf = std::fs::read_to_string(d.path("x/app.ovf")).unwrap();
+    for needle in [
+        "<vssd:VirtualSystemType>vmx-13</vssd:VirtualSystemType>",
+        "<rasd:VirtualQuantity>4</rasd:VirtualQuantity>",
+        "<rasd:VirtualQuantity>3072</rasd:VirtualQuantity>",
+        "vmw:osType=\"ubuntu64Guest\"",
+        "vmw:key=\"firmware\" vmw:value=\"efi\"",
+        "<rasd:ResourceSubType>VmxNet3</rasd:ResourceSubType>",
+        "<rasd:ResourceSubType>E1000e</rasd:ResourceSubType>",
+        "<License>Use at your own risk &amp; &lt;enjoy&gt;.\n</License>",
+        "<Version>2.1</Version>",
+    ] {
+        assert!(ovf.contains(needle), "{needle} missing from:\n{ovf}");
+    }
+    // The report's digest and SHA256SUMS agree with an independent sha256sum.
+    assert!(
+        std::fs::read_to_string(d.path("out/SHA256SUMS"))
+            .unwrap()
+            .contains(&format!("{}  app.ova", sha256(&ova)))
+    );
+}
+
+#[test]
+fn virtualbox_ova_uses_its_hardware_and_every_manifest_digest() {
+    for (digest, label) in [
+        ("sha1", "SHA1("),
+        ("sha512", "SHA512("),
+        ("sha256", "SHA256("),
+    ] {
+        let d = Dir::new();
+        let extra = "vm: { os: debian-64 }\nnetworks: [ { name: NAT } ]\n";
+        let output = format!(
+            "{{ disk_format: vmdk, container_format: ova, target: virtualbox, manifest: {digest} }}"
+        );
+        setup(&d, &spec(extra, &output));
+        d.kiln_ok(&["build", "spec.yaml", "-o", "out"]);
+        let ova = d.path("out/app.ova");
+        check_ova(&ova, "virtualbox");
+        check_ova(&ova, "generic");
+        extract(&ova, &d.path("x"));
+        let mf = std::fs::read_to_string(d.path("x/app.mf")).unwrap();
+        assert!(mf.starts_with(label) && mf.lines().count() == 2, "{mf}");
+        let ovf = std::fs::read_to_string(d.path("x/app.ovf")).unwrap();
+        assert!(
+            ovf.contains("<rasd:ResourceSubType>AHCI</rasd:ResourceSubType>"),
+            "{ovf}"
+        );
+        assert!(
+            ovf.contains("<rasd:ResourceSubType>E1000</rasd:ResourceSubType>"),
+            "{ovf}"
+        );
+        assert!(
+            ovf.contains("ovf:id=\"96\"") && !ovf.contains("vmw:"),
+            "{ovf}"
+        );
+    }
+}
+
+#[test]
+fn every_controller_passes_both_importers() {
+    for controller in ["ide", "sata", "scsi", "nvme"] {
+        let d = Dir::new();
+        let text = spec("", "{ disk_format: vmdk, container_format: ova }").replace(
+            "    source:",
+            &format!("    controller: {controller}\n    source:"),
+        );
+        setup(&d, &text);
+        d.kiln_ok(&["build", "spec.yaml", "-o", "out"]);
+        check_ova(&d.path("out/app.ova"), "vmware");
+        check_ova(&d.path("out/app.ova"), "virtualbox");
+    }
+}
+
+#[test]
+fn ova_with_other_outputs_is_byte_identical_across_builds() {
+    let d = Dir::new();
+    let text = spec(
+        "",
+        "{ disk_format: vmdk, container_format: ova }\n  - { disk_format: qcow2, container_format: bare }",
+    );
+    setup(&d, &text);
+    d.kiln_ok(&["build", "spec.yaml", "-o", "a"]);
+    d.kiln_ok(&["build", "spec.yaml", "-o", "b"]);
+    for f in ["app.ova", "app.qcow2", "app.kiln.json", "SHA256SUMS"] {
+        assert_same_file(&d.path(&format!("a/{f}")), &d.path(&format!("b/{f}")));
+    }
+    check_ova(&d.path("a/app.ova"), "vmware");
+    check_image(
+        "qcow2",
+        None,
+        &d.path("a/app.qcow2"),
+        Some(&d.path("src.raw")),
+        &[],
+    );
+}
+
+/// `kiln build` fails with `code`, its stderr contains every `needle`, and no output
+/// directory content is left.
+fn refused(text: &str, code: i32, needles: &[&str]) {
+    let d = Dir::new();
+    setup(&d, text);
+    let err = d.kiln_err(&["build", "spec.yaml", "-o", "out"], code);
+    for n in needles {
+        assert!(err.contains(n), "`{n}` missing from: {err}");
+    }
+    let left: Vec<_> = std::fs::read_dir(d.path("out"))
+        .map(|r| r.count())
+        .into_iter()
+        .collect();
+    assert!(
+        left.iter().all(|n| *n == 0),
+        "files left in out/: {:?}",
+        d.files()
+    );
+}
+
+#[test]
+fn adapters_the_target_lacks_are_refused_with_their_place() {
+    let extra = "networks: [ { name: NAT, adapter: vmxnet3 } ]\n";
+    refused(
+        &spec(
+            extra,
+            "{ disk_format: vmdk, container_format: ova, target: virtualbox }",
+        ),
+        1,
+        &[
+            "spec.yaml:9:57",
+            "outputs[0].target",
+            "no `vmxnet3`",
+        ],
+    );
+    let extra = "networks: [ { name: LAN, adapter: virtio } ]\n";
+    refused(
+        &spec(extra, "{ disk_format: vmdk, container_format: ova }"),
+        1,
+        &["outputs[0].target", "target `vmware` has no `virtio`"],
+    );
+}
+
+#[test]
+fn packaging_requests_kiln_cannot_honour_are_refused() {
+    refused(
+        &spec(
+            "vm: { firmware: efi }\n",
+            "{ disk_format: vmdk, container_format: ova, target: virtualbox }",
+        ),
+        1,
+        &["EFI firmware for VirtualBox"],
+    );
+    refused(
+        &spec(
+            "",
+            "{ disk_format: vmdk, container_format: ova, options: { subformat: monolithicSparse } }",
+        ),
+        1,
+        &["outputs[0].options", "streamOptimized"],
+    );
+    refused(
+        &spec(
+            "",
+            "{ disk_format: raw, container_format: bare, target: vmware }",
+        ),
+        1,
+        &["outputs[0].target", "only to ovf and ova"],
+    );
+    refused(
+        &spec(
+            "vm: { os: ubunto-64 }\n",
+            "{ disk_format: vmdk, container_format: ova }",
+        ),
+        1,
+        &["spec.yaml:4:11", "vm.os", "did you mean `ubuntu-"],
+    );
+    refused(
+        &spec("", "{ disk_format: vmdk, container_format: ovf }"),
+        1,
+        &[
+            "container_format `ovf` cannot be built",
+            "use `container_format: ova`",
+        ],
+    );
+    let two_disks = spec("", "{ disk_format: vmdk, container_format: ova }").replace(
+        "outputs:",
+        "  - name: data\n    source: { blank: true }\n    size: 1MiB\noutputs:",
+    );
+    refused(&two_disks, 1, &["holds one disk", "the spec has 2"]);
+    let long = format!(
+        "{{ disk_format: vmdk, container_format: ova, file: {}.ova }}",
+        "n".repeat(95)
+    );
+    refused(&spec("", &long), 1, &["longer than 100 bytes"]);
+}
+
+#[test]
+fn unreadable_licence_text_is_named() {
+    let d = Dir::new();
+    setup(
+        &d,
+        &spec(
+            "product: { eula: eula.txt }\n",
+            "{ disk_format: vmdk, container_format: ova }",
+        ),
+    );
+    std::fs::write(d.path("eula.txt"), b"ok \xff\xfe").unwrap();
+    let err = d.kiln_err(&["build", "spec.yaml", "-o", "out"], 2);
+    assert!(
+        err.contains("eula.txt") && err.contains("not UTF-8 at byte 0x3"),
+        "{err}"
+    );
+    assert!(!d.path("out/app.ova").exists() && !d.path("out/app.ova.partial").exists());
+}
