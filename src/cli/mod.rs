@@ -38,7 +38,9 @@ enum Command {
     Seed(seed::SeedArgs),
     /// Compute the size a qcow2 image needs (`qemu-img measure`).
     Measure(measure::MeasureArgs),
-    /// Build the artefacts an appliance spec describes.
+    /// Build the artefacts an appliance spec describes: bare disks in any format and OVA
+    /// packages (OVF descriptor, manifest, streamOptimized VMDK) for VMware and VirtualBox,
+    /// with NAME.kiln.json and SHA256SUMS.
     Build(build::BuildArgs),
     /// Check an appliance spec and list every problem.
     Validate(build::ValidateArgs),
