@@ -4,8 +4,8 @@
 #   bench/compare.sh [--raw IMG] [--runs N] [--only id,id,...] [--out DIR] [--kiln BIN]
 #                    [--tree DIR]
 #
-# The `build` row runs one `kiln build` of qcow2 + raw + streamOptimized vmdk from the
-# corpus against the three single conversions (ratio: build / slowest single).
+# The `build` row runs one `kiln build` of qcow2 + OVA + raw from the corpus against three
+# builds of one output each (ratio: build / slowest single build).
 # The `iso-tree` row writes a directory tree into an ISO (kiln convert -O iso DIR vs
 # xorriso -as mkisofs -R -J); the tree is --tree, else ~2 GiB of /usr hard-linked into
 # $TMPDIR/kiln-bench/iso-tree (made once). Its pair is xorriso; a `dd conv=fsync` of the
@@ -71,12 +71,13 @@ ROWS=(
 
 cat "$RAW" > /dev/null   # same warm page cache for both tools
 
-# time_cmd TOOL ID ... -> "seconds rss_kib out_bytes alloc_bytes" of the best run, or "fail"
+# time_cmd DST CMD... -> "seconds rss_kib out_bytes alloc_bytes" of the best run, or "fail";
+# DST is the output file, or a directory emptied before each run.
 time_cmd() {
   local dst="$1"; shift
   local best="" brss="" tv="$OUT/cmp-time.txt"
   for ((r=1; r<=RUNS; r++)); do
-    rm -f "$dst" "${dst%.*}-flat.${dst##*.}"
+    if [ -d "$dst" ]; then rm -rf "${dst:?}"/*; else rm -f "$dst" "${dst%.*}-flat.${dst##*.}"; fi
     sync   # no tool pays for the previous one's writeback
     local start end secs
     start=$(date +%s.%N)
@@ -139,37 +140,42 @@ for row in "${ROWS[@]}"; do
   rm -f "$qdst" "$kdst" "${qdst%.*}-flat.$ext" "${kdst%.*}-flat.$ext"
 done
 
-# build: one `kiln build` writing qcow2 + raw + vmdk streamOptimized (the disk an OVA
-# carries) from the corpus in one pass, hashes and SHA256SUMS included, against the three
-# single `kiln convert`s of the same outputs (all synced). The issue's yardstick is the
-# slowest single conversion; `time ratio` is build / slowest.
+# build: one `kiln build` writing qcow2 + OVA (streamOptimized VMDK inside) + raw from the
+# corpus in one pass, hashes, report and SHA256SUMS included, against three `kiln build`s
+# of one output each (all synced). The issue's yardstick is the slowest single build;
+# `time ratio` is build / slowest.
 if [ -z "$ONLY" ] || [[ ",$ONLY," == *",build,"* ]]; then
-  bdir="$OUT/cmp-build"; mkdir -p "$bdir"
-  printf '%s\n' "name: cmp-build" "disks:" "  - name: root" "    source: { file: $RAW }" "outputs:" \
-    "  - { disk_format: qcow2, container_format: bare }" \
-    "  - { disk_format: raw, container_format: bare }" \
-    "  - { disk_format: vmdk, container_format: bare, options: { subformat: streamOptimized } }" \
-    > "$OUT/cmp-build.yaml"
+  bdir="$OUT/cmp-build"; rm -rf "$bdir"; mkdir -p "$bdir"
+  declare -A line=(
+    [qcow2]="  - { disk_format: qcow2, container_format: bare }"
+    [ova]="  - { disk_format: vmdk, container_format: ova }"
+    [raw]="  - { disk_format: raw, container_format: bare }"
+  )
+  spec_for() {  # spec_for NAME OUTPUT-KEYS... -> writes $OUT/NAME.yaml
+    local name=$1; shift
+    { printf '%s\n' "name: $name" "disks:" "  - name: root" "    source: { file: $RAW }" "outputs:"
+      for k in "$@"; do printf '%s\n' "${line[$k]}"; done; } > "$OUT/$name.yaml"
+  }
   declare -A single=()
-  for f in qcow2 raw vmdk; do
-    opts=(); [ $f = vmdk ] && opts=(-o subformat=streamOptimized)
-    single[$f]=$(time_cmd "$OUT/cmp-s.$f" "$KILN" convert -f raw -O $f "${opts[@]}" "$RAW" "$OUT/cmp-s.$f")
-    rm -f "$OUT/cmp-s.$f"
+  for f in qcow2 ova raw; do
+    spec_for "cmp-one-$f" $f
+    single[$f]=$(time_cmd "$bdir" "$KILN" build --quiet "$OUT/cmp-one-$f.yaml" -o "$bdir")
   done
-  b=$(time_cmd "$bdir/cmp-build.vmdk" "$KILN" build --quiet "$OUT/cmp-build.yaml" -o "$bdir")
+  spec_for cmp-build qcow2 ova raw
+  b=$(time_cmd "$bdir" "$KILN" build --quiet "$OUT/cmp-build.yaml" -o "$bdir")
   slowest=0
-  for f in qcow2 raw vmdk; do
+  for f in qcow2 ova raw; do
     r=${single[$f]}; [[ $r == fail* ]] && continue
     read -r s _ _ _ <<<"$r"
     slowest=$(awk -v a="$s" -v b="$slowest" 'BEGIN{print (a>b)?a:b}')
   done
-  for tool in qcow2 raw vmdk build; do
-    if [ $tool = build ]; then r=$b; t="kiln build"; else r=${single[$tool]}; t="kiln -O $tool"; fi
+  for tool in qcow2 ova raw build; do
+    if [ $tool = build ]; then r=$b; t="all three"; else r=${single[$tool]}; t="only $tool"; fi
     if [[ $r == fail* ]]; then printf '| %-34s | %-14s | %s |\n' build "$t" "${r#fail }"; continue; fi
     read -r s rss o a <<<"$r"; tr=""
     [ $tool = build ] && tr=$(awk -v k="$s" -v q="$slowest" 'BEGIN{printf "%.2f", k/q}')
     awk -v t="$t" -v s="$s" -v vs="$VSIZE" -v r="$rss" -v tr="$tr" \
-      'BEGIN{printf "| %-34s | %-14s | %8.2f | %10.0f | %9s | %9s | %7.1f | %10s | %10s |\n", "build qcow2+raw+vmdk-stream", t, s, vs/s/1e6, "", "", r/1024, tr, ""}'
+      'BEGIN{printf "| %-34s | %-14s | %8.2f | %10.0f | %9s | %9s | %7.1f | %10s | %10s |\n", "kiln build qcow2+ova+raw", t, s, vs/s/1e6, "", "", r/1024, tr, ""}'
   done
   rm -rf "$bdir"
 fi
