@@ -472,7 +472,12 @@ fn templates_build_their_supported_outputs() {
     );
     check_ova(&d.path("out/vmware-appliance.ova"), "vmware");
     check_ova(&d.path("out/vmware-appliance.ova"), "virtualbox");
-    d.kiln_ok(&["build", &repo("templates/virtualbox-ova.yaml"), "-o", "vbox"]);
+    d.kiln_ok(&[
+        "build",
+        &repo("templates/virtualbox-ova.yaml"),
+        "-o",
+        "vbox",
+    ]);
     check_ova(&d.path("vbox/virtualbox-appliance.ova"), "virtualbox");
     let err = d.kiln_err(&["build", &repo("templates/aws-ami.yaml"), "-o", "out"], 1);
     assert!(err.contains("Amazon aki/ari/ami containers"), "{err}");

@@ -201,8 +201,8 @@ fn sha256_mismatch_of_a_file_source_is_refused() {
 }
 
 #[test]
-fn ovf_container_reports_the_missing_capability() {
-    insta::assert_snapshot!(build_error(&[("spec.yaml", b"name: x\ndisks: [ { name: root, source: { blank: true }, size: 1G } ]\noutputs: [ { disk_format: vmdk, container_format: ovf, target: vmware } ]\n")]));
+fn ami_container_reports_the_missing_capability() {
+    insta::assert_snapshot!(build_error(&[("spec.yaml", b"name: x\ndisks: [ { name: root, source: { blank: true }, size: 1G } ]\noutputs: [ { disk_format: ami, container_format: ami } ]\n")]));
 }
 
 #[test]

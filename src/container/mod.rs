@@ -1,16 +1,16 @@
-//! Containers around a disk: the OVF descriptor ([`ovf`]), its manifest ([`manifest`]) and
-//! the OVA tar that holds them with the disk ([`ova`]).
+//! Containers around a disk: the OVF descriptor ([`ovf`]), its manifest ([`manifest`]), and
+//! the package writer ([`package`]) that stores them with the disk as files (`ovf`) or as an
+//! OVA tar.
 //!
-//! An OVA is written in one pass: the streamOptimized VMDK goes straight into its place in
-//! the tar while the disk is read, and the descriptor and manifest, which need the VMDK's
-//! size and digest, are written in front of it at the end (their length is known before:
-//! see [`ovf::SIZE_WIDTH`]). Not implemented: the `ovf` container (descriptor and files
-//! side by side), several disks in one package, certificates (`.cert`), OVF environment
-//! properties.
+//! A package is written in one pass: the streamOptimized VMDK goes straight into its file
+//! (or its place in the tar) while the disk is read, and the descriptor and manifest, which
+//! need the VMDK's size and digest, are written at the end (for an OVA in front of the disk:
+//! their length is known before, see [`ovf::SIZE_WIDTH`]). Not implemented: several disks in
+//! one package, certificates (`.cert`), OVF environment properties.
 
 pub mod manifest;
-pub mod ova;
 pub mod ovf;
+pub mod package;
 
 /// A guest OS kiln can name in a descriptor: the spec's `vm.os` and what each importer
 /// reads.

@@ -15,9 +15,9 @@
 //! | guest OS | CIM id + `vmw:osType` | CIM id |
 //! | EFI firmware | `vmw:Config firmware=efi` | refused by validation |
 //!
-//! The VMDK's `ovf:size` is padded with spaces to [`SIZE_WIDTH`] characters (whitespace
-//! between attributes), so the descriptor's length does not depend on it: an OVA can then
-//! place the disk before its size is known.
+//! In an OVA the VMDK's `ovf:size` is padded with spaces to [`SIZE_WIDTH`] characters
+//! (whitespace between attributes), so the descriptor's length does not depend on it and the
+//! disk can be placed before its size is known.
 
 use std::fmt::Write as _;
 
@@ -124,6 +124,9 @@ pub struct DiskFile {
     pub size: u64,
     /// Guest-visible capacity in bytes.
     pub capacity: u64,
+    /// Characters the `ovf:size` value is padded to (with spaces after it): [`SIZE_WIDTH`]
+    /// makes the descriptor's length independent of the size; 0 pads nothing.
+    pub size_width: usize,
 }
 
 impl Machine {
@@ -143,7 +146,7 @@ impl Machine {
             ),
         );
         let size = disk.size.to_string();
-        let pad = " ".repeat(SIZE_WIDTH.saturating_sub(size.len()));
+        let pad = " ".repeat(disk.size_width.saturating_sub(size.len()));
         x.line(1, "<References>");
         x.line(
             2,
@@ -425,6 +428,7 @@ mod tests {
             href: "app-disk1.vmdk".into(),
             size,
             capacity: 1 << 30,
+            size_width: SIZE_WIDTH,
         }
     }
 

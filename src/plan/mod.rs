@@ -22,11 +22,11 @@ pub mod report;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-pub use report::{Artefact, BuildReport};
+pub use report::{Artefact, BuildReport, FileDigest};
 
 use self::fetch::hex;
 
-use crate::container::ova::OvaWriter;
+use crate::container::package::{Form, PackageWriter, file_names};
 use crate::context::BuildContext;
 use sha2::{Digest, Sha256};
 
@@ -192,11 +192,18 @@ impl Plan {
         let _ = writeln!(s, "outputs (in {}):", self.out_dir.display());
         for o in &self.outputs {
             let disk = &self.spec.disks[o.disk].name;
+            let target = self.out_dir.join(&o.file);
+            let [_, mf, vmdk] = file_names(&target);
+            let files = match o.container {
+                ContainerFormat::Ova => format!(" (holding {})", file_names(&target).join(", ")),
+                ContainerFormat::Ovf => format!(" (+ {mf}, {vmdk})"),
+                _ => String::new(),
+            };
             let _ = writeln!(
                 s,
-                "  {}: {} ← disk {disk}, disk_format {}, container_format {}{}",
+                "  {}: {}{files} ← disk {disk}, disk_format {}, container_format {}{}",
                 o.name,
-                self.out_dir.join(&o.file).display(),
+                target.display(),
                 o.disk_format.name(),
                 o.container.name(),
                 options_text(o),
@@ -327,8 +334,12 @@ impl Plan {
         let mut digests = Vec::new();
         for o in outputs {
             let ctx = BuildContext::from_env(&format!("{}/{}", self.spec.name, o.name));
-            let packaged = o.container == ContainerFormat::Ova;
-            let options = if packaged {
+            let form = match o.container {
+                ContainerFormat::Ova => Some(Form::Ova),
+                ContainerFormat::Ovf => Some(Form::Files),
+                _ => None,
+            };
+            let options = if form.is_some() {
                 package::vmdk_options(&self.spec, o)
             } else {
                 o.options.clone()
@@ -342,11 +353,13 @@ impl Plan {
             };
             let target = self.out_dir.join(&o.file);
             let mut set = OutputSet::new(&target, true);
-            let writer: Box<dyn DiskWriter> = if packaged {
-                let package = package::package(&self.spec, o)?;
-                Box::new(OvaWriter::new(&req, package, &mut set).map_err(|e| e.with_path(&target))?)
-            } else {
-                disk::create(&req, &mut set).map_err(|e| e.with_path(&target))?
+            let writer: Box<dyn DiskWriter> = match form {
+                Some(form) => {
+                    let package = package::package(&self.spec, o)?;
+                    let writer = PackageWriter::new(&req, package, form, &mut set);
+                    Box::new(writer.map_err(|e| e.with_path(&target))?)
+                }
+                None => disk::create(&req, &mut set).map_err(|e| e.with_path(&target))?,
             };
             // A raw image's bytes are the disk's bytes: hash them as they pass, on a lane
             // of their own, rather than re-reading the whole image afterwards.
@@ -368,23 +381,37 @@ impl Plan {
             None => e,
         })?;
         let mut finished = Vec::new();
-        for (lane, digest) in writers.into_iter().zip(digests) {
+        for ((lane, digest), o) in writers.into_iter().zip(digests).zip(outputs) {
             let report = (lane.writer.finish()).map_err(|e| e.with_path(&lane.target))?;
             let streamed = digest.map(|d| (hex(&d.0.finalize()), report.virtual_size));
-            finished.push((lane.target, report.virtual_size, streamed));
+            // An `ovf` package's manifest and disk are files of their own.
+            let extras: Vec<PathBuf> = match o.container {
+                ContainerFormat::Ovf => file_names(&lane.target)[1..]
+                    .iter()
+                    .map(|n| lane.target.with_file_name(n))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            finished.push((lane.target, report.virtual_size, streamed, extras));
         }
         // Each output is then hashed (raw ones already are) and synced and renamed on its
         // own thread, so one file's hashing overlaps another's sync.
-        let committed: Vec<Result<(String, u64)>> = std::thread::scope(|scope| {
+        type Digested = ((String, u64), Vec<FileDigest>);
+        let committed: Vec<Result<Digested>> = std::thread::scope(|scope| {
             let handles: Vec<_> = (finished.iter().zip(sets))
-                .map(|((target, _, streamed), set)| {
+                .map(|((target, _, streamed, extras), set)| {
                     scope.spawn(move || {
                         let digest = match streamed {
                             Some(digest) => digest.clone(),
                             None => fetch::hash_file(&partial_path(target))?,
                         };
+                        let mut files = Vec::new();
+                        for extra in extras {
+                            let (sha256, size) = fetch::hash_file(&partial_path(extra))?;
+                            files.push(FileDigest::new(extra, size, sha256));
+                        }
                         set.commit().map_err(|e| e.with_path(target))?;
-                        Ok(digest)
+                        Ok((digest, files))
                     })
                 })
                 .collect();
@@ -393,17 +420,13 @@ impl Plan {
                 .collect()
         });
         let mut artefacts = Vec::new();
-        for ((o, (target, virtual_size, _)), digest) in outputs.iter().zip(finished).zip(committed)
+        for ((o, (target, virtual_size, _, _)), digest) in
+            outputs.iter().zip(finished).zip(committed)
         {
-            let (sha256, size) = digest?;
-            artefacts.push(Artefact::new(
-                &self.spec,
-                o,
-                &target,
-                size,
-                sha256,
-                virtual_size,
-            ));
+            let ((sha256, size), files) = digest?;
+            let mut artefact = Artefact::new(&self.spec, o, &target, size, sha256, virtual_size);
+            artefact.files = files;
+            artefacts.push(artefact);
         }
         Ok(artefacts)
     }

@@ -4,8 +4,8 @@ use std::io::Read;
 use std::path::Path;
 
 use crate::container::manifest::Algorithm;
-use crate::container::ova::Package;
 use crate::container::ovf::{Adapter, Bus, Machine, Nic, Product, Target};
+use crate::container::package::Package;
 use crate::disk::KvOptions;
 use crate::error::{Error, ErrorKind, Result};
 use crate::spec::model::{self, Controller, Firmware, ManifestDigest};

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::container::package::file_names;
 use crate::error::{Error, Result};
 use crate::io::output::OutputSet;
 use crate::spec::model::{ContainerFormat, Firmware};
@@ -38,6 +39,37 @@ pub struct Artefact {
     /// The command (argv) that uploads this artefact to Glance, `openstack image create ...`;
     /// `<KERNEL_IMAGE_ID>`/`<RAMDISK_IMAGE_ID>` stand for ids the user substitutes.
     pub glance_args: Vec<String>,
+    /// The artefact's other files (an `ovf` package's manifest and disk), in package order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileDigest>,
+}
+
+/// One more file of an artefact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileDigest {
+    /// File name, relative to the output directory.
+    pub path: String,
+    /// File size in bytes.
+    pub size: u64,
+    /// SHA-256, hex.
+    pub sha256: String,
+}
+
+impl FileDigest {
+    /// The digest of the file at `path` (named by its file name).
+    pub fn new(path: &Path, size: u64, sha256: String) -> Self {
+        Self {
+            path: file_name(path),
+            size,
+            sha256,
+        }
+    }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 impl Artefact {
@@ -50,11 +82,13 @@ impl Artefact {
         sha256: String,
         virtual_size: u64,
     ) -> Self {
-        let path = target
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let glance_args = glance_args(o, &path, &spec.name, spec.firmware);
+        let path = file_name(target);
+        // Glance stores one file: for an `ovf` package, its disk.
+        let upload = match o.container {
+            ContainerFormat::Ovf => file_names(target)[2].clone(),
+            _ => path.clone(),
+        };
+        let glance_args = glance_args(o, &upload, &spec.name, spec.firmware);
         Self {
             name: o.name.clone(),
             path,
@@ -64,6 +98,7 @@ impl Artefact {
             container_format: o.container.name().into(),
             virtual_size,
             glance_args,
+            files: Vec::new(),
         }
     }
 }
@@ -98,6 +133,7 @@ impl Artefact {
             container_format: "bare".into(),
             virtual_size: size,
             glance_args,
+            files: Vec::new(),
         }
     }
 }
@@ -164,10 +200,13 @@ impl BuildReport {
 
     /// `sha256sum` lines sorted by file name.
     pub fn sha256sums(&self) -> String {
-        let mut lines: Vec<String> = self
-            .artefacts
-            .iter()
-            .map(|a| format!("{}  {}\n", a.sha256, a.path))
+        let mut lines: Vec<String> = (self.artefacts.iter())
+            .flat_map(|a| {
+                let main = (a.sha256.as_str(), a.path.as_str());
+                let files = a.files.iter().map(|f| (f.sha256.as_str(), f.path.as_str()));
+                std::iter::once(main).chain(files)
+            })
+            .map(|(sha256, path)| format!("{sha256}  {path}\n"))
             .collect();
         lines.sort_by(|a, b| a.get(66..).cmp(&b.get(66..)));
         lines.concat()
@@ -249,7 +288,7 @@ mod tests {
     }
 
     #[test]
-    fn sha256sums_are_sorted_by_file_name() {
+    fn sha256sums_list_every_file_sorted_by_name() {
         let artefact = |path: &str, sha: char| Artefact {
             name: path.into(),
             path: path.into(),
@@ -259,16 +298,30 @@ mod tests {
             container_format: "bare".into(),
             virtual_size: 0,
             glance_args: Vec::new(),
+            files: Vec::new(),
         };
+        let mut package = artefact("c.ovf", 'c');
+        package.files.push(FileDigest {
+            path: "a.vmdk".into(),
+            size: 0,
+            sha256: "d".repeat(64),
+        });
         let report = BuildReport {
             creator: String::new(),
             name: "n".into(),
             version: None,
-            artefacts: vec![artefact("b.raw", 'a'), artefact("a.raw", 'b')],
+            artefacts: vec![package, artefact("b.raw", 'a'), artefact("a.raw", 'b')],
         };
+        let line = |c: &str, name: &str| format!("{}  {name}\n", c.repeat(64));
         assert_eq!(
             report.sha256sums(),
-            format!("{}  a.raw\n{}  b.raw\n", "b".repeat(64), "a".repeat(64))
+            [
+                line("b", "a.raw"),
+                line("d", "a.vmdk"),
+                line("a", "b.raw"),
+                line("c", "c.ovf")
+            ]
+            .concat()
         );
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::{Checker, ValidDisk, ValidOutput};
-use crate::container::ova::MAX_MEMBER_NAME;
+use crate::container::package::MAX_MEMBER_NAME;
 use crate::disk::KvOptions;
 use crate::spec::Issue;
 use crate::spec::model::{
@@ -127,10 +127,7 @@ impl Checker<'_> {
             return;
         }
         let missing = match c {
-            C::Bare | C::Ova => return,
-            C::Ovf => {
-                "the `ovf` container (descriptor and disk as separate files) is not implemented in this kiln yet; use `container_format: ova`"
-            }
+            C::Bare | C::Ova | C::Ovf => return,
             _ => {
                 "Amazon aki/ari/ami containers (Glance triplet, EC2 bundle) are not implemented in this kiln yet"
             }

@@ -1,19 +1,22 @@
-//! The OVA package (DSP0243 §5.3): a plain ustar archive holding, in this order, the
-//! descriptor `NAME.ovf`, the manifest `NAME.mf` and the disk `NAME-disk1.vmdk`.
+//! OVF packages (DSP0243 §5): the descriptor `NAME.ovf`, the manifest `NAME.mf` and the disk
+//! `NAME-disk1.vmdk` (streamOptimized), either as three files side by side ([`Form::Files`],
+//! Glance's `ovf`) or in a plain ustar archive in that order ([`Form::Ova`]).
 //!
-//! The writer reserves the archive's head (descriptor and manifest members, the disk's tar
-//! header), streams the streamOptimized VMDK into its member while hashing it, and writes the
-//! head and the end-of-archive blocks when the disk is complete. RAM: the VMDK writer's
-//! batches plus the descriptor. Every member is a regular file, mode 0644, owner 0:0, mtime
-//! from the build context, so the same disk gives the same bytes.
+//! The streamOptimized VMDK is written front to back and hashed as it is written. For an
+//! OVA the writer first reserves the archive's head (descriptor and manifest members, the
+//! disk's tar header), streams the VMDK into its member, and writes the head and the
+//! end-of-archive blocks when the disk is complete. RAM: the VMDK writer's batches plus the
+//! descriptor. Every member is a regular file, mode 0644, owner 0:0, mtime from the build
+//! context, so the same disk gives the same bytes.
 
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
+use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::manifest::{self, Algorithm, Hasher};
-use super::ovf::{DiskFile, Machine};
+use super::ovf::{DiskFile, Machine, SIZE_WIDTH};
 use crate::disk::{self, CreateRequest, DiskWriter, Extent, WriteReport};
 use crate::error::{Error, ErrorKind, Result};
 use crate::io::output::OutputSet;
@@ -55,7 +58,16 @@ impl From<OvaError> for Error {
     }
 }
 
-/// What goes into an OVA besides the disk's bytes.
+/// How the package's files are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    /// One tar archive (`.ova`).
+    Ova,
+    /// Descriptor, manifest and disk as files in the output directory.
+    Files,
+}
+
+/// What goes into a package besides the disk's bytes.
 #[derive(Debug, Clone)]
 pub struct Package {
     /// The machine the descriptor describes.
@@ -64,12 +76,29 @@ pub struct Package {
     pub digest: Algorithm,
 }
 
-/// Writes an OVA while the disk is read: a [`DiskWriter`] for the whole package.
-pub struct OvaWriter {
+/// Writes a package while the disk is read: a [`DiskWriter`] for the whole package.
+pub struct PackageWriter {
     vmdk: Box<dyn DiskWriter>,
     tally: Arc<Mutex<Tally>>,
+    /// The OVA, or the descriptor file.
     file: File,
+    /// The manifest file ([`Form::Files`]).
+    manifest_file: Option<File>,
     layout: Layout,
+}
+
+/// The descriptor, manifest and disk file names of a package whose primary target (the
+/// `.ova` or `.ovf`) is `target`.
+pub fn file_names(target: &Path) -> [String; 3] {
+    let stem = target
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    [
+        format!("{stem}.ovf"),
+        format!("{stem}.mf"),
+        format!("{stem}-disk1.vmdk"),
+    ]
 }
 
 /// Where the members go and what the head says.
@@ -79,7 +108,8 @@ struct Layout {
     names: [String; 3],
     capacity: u64,
     mtime: u64,
-    descriptor_len: usize,
+    /// The descriptor's length in an OVA (see [`DiskFile::size_width`]).
+    descriptor_len: Option<usize>,
     /// Where the disk member's bytes start: the head's length.
     data_offset: u64,
 }
@@ -90,45 +120,58 @@ struct Tally {
     bytes: u64,
 }
 
-impl OvaWriter {
-    /// Starts the OVA at `out`'s primary target; `req` describes the disk (format vmdk).
+impl PackageWriter {
+    /// Starts the package at `out`'s primary target (the `.ova`, or the `.ovf` beside which
+    /// the manifest and disk go); `req` describes the disk (format vmdk).
     ///
     /// # Errors
-    /// Member names too long for tar, invalid VMDK options, failure creating the file.
-    pub fn new(req: &CreateRequest<'_>, package: Package, out: &mut OutputSet) -> Result<Self> {
-        let stem = out
-            .primary_path()
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let names = [
-            format!("{stem}.ovf"),
-            format!("{stem}.mf"),
-            format!("{stem}-disk1.vmdk"),
-        ];
-        if let Some(long) = names.iter().find(|n| n.len() > MAX_MEMBER_NAME) {
+    /// Member names too long for tar, invalid VMDK options, failure creating the files.
+    pub fn new(
+        req: &CreateRequest<'_>,
+        package: Package,
+        form: Form,
+        out: &mut OutputSet,
+    ) -> Result<Self> {
+        let names = file_names(out.primary_path());
+        if form == Form::Ova
+            && let Some(long) = names.iter().find(|n| n.len() > MAX_MEMBER_NAME)
+        {
             return Err(OvaError::NameTooLong { name: long.clone() }.into());
         }
         let capacity = req.virtual_size.next_multiple_of(BLOCK);
-        let descriptor_len = package
-            .machine
-            .render(&disk_file(&names, 0, capacity))
-            .len();
+        let descriptor_len = (form == Form::Ova).then(|| {
+            (package.machine)
+                .render(&disk_file(&names, 0, capacity, SIZE_WIDTH))
+                .len()
+        });
         let placeholder = "0".repeat(package.digest.hex_len());
         let manifest_len = manifest::render(
             package.digest,
             &[(&names[0], &placeholder), (&names[2], &placeholder)],
         )
         .len();
-        let data_offset = 3 * BLOCK + padded(descriptor_len as u64) + padded(manifest_len as u64);
-        let mut file = out.create_primary()?;
-        file.seek(SeekFrom::Start(data_offset))?;
+        let (file, manifest_file, disk, data_offset) = match form {
+            Form::Ova => {
+                let descriptor_len = descriptor_len.unwrap_or_default() as u64;
+                let data_offset = 3 * BLOCK + padded(descriptor_len) + padded(manifest_len as u64);
+                let mut file = out.create_primary()?;
+                file.seek(SeekFrom::Start(data_offset))?;
+                let disk = file.try_clone()?;
+                (file, None, disk, data_offset)
+            }
+            Form::Files => {
+                let file = out.create_primary()?;
+                let manifest_file = out.create_sibling(&names[1])?;
+                let disk = out.create_sibling(&names[2])?;
+                (file, Some(manifest_file), disk, 0)
+            }
+        };
         let tally = Arc::new(Mutex::new(Tally {
             hasher: Some(package.digest.hasher()),
             bytes: 0,
         }));
         let sink = TallyWriter {
-            file: file.try_clone()?,
+            file: disk,
             tally: Arc::clone(&tally),
         };
         let vmdk = disk::vmdk::create_stream_into(req, Box::new(sink), &names[2])?;
@@ -144,20 +187,28 @@ impl OvaWriter {
             vmdk,
             tally,
             file,
+            manifest_file,
             layout,
         })
     }
 }
 
 impl Layout {
-    /// The archive's head: descriptor and manifest members and the disk's tar header.
-    fn head(&self, disk_len: u64, disk_digest: &str) -> Result<Vec<u8>> {
-        let [ovf_name, mf_name, disk_name] = &self.names;
-        let descriptor =
-            (self.package.machine).render(&disk_file(&self.names, disk_len, self.capacity));
-        if descriptor.len() != self.descriptor_len {
+    /// The descriptor and the manifest of a disk of `disk_len` bytes.
+    fn descriptor_and_manifest(
+        &self,
+        disk_len: u64,
+        disk_digest: &str,
+    ) -> Result<(String, String)> {
+        let [ovf_name, _, disk_name] = &self.names;
+        let width = self.descriptor_len.map_or(0, |_| SIZE_WIDTH);
+        let disk = disk_file(&self.names, disk_len, self.capacity, width);
+        let descriptor = self.package.machine.render(&disk);
+        if let Some(reserved) = self.descriptor_len
+            && descriptor.len() != reserved
+        {
             return Err(OvaError::DescriptorLength {
-                reserved: self.descriptor_len,
+                reserved,
                 found: descriptor.len(),
             }
             .into());
@@ -168,6 +219,12 @@ impl Layout {
             alg,
             &[(ovf_name, &descriptor_digest), (disk_name, disk_digest)],
         );
+        Ok((descriptor, manifest))
+    }
+
+    /// The archive's head: descriptor and manifest members and the disk's tar header.
+    fn head(&self, descriptor: &str, manifest: &str, disk_len: u64) -> Result<Vec<u8>> {
+        let [ovf_name, mf_name, disk_name] = &self.names;
         let mut head = Vec::new();
         for (name, bytes) in [
             (ovf_name, descriptor.as_bytes()),
@@ -196,16 +253,17 @@ impl Layout {
     }
 }
 
-impl DiskWriter for OvaWriter {
+impl DiskWriter for PackageWriter {
     fn write_extent(&mut self, extent: Extent<'_>) -> Result<()> {
         self.vmdk.write_extent(extent)
     }
 
     fn finish(self: Box<Self>) -> Result<WriteReport> {
-        let OvaWriter {
+        let PackageWriter {
             vmdk,
             tally,
             file,
+            manifest_file,
             layout,
         } = *self;
         let report = vmdk.finish()?;
@@ -214,7 +272,13 @@ impl DiskWriter for OvaWriter {
             (tally.hasher.take(), tally.bytes)
         };
         let digest = hasher.map(Hasher::finish_hex).unwrap_or_default();
-        let head = layout.head(disk_len, &digest)?;
+        let (descriptor, manifest) = layout.descriptor_and_manifest(disk_len, &digest)?;
+        if let Some(manifest_file) = manifest_file {
+            file.write_all_at(descriptor.as_bytes(), 0)?;
+            manifest_file.write_all_at(manifest.as_bytes(), 0)?;
+            return Ok(report);
+        }
+        let head = layout.head(&descriptor, &manifest, disk_len)?;
         debug_assert_eq!(head.len() as u64, layout.data_offset);
         file.write_all_at(&head, 0)?;
         // Pad the disk member to a block, then two zero blocks end the archive.
@@ -247,11 +311,12 @@ impl Write for TallyWriter {
     }
 }
 
-fn disk_file(names: &[String; 3], size: u64, capacity: u64) -> DiskFile {
+fn disk_file(names: &[String; 3], size: u64, capacity: u64, size_width: usize) -> DiskFile {
     DiskFile {
         href: names[2].clone(),
         size,
         capacity,
+        size_width,
     }
 }
 
