@@ -434,8 +434,12 @@ fn instance_id(spec: &SeedSpec) -> String {
     format!("iid-{hex}")
 }
 
-/// meta-data as written: the given document plus the keys kiln adds.
-fn render_meta_data(spec: &SeedSpec) -> Result<Vec<u8>> {
+/// meta-data as written: the given document plus the keys kiln adds (`instance-id`,
+/// `local-hostname`, `public-keys`).
+///
+/// # Errors
+/// meta-data that is not a mapping, conflicting keys, a bad hostname.
+pub fn render_meta_data(spec: &SeedSpec) -> Result<Vec<u8>> {
     let given = spec.meta_data.clone().unwrap_or_default();
     let doc = parse_mapping("meta-data", &given)?;
     let mut extra = String::new();

@@ -326,3 +326,77 @@ fn unreadable_licence_text_is_named() {
     );
     assert!(!d.path("out/app.ova").exists() && !d.path("out/app.ova.partial").exists());
 }
+
+/// Plays VMware's part (the OVF environment it builds from the descriptor's properties and
+/// hands the guest as `guestinfo.ovfEnv`) and lets cloud-init's own OVF datasource read it;
+/// prints `[metadata, user-data, config]` as JSON.
+const OVF_ENV_READER: &str = r#"
+import json, sys
+import xml.etree.ElementTree as ET
+sys.path.insert(0, sys.argv[1])
+from cloudinit.sources import DataSourceOVF
+OVF = "{http://schemas.dmtf.org/ovf/envelope/1}"
+root = ET.parse(sys.argv[2]).getroot()
+hw = root.find(f"{OVF}VirtualSystem/{OVF}VirtualHardwareSection")
+assert hw.get(f"{OVF}transport") == "com.vmware.guestInfo", hw.attrib
+env = ET.Element("Environment", {"xmlns": "http://schemas.dmtf.org/ovf/environment/1",
+                                 "xmlns:oe": "http://schemas.dmtf.org/ovf/environment/1"})
+section = ET.SubElement(env, "PropertySection")
+for p in root.iter(f"{OVF}Property"):
+    ET.SubElement(section, "Property", {"oe:key": p.get(f"{OVF}key"), "oe:value": p.get(f"{OVF}value")})
+md, ud, cfg = DataSourceOVF.read_ovf_environment(ET.tostring(env, encoding="unicode"), True)
+print(json.dumps([md, ud.decode() if ud else None, cfg]))
+"#;
+
+#[test]
+fn ovf_properties_reach_cloud_init_through_its_ovf_datasource() {
+    let d = Dir::new();
+    let extra = "cloud_init:\n  user_data: { packages: [nginx] }\n  meta_data: { instance-id: web-1, local-hostname: web }\n  network_config: { version: 2, ethernets: { eth0: { dhcp4: true } } }\n  deliver: [ovf-properties, seed-iso]\n";
+    setup(
+        &d,
+        &spec(extra, "{ disk_format: vmdk, container_format: ova }"),
+    );
+    d.kiln_ok(&["build", "spec.yaml", "-o", "out"]);
+    let ova = d.path("out/app.ova");
+    check_ova(&ova, "vmware");
+    check_ova(&ova, "generic");
+    check_seed(
+        &d.path("out/app-seed.iso"),
+        &["--expect-instance-id", "web-1"],
+    );
+    extract(&ova, &d.path("x"));
+    let (python, pydir) = cloud_init_python();
+    let out = std::process::Command::new(python)
+        .args(["-c", OVF_ENV_READER])
+        .arg(&pydir)
+        .arg(d.path("x/app.ovf"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["instance-id"], "web-1", "{v}");
+    assert_eq!(v[0]["local-hostname"], "web", "{v}");
+    assert_eq!(
+        v[0]["network-config"],
+        serde_json::json!({ "version": 2, "ethernets": { "eth0": { "dhcp4": true } } }),
+        "{v}"
+    );
+    let user_data = v[1].as_str().unwrap();
+    assert!(
+        user_data.starts_with("#cloud-config\n") && user_data.contains("nginx"),
+        "{v}"
+    );
+}
+
+#[test]
+fn ovf_properties_cannot_go_to_virtualbox() {
+    let extra = "cloud_init:\n  meta_data: { instance-id: a }\n  deliver: [ovf-properties]\n";
+    refused(
+        &spec(
+            extra,
+            "{ disk_format: vmdk, container_format: ova, target: virtualbox }",
+        ),
+        1,
+        &["spec.yaml:6:12", "cloud_init.deliver", "cannot reach a"],
+    );
+}

@@ -269,11 +269,11 @@ fn seed_clashing_with_an_output_is_refused() {
 }
 
 #[test]
-fn ovf_properties_delivery_reports_the_missing_capability() {
+fn ovf_properties_delivery_needs_a_package_output() {
     let text = with_cloud_init(
         "  meta_data: { instance-id: x-1 }\n  deliver: [seed-iso, ovf-properties]\n",
     );
-    insta::assert_snapshot!(build_error(&[("spec.yaml", text.as_bytes())]));
+    insta::assert_snapshot!(spec_errors(&[("spec.yaml", text.as_bytes())]));
 }
 
 #[test]

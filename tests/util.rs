@@ -180,6 +180,29 @@ pub fn check_ova(package: &Path, profile: &str) {
     );
 }
 
+/// The oracle venv's python and the directory of cloud-init's unpacked code (both made by
+/// `../shared/oracles/install.sh`); panics with the install hint when missing.
+pub fn cloud_init_python() -> (PathBuf, PathBuf) {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache")
+        });
+    let venv = std::env::var_os("KILN_ORACLES_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cache.join("kiln/oracles-venv"));
+    let ci = std::env::var_os("KILN_ORACLES_CLOUD_INIT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cache.join("kiln/cloud-init"));
+    let python = venv.join("bin/python");
+    let pydir = ci.join("usr/lib/python3/dist-packages");
+    assert!(
+        python.exists() && pydir.join("cloudinit/sources/DataSourceOVF.py").exists(),
+        "cloud-init's code or the oracle venv is missing; run `bash ../shared/oracles/install.sh`"
+    );
+    (python, pydir)
+}
+
 /// A small deterministic PRNG (xorshift64*), so sources need no extra crate.
 pub struct Rng(u64);
 

@@ -5,9 +5,11 @@
 //! A package is written in one pass: the streamOptimized VMDK goes straight into its file
 //! (or its place in the tar) while the disk is read, and the descriptor and manifest, which
 //! need the VMDK's size and digest, are written at the end (for an OVA in front of the disk:
-//! their length is known before, see [`ovf::SIZE_WIDTH`]). Not implemented: several disks in
-//! one package, certificates (`.cert`), OVF environment properties.
+//! their length is known before, see [`ovf::SIZE_WIDTH`]). cloud-init data can ride along as
+//! OVF environment properties ([`cloud_init`]). Not implemented: several disks in one
+//! package, certificates (`.cert`), reading packages.
 
+pub mod cloud_init;
 pub mod manifest;
 pub mod ovf;
 pub mod package;

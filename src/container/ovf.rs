@@ -22,6 +22,7 @@
 use std::fmt::Write as _;
 
 use super::GuestOs;
+use super::cloud_init::Property;
 
 /// Characters reserved for the disk file's `ovf:size` value (`u64::MAX` has 20 digits).
 pub const SIZE_WIDTH: usize = 20;
@@ -113,6 +114,9 @@ pub struct Machine {
     pub bus: Option<Bus>,
     /// Network adapters, in order.
     pub adapters: Vec<Adapter>,
+    /// OVF environment properties (ProductSection), handed to the guest through VMware's
+    /// `com.vmware.guestInfo` transport.
+    pub properties: Vec<Property>,
 }
 
 /// The disk file a descriptor references.
@@ -208,19 +212,39 @@ impl Machine {
         names
     }
 
+    /// ProductSection: product metadata, then the properties (schema order).
     fn product(&self, x: &mut Xml) {
-        let Some(p) = &self.product else { return };
+        if self.product.is_none() && self.properties.is_empty() {
+            return;
+        }
         x.line(2, "<ProductSection>");
         x.leaf(3, "Info", "Information about the installed software");
-        x.leaf(3, "Product", &p.name);
-        for (tag, value) in [
-            ("Vendor", &p.vendor),
-            ("Version", &p.version),
-            ("ProductUrl", &p.url),
-        ] {
-            if let Some(v) = value {
-                x.leaf(3, tag, v);
+        if let Some(p) = &self.product {
+            x.leaf(3, "Product", &p.name);
+            for (tag, value) in [
+                ("Vendor", &p.vendor),
+                ("Version", &p.version),
+                ("ProductUrl", &p.url),
+            ] {
+                if let Some(v) = value {
+                    x.leaf(3, tag, v);
+                }
             }
+        }
+        if !self.properties.is_empty() {
+            x.leaf(3, "Category", "cloud-init");
+        }
+        for p in &self.properties {
+            x.line(
+                3,
+                &format!(
+                    r#"<Property ovf:key="{}" ovf:type="string" ovf:userConfigurable="true" ovf:value="{}">"#,
+                    p.key,
+                    esc_attr(&p.value)
+                ),
+            );
+            x.leaf(4, "Label", p.label);
+            x.line(3, "</Property>");
         }
         x.line(2, "</ProductSection>");
     }
@@ -255,7 +279,14 @@ impl Machine {
     }
 
     fn hardware(&self, x: &mut Xml) {
-        x.line(2, "<VirtualHardwareSection>");
+        if self.properties.is_empty() {
+            x.line(2, "<VirtualHardwareSection>");
+        } else {
+            x.line(
+                2,
+                r#"<VirtualHardwareSection ovf:transport="com.vmware.guestInfo">"#,
+            );
+        }
         x.leaf(3, "Info", "Virtual hardware requirements");
         let system_type = match self.target {
             Target::Vmware => "vmx-13",
@@ -383,6 +414,15 @@ impl Xml {
     }
 }
 
+/// `text` for an attribute value: escaped, and with line breaks and tabs as character
+/// references (attribute-value normalisation would turn them into spaces).
+fn esc_attr(text: &str) -> String {
+    esc(text)
+        .replace('\n', "&#10;")
+        .replace('\r', "&#13;")
+        .replace('\t', "&#9;")
+}
+
 /// `text` with XML's special characters escaped (for content and attribute values).
 fn esc(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -420,6 +460,7 @@ mod tests {
                 network: "VM Network".into(),
                 model: None,
             }],
+            properties: Vec::new(),
         }
     }
 

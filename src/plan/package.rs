@@ -3,6 +3,7 @@
 use std::io::Read;
 use std::path::Path;
 
+use crate::container::cloud_init;
 use crate::container::manifest::Algorithm;
 use crate::container::ovf::{Adapter, Bus, Machine, Nic, Product, Target};
 use crate::container::package::Package;
@@ -60,6 +61,10 @@ pub fn package(spec: &ValidSpec, o: &ValidOutput) -> Result<Package> {
                 }),
             })
             .collect(),
+        properties: match &spec.ovf_properties {
+            Some(contents) => cloud_init::properties(contents)?,
+            None => Vec::new(),
+        },
     };
     let digest = match o.manifest {
         ManifestDigest::Sha1 => Algorithm::Sha1,

@@ -208,7 +208,9 @@ pub enum Delivery {
     SeedIso,
     /// A NoCloud seed FAT image (`CIDATA`), `<name>-seed.img`, built beside the disks.
     SeedVfat,
-    /// OVF environment properties (ovf/ova containers).
+    /// OVF environment properties in the ova/ovf packages' ProductSection (instance-id,
+    /// hostname, public-keys, base64 user-data and network-config), which VMware hands the
+    /// guest and cloud-init's OVF datasource reads. Not for VirtualBox packages.
     OvfProperties,
 }
 

@@ -18,6 +18,7 @@ use super::model::{
 };
 use super::{Issue, Span, SpecErrors, load};
 use crate::disk::{self, DiskFormat, KvOptions, OpenOptions};
+use crate::seed::SeedSpec;
 use crate::size::parse_size;
 
 /// Where a disk's bytes come from, resolved.
@@ -106,6 +107,8 @@ pub struct ValidSpec {
     pub outputs: Vec<ValidOutput>,
     /// cloud-init seeds, in `deliver` order.
     pub seeds: Vec<ValidSeed>,
+    /// cloud-init data for OVF environment properties (`deliver: [ovf-properties]`).
+    pub ovf_properties: Option<SeedSpec>,
     /// Valid requests this build cannot carry out (missing capabilities).
     pub unsupported: Vec<Issue>,
 }
@@ -180,7 +183,7 @@ pub fn validate(path: &Path, spec: Spec, text: String) -> Result<ValidSpec, Spec
     let machine = c.machine(&spec);
     let disks = c.disks(&spec);
     let outputs = c.outputs(&spec, &name, &disks);
-    let seeds = c.cloud_init(&spec, &name, &outputs);
+    let (seeds, ovf_properties) = c.cloud_init(&spec, &name, &outputs);
     let Checker {
         mut issues,
         unsupported,
@@ -205,6 +208,7 @@ pub fn validate(path: &Path, spec: Spec, text: String) -> Result<ValidSpec, Spec
         disks,
         outputs,
         seeds,
+        ovf_properties,
         unsupported,
     })
 }

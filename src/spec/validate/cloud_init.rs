@@ -8,8 +8,9 @@
 //! [`to_yaml`] (keys sorted, strings quoted unless plainly safe) so the same spec always
 //! gives the same seed bytes; inline user-data gets the `#cloud-config` first line.
 //!
-//! Refused: `ovf-properties` delivery (kept as a missing capability: there is no OVF
-//! container yet), a seed whose name or file clashes with an output.
+//! `ovf-properties` delivery hands the same data to the OVF packages
+//! (`crate::container::cloud_init`); it needs at least one ova/ovf output and none for
+//! VirtualBox. Refused: a seed whose name or file clashes with an output.
 
 use std::collections::BTreeMap;
 
@@ -17,7 +18,9 @@ use serde_json::Value;
 
 use super::{Checker, ValidOutput};
 use crate::seed::{self, SeedFormat, SeedSpec};
-use crate::spec::model::{CloudInit, CloudInitPart, Delivery, Spanned, Spec};
+use crate::spec::model::{
+    CloudInit, CloudInitPart, ContainerFormat, Delivery, Spanned, Spec, Target,
+};
 use crate::spec::{Issue, Span, load};
 
 /// A NoCloud seed to build.
@@ -59,9 +62,9 @@ impl Checker<'_> {
         spec: &Spec,
         spec_name: &str,
         outputs: &[ValidOutput],
-    ) -> Vec<ValidSeed> {
+    ) -> (Vec<ValidSeed>, Option<SeedSpec>) {
         let Some(ci) = &spec.cloud_init else {
-            return Vec::new();
+            return (Vec::new(), None);
         };
         let contents = self.seed_contents(ci);
         let deliver_at = ci
@@ -75,6 +78,7 @@ impl Checker<'_> {
             .as_ref()
             .map_or(vec![Delivery::SeedIso], |d| d.value.clone());
         let mut seeds: Vec<ValidSeed> = Vec::new();
+        let mut ovf_properties = None;
         for d in deliver {
             let (name, file, format) = match d {
                 Delivery::SeedIso => ("seed-iso", format!("{spec_name}-seed.iso"), SeedFormat::Iso),
@@ -84,10 +88,8 @@ impl Checker<'_> {
                     SeedFormat::Vfat,
                 ),
                 Delivery::OvfProperties => {
-                    let message = "cloud-init delivery through OVF environment properties is not implemented in this kiln yet; use `deliver: [seed-iso]`";
-                    let issue =
-                        Issue::at(&deliver_at, self.text, "cloud_init.deliver", message.into());
-                    self.unsupported.push(issue);
+                    self.ovf_delivery(deliver_at, outputs);
+                    ovf_properties.clone_from(&contents);
                     continue;
                 }
             };
@@ -113,7 +115,25 @@ impl Checker<'_> {
                 span,
             });
         }
-        seeds
+        (seeds, ovf_properties)
+    }
+
+    /// OVF environment properties reach the guest only from a VMware package.
+    fn ovf_delivery(&mut self, at: serde_saphyr::Location, outputs: &[ValidOutput]) {
+        let packages: Vec<&ValidOutput> = (outputs.iter())
+            .filter(|o| matches!(o.container, ContainerFormat::Ova | ContainerFormat::Ovf))
+            .collect();
+        if packages.is_empty() {
+            let message = "`ovf-properties` needs an output with `container_format: ova` or `ovf`; add one or deliver a seed (`seed-iso`)";
+            self.err_loc(at, "cloud_init.deliver", message.into());
+        }
+        for o in packages.iter().filter(|o| o.target == Target::Virtualbox) {
+            let message = format!(
+                "`ovf-properties` cannot reach a VirtualBox guest (VirtualBox has no OVF environment transport), but outputs[{}] targets virtualbox; deliver `seed-iso` instead",
+                o.index
+            );
+            self.err_loc(at, "cloud_init.deliver", message);
+        }
     }
 
     /// The seed's files, each checked; `None` once a problem is reported.
