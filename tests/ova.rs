@@ -87,6 +87,27 @@ fn vmware_ova_passes_every_oracle_and_holds_the_source_disk() {
 }
 
 #[test]
+fn an_ova_is_not_mistaken_for_a_raw_disk() {
+    let d = Dir::new();
+    setup(
+        &d,
+        &spec("", "{ disk_format: vmdk, container_format: ova }"),
+    );
+    d.kiln_ok(&["build", "spec.yaml", "-o", "out"]);
+    let err = d.kiln_err(&["convert", "-O", "qcow2", "out/app.ova", "x.qcow2"], 1);
+    assert!(
+        err.contains("out/app.ova") && err.contains("tar archive"),
+        "{err}"
+    );
+    let err = d.kiln_err(&["info", "out/app.ova"], 1);
+    assert!(err.contains("tar archive"), "{err}");
+    assert!(!d.path("x.qcow2").exists() && !d.path("x.qcow2.partial").exists());
+    // Asked for explicitly, the archive's bytes are a raw disk.
+    d.kiln_ok(&["convert", "-f", "raw", "-O", "raw", "out/app.ova", "x.raw"]);
+    assert_same_file(&d.path("out/app.ova"), &d.path("x.raw"));
+}
+
+#[test]
 fn virtualbox_ova_uses_its_hardware_and_every_manifest_digest() {
     for (digest, label) in [
         ("sha1", "SHA1("),

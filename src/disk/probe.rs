@@ -9,13 +9,16 @@
 //! 7. ISO 9660 `CD001` at 0x8001
 //! 8. VHD `conectix` in the last 512 bytes (fixed VHD; qemu-img and format_inspector call
 //!    this raw, kiln does not)
-//! 9. otherwise raw
+//! 9. a tar archive (`ustar` at 257, as in an OVA) is refused: it is a package, not a disk,
+//!    and reading it as raw would copy the archive's bytes into a "disk" (`-f raw` still
+//!    does that on purpose)
+//! 10. otherwise raw
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
 use super::DiskFormat;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// `QFI\xfb`: the qcow magic.
 const QCOW2_MAGIC: &[u8] = b"QFI\xfb";
@@ -29,6 +32,10 @@ const VHDX_MAGIC: &[u8] = b"vhdxfile";
 const VHD_COOKIE: &[u8] = b"conectix";
 /// VDI image signature at header offset 0x40.
 const VDI_SIGNATURE: u32 = 0xbeda_107f;
+/// `ustar`: the POSIX and GNU tar header magic, at byte 257 of every header.
+const TAR_MAGIC: &[u8] = b"ustar";
+/// Where a tar header's magic is.
+const TAR_MAGIC_OFFSET: usize = 257;
 /// Offset of the ISO 9660 primary volume descriptor identifier (sector 16 + 1).
 const ISO_ID_OFFSET: u64 = 0x8001;
 
@@ -63,6 +70,11 @@ pub fn probe(file: &File) -> Result<DiskFormat> {
     }
     if len >= 512 && read_up_to(file, len - 512, 8)? == VHD_COOKIE {
         return Ok(DiskFormat::Vhd);
+    }
+    if head.get(TAR_MAGIC_OFFSET..TAR_MAGIC_OFFSET + TAR_MAGIC.len()) == Some(TAR_MAGIC) {
+        return Err(Error::unsupported(
+            "this is a tar archive (an OVA?), not a disk image; kiln does not read packages yet: extract the disk (`tar xf`) and use the .vmdk, or pass `-f raw` to copy the archive's bytes as a raw disk",
+        ));
     }
     Ok(DiskFormat::Raw)
 }
@@ -111,6 +123,14 @@ mod tests {
         let mut img = vec![0u8; 4096];
         img[4096 - 512..4096 - 504].copy_from_slice(VHD_COOKIE);
         assert_eq!(probe_bytes(&img), DiskFormat::Vhd);
+    }
+
+    #[test]
+    fn tar_archives_are_refused_not_read_as_raw() {
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(tar::Header::new_ustar().as_bytes()).unwrap();
+        let err = probe(&f).unwrap_err().to_string();
+        assert!(err.contains("tar archive"), "{err}");
     }
 
     #[test]
