@@ -129,18 +129,24 @@ fn minimal_example_builds_offline_and_says_where() {
 }
 
 #[test]
-fn minimal_example_builds_raw_qcow2_and_seed_identically_twice() {
+fn minimal_example_builds_raw_qcow2_ova_and_seed_identically_twice() {
     let d = Dir::new();
     let spec = repo("examples/minimal.yaml");
     let stdout = d.kiln_ok(&["build", &spec, "-o", "a", "--quiet"]);
     assert_eq!(
         stdout.lines().collect::<Vec<_>>(),
-        ["a/minimal.raw", "a/minimal.qcow2", "a/minimal-seed.iso"]
+        [
+            "a/minimal.raw",
+            "a/minimal.qcow2",
+            "a/minimal.ova",
+            "a/minimal-seed.iso"
+        ]
     );
     d.kiln_ok(&["build", &spec, "-o", "b", "--quiet"]);
     let files = [
         "minimal.raw",
         "minimal.qcow2",
+        "minimal.ova",
         "minimal-seed.iso",
         "minimal.kiln.json",
         "SHA256SUMS",
@@ -159,6 +165,9 @@ fn minimal_example_builds_raw_qcow2_and_seed_identically_twice() {
         Some(&raw),
         &["--virtual-size", &size],
     );
+    let ova = d.path("a/minimal.ova");
+    check_ova(&ova, "vmware");
+    check_ova(&ova, "virtualbox");
     let seed = d.path("a/minimal-seed.iso");
     check_seed(
         &seed,
@@ -172,6 +181,7 @@ fn minimal_example_builds_raw_qcow2_and_seed_identically_twice() {
     let sums = std::fs::read_to_string(d.path("a/SHA256SUMS")).unwrap();
     let expected: String = [
         (&seed, "minimal-seed.iso"),
+        (&ova, "minimal.ova"),
         (&qcow2, "minimal.qcow2"),
         (&raw, "minimal.raw"),
     ]
@@ -182,7 +192,7 @@ fn minimal_example_builds_raw_qcow2_and_seed_identically_twice() {
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(d.path("a/minimal.kiln.json")).unwrap())
             .unwrap();
-    let a = &report["artefacts"][2];
+    let a = &report["artefacts"][3];
     let seed_len = std::fs::metadata(&seed).unwrap().len();
     assert_eq!(
         (
