@@ -2,15 +2,15 @@
 //!
 //! validate (in `spec`) → [`Plan::new`] (pick outputs, refuse missing capabilities) →
 //! fetch sources ([`fetch`]) → one `disk::convert` per disk, which reads the disk once and
-//! feeds every output made from it, each through its own [`OutputSet`] (each artefact
-//! appears only when complete; a failure leaves artefacts of earlier disks in place) → the
-//! cloud-init NoCloud seeds (`kiln::seed::write_seed`) → `NAME.kiln.json` and `SHA256SUMS`
-//! ([`report`]).
+//! feeds every output made from it (bare disks, or ova/ovf packages described by
+//! [`package`]), each through its own [`OutputSet`] (each artefact appears only when
+//! complete; a failure leaves artefacts of earlier disks in place) → the cloud-init NoCloud
+//! seeds (`kiln::seed::write_seed`) → `NAME.kiln.json` and `SHA256SUMS` ([`report`]).
 //!
 //! A raw artefact is hashed as its bytes pass (they are the disk's bytes). The others are
 //! hashed by reading each finished file once (in parallel, holes not read) before it is
-//! renamed into place: their writers patch tables and headers with positioned writes, so
-//! a tee could not see the final bytes in order. A seed (a few KiB)
+//! renamed into place: their writers patch tables, headers or (in an OVA) the head with
+//! positioned writes, so a tee could not see the final bytes in order. A seed (a few KiB)
 //! is hashed once `write_seed` has renamed it. Every derived id comes from a
 //! [`BuildContext`] seeded with the spec and output names; timestamps from
 //! `SOURCE_DATE_EPOCH` or the fixed default.
@@ -193,10 +193,9 @@ impl Plan {
         for o in &self.outputs {
             let disk = &self.spec.disks[o.disk].name;
             let target = self.out_dir.join(&o.file);
-            let [_, mf, vmdk] = file_names(&target);
             let files = match o.container {
                 ContainerFormat::Ova => format!(" (holding {})", file_names(&target).join(", ")),
-                ContainerFormat::Ovf => format!(" (+ {mf}, {vmdk})"),
+                ContainerFormat::Ovf => format!(" (+ {})", file_names(&target)[1..].join(", ")),
                 _ => String::new(),
             };
             let _ = writeln!(
@@ -333,34 +332,11 @@ impl Plan {
         let mut writers = Vec::new();
         let mut digests = Vec::new();
         for o in outputs {
-            let ctx = BuildContext::from_env(&format!("{}/{}", self.spec.name, o.name));
-            let form = match o.container {
-                ContainerFormat::Ova => Some(Form::Ova),
-                ContainerFormat::Ovf => Some(Form::Files),
-                _ => None,
-            };
-            let options = if form.is_some() {
-                package::vmdk_options(&self.spec, o)
-            } else {
-                o.options.clone()
-            };
-            let req = CreateRequest {
-                format: o.engine_format,
-                virtual_size: reader.virtual_size(),
-                options: &options,
-                compress: false,
-                ctx: &ctx,
-            };
             let target = self.out_dir.join(&o.file);
             let mut set = OutputSet::new(&target, true);
-            let writer: Box<dyn DiskWriter> = match form {
-                Some(form) => {
-                    let package = package::package(&self.spec, o)?;
-                    let writer = PackageWriter::new(&req, package, form, &mut set);
-                    Box::new(writer.map_err(|e| e.with_path(&target))?)
-                }
-                None => disk::create(&req, &mut set).map_err(|e| e.with_path(&target))?,
-            };
+            let writer = self
+                .start_output(o, reader.virtual_size(), &mut set)
+                .map_err(|e| e.with_path(&target))?;
             // A raw image's bytes are the disk's bytes: hash them as they pass, on a lane
             // of their own, rather than re-reading the whole image afterwards.
             digests.push((o.engine_format == DiskFormat::Raw).then(StreamDigest::default));
@@ -384,14 +360,7 @@ impl Plan {
         for ((lane, digest), o) in writers.into_iter().zip(digests).zip(outputs) {
             let report = (lane.writer.finish()).map_err(|e| e.with_path(&lane.target))?;
             let streamed = digest.map(|d| (hex(&d.0.finalize()), report.virtual_size));
-            // An `ovf` package's manifest and disk are files of their own.
-            let extras: Vec<PathBuf> = match o.container {
-                ContainerFormat::Ovf => file_names(&lane.target)[1..]
-                    .iter()
-                    .map(|n| lane.target.with_file_name(n))
-                    .collect(),
-                _ => Vec::new(),
-            };
+            let extras = extra_files(o, &lane.target);
             finished.push((lane.target, report.virtual_size, streamed, extras));
         }
         // Each output is then hashed (raw ones already are) and synced and renamed on its
@@ -431,6 +400,40 @@ impl Plan {
         Ok(artefacts)
     }
 
+    /// The writer of output `o` (a disk of `virtual_size` bytes), creating its files in
+    /// `set`: a package writer for ova/ovf, else the disk format's own.
+    fn start_output(
+        &self,
+        o: &ValidOutput,
+        virtual_size: u64,
+        set: &mut OutputSet,
+    ) -> Result<Box<dyn DiskWriter>> {
+        let ctx = BuildContext::from_env(&format!("{}/{}", self.spec.name, o.name));
+        let form = match o.container {
+            ContainerFormat::Ova => Some(Form::Ova),
+            ContainerFormat::Ovf => Some(Form::Files),
+            _ => None,
+        };
+        let options = match form {
+            Some(_) => package::vmdk_options(&self.spec, o),
+            None => o.options.clone(),
+        };
+        let req = CreateRequest {
+            format: o.engine_format,
+            virtual_size,
+            options: &options,
+            compress: false,
+            ctx: &ctx,
+        };
+        match form {
+            Some(form) => {
+                let package = package::package(&self.spec, o)?;
+                Ok(Box::new(PackageWriter::new(&req, package, form, set)?))
+            }
+            None => disk::create(&req, set),
+        }
+    }
+
     /// Writes one seed (atomically, through `write_seed`'s partial file) and describes it.
     fn write_seed(&self, seed: &ValidSeed) -> Result<Artefact> {
         let ctx = BuildContext::from_env(&format!("{}/{}", self.spec.name, seed.name));
@@ -441,6 +444,16 @@ impl Plan {
         })?;
         let (sha256, size) = fetch::hash_file(&target)?;
         Ok(Artefact::seed(&self.spec, seed, size, sha256))
+    }
+}
+
+/// The files of output `o` besides `target`: an `ovf` package's manifest and disk.
+fn extra_files(o: &ValidOutput, target: &Path) -> Vec<PathBuf> {
+    match o.container {
+        ContainerFormat::Ovf => (file_names(target)[1..].iter())
+            .map(|n| target.with_file_name(n))
+            .collect(),
+        _ => Vec::new(),
     }
 }
 
