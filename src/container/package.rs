@@ -26,10 +26,10 @@ const BLOCK: u64 = 512;
 /// The longest member name a ustar header holds without a directory prefix.
 pub const MAX_MEMBER_NAME: usize = 100;
 
-/// Why an OVA cannot be written.
+/// Why a package cannot be written.
 #[remain::sorted]
 #[derive(Debug, thiserror::Error)]
-pub enum OvaError {
+pub enum PackageError {
     /// The descriptor changed length after the disk was written (a bug in kiln).
     #[error("OVF descriptor is {found} bytes, but {reserved} were reserved for it")]
     DescriptorLength {
@@ -48,11 +48,11 @@ pub enum OvaError {
     },
 }
 
-impl From<OvaError> for Error {
-    fn from(e: OvaError) -> Self {
+impl From<PackageError> for Error {
+    fn from(e: PackageError) -> Self {
         let kind = match e {
-            OvaError::DescriptorLength { .. } => ErrorKind::Io,
-            OvaError::NameTooLong { .. } => ErrorKind::InvalidInput,
+            PackageError::DescriptorLength { .. } => ErrorKind::Io,
+            PackageError::NameTooLong { .. } => ErrorKind::InvalidInput,
         };
         Error::new(kind, e)
     }
@@ -136,7 +136,7 @@ impl PackageWriter {
         if form == Form::Ova
             && let Some(long) = names.iter().find(|n| n.len() > MAX_MEMBER_NAME)
         {
-            return Err(OvaError::NameTooLong { name: long.clone() }.into());
+            return Err(PackageError::NameTooLong { name: long.clone() }.into());
         }
         let capacity = req.virtual_size.next_multiple_of(BLOCK);
         let descriptor_len = (form == Form::Ova).then(|| {
@@ -207,7 +207,7 @@ impl Layout {
         if let Some(reserved) = self.descriptor_len
             && descriptor.len() != reserved
         {
-            return Err(OvaError::DescriptorLength {
+            return Err(PackageError::DescriptorLength {
                 reserved,
                 found: descriptor.len(),
             }
@@ -323,4 +323,58 @@ fn disk_file(names: &[String; 3], size: u64, capacity: u64, size_width: usize) -
 /// `len` rounded up to whole tar blocks.
 fn padded(len: u64) -> u64 {
     len.next_multiple_of(BLOCK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::container::guest_os;
+    use crate::container::ovf::Target;
+
+    fn layout() -> Layout {
+        let machine = Machine {
+            name: "a".into(),
+            description: None,
+            product: None,
+            eula: None,
+            os: *guest_os("linux-64").unwrap(),
+            cpus: 1,
+            memory_mib: 512,
+            efi: false,
+            target: Target::Vmware,
+            bus: None,
+            adapters: Vec::new(),
+            properties: Vec::new(),
+        };
+        Layout {
+            package: Package {
+                machine,
+                digest: Algorithm::Sha256,
+            },
+            names: file_names(Path::new("a.ova")),
+            capacity: 1 << 20,
+            mtime: 946_684_800,
+            descriptor_len: None,
+            data_offset: 0,
+        }
+    }
+
+    #[test]
+    fn members_over_8_gib_get_a_base_256_size() {
+        // ustar's 11 octal digits end below 8 GiB; larger sizes use the GNU binary form,
+        // which GNU tar, bsdtar and Python's tarfile read.
+        let h = layout().header("a-disk1.vmdk", 9 << 30).unwrap();
+        assert_eq!(h[124] & 0x80, 0x80);
+        let parsed = tar::Header::from_byte_slice(&h);
+        assert_eq!(parsed.size().unwrap(), 9 << 30);
+        assert_eq!(&h[257..263], b"ustar\0");
+    }
+
+    #[test]
+    fn head_is_block_aligned_and_ends_with_the_disk_header() {
+        let l = layout();
+        let head = l.head("<x/>", "SHA256(a.ovf)= 00\n", 1000).unwrap();
+        assert_eq!(head.len(), 3 * 512 + 512 + 512);
+        assert_eq!(&head[head.len() - 512..][..12], b"a-disk1.vmdk");
+    }
 }
