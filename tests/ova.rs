@@ -222,6 +222,66 @@ fn ovf_package_is_three_files_that_the_report_lists() {
 }
 
 #[test]
+fn packages_hold_every_disk_of_the_appliance() {
+    let d = Dir::new();
+    let text = spec(
+        "",
+        "{ disk_format: vmdk, container_format: ova }\n  - { disk_format: vmdk, container_format: ovf }\n  - { disk_format: qcow2, container_format: bare, disk: data }",
+    )
+    .replace(
+        "outputs:",
+        "  - name: data\n    source: { file: data.raw }\n    controller: sata\noutputs:",
+    );
+    setup(&d, &text);
+    sparse_raw(&d.path("data.raw"), 8 << 20, 20, 9);
+    d.kiln_ok(&["build", "spec.yaml", "-o", "out"]);
+    let ova = d.path("out/app.ova");
+    for profile in ["generic", "vmware", "virtualbox"] {
+        check_ova(&ova, profile);
+        check_ova(&d.path("out/app.ovf"), profile);
+    }
+    let members = extract(&ova, &d.path("x"));
+    assert_eq!(
+        members,
+        ["app.ovf", "app.mf", "app-disk1.vmdk", "app-disk2.vmdk"]
+    );
+    for dir in ["x", "out"] {
+        for (vmdk, src) in [
+            ("app-disk1.vmdk", "src.raw"),
+            ("app-disk2.vmdk", "data.raw"),
+        ] {
+            let image = d.path(&format!("{dir}/{vmdk}"));
+            check_image(
+                "vmdk",
+                Some("streamOptimized"),
+                &image,
+                Some(&d.path(src)),
+                &[],
+            );
+        }
+    }
+    check_image(
+        "qcow2",
+        None,
+        &d.path("out/app.qcow2"),
+        Some(&d.path("data.raw")),
+        &[],
+    );
+    let ovf = std::fs::read_to_string(d.path("x/app.ovf")).unwrap();
+    assert!(
+        ovf.contains("ovf:/disk/vmdisk2") && ovf.contains("vmware.sata.ahci"),
+        "{ovf}"
+    );
+    let out = std::process::Command::new("sha256sum")
+        .args(["-c", "SHA256SUMS"])
+        .current_dir(d.path("out"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("app-disk2.vmdk: OK"));
+}
+
+#[test]
 fn ova_with_other_outputs_is_byte_identical_across_builds() {
     let d = Dir::new();
     let text = spec(
@@ -317,11 +377,22 @@ fn packaging_requests_kiln_cannot_honour_are_refused() {
         1,
         &["spec.yaml:4:11", "vm.os", "did you mean `ubuntu-"],
     );
-    let two_disks = spec("", "{ disk_format: vmdk, container_format: ova }").replace(
-        "outputs:",
-        "  - name: data\n    source: { blank: true }\n    size: 1MiB\noutputs:",
+    let pinned = spec(
+        "",
+        "{ disk_format: vmdk, container_format: ova, disk: root }",
     );
-    refused(&two_disks, 1, &["holds one disk", "the spec has 2"]);
+    refused(&pinned, 1, &["outputs[0].disk", "holds every disk"]);
+    let three_ide = spec("", "{ disk_format: vmdk, container_format: ova }")
+        .replace("    source: { file: src.raw }", "    controller: ide\n    source: { file: src.raw }")
+        .replace(
+            "outputs:",
+            "  - { name: b, source: { blank: true }, size: 1MiB, controller: ide }\n  - { name: c, source: { blank: true }, size: 1MiB, controller: ide }\noutputs:",
+        );
+    refused(
+        &three_ide,
+        1,
+        &["3 disks on one ide controller", "at most 2"],
+    );
     let long = format!(
         "{{ disk_format: vmdk, container_format: ova, file: {}.ova }}",
         "n".repeat(95)

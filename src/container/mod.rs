@@ -2,12 +2,12 @@
 //! the package writer ([`package`]) that stores them with the disk as files (`ovf`) or as an
 //! OVA tar.
 //!
-//! A package is written in one pass: the streamOptimized VMDK goes straight into its file
-//! (or its place in the tar) while the disk is read, and the descriptor and manifest, which
-//! need the VMDK's size and digest, are written at the end (for an OVA in front of the disk:
+//! A package is written while its disks are read (one pass per disk): each streamOptimized
+//! VMDK goes straight into its file (or its place in the tar), and the descriptor and
+//! manifest, which need the VMDKs' sizes and digests, are written at the end (for an OVA in front of the disk:
 //! their length is known before, see [`ovf::SIZE_WIDTH`]). cloud-init data can ride along as
-//! OVF environment properties ([`cloud_init`]). Not implemented: several disks in one
-//! package, certificates (`.cert`), reading packages.
+//! OVF environment properties ([`cloud_init`]). Not implemented: certificates (`.cert`),
+//! reading packages.
 
 pub mod cloud_init;
 pub mod manifest;

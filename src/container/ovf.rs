@@ -89,7 +89,7 @@ pub struct Product {
     pub url: Option<String>,
 }
 
-/// Everything a descriptor says about the machine and its disk.
+/// Everything a descriptor says about the machine (its disks are [`DiskFile`]s).
 #[derive(Debug, Clone)]
 pub struct Machine {
     /// VirtualSystem id and name.
@@ -110,8 +110,6 @@ pub struct Machine {
     pub efi: bool,
     /// Importer.
     pub target: Target,
-    /// Disk controller; the target's default when `None`.
-    pub bus: Option<Bus>,
     /// Network adapters, in order.
     pub adapters: Vec<Adapter>,
     /// OVF environment properties (ProductSection), handed to the guest through VMware's
@@ -131,11 +129,23 @@ pub struct DiskFile {
     /// Characters the `ovf:size` value is padded to (with spaces after it): [`SIZE_WIDTH`]
     /// makes the descriptor's length independent of the size; 0 pads nothing.
     pub size_width: usize,
+    /// Controller; the target's default when `None`.
+    pub bus: Option<Bus>,
+}
+
+/// Most disks on one controller, per bus: IDE units 0-1, SCSI 0-15 without 7, SATA 0-29,
+/// NVMe 0-14 (VMware's limits; kiln puts one controller of each kind used).
+pub fn max_disks(bus: Bus) -> usize {
+    match bus {
+        Bus::Ide => 2,
+        Bus::Scsi | Bus::Nvme => 15,
+        Bus::Sata => 30,
+    }
 }
 
 impl Machine {
-    /// The descriptor text.
-    pub fn render(&self, disk: &DiskFile) -> String {
+    /// The descriptor text for a machine with `disks`, in guest order.
+    pub fn render(&self, disks: &[DiskFile]) -> String {
         let mut x = Xml::default();
         x.line(0, r#"<?xml version="1.0" encoding="UTF-8"?>"#);
         let vmw = if self.target == Target::Vmware {
@@ -149,26 +159,32 @@ impl Machine {
                 r#"<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1" xmlns:rasd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData" xmlns:vssd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_VirtualSystemSettingData"{vmw}>"#
             ),
         );
-        let size = disk.size.to_string();
-        let pad = " ".repeat(disk.size_width.saturating_sub(size.len()));
         x.line(1, "<References>");
-        x.line(
-            2,
-            &format!(
-                r#"<File ovf:href="{}" ovf:id="file1" ovf:size="{size}"{pad}/>"#,
-                esc(&disk.href)
-            ),
-        );
+        for (i, disk) in disks.iter().enumerate() {
+            let size = disk.size.to_string();
+            let pad = " ".repeat(disk.size_width.saturating_sub(size.len()));
+            x.line(
+                2,
+                &format!(
+                    r#"<File ovf:href="{}" ovf:id="file{}" ovf:size="{size}"{pad}/>"#,
+                    esc(&disk.href),
+                    i + 1
+                ),
+            );
+        }
         x.line(1, "</References>");
         x.line(1, "<DiskSection>");
         x.leaf(2, "Info", "Virtual disk information");
-        x.line(
-            2,
-            &format!(
-                r#"<Disk ovf:capacity="{}" ovf:diskId="vmdisk1" ovf:fileRef="file1" ovf:format="{VMDK_STREAM_FORMAT}"/>"#,
-                disk.capacity
-            ),
-        );
+        for (i, disk) in disks.iter().enumerate() {
+            x.line(
+                2,
+                &format!(
+                    r#"<Disk ovf:capacity="{}" ovf:diskId="vmdisk{n}" ovf:fileRef="file{n}" ovf:format="{VMDK_STREAM_FORMAT}"/>"#,
+                    disk.capacity,
+                    n = i + 1
+                ),
+            );
+        }
         x.line(1, "</DiskSection>");
         self.networks(&mut x);
         x.line(
@@ -180,7 +196,7 @@ impl Machine {
         self.product(&mut x);
         self.annotation_and_eula(&mut x);
         self.operating_system(&mut x);
-        self.hardware(&mut x);
+        self.hardware(&mut x, disks);
         x.line(1, "</VirtualSystem>");
         x.line(0, "</Envelope>");
         x.0
@@ -278,7 +294,7 @@ impl Machine {
         x.line(2, "</OperatingSystemSection>");
     }
 
-    fn hardware(&self, x: &mut Xml) {
+    fn hardware(&self, x: &mut Xml, disks: &[DiskFile]) {
         if self.properties.is_empty() {
             x.line(2, "<VirtualHardwareSection>");
         } else {
@@ -316,29 +332,56 @@ impl Machine {
             ("ResourceType", "4"),
             ("VirtualQuantity", &mib),
         ]);
-        let (kind, subtype, name) = self.controller();
-        let mut controller = vec![
-            ("Address", "0"),
-            ("Description", name),
-            ("ElementName", name),
-            ("InstanceID", "3"),
-        ];
-        if let Some(subtype) = subtype {
-            controller.push(("ResourceSubType", subtype));
+        // One controller per bus in use (InstanceIDs from 3, in first-use order), then the
+        // disks on them, numbered from 0 on each (SCSI skips unit 7, the initiator's).
+        let buses: Vec<Bus> = disks.iter().map(|d| self.bus(d.bus)).collect();
+        let mut controllers: Vec<Bus> = Vec::new();
+        for bus in &buses {
+            if !controllers.contains(bus) {
+                controllers.push(*bus);
+            }
         }
-        controller.push(("ResourceType", kind));
-        x.item(&controller);
-        x.item(&[
-            ("AddressOnParent", "0"),
-            ("ElementName", "Hard disk 1"),
-            ("HostResource", "ovf:/disk/vmdisk1"),
-            ("InstanceID", "4"),
-            ("Parent", "3"),
-            ("ResourceType", "17"),
-        ]);
+        for (i, bus) in controllers.iter().enumerate() {
+            let (kind, subtype, name) = self.controller(*bus);
+            let id = (3 + i).to_string();
+            x.item(&[
+                ("Address", "0"),
+                ("Description", name),
+                ("ElementName", name),
+                ("InstanceID", &id),
+                ("ResourceSubType", subtype),
+                ("ResourceType", kind),
+            ]);
+        }
+        let mut next_id = 3 + controllers.len();
+        let mut units = vec![0usize; controllers.len()];
+        for (i, bus) in buses.iter().enumerate() {
+            let c = controllers
+                .iter()
+                .position(|b| b == bus)
+                .unwrap_or_default();
+            if *bus == Bus::Scsi && units[c] == 7 {
+                units[c] += 1;
+            }
+            let (unit, parent, id) = (
+                units[c].to_string(),
+                (3 + c).to_string(),
+                next_id.to_string(),
+            );
+            units[c] += 1;
+            next_id += 1;
+            x.item(&[
+                ("AddressOnParent", &unit),
+                ("ElementName", &format!("Hard disk {}", i + 1)),
+                ("HostResource", &format!("ovf:/disk/vmdisk{}", i + 1)),
+                ("InstanceID", &id),
+                ("Parent", &parent),
+                ("ResourceType", "17"),
+            ]);
+        }
         for (i, a) in self.adapters.iter().enumerate() {
             let model = self.nic_subtype(a.model);
-            let id = (5 + i).to_string();
+            let id = (next_id + i).to_string();
             x.item(&[
                 ("AutomaticAllocation", "true"),
                 ("Connection", &a.network),
@@ -361,19 +404,24 @@ impl Machine {
         x.line(2, "</VirtualHardwareSection>");
     }
 
-    /// ResourceType, ResourceSubType and a name for the disk controller.
-    fn controller(&self) -> (&'static str, Option<&'static str>, &'static str) {
+    /// `bus`, or the target's default controller.
+    fn bus(&self, bus: Option<Bus>) -> Bus {
+        bus.unwrap_or(match self.target {
+            Target::Vmware => Bus::Scsi,
+            Target::Virtualbox => Bus::Sata,
+        })
+    }
+
+    /// ResourceType, ResourceSubType and a name for a controller of `bus`.
+    fn controller(&self, bus: Bus) -> (&'static str, &'static str, &'static str) {
         let vmware = self.target == Target::Vmware;
-        let bus = self
-            .bus
-            .unwrap_or(if vmware { Bus::Scsi } else { Bus::Sata });
         match (bus, vmware) {
-            (Bus::Ide, _) => ("5", Some("PIIX4"), "IDE controller 0"),
-            (Bus::Scsi, _) => ("6", Some("lsilogic"), "SCSI controller 0"),
-            (Bus::Sata, true) => ("20", Some("vmware.sata.ahci"), "SATA controller 0"),
-            (Bus::Sata, false) => ("20", Some("AHCI"), "SATA controller 0"),
-            (Bus::Nvme, true) => ("20", Some("vmware.nvme.controller"), "NVMe controller 0"),
-            (Bus::Nvme, false) => ("20", Some("NVMe"), "NVMe controller 0"),
+            (Bus::Ide, _) => ("5", "PIIX4", "IDE controller 0"),
+            (Bus::Scsi, _) => ("6", "lsilogic", "SCSI controller 0"),
+            (Bus::Sata, true) => ("20", "vmware.sata.ahci", "SATA controller 0"),
+            (Bus::Sata, false) => ("20", "AHCI", "SATA controller 0"),
+            (Bus::Nvme, true) => ("20", "vmware.nvme.controller", "NVMe controller 0"),
+            (Bus::Nvme, false) => ("20", "NVMe", "NVMe controller 0"),
         }
     }
 
@@ -455,7 +503,6 @@ mod tests {
             memory_mib: 2048,
             efi: false,
             target,
-            bus: None,
             adapters: vec![Adapter {
                 network: "VM Network".into(),
                 model: None,
@@ -464,13 +511,43 @@ mod tests {
         }
     }
 
-    fn disk(size: u64) -> DiskFile {
-        DiskFile {
+    fn disk(size: u64) -> [DiskFile; 1] {
+        [DiskFile {
             href: "app-disk1.vmdk".into(),
             size,
             capacity: 1 << 30,
             size_width: SIZE_WIDTH,
-        }
+            bus: None,
+        }]
+    }
+
+    #[test]
+    fn scsi_disks_skip_unit_7_and_buses_get_one_controller_each() {
+        let m = machine(Target::Vmware);
+        let mut disks: Vec<DiskFile> = (0..9)
+            .map(|i| DiskFile {
+                href: format!("d{i}.vmdk"),
+                size: 1,
+                capacity: 512,
+                size_width: 0,
+                bus: Some(Bus::Scsi),
+            })
+            .collect();
+        disks[1].bus = Some(Bus::Ide);
+        let text = m.render(&disks);
+        assert_eq!(
+            text.matches("<rasd:ResourceType>6</rasd:ResourceType>")
+                .count(),
+            1
+        );
+        assert_eq!(
+            text.matches("<rasd:ResourceType>5</rasd:ResourceType>")
+                .count(),
+            1
+        );
+        assert!(text.contains("<rasd:AddressOnParent>8</rasd:AddressOnParent>"));
+        assert!(!text.contains("<rasd:AddressOnParent>7</rasd:AddressOnParent>"));
+        assert!(text.contains("ovf:/disk/vmdisk9"));
     }
 
     #[test]

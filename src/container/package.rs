@@ -1,11 +1,11 @@
-//! OVF packages (DSP0243 §5): the descriptor `NAME.ovf`, the manifest `NAME.mf` and the disk
-//! `NAME-disk1.vmdk` (streamOptimized), either as three files side by side ([`Form::Files`],
-//! Glance's `ovf`) or in a plain ustar archive in that order ([`Form::Ova`]).
+//! OVF packages (DSP0243 §5): the descriptor `NAME.ovf`, the manifest `NAME.mf` and the disks
+//! `NAME-disk1.vmdk`, `NAME-disk2.vmdk`, ... (streamOptimized), either as files side by side
+//! ([`Form::Files`], Glance's `ovf`) or in a plain ustar archive in that order ([`Form::Ova`]).
 //!
-//! The streamOptimized VMDK is written front to back and hashed as it is written. For an
-//! OVA the writer first reserves the archive's head (descriptor and manifest members, the
-//! disk's tar header), streams the VMDK into its member, and writes the head and the
-//! end-of-archive blocks when the disk is complete. RAM: the VMDK writer's batches plus the
+//! Each VMDK is written front to back and hashed as it is written. For an OVA the writer
+//! first reserves the archive's head (descriptor and manifest members), streams each VMDK
+//! into its member after a reserved tar header (written once the member's length is known),
+//! and writes the head and the end-of-archive blocks when the last disk is complete. RAM: the VMDK writer's batches plus the
 //! descriptor. Every member is a regular file, mode 0644, owner 0:0, mtime from the build
 //! context, so the same disk gives the same bytes.
 
@@ -16,8 +16,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::manifest::{self, Algorithm, Hasher};
-use super::ovf::{DiskFile, Machine, SIZE_WIDTH};
-use crate::disk::{self, CreateRequest, DiskWriter, Extent, WriteReport};
+use super::ovf::{Bus, DiskFile, Machine, SIZE_WIDTH};
+use crate::disk::{self, CreateRequest, DiskWriter};
 use crate::error::{Error, ErrorKind, Result};
 use crate::io::output::OutputSet;
 
@@ -67,51 +67,78 @@ pub enum Form {
     Files,
 }
 
-/// What goes into a package besides the disk's bytes.
+/// What goes into a package besides the disks' bytes.
 #[derive(Debug, Clone)]
 pub struct Package {
     /// The machine the descriptor describes.
     pub machine: Machine,
     /// Manifest digest.
     pub digest: Algorithm,
+    /// Each disk's guest-visible size in bytes and controller, in guest order.
+    pub disks: Vec<(u64, Option<Bus>)>,
 }
 
-/// Writes a package while the disk is read: a [`DiskWriter`] for the whole package.
+/// A package's file names: the descriptor, the manifest and one VMDK per disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Names {
+    /// `NAME.ovf`.
+    pub descriptor: String,
+    /// `NAME.mf`.
+    pub manifest: String,
+    /// `NAME-disk1.vmdk`, `NAME-disk2.vmdk`, ...
+    pub disks: Vec<String>,
+}
+
+impl Names {
+    /// The manifest and the disks: the files beside the descriptor.
+    pub fn others(&self) -> Vec<String> {
+        std::iter::once(self.manifest.clone())
+            .chain(self.disks.iter().cloned())
+            .collect()
+    }
+}
+
+/// The file names of a package of `disks` disks whose primary target (the `.ova` or `.ovf`)
+/// is `target`.
+pub fn file_names(target: &Path, disks: usize) -> Names {
+    let stem = target
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Names {
+        descriptor: format!("{stem}.ovf"),
+        manifest: format!("{stem}.mf"),
+        disks: (1..=disks)
+            .map(|i| format!("{stem}-disk{i}.vmdk"))
+            .collect(),
+    }
+}
+
+/// Writes a package while its disks are read, one after the other: [`PackageWriter::disk_writer`]
+/// gives the [`DiskWriter`] of the next disk, [`PackageWriter::disk_done`] records it once
+/// that writer has finished, and [`PackageWriter::finish`] writes the descriptor and manifest.
 pub struct PackageWriter {
-    vmdk: Box<dyn DiskWriter>,
-    tally: Arc<Mutex<Tally>>,
     /// The OVA, or the descriptor file.
     file: File,
     /// The manifest file ([`Form::Files`]).
     manifest_file: Option<File>,
     layout: Layout,
-}
-
-/// The descriptor, manifest and disk file names of a package whose primary target (the
-/// `.ova` or `.ovf`) is `target`.
-pub fn file_names(target: &Path) -> [String; 3] {
-    let stem = target
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    [
-        format!("{stem}.ovf"),
-        format!("{stem}.mf"),
-        format!("{stem}-disk1.vmdk"),
-    ]
+    /// Length and manifest digest of each disk written so far.
+    done: Vec<(u64, String)>,
+    /// The disk being written.
+    open: Option<Arc<Mutex<Tally>>>,
+    /// In an OVA, where the next disk member's tar header goes.
+    next_header: u64,
 }
 
 /// Where the members go and what the head says.
 struct Layout {
+    form: Form,
     package: Package,
-    /// Descriptor, manifest and disk member names.
-    names: [String; 3],
-    capacity: u64,
+    names: Names,
     mtime: u64,
     /// The descriptor's length in an OVA (see [`DiskFile::size_width`]).
     descriptor_len: Option<usize>,
-    /// Where the disk member's bytes start: the head's length.
-    data_offset: u64,
 }
 
 /// The VMDK member's digest and length so far.
@@ -122,88 +149,154 @@ struct Tally {
 
 impl PackageWriter {
     /// Starts the package at `out`'s primary target (the `.ova`, or the `.ovf` beside which
-    /// the manifest and disk go); `req` describes the disk (format vmdk).
+    /// the manifest and disks go); tar headers carry `mtime`.
     ///
     /// # Errors
-    /// Member names too long for tar, invalid VMDK options, failure creating the files.
-    pub fn new(
-        req: &CreateRequest<'_>,
-        package: Package,
-        form: Form,
-        out: &mut OutputSet,
-    ) -> Result<Self> {
-        let names = file_names(out.primary_path());
-        if form == Form::Ova
-            && let Some(long) = names.iter().find(|n| n.len() > MAX_MEMBER_NAME)
-        {
-            return Err(PackageError::NameTooLong { name: long.clone() }.into());
+    /// Member names too long for tar, failure creating the files.
+    pub fn new(package: Package, form: Form, mtime: u64, out: &mut OutputSet) -> Result<Self> {
+        let names = file_names(out.primary_path(), package.disks.len());
+        if form == Form::Ova {
+            let mut all = [&names.descriptor, &names.manifest]
+                .into_iter()
+                .chain(&names.disks);
+            if let Some(long) = all.find(|n| n.len() > MAX_MEMBER_NAME) {
+                return Err(PackageError::NameTooLong { name: long.clone() }.into());
+            }
         }
-        let capacity = req.virtual_size.next_multiple_of(BLOCK);
-        let descriptor_len = (form == Form::Ova).then(|| {
-            (package.machine)
-                .render(&disk_file(&names, 0, capacity, SIZE_WIDTH))
-                .len()
-        });
-        let placeholder = "0".repeat(package.digest.hex_len());
-        let manifest_len = manifest::render(
-            package.digest,
-            &[(&names[0], &placeholder), (&names[2], &placeholder)],
-        )
-        .len();
-        let (file, manifest_file, disk, data_offset) = match form {
-            Form::Ova => {
-                let descriptor_len = descriptor_len.unwrap_or_default() as u64;
-                let data_offset = 3 * BLOCK + padded(descriptor_len) + padded(manifest_len as u64);
-                let mut file = out.create_primary()?;
-                file.seek(SeekFrom::Start(data_offset))?;
-                let disk = file.try_clone()?;
-                (file, None, disk, data_offset)
-            }
-            Form::Files => {
-                let file = out.create_primary()?;
-                let manifest_file = out.create_sibling(&names[1])?;
-                let disk = out.create_sibling(&names[2])?;
-                (file, Some(manifest_file), disk, 0)
-            }
-        };
-        let tally = Arc::new(Mutex::new(Tally {
-            hasher: Some(package.digest.hasher()),
-            bytes: 0,
-        }));
-        let sink = TallyWriter {
-            file: disk,
-            tally: Arc::clone(&tally),
-        };
-        let vmdk = disk::vmdk::create_stream_into(req, Box::new(sink), &names[2])?;
-        let layout = Layout {
+        let mut layout = Layout {
+            form,
             package,
             names,
-            capacity,
-            mtime: req.ctx.epoch,
-            descriptor_len,
-            data_offset,
+            mtime,
+            descriptor_len: None,
+        };
+        let placeholder = "0".repeat(layout.package.digest.hex_len());
+        let placeholders = vec![(0, placeholder); layout.package.disks.len()];
+        let (descriptor, manifest) = layout.descriptor_and_manifest(&placeholders)?;
+        let file = out.create_primary()?;
+        let (manifest_file, next_header) = match form {
+            Form::Ova => {
+                layout.descriptor_len = Some(descriptor.len());
+                let head =
+                    2 * BLOCK + padded(descriptor.len() as u64) + padded(manifest.len() as u64);
+                (None, head)
+            }
+            Form::Files => (Some(out.create_sibling(&layout.names.manifest)?), 0),
         };
         Ok(Self {
-            vmdk,
-            tally,
             file,
             manifest_file,
             layout,
+            done: Vec::new(),
+            open: None,
+            next_header,
         })
+    }
+
+    /// The writer of the next disk: a streamOptimized VMDK described by `req`.
+    ///
+    /// # Errors
+    /// More disks than the package was made for, invalid VMDK options, I/O.
+    pub fn disk_writer(
+        &mut self,
+        req: &CreateRequest<'_>,
+        out: &mut OutputSet,
+    ) -> Result<Box<dyn DiskWriter>> {
+        let index = self.done.len();
+        let Some(name) = self.layout.names.disks.get(index) else {
+            return Err(Error::new(
+                ErrorKind::Io,
+                "more disks than the package holds",
+            ));
+        };
+        let file = match self.layout.form {
+            Form::Ova => {
+                let mut file = self.file.try_clone()?;
+                file.seek(SeekFrom::Start(self.next_header + BLOCK))?;
+                file
+            }
+            Form::Files => out.create_sibling(name)?,
+        };
+        let tally = Arc::new(Mutex::new(Tally {
+            hasher: Some(self.layout.package.digest.hasher()),
+            bytes: 0,
+        }));
+        self.open = Some(Arc::clone(&tally));
+        let sink = TallyWriter { file, tally };
+        disk::vmdk::create_stream_into(req, Box::new(sink), name)
+    }
+
+    /// Records the disk whose writer has just finished; in an OVA, writes its tar header.
+    ///
+    /// # Errors
+    /// No disk was being written, I/O.
+    pub fn disk_done(&mut self) -> Result<()> {
+        let Some(tally) = self.open.take() else {
+            return Err(Error::new(
+                ErrorKind::Io,
+                "no package disk is being written",
+            ));
+        };
+        let (hasher, len) = {
+            let mut t = tally.lock().unwrap_or_else(PoisonError::into_inner);
+            (t.hasher.take(), t.bytes)
+        };
+        if self.layout.form == Form::Ova {
+            let name = &self.layout.names.disks[self.done.len()];
+            self.file
+                .write_all_at(&self.layout.header(name, len)?, self.next_header)?;
+            self.next_header += BLOCK + padded(len);
+        }
+        self.done
+            .push((len, hasher.map(Hasher::finish_hex).unwrap_or_default()));
+        Ok(())
+    }
+
+    /// Writes the descriptor and manifest (in an OVA: the head and the end-of-archive
+    /// blocks). The caller syncs and renames the files through its [`OutputSet`].
+    ///
+    /// # Errors
+    /// Disks missing, I/O.
+    pub fn finish(self) -> Result<()> {
+        if self.done.len() != self.layout.names.disks.len() || self.open.is_some() {
+            return Err(Error::new(
+                ErrorKind::Io,
+                "package finished before all its disks",
+            ));
+        }
+        let (descriptor, manifest) = self.layout.descriptor_and_manifest(&self.done)?;
+        if let Some(manifest_file) = &self.manifest_file {
+            self.file.write_all_at(descriptor.as_bytes(), 0)?;
+            manifest_file.write_all_at(manifest.as_bytes(), 0)?;
+            return Ok(());
+        }
+        self.file
+            .write_all_at(&self.layout.head(&descriptor, &manifest)?, 0)?;
+        // The last disk's padding reads as zeros; two zero blocks end the archive.
+        let end = [0u8; 1024];
+        self.file.write_all_at(&end, self.next_header)?;
+        Ok(())
     }
 }
 
 impl Layout {
-    /// The descriptor and the manifest of a disk of `disk_len` bytes.
-    fn descriptor_and_manifest(
-        &self,
-        disk_len: u64,
-        disk_digest: &str,
-    ) -> Result<(String, String)> {
-        let [ovf_name, _, disk_name] = &self.names;
-        let width = self.descriptor_len.map_or(0, |_| SIZE_WIDTH);
-        let disk = disk_file(&self.names, disk_len, self.capacity, width);
-        let descriptor = self.package.machine.render(&disk);
+    /// The descriptor and the manifest for disks of the given lengths and digests.
+    fn descriptor_and_manifest(&self, disks: &[(u64, String)]) -> Result<(String, String)> {
+        let width = match self.form {
+            Form::Ova => SIZE_WIDTH,
+            Form::Files => 0,
+        };
+        let files: Vec<DiskFile> = (self.names.disks.iter().zip(disks))
+            .zip(&self.package.disks)
+            .map(|((href, (size, _)), (capacity, bus))| DiskFile {
+                href: href.clone(),
+                size: *size,
+                capacity: capacity.next_multiple_of(BLOCK),
+                size_width: width,
+                bus: *bus,
+            })
+            .collect();
+        let descriptor = self.package.machine.render(&files);
         if let Some(reserved) = self.descriptor_len
             && descriptor.len() != reserved
         {
@@ -215,26 +308,30 @@ impl Layout {
         }
         let alg = self.package.digest;
         let descriptor_digest = manifest::digest_hex(alg, descriptor.as_bytes());
-        let manifest = manifest::render(
-            alg,
-            &[(ovf_name, &descriptor_digest), (disk_name, disk_digest)],
-        );
-        Ok((descriptor, manifest))
+        let entries: Vec<(&str, &str)> =
+            std::iter::once((self.names.descriptor.as_str(), descriptor_digest.as_str()))
+                .chain(
+                    self.names
+                        .disks
+                        .iter()
+                        .zip(disks)
+                        .map(|(n, (_, d))| (n.as_str(), d.as_str())),
+                )
+                .collect();
+        Ok((descriptor, manifest::render(alg, &entries)))
     }
 
-    /// The archive's head: descriptor and manifest members and the disk's tar header.
-    fn head(&self, descriptor: &str, manifest: &str, disk_len: u64) -> Result<Vec<u8>> {
-        let [ovf_name, mf_name, disk_name] = &self.names;
+    /// The archive's head: the descriptor and manifest members.
+    fn head(&self, descriptor: &str, manifest: &str) -> Result<Vec<u8>> {
         let mut head = Vec::new();
         for (name, bytes) in [
-            (ovf_name, descriptor.as_bytes()),
-            (mf_name, manifest.as_bytes()),
+            (&self.names.descriptor, descriptor.as_bytes()),
+            (&self.names.manifest, manifest.as_bytes()),
         ] {
             head.extend_from_slice(&self.header(name, bytes.len() as u64)?);
             head.extend_from_slice(bytes);
             head.resize(head.len().next_multiple_of(512), 0);
         }
-        head.extend_from_slice(&self.header(disk_name, disk_len)?);
         Ok(head)
     }
 
@@ -250,42 +347,6 @@ impl Layout {
         h.set_entry_type(tar::EntryType::Regular);
         h.set_cksum();
         Ok(*h.as_bytes())
-    }
-}
-
-impl DiskWriter for PackageWriter {
-    fn write_extent(&mut self, extent: Extent<'_>) -> Result<()> {
-        self.vmdk.write_extent(extent)
-    }
-
-    fn finish(self: Box<Self>) -> Result<WriteReport> {
-        let PackageWriter {
-            vmdk,
-            tally,
-            file,
-            manifest_file,
-            layout,
-        } = *self;
-        let report = vmdk.finish()?;
-        let (hasher, disk_len) = {
-            let mut tally = tally.lock().unwrap_or_else(PoisonError::into_inner);
-            (tally.hasher.take(), tally.bytes)
-        };
-        let digest = hasher.map(Hasher::finish_hex).unwrap_or_default();
-        let (descriptor, manifest) = layout.descriptor_and_manifest(disk_len, &digest)?;
-        if let Some(manifest_file) = manifest_file {
-            file.write_all_at(descriptor.as_bytes(), 0)?;
-            manifest_file.write_all_at(manifest.as_bytes(), 0)?;
-            return Ok(report);
-        }
-        let head = layout.head(&descriptor, &manifest, disk_len)?;
-        debug_assert_eq!(head.len() as u64, layout.data_offset);
-        file.write_all_at(&head, 0)?;
-        // Pad the disk member to a block, then two zero blocks end the archive.
-        let end = layout.data_offset + disk_len;
-        let tail = usize::try_from(padded(disk_len) - disk_len + 2 * BLOCK).expect("< 2 KiB");
-        file.write_all_at(&vec![0u8; tail], end)?;
-        Ok(report)
     }
 }
 
@@ -311,15 +372,6 @@ impl Write for TallyWriter {
     }
 }
 
-fn disk_file(names: &[String; 3], size: u64, capacity: u64, size_width: usize) -> DiskFile {
-    DiskFile {
-        href: names[2].clone(),
-        size,
-        capacity,
-        size_width,
-    }
-}
-
 /// `len` rounded up to whole tar blocks.
 fn padded(len: u64) -> u64 {
     len.next_multiple_of(BLOCK)
@@ -342,20 +394,19 @@ mod tests {
             memory_mib: 512,
             efi: false,
             target: Target::Vmware,
-            bus: None,
             adapters: Vec::new(),
             properties: Vec::new(),
         };
         Layout {
+            form: Form::Ova,
             package: Package {
                 machine,
                 digest: Algorithm::Sha256,
+                disks: vec![(1 << 20, None)],
             },
-            names: file_names(Path::new("a.ova")),
-            capacity: 1 << 20,
+            names: file_names(Path::new("a.ova"), 1),
             mtime: 946_684_800,
             descriptor_len: None,
-            data_offset: 0,
         }
     }
 
@@ -371,10 +422,21 @@ mod tests {
     }
 
     #[test]
-    fn head_is_block_aligned_and_ends_with_the_disk_header() {
+    fn head_is_block_aligned() {
+        let head = layout().head("<x/>", "SHA256(a.ovf)= 00\n").unwrap();
+        assert_eq!(head.len(), 4 * 512);
+        assert_eq!(&head[..5], b"a.ovf");
+        assert_eq!(&head[1024..1028], b"a.mf");
+    }
+
+    #[test]
+    fn descriptor_length_does_not_depend_on_disk_sizes() {
         let l = layout();
-        let head = l.head("<x/>", "SHA256(a.ovf)= 00\n", 1000).unwrap();
-        assert_eq!(head.len(), 3 * 512 + 512 + 512);
-        assert_eq!(&head[head.len() - 512..][..12], b"a-disk1.vmdk");
+        let short = l.descriptor_and_manifest(&[(1, "0".repeat(64))]).unwrap();
+        let long = l
+            .descriptor_and_manifest(&[(u64::MAX, "f".repeat(64))])
+            .unwrap();
+        assert_eq!(short.0.len(), long.0.len());
+        assert_eq!(short.1.len(), long.1.len());
     }
 }

@@ -26,7 +26,8 @@ pub use report::{Artefact, BuildReport, FileDigest};
 
 use self::fetch::hex;
 
-use crate::container::package::{Form, PackageWriter, file_names};
+use self::package::PackageRun;
+use crate::container::package::file_names;
 use crate::context::BuildContext;
 use sha2::{Digest, Sha256};
 
@@ -193,9 +194,16 @@ impl Plan {
         for o in &self.outputs {
             let disk = &self.spec.disks[o.disk].name;
             let target = self.out_dir.join(&o.file);
+            let names = file_names(&target, self.spec.disks.len());
             let files = match o.container {
-                ContainerFormat::Ova => format!(" (holding {})", file_names(&target).join(", ")),
-                ContainerFormat::Ovf => format!(" (+ {})", file_names(&target)[1..].join(", ")),
+                ContainerFormat::Ova => {
+                    format!(
+                        " (holding {}, {})",
+                        names.descriptor,
+                        names.others().join(", ")
+                    )
+                }
+                ContainerFormat::Ovf => format!(" (+ {})", names.others().join(", ")),
                 _ => String::new(),
             };
             let _ = writeln!(
@@ -230,13 +238,34 @@ impl Plan {
             .map_err(|e| Error::io(e).with_path(&self.out_dir))?;
         let inputs = self.fetch_inputs(log)?;
         let total = self.outputs.len() + self.seeds.len();
+        let mut packages = Vec::new();
+        if self.outputs.iter().any(is_package) {
+            let sizes = (inputs.iter().enumerate())
+                .map(|(i, input)| Ok(self.reader(i, input.as_ref())?.virtual_size()))
+                .collect::<Result<Vec<u64>>>()?;
+            for (i, o) in self
+                .outputs
+                .iter()
+                .enumerate()
+                .filter(|(_, o)| is_package(o))
+            {
+                log(&format!(
+                    "[{}/{total}] writing {} ({} in {}, every disk)",
+                    i + 1,
+                    o.file,
+                    o.disk_format.name(),
+                    o.container.name()
+                ));
+                packages.push(PackageRun::start(&self.spec, o, i, &self.out_dir, &sizes)?);
+            }
+        }
         let mut numbered: Vec<(usize, Artefact)> = Vec::new();
-        // One pass over each disk feeds all of its outputs.
+        // One pass over each disk feeds all of its outputs and every package.
         for (disk, input) in inputs.iter().enumerate() {
             let group: Vec<(usize, &ValidOutput)> = (self.outputs.iter().enumerate())
-                .filter(|(_, o)| o.disk == disk)
+                .filter(|(_, o)| o.disk == disk && !is_package(o))
                 .collect();
-            if group.is_empty() {
+            if group.is_empty() && packages.is_empty() {
                 continue;
             }
             for (i, o) in &group {
@@ -248,9 +277,15 @@ impl Plan {
                     o.container.name()
                 ));
             }
-            let outputs: Vec<&ValidOutput> = group.iter().map(|(_, o)| *o).collect();
-            let written = self.write_outputs(disk, &outputs, input.as_ref())?;
-            numbered.extend(group.iter().map(|(i, _)| *i).zip(written));
+            let mut commits = self.write_outputs(disk, &group, input.as_ref(), &mut packages)?;
+            // Packages are complete after the last disk; they are hashed and renamed
+            // alongside that disk's outputs.
+            if disk + 1 == inputs.len() {
+                for p in packages.drain(..) {
+                    commits.push((p.index, p.finish(self.spec.disks.len())?));
+                }
+            }
+            numbered.extend(self.commit_all(commits)?);
         }
         numbered.sort_by_key(|(i, _)| *i);
         let mut artefacts: Vec<Artefact> = numbered.into_iter().map(|(_, a)| a).collect();
@@ -271,7 +306,7 @@ impl Plan {
     fn fetch_inputs(&self, log: &mut dyn FnMut(&str)) -> Result<Vec<Option<PathBuf>>> {
         let mut inputs = Vec::new();
         for (i, d) in self.spec.disks.iter().enumerate() {
-            if !self.outputs.iter().any(|o| o.disk == i) {
+            if !self.outputs.iter().any(|o| o.disk == i || is_package(o)) {
                 inputs.push(None);
                 continue;
             }
@@ -319,23 +354,25 @@ impl Plan {
         }
     }
 
-    /// Writes every output of one disk from a single read of it, then hashes the finished
-    /// files (in parallel) and renames each into place.
+    /// Writes every output of one disk and its part of every package from a single read of
+    /// it; returns the finished bare outputs, still to be hashed and renamed.
     fn write_outputs(
         &self,
         disk_index: usize,
-        outputs: &[&ValidOutput],
+        outputs: &[(usize, &ValidOutput)],
         input: Option<&PathBuf>,
-    ) -> Result<Vec<Artefact>> {
+        packages: &mut [PackageRun],
+    ) -> Result<Vec<(usize, Commit)>> {
         let mut reader = self.reader(disk_index, input)?;
+        let virtual_size = reader.virtual_size();
         let mut sets = Vec::new();
         let mut writers = Vec::new();
         let mut digests = Vec::new();
-        for o in outputs {
+        for (_, o) in outputs {
             let target = self.out_dir.join(&o.file);
             let mut set = OutputSet::new(&target, true);
             let writer = self
-                .start_output(o, reader.virtual_size(), &mut set)
+                .start_output(o, virtual_size, &mut set)
                 .map_err(|e| e.with_path(&target))?;
             // A raw image's bytes are the disk's bytes: hash them as they pass, on a lane
             // of their own, rather than re-reading the whole image afterwards.
@@ -343,7 +380,15 @@ impl Plan {
             writers.push(Lane { writer, target });
             sets.push(set);
         }
+        let mut package_lanes = Vec::new();
+        for p in packages.iter_mut() {
+            let o = &self.outputs[p.index];
+            let writer = p.disk_lane(&self.spec, o, disk_index, virtual_size)?;
+            let target = p.target.clone();
+            package_lanes.push(Lane { writer, target });
+        }
         let mut lanes: Vec<&mut dyn DiskWriter> = (writers.iter_mut())
+            .chain(package_lanes.iter_mut())
             .map(|w| w as &mut dyn DiskWriter)
             .chain(
                 digests
@@ -356,52 +401,63 @@ impl Plan {
             Some(path) => e.with_path(path),
             None => e,
         })?;
-        let mut finished = Vec::new();
-        for ((lane, digest), o) in writers.into_iter().zip(digests).zip(outputs) {
+        for (lane, p) in package_lanes.into_iter().zip(packages.iter_mut()) {
+            Box::new(lane).finish()?;
+            p.disk_done()?;
+        }
+        let mut commits = Vec::new();
+        for (((lane, digest), (i, _)), set) in
+            writers.into_iter().zip(digests).zip(outputs).zip(sets)
+        {
             let report = (lane.writer.finish()).map_err(|e| e.with_path(&lane.target))?;
             let streamed = digest.map(|d| (hex(&d.0.finalize()), report.virtual_size));
-            let extras = extra_files(o, &lane.target);
-            finished.push((lane.target, report.virtual_size, streamed, extras));
+            let commit = Commit {
+                target: lane.target,
+                virtual_size: report.virtual_size,
+                streamed,
+                extras: Vec::new(),
+                set,
+            };
+            commits.push((*i, commit));
         }
-        // Each output is then hashed (raw ones already are) and synced and renamed on its
-        // own thread, so one file's hashing overlaps another's sync.
-        type Digested = ((String, u64), Vec<FileDigest>);
-        let committed: Vec<Result<Digested>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (finished.iter().zip(sets))
-                .map(|((target, _, streamed, extras), set)| {
-                    scope.spawn(move || {
-                        let digest = match streamed {
-                            Some(digest) => digest.clone(),
-                            None => fetch::hash_file(&partial_path(target))?,
-                        };
-                        let mut files = Vec::new();
-                        for extra in extras {
-                            let (sha256, size) = fetch::hash_file(&partial_path(extra))?;
-                            files.push(FileDigest::new(extra, size, sha256));
-                        }
-                        set.commit().map_err(|e| e.with_path(target))?;
-                        Ok((digest, files))
-                    })
-                })
+        Ok(commits)
+    }
+
+    /// Hashes (raw outputs already are), syncs and renames each finished output on its own
+    /// thread, so one file's hashing overlaps another's sync; describes them. A failure
+    /// leaves the other outputs of the group committed.
+    fn commit_all(&self, commits: Vec<(usize, Commit)>) -> Result<Vec<(usize, Artefact)>> {
+        let done: Vec<Result<(usize, Artefact)>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (commits.into_iter())
+                .map(|(i, c)| scope.spawn(move || self.commit(i, c)))
                 .collect();
             (handles.into_iter())
                 .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
                 .collect()
         });
-        let mut artefacts = Vec::new();
-        for ((o, (target, virtual_size, _, _)), digest) in
-            outputs.iter().zip(finished).zip(committed)
-        {
-            let ((sha256, size), files) = digest?;
-            let mut artefact = Artefact::new(&self.spec, o, &target, size, sha256, virtual_size);
-            artefact.files = files;
-            artefacts.push(artefact);
-        }
-        Ok(artefacts)
+        done.into_iter().collect()
     }
 
-    /// The writer of output `o` (a disk of `virtual_size` bytes), creating its files in
-    /// `set`: a package writer for ova/ovf, else the disk format's own.
+    /// Hashes, syncs and renames output `i`.
+    fn commit(&self, i: usize, c: Commit) -> Result<(usize, Artefact)> {
+        let (sha256, size) = match c.streamed {
+            Some(digest) => digest,
+            None => fetch::hash_file(&partial_path(&c.target))?,
+        };
+        let mut files = Vec::new();
+        for extra in &c.extras {
+            let (sha256, size) = fetch::hash_file(&partial_path(extra))?;
+            files.push(FileDigest::new(extra, size, sha256));
+        }
+        c.set.commit().map_err(|e| e.with_path(&c.target))?;
+        let o = &self.outputs[i];
+        let mut artefact = Artefact::new(&self.spec, o, &c.target, size, sha256, c.virtual_size);
+        artefact.files = files;
+        Ok((i, artefact))
+    }
+
+    /// The writer of bare output `o` (a disk of `virtual_size` bytes), creating its file in
+    /// `set`.
     fn start_output(
         &self,
         o: &ValidOutput,
@@ -409,29 +465,14 @@ impl Plan {
         set: &mut OutputSet,
     ) -> Result<Box<dyn DiskWriter>> {
         let ctx = BuildContext::from_env(&format!("{}/{}", self.spec.name, o.name));
-        let form = match o.container {
-            ContainerFormat::Ova => Some(Form::Ova),
-            ContainerFormat::Ovf => Some(Form::Files),
-            _ => None,
-        };
-        let options = match form {
-            Some(_) => package::vmdk_options(&self.spec, o),
-            None => o.options.clone(),
-        };
         let req = CreateRequest {
             format: o.engine_format,
             virtual_size,
-            options: &options,
+            options: &o.options,
             compress: false,
             ctx: &ctx,
         };
-        match form {
-            Some(form) => {
-                let package = package::package(&self.spec, o)?;
-                Ok(Box::new(PackageWriter::new(&req, package, form, set)?))
-            }
-            None => disk::create(&req, set),
-        }
+        disk::create(&req, set)
     }
 
     /// Writes one seed (atomically, through `write_seed`'s partial file) and describes it.
@@ -447,14 +488,20 @@ impl Plan {
     }
 }
 
-/// The files of output `o` besides `target`: an `ovf` package's manifest and disk.
-fn extra_files(o: &ValidOutput, target: &Path) -> Vec<PathBuf> {
-    match o.container {
-        ContainerFormat::Ovf => (file_names(target)[1..].iter())
-            .map(|n| target.with_file_name(n))
-            .collect(),
-        _ => Vec::new(),
-    }
+/// Whether `o` is an ova/ovf package (which holds every disk).
+fn is_package(o: &ValidOutput) -> bool {
+    matches!(o.container, ContainerFormat::Ova | ContainerFormat::Ovf)
+}
+
+/// A finished output waiting to be hashed, synced and renamed.
+pub(crate) struct Commit {
+    target: PathBuf,
+    virtual_size: u64,
+    /// The digest and size already computed while writing (raw outputs).
+    streamed: Option<(String, u64)>,
+    /// Other files of the output (an `ovf` package's manifest and disks).
+    extras: Vec<PathBuf>,
+    set: OutputSet,
 }
 
 fn seed_label(format: SeedFormat) -> &'static str {

@@ -1,25 +1,31 @@
-//! From a checked spec to what an OVA says about its machine ([`crate::container`]).
+//! ova/ovf outputs in a build: from the checked spec to what the descriptor says
+//! ([`package`]), and a [`PackageRun`] that writes one package across the passes over the
+//! appliance's disks (every disk goes into every package, in spec order).
 
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use super::Commit;
 
 use crate::container::cloud_init;
 use crate::container::manifest::Algorithm;
 use crate::container::ovf::{Adapter, Bus, Machine, Nic, Product, Target};
-use crate::container::package::Package;
-use crate::disk::KvOptions;
+use crate::container::package::{Form, Package, PackageWriter, file_names};
+use crate::context::BuildContext;
+use crate::disk::{CreateRequest, DiskFormat, DiskWriter, KvOptions};
 use crate::error::{Error, ErrorKind, Result};
-use crate::spec::model::{self, Controller, Firmware, ManifestDigest};
+use crate::io::output::OutputSet;
+use crate::spec::model::{self, ContainerFormat, Controller, Firmware, ManifestDigest};
 use crate::spec::{ValidOutput, ValidSpec};
 
 /// Largest licence text kiln puts into a descriptor.
 const MAX_EULA_BYTES: u64 = 1 << 20;
 
-/// The package description of output `o`.
+/// The package description of output `o` for disks of `sizes` bytes (spec order).
 ///
 /// # Errors
 /// The licence file cannot be read, is larger than 1 MiB or is not UTF-8.
-pub fn package(spec: &ValidSpec, o: &ValidOutput) -> Result<Package> {
+pub fn package(spec: &ValidSpec, o: &ValidOutput, sizes: &[u64]) -> Result<Package> {
     let m = &spec.machine;
     let eula = m.eula.as_deref().map(read_eula).transpose()?;
     let product =
@@ -44,12 +50,6 @@ pub fn package(spec: &ValidSpec, o: &ValidOutput) -> Result<Package> {
             model::Target::Vmware => Target::Vmware,
             model::Target::Virtualbox => Target::Virtualbox,
         },
-        bus: spec.disks[o.disk].controller.map(|c| match c {
-            Controller::Ide => Bus::Ide,
-            Controller::Sata => Bus::Sata,
-            Controller::Scsi => Bus::Scsi,
-            Controller::Nvme => Bus::Nvme,
-        }),
         adapters: (m.networks.iter())
             .map(|(network, adapter)| Adapter {
                 network: network.clone(),
@@ -71,13 +71,29 @@ pub fn package(spec: &ValidSpec, o: &ValidOutput) -> Result<Package> {
         ManifestDigest::Sha256 => Algorithm::Sha256,
         ManifestDigest::Sha512 => Algorithm::Sha512,
     };
-    Ok(Package { machine, digest })
+    let disks = (spec.disks.iter().zip(sizes))
+        .map(|(d, size)| (*size, d.controller.map(bus)))
+        .collect();
+    Ok(Package {
+        machine,
+        digest,
+        disks,
+    })
 }
 
-/// The VMDK options of a packaged disk: a SCSI disk says so in its own descriptor.
-pub fn vmdk_options(spec: &ValidSpec, o: &ValidOutput) -> KvOptions {
+fn bus(c: Controller) -> Bus {
+    match c {
+        Controller::Ide => Bus::Ide,
+        Controller::Sata => Bus::Sata,
+        Controller::Scsi => Bus::Scsi,
+        Controller::Nvme => Bus::Nvme,
+    }
+}
+
+/// The VMDK options of packaged disk `disk`: a SCSI disk says so in its own descriptor.
+fn vmdk_options(spec: &ValidSpec, o: &ValidOutput, disk: usize) -> KvOptions {
     let mut options = o.options.clone();
-    let scsi = match spec.disks[o.disk].controller {
+    let scsi = match spec.disks[disk].controller {
         Some(c) => c == Controller::Scsi,
         None => o.target == model::Target::Vmware,
     };
@@ -85,6 +101,110 @@ pub fn vmdk_options(spec: &ValidSpec, o: &ValidOutput) -> KvOptions {
         options.set("adapter_type", "lsilogic");
     }
     options
+}
+
+/// One ova/ovf output being written across the disk passes.
+pub(super) struct PackageRun {
+    /// Position in the plan's outputs.
+    pub index: usize,
+    /// The `.ova` or `.ovf`.
+    pub target: PathBuf,
+    form: Form,
+    writer: PackageWriter,
+    set: OutputSet,
+    /// The boot disk's size, the artefact's `virtual_size`.
+    boot_size: u64,
+}
+
+impl PackageRun {
+    /// Starts output `o` (at `index` of the plan's outputs) in `out_dir` for disks of
+    /// `sizes` bytes.
+    ///
+    /// # Errors
+    /// As [`package`] and [`PackageWriter::new`].
+    pub fn start(
+        spec: &ValidSpec,
+        o: &ValidOutput,
+        index: usize,
+        out_dir: &Path,
+        sizes: &[u64],
+    ) -> Result<Self> {
+        let target = out_dir.join(&o.file);
+        let form = match o.container {
+            ContainerFormat::Ovf => Form::Files,
+            _ => Form::Ova,
+        };
+        let mut set = OutputSet::new(&target, true);
+        let ctx = BuildContext::from_env(&format!("{}/{}", spec.name, o.name));
+        let writer = PackageWriter::new(package(spec, o, sizes)?, form, ctx.epoch, &mut set)
+            .map_err(|e| e.with_path(&target))?;
+        Ok(Self {
+            index,
+            target,
+            form,
+            writer,
+            set,
+            boot_size: sizes.first().copied().unwrap_or_default(),
+        })
+    }
+
+    /// The lane that writes disk `disk` (of `virtual_size` bytes) into the package.
+    ///
+    /// # Errors
+    /// Invalid VMDK options, I/O.
+    pub fn disk_lane(
+        &mut self,
+        spec: &ValidSpec,
+        o: &ValidOutput,
+        disk: usize,
+        virtual_size: u64,
+    ) -> Result<Box<dyn DiskWriter>> {
+        // Each disk has ids of its own (the VMDK's CID and UUID).
+        let name = &spec.disks[disk].name;
+        let ctx = BuildContext::from_env(&format!("{}/{}/{name}", spec.name, o.name));
+        let options = vmdk_options(spec, o, disk);
+        let req = CreateRequest {
+            format: DiskFormat::Vmdk,
+            virtual_size,
+            options: &options,
+            compress: false,
+            ctx: &ctx,
+        };
+        (self.writer.disk_writer(&req, &mut self.set)).map_err(|e| e.with_path(&self.target))
+    }
+
+    /// Records the disk whose lane has finished.
+    ///
+    /// # Errors
+    /// I/O.
+    pub fn disk_done(&mut self) -> Result<()> {
+        self.writer
+            .disk_done()
+            .map_err(|e| e.with_path(&self.target))
+    }
+
+    /// Writes the descriptor and manifest; returns what is left: hashing and committing.
+    ///
+    /// # Errors
+    /// I/O.
+    pub fn finish(self, disks: usize) -> Result<Commit> {
+        self.writer
+            .finish()
+            .map_err(|e| e.with_path(&self.target))?;
+        let extras = match self.form {
+            Form::Files => (file_names(&self.target, disks).others().iter())
+                .map(|n| self.target.with_file_name(n))
+                .collect(),
+            Form::Ova => Vec::new(),
+        };
+        Ok(Commit {
+            target: self.target,
+            virtual_size: self.boot_size,
+            streamed: None,
+            extras,
+            set: self.set,
+        })
+    }
 }
 
 fn read_eula(path: &Path) -> Result<String> {

@@ -83,9 +83,9 @@ impl Artefact {
         virtual_size: u64,
     ) -> Self {
         let path = file_name(target);
-        // Glance stores one file: for an `ovf` package, its disk.
+        // Glance stores one file: for an `ovf` package, its (boot) disk.
         let upload = match o.container {
-            ContainerFormat::Ovf => file_names(target)[2].clone(),
+            ContainerFormat::Ovf => file_names(target, 1).disks[0].clone(),
             _ => path.clone(),
         };
         let glance_args = glance_args(o, &upload, &spec.name, spec.firmware);

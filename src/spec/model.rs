@@ -234,7 +234,8 @@ pub struct Product {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Output {
-    /// Output name for `--only` and the report; defaults to the disk format. Unique.
+    /// Output name for `--only` and the report; defaults to the container for ova/ovf
+    /// (`ova`), else the disk format (`qcow2`). Unique.
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub name: Option<Spanned<String>>,
@@ -242,7 +243,7 @@ pub struct Output {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub file: Option<Spanned<String>>,
-    /// Which disk to write; defaults to the first.
+    /// Which disk to write; defaults to the first. Not for ova/ovf, which hold every disk.
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub disk: Option<Spanned<String>>,

@@ -4,12 +4,15 @@
 use std::collections::BTreeMap;
 
 use super::{Checker, ValidDisk, ValidOutput};
-use crate::container::package::MAX_MEMBER_NAME;
+use std::path::Path;
+
+use crate::container::ovf::{Bus, max_disks};
+use crate::container::package::{MAX_MEMBER_NAME, file_names};
 use crate::disk::KvOptions;
 use crate::spec::Issue;
 use crate::spec::model::{
-    Adapter, ContainerFormat, Firmware, ManifestDigest, Output, OutputDiskFormat, Spanned, Spec,
-    Target,
+    Adapter, ContainerFormat, Controller, Firmware, ManifestDigest, Output, OutputDiskFormat,
+    Spanned, Spec, Target,
 };
 use crate::suggest::closest;
 
@@ -34,7 +37,7 @@ impl Checker<'_> {
             let o = &at.value;
             let name = match &o.name {
                 Some(n) => self.name(n, &format!("{key}.name")),
-                None => o.disk_format.name().to_string(),
+                None => default_name(o).to_string(),
             };
             if let Some(first) = names.insert(name.clone(), i) {
                 let hint = if o.name.is_none() {
@@ -50,7 +53,7 @@ impl Checker<'_> {
                 );
             }
             let file = self.output_file(o, spec_name, &name, &key);
-            self.member_names(at, &file, &key);
+            self.member_names(at, &file, &key, spec.disks.len());
             if let Some(first) = files.insert(file.clone(), i) {
                 let loc = o.file.as_ref().map_or(at.referenced, |n| n.referenced);
                 self.err_loc(
@@ -88,7 +91,7 @@ impl Checker<'_> {
                 ContainerFormat::Ova | ContainerFormat::Ovf => o.container_format.name(),
                 _ => o.disk_format.extension(),
             };
-            return if name == o.disk_format.name() {
+            return if name == default_name(o) {
                 format!("{spec_name}.{ext}")
             } else {
                 format!("{spec_name}-{name}.{ext}")
@@ -138,21 +141,22 @@ impl Checker<'_> {
     }
 
     /// An OVA's members are named after its file; ustar holds names of up to 100 bytes.
-    fn member_names(&mut self, at: &Spanned<Output>, file: &str, key: &str) {
+    fn member_names(&mut self, at: &Spanned<Output>, file: &str, key: &str, disks: usize) {
         let o = &at.value;
         if o.container_format != ContainerFormat::Ova {
             return;
         }
-        let stem = file.rsplit_once('.').map_or(file, |(stem, _)| stem);
-        let disk = format!("{stem}-disk1.vmdk");
+        let Some(disk) = file_names(Path::new(file), disks).disks.pop() else {
+            return;
+        };
         if disk.len() > MAX_MEMBER_NAME {
             let loc = o.file.as_ref().map_or(at.referenced, |f| f.referenced);
             self.err_loc(loc, &format!("{key}.file"), format!("the OVA's disk member `{disk}` would be longer than {MAX_MEMBER_NAME} bytes (a ustar limit); choose a shorter `file:` name"));
         }
     }
 
-    /// OVA rules: one disk, a streamOptimized VMDK, hardware the target can express;
-    /// `target` and `manifest` only on ovf/ova outputs.
+    /// Package rules: every disk (no `disk:`), a streamOptimized VMDK, hardware the target
+    /// can express; `target` and `manifest` only on ovf/ova outputs.
     fn packaging(&mut self, at: &Spanned<Output>, key: &str, spec: &Spec) {
         let o = &at.value;
         if !matches!(
@@ -181,14 +185,12 @@ impl Checker<'_> {
             let opts = o.options.as_ref().map_or(at.referenced, |x| x.referenced);
             self.err_loc(opts, &format!("{key}.options"), format!("an OVA holds a streamOptimized VMDK, not subformat `{sub}`; leave `subformat` out"));
         }
-        if spec.disks.len() > 1 {
+        if let Some(d) = &o.disk {
             let message = format!(
-                "container_format `{}` holds one disk in this kiln, but the spec has {}; multi-disk packages are not implemented yet",
-                o.container_format.name(),
-                spec.disks.len()
+                "an {} package holds every disk of the appliance; remove `disk:`",
+                o.container_format.name()
             );
-            self.unsupported
-                .push(Issue::at(&at.referenced, self.text, key, message));
+            self.err(d, &format!("{key}.disk"), message);
         }
         let target = o.target.as_ref().map_or(Target::Vmware, |t| t.value);
         let efi = spec.vm.as_ref().and_then(|v| v.firmware) == Some(Firmware::Efi);
@@ -201,6 +203,7 @@ impl Checker<'_> {
                 message,
             ));
         }
+        self.controller_counts(at, key, spec, target);
         let (name, refused): (&str, &[Adapter]) = match target {
             Target::Vmware => ("vmware", &[Adapter::Virtio]),
             Target::Virtualbox => ("virtualbox", &[Adapter::Vmxnet3, Adapter::E1000e]),
@@ -209,6 +212,38 @@ impl Checker<'_> {
             if let Some(a) = n.adapter.filter(|a| refused.contains(a)) {
                 let loc = o.target.as_ref().map_or(at.referenced, |t| t.referenced);
                 self.err_loc(loc, &format!("{key}.target"), format!("target `{name}` has no `{}` network adapter (networks[{i}]); choose another `adapter`", adapter_name(a)));
+            }
+        }
+    }
+
+    /// Disks per controller within what the importers allow (one controller per bus).
+    fn controller_counts(&mut self, at: &Spanned<Output>, key: &str, spec: &Spec, target: Target) {
+        let default = match target {
+            Target::Vmware => Controller::Scsi,
+            Target::Virtualbox => Controller::Sata,
+        };
+        for c in [
+            Controller::Ide,
+            Controller::Sata,
+            Controller::Scsi,
+            Controller::Nvme,
+        ] {
+            let n = (spec.disks.iter())
+                .filter(|d| d.value.controller.unwrap_or(default) == c)
+                .count();
+            let bus = match c {
+                Controller::Ide => Bus::Ide,
+                Controller::Sata => Bus::Sata,
+                Controller::Scsi => Bus::Scsi,
+                Controller::Nvme => Bus::Nvme,
+            };
+            if n > max_disks(bus) {
+                let name = format!("{c:?}").to_lowercase();
+                let message = format!(
+                    "{n} disks on one {name} controller; a package holds at most {} (set `controller:` on some disks)",
+                    max_disks(bus)
+                );
+                self.err_loc(at.referenced, key, message);
             }
         }
     }
@@ -258,6 +293,15 @@ impl Checker<'_> {
                 None
             }
         }
+    }
+}
+
+/// An output's name when it has none: the container for packages (`ova`), else the disk
+/// format (`qcow2`).
+fn default_name(o: &Output) -> &'static str {
+    match o.container_format {
+        ContainerFormat::Ova | ContainerFormat::Ovf => o.container_format.name(),
+        _ => o.disk_format.name(),
     }
 }
 
