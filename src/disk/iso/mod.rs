@@ -31,6 +31,7 @@
 
 mod boot;
 mod layout;
+mod prefetch;
 mod reader;
 mod records;
 mod scan;

@@ -17,6 +17,7 @@ use std::sync::mpsc;
 use std::thread;
 
 use super::IsoError;
+use super::prefetch::PrefetchQueue;
 use super::tree::{self, Data, IsoEntry, IsoSource, NodeKind, Tree};
 use crate::error::Result;
 
@@ -83,9 +84,11 @@ pub(super) fn scan_children(tree: &mut Tree, dir: &Path) -> Result<()> {
 /// Walks `dir` (whose root is already in a tree holding `first` nodes, none of them below
 /// the root) on a scoped thread and calls `take` for each entry in walk order on this
 /// thread; the entries get node numbers `first`, `first + 1`, ... as they are inserted.
+/// Files with data are also queued on `prefetch` as soon as they are found.
 pub(super) fn stream(
     dir: &Path,
     first: usize,
+    prefetch: &PrefetchQueue,
     take: &mut dyn FnMut(Scanned) -> Result<()>,
 ) -> std::result::Result<(), StreamError> {
     thread::scope(|scope| {
@@ -94,6 +97,13 @@ pub(super) fn stream(
             let mut batch = Vec::with_capacity(SCAN_BATCH);
             let mut next = first;
             let walked = walk(dir, 0, &mut |item| {
+                if let NodeKind::File {
+                    data: Data::Path(path),
+                    size,
+                } = &item.kind
+                {
+                    prefetch.want(path, *size);
+                }
                 batch.push(item);
                 let node = next;
                 next += 1;
@@ -221,7 +231,7 @@ mod tests {
     fn consumer_error_stops_the_walk() {
         let dir = tempfile::tempdir().unwrap();
         sample(dir.path());
-        let err = stream(dir.path(), 1, &mut |_| {
+        let err = stream(dir.path(), 1, &PrefetchQueue::default(), &mut |_| {
             Err(crate::Error::invalid_input("stop"))
         })
         .unwrap_err();
@@ -231,7 +241,8 @@ mod tests {
     #[test]
     fn missing_directory_is_a_scan_error() {
         let dir = tempfile::tempdir().unwrap();
-        let err = stream(&dir.path().join("nope"), 1, &mut |_| Ok(())).unwrap_err();
+        let queue = PrefetchQueue::default();
+        let err = stream(&dir.path().join("nope"), 1, &queue, &mut |_| Ok(())).unwrap_err();
         assert!(matches!(err, StreamError::Scan(_)));
     }
 }

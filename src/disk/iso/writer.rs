@@ -16,6 +16,7 @@ use super::records::{
     self, DateTime, Descriptor, ISO_SECTOR, ISO_VD_PRIMARY, ISO_VD_SUPPLEMENTARY, PathTables,
     Record,
 };
+use super::prefetch::Prefetcher;
 use super::scan::{self, StreamError};
 use super::sink::Sink;
 use super::susp;
@@ -212,6 +213,16 @@ impl IsoWriter {
         }
         let date = DateTime::from_epoch(ctx.epoch);
         let (layout, catalog, bios) = self.plan(data, &date)?;
+        let prefetcher = Prefetcher::start();
+        for &(node, _) in &layout.files {
+            if let NodeKind::File {
+                data: Data::Path(path),
+                size,
+            } = &self.tree.nodes[node].kind
+            {
+                prefetcher.queue().want(path, *size);
+            }
+        }
         sink.pad_to(u64::from(ISO_FIRST_DESCRIPTOR) * SECTOR_BYTES)?;
         sink.write(&self.descriptors(&layout, &date))?;
         let patch = if self.options.boot_info_table {
@@ -219,7 +230,8 @@ impl IsoWriter {
         } else {
             None
         };
-        self.write_files(&layout, patch, sink)?;
+        self.write_files(&layout, patch, &prefetcher, sink)?;
+        drop(prefetcher);
         self.write_metadata(&layout, &date, &catalog, sink)?;
         sink.pad_to(u64::from(layout.total_blocks) * SECTOR_BYTES)
     }
@@ -236,7 +248,8 @@ impl IsoWriter {
         // Zeros for the system area and the descriptors, which are written last.
         (sink.pad_to(u64::from(data.start) * SECTOR_BYTES)).map_err(StreamError::Take)?;
         let tree = &mut self.tree;
-        scan::stream(dir, tree.nodes.len(), &mut |item| {
+        let prefetcher = Prefetcher::start();
+        scan::stream(dir, tree.nodes.len(), &prefetcher.queue(), &mut |item| {
             let node = item.insert(tree)?;
             if let NodeKind::File { data: source, size } = &tree.nodes[node].kind
                 && *size > 0
@@ -244,9 +257,11 @@ impl IsoWriter {
                 let lba = data.place(node, *size)?;
                 sink.pad_to(u64::from(lba) * SECTOR_BYTES)?;
                 copy(source, *size, sink)?;
+                prefetcher.copied(*size);
             }
             Ok(())
         })?;
+        drop(prefetcher);
         (|| {
             let date = DateTime::from_epoch(ctx.epoch);
             let (layout, catalog, _) = self.plan(data, &date)?;
@@ -466,6 +481,7 @@ impl IsoWriter {
         &self,
         layout: &Layout,
         patch: Option<usize>,
+        prefetcher: &Prefetcher,
         sink: &mut Sink<'_>,
     ) -> Result<()> {
         for &(node, lba) in &layout.files {
@@ -477,9 +493,11 @@ impl IsoWriter {
                 let mut image = read_all(data, *size)?;
                 boot::patch_boot_info_table(&mut image, lba);
                 sink.write(&image)?;
+                prefetcher.copied(*size);
                 continue;
             }
             copy(data, *size, sink)?;
+            prefetcher.copied(*size);
         }
         Ok(())
     }
