@@ -210,7 +210,8 @@ mod tests {
         scan_dir(&mut direct, dir.path()).unwrap();
         let mut streamed = Tree::new();
         add_root(&mut streamed, dir.path()).unwrap();
-        stream(dir.path(), 1, &mut |item| {
+        let queue = PrefetchQueue::default();
+        stream(dir.path(), 1, &queue, &mut |item| {
             item.insert(&mut streamed).map(|_| ())
         })
         .unwrap();

@@ -12,11 +12,11 @@ use std::path::{Path, PathBuf};
 use super::IsoError;
 use super::boot::{self, BootImage};
 use super::layout::{self, DataPlan, ISO_FIRST_DESCRIPTOR, Layout, Namespace, PlannedRecord};
+use super::prefetch::Prefetcher;
 use super::records::{
     self, DateTime, Descriptor, ISO_SECTOR, ISO_VD_PRIMARY, ISO_VD_SUPPLEMENTARY, PathTables,
     Record,
 };
-use super::prefetch::Prefetcher;
 use super::scan::{self, StreamError};
 use super::sink::Sink;
 use super::susp;
@@ -525,5 +525,44 @@ fn read_all(data: &Data, size: u64) -> Result<Vec<u8>> {
             size,
         }
         .into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(root: &Path) {
+        std::fs::create_dir_all(root.join("b/c")).unwrap();
+        std::fs::write(root.join("b/c/big"), vec![3u8; 100_000]).unwrap();
+        std::fs::write(root.join("a"), b"a").unwrap();
+        std::fs::write(root.join("empty"), b"").unwrap();
+    }
+
+    #[test]
+    fn file_read_while_writing_equals_stream_written_after_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        tree(&dir.path().join("src"));
+        let ctx = BuildContext::from_env("t");
+        let out = dir.path().join("out.iso");
+        let mut writer = IsoWriter::new(IsoOptions::default()).unwrap();
+        writer.add_tree(&dir.path().join("src")).unwrap();
+        writer.clone().write_file(&ctx, &out, false).unwrap();
+        let mut streamed = Vec::new();
+        writer.write_to(&ctx, &mut streamed).unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), streamed);
+    }
+
+    #[test]
+    fn file_data_starts_right_after_the_descriptors() {
+        let mut writer = IsoWriter::new(IsoOptions::default()).unwrap();
+        let entry = IsoEntry::new("f", super::super::IsoSource::Bytes(b"DATA".to_vec()), 0o644);
+        writer.add(entry).unwrap();
+        let mut image = Vec::new();
+        writer
+            .write_to(&BuildContext::from_env("t"), &mut image)
+            .unwrap();
+        // Blocks 16-19: primary, Joliet, terminator; the data follows.
+        assert_eq!(&image[19 * ISO_SECTOR..19 * ISO_SECTOR + 4], b"DATA");
     }
 }
