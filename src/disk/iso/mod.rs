@@ -10,8 +10,9 @@
 //! pycdlib and 7-Zip read. Entries are sorted and every timestamp is `BuildContext.epoch`,
 //! so the same input gives the same bytes. File data comes first (in walk order), the
 //! directories and path tables after it, so a tree is read on a second thread while its
-//! files are copied. RAM holds the tree and the directory records; file contents stream
-//! through one 1 MiB buffer.
+//! files are copied, and a helper thread asks the kernel to read each source file shortly
+//! before it is copied. RAM holds the tree, the directory records and the paths queued for
+//! that read-ahead; file contents stream through one 1 MiB buffer.
 //!
 //! El Torito 1.0 (optional, `bios_boot` / `efi_boot` paths of files in the image): a boot
 //! record at block 17, a one-sector catalog with a BIOS no-emulation default entry (4
