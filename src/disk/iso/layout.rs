@@ -1,3 +1,6 @@
+//! Where everything goes: directory records planned per directory, path table order,
+//! Rock Ridge continuation areas, and the logical block of every extent.
+//!
 //! Image order: system area (16 blocks), primary descriptor, boot record, Joliet
 //! descriptor, terminator, file data, then primary L and M path tables, Joliet L and M path
 //! tables, primary directories, Joliet directories, continuation areas and the boot catalog.
@@ -482,6 +485,15 @@ mod tests {
     #[test]
     fn iso_order_compares_name_before_extension() {
         assert!(sort_key_iso(b"A.Z;1") < sort_key_iso(b"AB.A;1"));
+    }
+
+    #[test]
+    fn data_starts_after_the_descriptors_and_files_follow_each_other() {
+        let mut data = DataPlan::new(true, true);
+        let first = data.place(7, 1).unwrap();
+        let second = data.place(8, 4096).unwrap();
+        // Primary, boot record, Joliet and terminator take blocks 16-19.
+        assert_eq!((data.start, first, second, data.next), (20, 20, 21, 23));
     }
 
     #[test]
