@@ -1,10 +1,15 @@
 //! Where everything goes: directory records planned per directory, path table order,
 //! Rock Ridge continuation areas, and the logical block of every extent.
 //!
-//! Image order: system area (16 blocks), primary descriptor, Joliet descriptor, terminator,
-//! primary L and M path tables, Joliet L and M path tables, primary directories, Joliet
-//! directories, continuation areas, file data. Only metadata is planned here; file contents
-//! are streamed by the writer.
+//! Image order: system area (16 blocks), primary descriptor, boot record, Joliet
+//! descriptor, terminator, file data, then primary L and M path tables, Joliet L and M path
+//! tables, primary directories, Joliet directories, continuation areas and the boot catalog.
+//!
+//! File data comes first, in the tree's walk order ([`super::tree::Tree::data_order`]):
+//! its place depends only on the files before it, so a writer can copy it while the rest of
+//! the tree is still being read. The directories, path tables and descriptors depend on the
+//! whole tree; they are planned afterwards (ECMA-119 puts no extent at a fixed place except
+//! the descriptors from block 16, which a file writer fills in last).
 
 use std::collections::VecDeque;
 
@@ -15,7 +20,7 @@ use super::tree::{NodeKind, Tree};
 use crate::error::Result;
 
 /// First block after the 32 KiB system area.
-const ISO_FIRST_DESCRIPTOR: u32 = 16;
+pub(super) const ISO_FIRST_DESCRIPTOR: u32 = 16;
 /// Longest directory record (its length is one byte).
 const ISO_MAX_RECORD: usize = 255;
 
@@ -77,9 +82,43 @@ pub(super) struct Layout {
     pub catalog_lba: Option<u32>,
     /// File nodes in data order, with their first block.
     pub files: Vec<(usize, u32)>,
-    /// Data block of every node (files; empty files and symlinks share `data_start`).
+    /// Data block of every node (files; empty files and symlinks share the first data
+    /// block).
     pub file_lba: Vec<u32>,
     pub total_blocks: u32,
+}
+
+/// File data placed so far: each file starts on a block after the previous one.
+#[derive(Debug, Clone)]
+pub(super) struct DataPlan {
+    /// The first data block (right after the descriptors).
+    pub start: u32,
+    /// File nodes in data order, with their first block.
+    pub files: Vec<(usize, u32)>,
+    /// The block after the last file.
+    next: u64,
+}
+
+impl DataPlan {
+    /// An empty plan whose data starts after the descriptors an image with these
+    /// extensions has (primary, boot record, Joliet, terminator).
+    pub fn new(joliet: bool, boot: bool) -> Self {
+        let descriptors = 2 + u32::from(joliet) + u32::from(boot);
+        let start = ISO_FIRST_DESCRIPTOR + descriptors;
+        Self {
+            start,
+            files: Vec::new(),
+            next: u64::from(start),
+        }
+    }
+
+    /// Places `size` bytes of node `node` after the data placed so far; returns its block.
+    pub fn place(&mut self, node: usize, size: u64) -> Result<u32> {
+        let lba = to_u32(self.next)?;
+        self.files.push((node, lba));
+        self.next += blocks_for(size);
+        Ok(lba)
+    }
 }
 
 /// Blocks needed for `bytes`.
@@ -91,9 +130,10 @@ fn to_u32(value: u64) -> Result<u32> {
     u32::try_from(value).map_err(|_| IsoError::ImageTooLarge { blocks: value }.into())
 }
 
-/// Plans the image for `tree` (names already assigned).
+/// Plans the metadata of the image for `tree` (names already assigned) after its `data`.
 pub(super) fn plan(
     tree: &Tree,
+    data: DataPlan,
     rock_ridge: bool,
     joliet: bool,
     boot: bool,
@@ -128,7 +168,7 @@ pub(super) fn plan(
         Ok::<_, crate::Error>(ns)
     });
     let joliet = joliet.transpose()?;
-    assign(tree, primary, joliet, ce_areas, boot)
+    assign(tree, data, primary, joliet, ce_areas, boot)
 }
 
 /// Directories breadth first, children by identifier: the path table order (ECMA-119 6.9.1).
@@ -315,17 +355,18 @@ fn dir_bytes(records: &[PlannedRecord]) -> Result<u32> {
     to_u32(size as u64)
 }
 
-/// Assigns blocks to descriptors, tables, directories, continuation areas and file data.
+/// Assigns blocks to tables, directories, continuation areas and the boot catalog, after
+/// the file data.
 fn assign(
     tree: &Tree,
+    data: DataPlan,
     mut primary: Namespace,
     mut joliet: Option<Namespace>,
     ce_areas: Vec<Vec<u8>>,
     boot: bool,
 ) -> Result<Layout> {
     let nodes = tree.nodes.len();
-    let descriptors = 2 + u64::from(joliet.is_some()) + u64::from(boot);
-    let mut next: u64 = u64::from(ISO_FIRST_DESCRIPTOR) + descriptors;
+    let mut next = data.next;
     for ns in std::iter::once(&mut primary).chain(joliet.as_mut()) {
         ns.dir_lba = vec![0; nodes];
         ns.dir_size = vec![0; nodes];
@@ -350,22 +391,12 @@ fn assign(
     for ns in std::iter::once(&mut primary).chain(joliet.as_mut()) {
         (ns.table_l, ns.table_m) = path_tables(tree, ns)?;
     }
-    let data_start = to_u32(next)?;
-    let mut file_lba = vec![data_start; nodes];
-    let mut files = Vec::new();
-    for dir in &primary.dirs {
-        for record in dir.records.iter().skip(2) {
-            let size = tree.nodes[record.target].data_size();
-            if size == 0 {
-                continue;
-            }
-            file_lba[record.target] = to_u32(next)?;
-            files.push((record.target, to_u32(next)?));
-            next += blocks_for(size);
-        }
+    // Empty files and symlinks point at the first data block (with length 0); the path
+    // tables follow the data, so that block is inside the volume.
+    let mut file_lba = vec![data.start; nodes];
+    for &(node, lba) in &data.files {
+        file_lba[node] = lba;
     }
-    // Empty files point at `data_start`; keep that block inside the volume.
-    let total = next.max(u64::from(data_start) + 1);
     Ok(Layout {
         primary,
         joliet,
@@ -373,10 +404,10 @@ fn assign(
         ce_pos,
         ce_start,
         ce_blocks,
-        files,
+        files: data.files,
         file_lba,
         catalog_lba,
-        total_blocks: to_u32(total)?,
+        total_blocks: to_u32(next)?,
     })
 }
 
@@ -454,6 +485,15 @@ mod tests {
     #[test]
     fn iso_order_compares_name_before_extension() {
         assert!(sort_key_iso(b"A.Z;1") < sort_key_iso(b"AB.A;1"));
+    }
+
+    #[test]
+    fn data_starts_after_the_descriptors_and_files_follow_each_other() {
+        let mut data = DataPlan::new(true, true);
+        let first = data.place(7, 1).unwrap();
+        let second = data.place(8, 4096).unwrap();
+        // Primary, boot record, Joliet and terminator take blocks 16-19.
+        assert_eq!((data.start, first, second, data.next), (20, 20, 21, 23));
     }
 
     #[test]

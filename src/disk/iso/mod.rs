@@ -8,8 +8,11 @@
 //! UTF-16 units (names that collide after that cut are refused). Directories are not
 //! relocated below 8 levels: the tree is written as it is, which Linux, libisofs, isoinfo,
 //! pycdlib and 7-Zip read. Entries are sorted and every timestamp is `BuildContext.epoch`,
-//! so the same input gives the same bytes. RAM holds the tree and the directory records;
-//! file contents stream through one 1 MiB buffer.
+//! so the same input gives the same bytes. File data comes first (in walk order), the
+//! directories and path tables after it, so a tree is read on a second thread while its
+//! files are copied, and a helper thread asks the kernel to read each source file shortly
+//! before it is copied. RAM holds the tree, the directory records and the paths queued for
+//! that read-ahead; file contents stream through one 1 MiB buffer.
 //!
 //! El Torito 1.0 (optional, `bios_boot` / `efi_boot` paths of files in the image): a boot
 //! record at block 17, a one-sector catalog with a BIOS no-emulation default entry (4
@@ -29,8 +32,10 @@
 
 mod boot;
 mod layout;
+mod prefetch;
 mod reader;
 mod records;
+mod scan;
 mod sink;
 mod susp;
 mod tree;

@@ -1,9 +1,9 @@
 //! Where the ISO writer's bytes go, front to back: any `Write` (one sequential stream), or
 //! a file written with positioned writes. Into a file, metadata, padding and small files
 //! are gathered into one 1 MiB buffer (many small files become few large writes), larger
-//! files are copied by the kernel (`copy_file_range`, no trip through user space). The
-//! output set's flusher keeps the disk writing while the image is produced. Either way the
-//! bytes are the same. RAM: the buffer (at most 1 MiB plus one small file).
+//! files are copied by the kernel (`copy_file_range`, no trip through user space), and the
+//! volume descriptors can be filled in last. The output set's flusher keeps the disk writing
+//! while the image is produced. Either way the bytes are the same. RAM: the buffer (at most 1 MiB plus one small file).
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -112,6 +112,24 @@ impl<'a> Sink<'a> {
         self.write(bytes)?;
         let end = self.pos.div_ceil(ISO_SECTOR as u64) * ISO_SECTOR as u64;
         self.pad_to(end)
+    }
+
+    /// Overwrites `bytes` at `offset`, inside what was already written (the volume
+    /// descriptors, filled in last). Only a file sink can go back.
+    pub fn write_at(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
+        let end = offset.checked_add(bytes.len() as u64);
+        match &mut self.out {
+            Out::File(out) if end.is_some_and(|end| end <= self.pos) => {
+                out.flush()?;
+                out.file.write_all_at(bytes, offset)?;
+                Ok(())
+            }
+            _ => Err(IsoError::LayoutMismatch {
+                offset,
+                planned: self.pos,
+            }
+            .into()),
+        }
     }
 
     /// Writes exactly `size` bytes of the file at `path`, failing if it has fewer or more
@@ -336,6 +354,24 @@ mod tests {
             (&b"start"[..], &b"end"[..])
         );
         assert!(data[5..data.len() - 3].iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn file_sink_fills_in_written_bytes_but_a_stream_cannot_go_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = File::create(dir.path().join("out")).unwrap();
+        let mut sink = Sink::file(&out);
+        sink.write(b"0123456789").unwrap();
+        sink.write_at(2, b"ab").unwrap();
+        sink.finish().unwrap();
+        let mut streamed = Vec::new();
+        let mut stream = Sink::stream(&mut streamed);
+        stream.write(b"0123").unwrap();
+        assert!(stream.write_at(0, b"x").is_err());
+        assert_eq!(
+            std::fs::read(dir.path().join("out")).unwrap(),
+            b"01ab456789"
+        );
     }
 
     #[test]

@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use super::IsoError;
@@ -184,7 +183,9 @@ impl Tree {
         }
     }
 
-    fn insert(
+    /// Adds `name` below directory `dir`, returning its node (an existing directory's when
+    /// a directory is added again).
+    pub fn insert(
         &mut self,
         dir: usize,
         name: &[u8],
@@ -219,6 +220,22 @@ impl Tree {
             children.insert(name.to_vec(), index);
         }
         Ok(index)
+    }
+
+    /// Nodes of files with data, depth first with children in name order: the order the
+    /// data is written in, which is also the order a directory walk finds the files.
+    pub fn data_order(&self) -> Vec<usize> {
+        let mut order = Vec::new();
+        let mut stack = vec![0usize];
+        while let Some(node) = stack.pop() {
+            if self.nodes[node].data_size() > 0 {
+                order.push(node);
+            }
+            let first = stack.len();
+            stack.extend(self.nodes[node].children());
+            stack[first..].reverse();
+        }
+        order
     }
 
     /// The node at `path`, if any.
@@ -303,7 +320,7 @@ fn path_names(path: &Path) -> Result<Vec<Vec<u8>>> {
     Ok(names)
 }
 
-fn node_kind(source: IsoSource, path: &Path) -> Result<NodeKind> {
+pub(super) fn node_kind(source: IsoSource, path: &Path) -> Result<NodeKind> {
     Ok(match source {
         IsoSource::Directory => NodeKind::Dir {
             children: BTreeMap::new(),
@@ -361,77 +378,13 @@ fn readable_file_size(source: &Path) -> Result<u64> {
     Ok(meta.len())
 }
 
-fn check_file_size(path: &Path, size: u64) -> Result<()> {
+pub(super) fn check_file_size(path: &Path, size: u64) -> Result<()> {
     if size > ISO_MAX_FILE_BYTES {
         return Err(IsoError::FileTooLarge {
             path: path.to_path_buf(),
             size,
         }
         .into());
-    }
-    Ok(())
-}
-
-/// Adds every file, directory and symlink under `dir` (which becomes the image root), in
-/// name order. Other file types are refused.
-pub(super) fn scan_dir(tree: &mut Tree, dir: &Path) -> Result<()> {
-    let meta = std::fs::metadata(dir).map_err(|e| IsoError::ReadSourceDir {
-        path: dir.to_path_buf(),
-        source: e,
-    })?;
-    let root = IsoEntry::new(
-        PathBuf::new(),
-        IsoSource::Directory,
-        meta.permissions().mode(),
-    );
-    tree.add(root)?;
-    scan_children(tree, dir, 0)
-}
-
-/// Adds the entries of `dir` below node `node`. Each entry costs one `lstat` relative to
-/// the open directory; files are not opened here (an unreadable file is reported when its
-/// data is copied, before the output is committed).
-fn scan_children(tree: &mut Tree, dir: &Path, node: usize) -> Result<()> {
-    let read_err = |e| IsoError::ReadSourceDir {
-        path: dir.to_path_buf(),
-        source: e,
-    };
-    let mut entries = Vec::new();
-    for item in std::fs::read_dir(dir).map_err(read_err)? {
-        entries.push(item.map_err(read_err)?);
-    }
-    entries.sort_by_cached_key(std::fs::DirEntry::file_name);
-    for entry in entries {
-        let full = entry.path();
-        let open_err = |e| IsoError::OpenSource {
-            path: full.clone(),
-            source: e,
-        };
-        let meta = entry.metadata().map_err(open_err)?;
-        let file_type = meta.file_type();
-        let kind = if file_type.is_dir() {
-            NodeKind::Dir {
-                children: BTreeMap::new(),
-            }
-        } else if file_type.is_symlink() {
-            let target = std::fs::read_link(&full).map_err(open_err)?;
-            node_kind(IsoSource::Symlink(target.into_os_string()), &full)?
-        } else if file_type.is_file() {
-            check_file_size(&full, meta.len())?;
-            NodeKind::File {
-                data: Data::Path(full.clone()),
-                size: meta.len(),
-            }
-        } else {
-            return Err(IsoError::SpecialFile { path: full }.into());
-        };
-        // Owners are not copied: images from a tree are owned by root, as `mkisofs -r`
-        // makes them, so the same tree gives the same bytes on any machine.
-        let mode = (meta.permissions().mode() & 0o7777, 0, 0);
-        let child = tree.insert(node, entry.file_name().as_bytes(), kind, mode, &full)?;
-        if file_type.is_dir() {
-            scan_children(tree, &full, child)?;
-        }
     }
     Ok(())
 }
@@ -545,6 +498,20 @@ mod tests {
         let mut tree = Tree::new();
         let entry = IsoEntry::new(PathBuf::from("../x"), IsoSource::Bytes(vec![]), 0o644);
         assert!(tree.add(entry).is_err());
+    }
+
+    #[test]
+    fn data_order_is_depth_first_by_name_whatever_the_adding_order() {
+        let mut tree = Tree::new();
+        for path in ["b/y", "a/c/x", "a/b", "a/empty"] {
+            let size = if path.ends_with("empty") { 0 } else { 1 };
+            let entry = IsoEntry::new(PathBuf::from(path), IsoSource::Bytes(vec![7; size]), 0o644);
+            tree.add(entry).unwrap();
+        }
+        let order: Vec<PathBuf> = (tree.data_order().into_iter())
+            .map(|n| tree.display_path(n))
+            .collect();
+        assert_eq!(order, ["a/b", "a/c/x", "b/y"].map(PathBuf::from));
     }
 
     #[test]

@@ -1,19 +1,26 @@
-//! The ISO writer: plans the whole image from metadata, then writes it front to back in
-//! one sequential pass, streaming file contents through [`Sink`].
+//! The ISO writer: file data first, in the tree's walk order, then the directories and path
+//! tables planned from the whole tree, then the volume descriptors. Into a file from a
+//! directory ([`IsoWriter::write_file`] after [`IsoWriter::add_tree`]) the tree is read on
+//! a second thread while the data is copied, so the disk is busy from the first files on,
+//! and the descriptors at block 16 are filled in last. Into a stream, or with a boot info
+//! table to patch, the tree is read first and the image is written in one sequential pass.
+//! Both give the same bytes. File contents stream through [`Sink`].
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::IsoError;
 use super::boot::{self, BootImage};
-use super::layout::{self, Layout, Namespace, PlannedRecord};
+use super::layout::{self, DataPlan, ISO_FIRST_DESCRIPTOR, Layout, Namespace, PlannedRecord};
+use super::prefetch::Prefetcher;
 use super::records::{
     self, DateTime, Descriptor, ISO_SECTOR, ISO_VD_PRIMARY, ISO_VD_SUPPLEMENTARY, PathTables,
     Record,
 };
+use super::scan::{self, StreamError};
 use super::sink::Sink;
 use super::susp;
-use super::tree::{self, Data, IsoEntry, NodeKind, Tree};
+use super::tree::{Data, IsoEntry, NodeKind, Tree};
 use crate::context::BuildContext;
 use crate::error::Result;
 use crate::io::output::OutputSet;
@@ -94,7 +101,12 @@ impl IsoOptions {
 pub struct IsoWriter {
     options: IsoOptions,
     tree: Tree,
+    /// The directory given to [`IsoWriter::add_tree`], not read yet.
+    pending: Option<PathBuf>,
 }
+
+/// The bytes of one image sector, as `u64` for offsets.
+const SECTOR_BYTES: u64 = ISO_SECTOR as u64;
 
 impl IsoWriter {
     /// A writer for an empty image.
@@ -106,6 +118,7 @@ impl IsoWriter {
         Ok(Self {
             options,
             tree: Tree::new(),
+            pending: None,
         })
     }
 
@@ -116,17 +129,34 @@ impl IsoWriter {
     /// Bad or duplicate paths, unreadable files, files over 4 GiB - 1 (multi-extent files are
     /// not written).
     pub fn add(&mut self, entry: IsoEntry) -> Result<()> {
+        self.read_pending()?;
         self.tree.add(entry)
     }
 
-    /// Adds everything under `dir` as the image root. Files are only `lstat`ed here; one
-    /// that cannot be opened fails [`IsoWriter::write_file`] (which then leaves no output).
+    /// Adds everything under `dir` as the image root. Only `dir` itself is read now: the
+    /// tree is read when the image is written (while [`IsoWriter::write_file`] copies file
+    /// data), or when another entry is added. Files are only `lstat`ed; one that cannot be
+    /// opened fails the write (which then leaves no output).
     ///
     /// # Errors
     /// As [`IsoWriter::add`], plus unreadable directories and special files (devices, FIFOs,
     /// sockets), which ISO 9660 cannot hold.
     pub fn add_tree(&mut self, dir: &Path) -> Result<()> {
-        tree::scan_dir(&mut self.tree, dir)
+        self.read_pending()?;
+        if self.tree.nodes.len() > 1 {
+            return scan::scan_dir(&mut self.tree, dir);
+        }
+        scan::add_root(&mut self.tree, dir)?;
+        self.pending = Some(dir.to_path_buf());
+        Ok(())
+    }
+
+    /// Reads the tree [`IsoWriter::add_tree`] left for later.
+    fn read_pending(&mut self) -> Result<()> {
+        match self.pending.take() {
+            Some(dir) => scan::scan_children(&mut self.tree, &dir),
+            None => Ok(()),
+        }
     }
 
     /// Writes the image to `out`, returning its size in bytes.
@@ -134,25 +164,136 @@ impl IsoWriter {
     /// # Errors
     /// Name collisions after Joliet mapping, an image too large for 32-bit block numbers,
     /// I/O errors, and source files that changed size since they were added.
-    pub fn write_to(self, ctx: &BuildContext, out: &mut dyn Write) -> Result<u64> {
+    pub fn write_to(mut self, ctx: &BuildContext, out: &mut dyn Write) -> Result<u64> {
+        self.read_pending()?;
         let mut sink = Sink::stream(out);
-        self.write_sink(ctx, &mut sink)?;
+        self.write_planned(ctx, &mut sink)?;
         sink.finish()?;
         Ok(sink.pos)
     }
 
-    fn write_sink(mut self, ctx: &BuildContext, sink: &mut Sink<'_>) -> Result<()> {
+    /// Writes the image to `path` through an [`OutputSet`]: the file appears only when
+    /// complete.
+    ///
+    /// # Errors
+    /// As [`IsoWriter::write_to`]; the output exists and `force` is false.
+    pub fn write_file(mut self, ctx: &BuildContext, path: &Path, force: bool) -> Result<u64> {
+        if self.options.boot_info_table {
+            // The boot image is patched with its own block, so the plan comes first.
+            self.read_pending()?;
+        }
+        let pending = self.pending.take();
+        let mut outputs = OutputSet::new(path, force);
+        let written = (|| {
+            let file = outputs.create_primary().map_err(StreamError::Take)?;
+            let mut sink = Sink::file(&file);
+            match &pending {
+                Some(dir) => self.write_streamed(ctx, dir, &mut sink)?,
+                None => self
+                    .write_planned(ctx, &mut sink)
+                    .map_err(StreamError::Take)?,
+            }
+            sink.finish().map_err(StreamError::Take)?;
+            Ok(sink.pos)
+        })();
+        // Errors reading the tree name their source; the others concern the output.
+        let size = written.map_err(|e| match e {
+            StreamError::Scan(e) => e,
+            StreamError::Take(e) => e.with_path(path),
+        })?;
+        outputs.commit()?;
+        Ok(size)
+    }
+
+    /// Plans the whole image from the tree, then writes it front to back.
+    fn write_planned(&mut self, ctx: &BuildContext, sink: &mut Sink<'_>) -> Result<()> {
+        let mut data = DataPlan::new(self.options.joliet, self.booting());
+        for node in self.tree.data_order() {
+            data.place(node, self.tree.nodes[node].data_size())?;
+        }
+        let date = DateTime::from_epoch(ctx.epoch);
+        let (layout, catalog, bios) = self.plan(data, &date)?;
+        let prefetcher = Prefetcher::start();
+        for &(node, _) in &layout.files {
+            if let NodeKind::File {
+                data: Data::Path(path),
+                size,
+            } = &self.tree.nodes[node].kind
+            {
+                prefetcher.queue().want(path, *size);
+            }
+        }
+        sink.pad_to(u64::from(ISO_FIRST_DESCRIPTOR) * SECTOR_BYTES)?;
+        sink.write(&self.descriptors(&layout, &date))?;
+        let patch = if self.options.boot_info_table {
+            bios
+        } else {
+            None
+        };
+        self.write_files(&layout, patch, &prefetcher, sink)?;
+        drop(prefetcher);
+        self.write_metadata(&layout, &date, &catalog, sink)?;
+        sink.pad_to(u64::from(layout.total_blocks) * SECTOR_BYTES)
+    }
+
+    /// Reads `dir` on a second thread while copying the data of each file as it is found,
+    /// then writes the metadata and fills in the descriptors.
+    fn write_streamed(
+        &mut self,
+        ctx: &BuildContext,
+        dir: &Path,
+        sink: &mut Sink<'_>,
+    ) -> std::result::Result<(), StreamError> {
+        let mut data = DataPlan::new(self.options.joliet, self.booting());
+        // Zeros for the system area and the descriptors, which are written last.
+        (sink.pad_to(u64::from(data.start) * SECTOR_BYTES)).map_err(StreamError::Take)?;
+        let tree = &mut self.tree;
+        let prefetcher = Prefetcher::start();
+        scan::stream(dir, tree.nodes.len(), &prefetcher.queue(), &mut |item| {
+            let node = item.insert(tree)?;
+            if let NodeKind::File { data: source, size } = &tree.nodes[node].kind
+                && *size > 0
+            {
+                let lba = data.place(node, *size)?;
+                sink.pad_to(u64::from(lba) * SECTOR_BYTES)?;
+                copy(source, *size, sink)?;
+                prefetcher.copied(*size);
+            }
+            Ok(())
+        })?;
+        drop(prefetcher);
+        (|| {
+            let date = DateTime::from_epoch(ctx.epoch);
+            let (layout, catalog, _) = self.plan(data, &date)?;
+            self.write_metadata(&layout, &date, &catalog, sink)?;
+            sink.pad_to(u64::from(layout.total_blocks) * SECTOR_BYTES)?;
+            let descriptors = self.descriptors(&layout, &date);
+            sink.write_at(u64::from(ISO_FIRST_DESCRIPTOR) * SECTOR_BYTES, &descriptors)
+        })()
+        .map_err(StreamError::Take)
+    }
+
+    fn booting(&self) -> bool {
+        self.options.bios_boot.is_some() || self.options.efi_boot.is_some()
+    }
+
+    /// Names the tree and plans its metadata after `data`; returns the layout, the boot
+    /// catalog and the BIOS boot image's node.
+    fn plan(
+        &mut self,
+        data: DataPlan,
+        date: &DateTime,
+    ) -> Result<(Layout, Vec<u8>, Option<usize>)> {
         self.tree.assign_names(self.options.joliet)?;
         let bios = self.boot_node("bios_boot", self.options.bios_boot.as_deref())?;
         let efi = self.boot_node("efi_boot", self.options.efi_boot.as_deref())?;
-        let date = DateTime::from_epoch(ctx.epoch);
         let o = &self.options;
-        let booting = bios.is_some() || efi.is_some();
         let layout = layout::plan(
             &self.tree,
+            data,
             o.rock_ridge,
             o.joliet,
-            booting,
+            self.booting(),
             date.record_bytes(),
         )?;
         let image = |node: Option<usize>| {
@@ -162,33 +303,7 @@ impl IsoWriter {
             })
         };
         let catalog = boot::catalog(image(bios), image(efi));
-        self.write_metadata(&layout, &date, &catalog, sink)?;
-        let patch = if self.options.boot_info_table {
-            bios
-        } else {
-            None
-        };
-        self.write_files(&layout, patch, sink)?;
-        sink.pad_to(u64::from(layout.total_blocks) * ISO_SECTOR as u64)
-    }
-
-    /// Writes the image to `path` through an [`OutputSet`]: the file appears only when
-    /// complete.
-    ///
-    /// # Errors
-    /// As [`IsoWriter::write_to`]; the output exists and `force` is false.
-    pub fn write_file(self, ctx: &BuildContext, path: &Path, force: bool) -> Result<u64> {
-        let mut outputs = OutputSet::new(path, force);
-        let size = (|| {
-            let file = outputs.create_primary()?;
-            let mut sink = Sink::file(&file);
-            self.write_sink(ctx, &mut sink)?;
-            sink.finish()?;
-            Ok::<_, crate::Error>(sink.pos)
-        })()
-        .map_err(|e| e.with_path(path))?;
-        outputs.commit()?;
-        Ok(size)
+        Ok((layout, catalog, bios))
     }
 
     /// The node of a boot image given by path; it must be a non-empty file.
@@ -204,6 +319,20 @@ impl IsoWriter {
         }
     }
 
+    /// The volume descriptors from block 16: primary, boot record, Joliet, terminator.
+    fn descriptors(&self, layout: &Layout, date: &DateTime) -> Vec<u8> {
+        let mut bytes = self.descriptor(layout, &layout.primary, date, false);
+        if let Some(lba) = layout.catalog_lba {
+            bytes.extend_from_slice(&boot::boot_record(lba));
+        }
+        if let Some(joliet) = &layout.joliet {
+            bytes.extend_from_slice(&self.descriptor(layout, joliet, date, true));
+        }
+        bytes.extend_from_slice(&records::encode_terminator());
+        bytes
+    }
+
+    /// Path tables, directories, continuation areas and the boot catalog, after the data.
     fn write_metadata(
         &self,
         layout: &Layout,
@@ -211,15 +340,8 @@ impl IsoWriter {
         catalog: &[u8],
         sink: &mut Sink<'_>,
     ) -> Result<()> {
-        sink.pad_to(16 * ISO_SECTOR as u64)?;
-        sink.write(&self.descriptor(layout, &layout.primary, date, false))?;
-        if let Some(lba) = layout.catalog_lba {
-            sink.write(&boot::boot_record(lba))?;
-        }
-        if let Some(joliet) = &layout.joliet {
-            sink.write(&self.descriptor(layout, joliet, date, true))?;
-        }
-        sink.write(&records::encode_terminator())?;
+        // The last file ends anywhere in its last block.
+        sink.pad_to(u64::from(layout.primary.table_l_lba) * SECTOR_BYTES)?;
         for ns in std::iter::once(&layout.primary).chain(layout.joliet.as_ref()) {
             sink.write_padded(&ns.table_l, ns.table_l_lba)?;
             sink.write_padded(&ns.table_m, ns.table_m_lba)?;
@@ -359,10 +481,11 @@ impl IsoWriter {
         &self,
         layout: &Layout,
         patch: Option<usize>,
+        prefetcher: &Prefetcher,
         sink: &mut Sink<'_>,
     ) -> Result<()> {
         for &(node, lba) in &layout.files {
-            sink.pad_to(u64::from(lba) * ISO_SECTOR as u64)?;
+            sink.pad_to(u64::from(lba) * SECTOR_BYTES)?;
             let NodeKind::File { data, size } = &self.tree.nodes[node].kind else {
                 continue;
             };
@@ -370,14 +493,21 @@ impl IsoWriter {
                 let mut image = read_all(data, *size)?;
                 boot::patch_boot_info_table(&mut image, lba);
                 sink.write(&image)?;
+                prefetcher.copied(*size);
                 continue;
             }
-            match data {
-                Data::Bytes(bytes) => sink.write(bytes)?,
-                Data::Path(path) => sink.copy_file(path, *size)?,
-            }
+            copy(data, *size, sink)?;
+            prefetcher.copied(*size);
         }
         Ok(())
+    }
+}
+
+/// Writes a file's contents at the sink's position.
+fn copy(data: &Data, size: u64, sink: &mut Sink<'_>) -> Result<()> {
+    match data {
+        Data::Bytes(bytes) => sink.write(bytes),
+        Data::Path(path) => sink.copy_file(path, size),
     }
 }
 
@@ -395,5 +525,44 @@ fn read_all(data: &Data, size: u64) -> Result<Vec<u8>> {
             size,
         }
         .into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(root: &Path) {
+        std::fs::create_dir_all(root.join("b/c")).unwrap();
+        std::fs::write(root.join("b/c/big"), vec![3u8; 100_000]).unwrap();
+        std::fs::write(root.join("a"), b"a").unwrap();
+        std::fs::write(root.join("empty"), b"").unwrap();
+    }
+
+    #[test]
+    fn file_read_while_writing_equals_stream_written_after_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        tree(&dir.path().join("src"));
+        let ctx = BuildContext::from_env("t");
+        let out = dir.path().join("out.iso");
+        let mut writer = IsoWriter::new(IsoOptions::default()).unwrap();
+        writer.add_tree(&dir.path().join("src")).unwrap();
+        writer.clone().write_file(&ctx, &out, false).unwrap();
+        let mut streamed = Vec::new();
+        writer.write_to(&ctx, &mut streamed).unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), streamed);
+    }
+
+    #[test]
+    fn file_data_starts_right_after_the_descriptors() {
+        let mut writer = IsoWriter::new(IsoOptions::default()).unwrap();
+        let entry = IsoEntry::new("f", super::super::IsoSource::Bytes(b"DATA".to_vec()), 0o644);
+        writer.add(entry).unwrap();
+        let mut image = Vec::new();
+        writer
+            .write_to(&BuildContext::from_env("t"), &mut image)
+            .unwrap();
+        // Blocks 16-19: primary, Joliet, terminator; the data follows.
+        assert_eq!(&image[19 * ISO_SECTOR..19 * ISO_SECTOR + 4], b"DATA");
     }
 }

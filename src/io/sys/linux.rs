@@ -1,4 +1,4 @@
-//! Linux: SEEK_DATA/SEEK_HOLE, fallocate, copy_file_range through rustix.
+//! Linux: SEEK_DATA/SEEK_HOLE, fallocate, copy_file_range and read-ahead hints through rustix.
 
 use std::fs::File;
 use std::io;
@@ -57,4 +57,16 @@ pub fn copy_range(
     let (mut src_pos, mut dst_pos) = (src_offset, dst_offset);
     rustix::fs::copy_file_range(src, Some(&mut src_pos), dst, Some(&mut dst_pos), len)
         .map_err(Into::into)
+}
+
+/// Starts reading the first `len` bytes of `file` into the page cache without waiting for
+/// them (`POSIX_FADV_WILLNEED`); cached pages cost no I/O.
+///
+/// # Errors
+/// OS errors (the advice changes speed only, never what a later read returns).
+pub fn prefetch(file: &File, len: u64) -> io::Result<()> {
+    let Some(len) = std::num::NonZeroU64::new(len) else {
+        return Ok(());
+    };
+    rustix::fs::fadvise(file, 0, Some(len), rustix::fs::Advice::WillNeed).map_err(Into::into)
 }
