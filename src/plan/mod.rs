@@ -238,27 +238,7 @@ impl Plan {
             .map_err(|e| Error::io(e).with_path(&self.out_dir))?;
         let inputs = self.fetch_inputs(log)?;
         let total = self.outputs.len() + self.seeds.len();
-        let mut packages = Vec::new();
-        if self.outputs.iter().any(is_package) {
-            let sizes = (inputs.iter().enumerate())
-                .map(|(i, input)| Ok(self.reader(i, input.as_ref())?.virtual_size()))
-                .collect::<Result<Vec<u64>>>()?;
-            for (i, o) in self
-                .outputs
-                .iter()
-                .enumerate()
-                .filter(|(_, o)| is_package(o))
-            {
-                log(&format!(
-                    "[{}/{total}] writing {} ({} in {}, every disk)",
-                    i + 1,
-                    o.file,
-                    o.disk_format.name(),
-                    o.container.name()
-                ));
-                packages.push(PackageRun::start(&self.spec, o, i, &self.out_dir, &sizes)?);
-            }
-        }
+        let mut packages = self.start_packages(&inputs, log)?;
         let mut numbered: Vec<(usize, Artefact)> = Vec::new();
         // One pass over each disk feeds all of its outputs and every package.
         for (disk, input) in inputs.iter().enumerate() {
@@ -300,6 +280,33 @@ impl Plan {
         let report = BuildReport::new(&self.spec, artefacts);
         report.write(&self.out_dir, &self.spec.name)?;
         Ok(report)
+    }
+
+    /// Starts every ova/ovf output; they need every disk's size for their descriptor.
+    fn start_packages(
+        &self,
+        inputs: &[Option<PathBuf>],
+        log: &mut dyn FnMut(&str),
+    ) -> Result<Vec<PackageRun>> {
+        if !self.outputs.iter().any(is_package) {
+            return Ok(Vec::new());
+        }
+        let sizes = (inputs.iter().enumerate())
+            .map(|(i, input)| Ok(self.reader(i, input.as_ref())?.virtual_size()))
+            .collect::<Result<Vec<u64>>>()?;
+        let total = self.outputs.len() + self.seeds.len();
+        let mut packages = Vec::new();
+        for (i, o) in (self.outputs.iter().enumerate()).filter(|(_, o)| is_package(o)) {
+            log(&format!(
+                "[{}/{total}] writing {} ({} in {}, every disk)",
+                i + 1,
+                o.file,
+                o.disk_format.name(),
+                o.container.name()
+            ));
+            packages.push(PackageRun::start(&self.spec, o, i, &self.out_dir, &sizes)?);
+        }
+        Ok(packages)
     }
 
     /// Local paths of the disks the selected outputs use (`None` for blank disks).
