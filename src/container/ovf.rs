@@ -332,8 +332,36 @@ impl Machine {
             ("ResourceType", "4"),
             ("VirtualQuantity", &mib),
         ]);
-        // One controller per bus in use (InstanceIDs from 3, in first-use order), then the
-        // disks on them, numbered from 0 on each (SCSI skips unit 7, the initiator's).
+        let next_id = self.storage(x, disks);
+        for (i, a) in self.adapters.iter().enumerate() {
+            let model = self.nic_subtype(a.model);
+            let id = (next_id + i).to_string();
+            x.item(&[
+                ("AutomaticAllocation", "true"),
+                ("Connection", &a.network),
+                (
+                    "Description",
+                    &format!("{model} ethernet adapter on {}", a.network),
+                ),
+                ("ElementName", &format!("Network adapter {}", i + 1)),
+                ("InstanceID", &id),
+                ("ResourceSubType", model),
+                ("ResourceType", "10"),
+            ]);
+        }
+        if self.efi && self.target == Target::Vmware {
+            x.line(
+                3,
+                r#"<vmw:Config ovf:required="false" vmw:key="firmware" vmw:value="efi"/>"#,
+            );
+        }
+        x.line(2, "</VirtualHardwareSection>");
+    }
+
+    /// One controller per bus in use (InstanceIDs from 3, in first-use order), then the
+    /// disks on them, numbered from 0 on each (SCSI skips unit 7, the initiator's). Returns
+    /// the next free InstanceID.
+    fn storage(&self, x: &mut Xml, disks: &[DiskFile]) -> usize {
         let buses: Vec<Bus> = disks.iter().map(|d| self.bus(d.bus)).collect();
         let mut controllers: Vec<Bus> = Vec::new();
         for bus in &buses {
@@ -379,29 +407,7 @@ impl Machine {
                 ("ResourceType", "17"),
             ]);
         }
-        for (i, a) in self.adapters.iter().enumerate() {
-            let model = self.nic_subtype(a.model);
-            let id = (next_id + i).to_string();
-            x.item(&[
-                ("AutomaticAllocation", "true"),
-                ("Connection", &a.network),
-                (
-                    "Description",
-                    &format!("{model} ethernet adapter on {}", a.network),
-                ),
-                ("ElementName", &format!("Network adapter {}", i + 1)),
-                ("InstanceID", &id),
-                ("ResourceSubType", model),
-                ("ResourceType", "10"),
-            ]);
-        }
-        if self.efi && self.target == Target::Vmware {
-            x.line(
-                3,
-                r#"<vmw:Config ovf:required="false" vmw:key="firmware" vmw:value="efi"/>"#,
-            );
-        }
-        x.line(2, "</VirtualHardwareSection>");
+        next_id
     }
 
     /// `bus`, or the target's default controller.
