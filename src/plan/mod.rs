@@ -7,7 +7,9 @@
 //! complete; a failure leaves artefacts of earlier disks in place) → the cloud-init NoCloud
 //! seeds (`kiln::seed::write_seed`) → `NAME.kiln.json` and `SHA256SUMS` ([`report`]).
 //!
-//! A raw artefact is hashed as its bytes pass (they are the disk's bytes). The others are
+//! A raw artefact's bytes are the disk's bytes: a second reader of the disk hashes them on
+//! its own thread during the pass (as a lane it would wait for the slowest writer and hash
+//! the disk's zero runs alone at the end). The others are
 //! hashed by reading each finished file once (in parallel, holes not read) before it is
 //! renamed into place: their writers patch tables, headers or (in an OVA) the head with
 //! positioned writes, so a tee could not see the final bytes in order. A seed (a few KiB)
@@ -374,16 +376,12 @@ impl Plan {
         let virtual_size = reader.virtual_size();
         let mut sets = Vec::new();
         let mut writers = Vec::new();
-        let mut digests = Vec::new();
         for (_, o) in outputs {
             let target = self.out_dir.join(&o.file);
             let mut set = OutputSet::new(&target, true);
             let writer = self
                 .start_output(o, virtual_size, &mut set)
                 .map_err(|e| e.with_path(&target))?;
-            // A raw image's bytes are the disk's bytes: hash them as they pass, on a lane
-            // of their own, rather than re-reading the whole image afterwards.
-            digests.push((o.engine_format == DiskFormat::Raw).then(StreamDigest::default));
             writers.push(Lane { writer, target });
             sets.push(set);
         }
@@ -397,27 +395,35 @@ impl Plan {
         let mut lanes: Vec<&mut dyn DiskWriter> = (writers.iter_mut())
             .chain(package_lanes.iter_mut())
             .map(|w| w as &mut dyn DiskWriter)
-            .chain(
-                digests
-                    .iter_mut()
-                    .flatten()
-                    .map(|d| d as &mut dyn DiskWriter),
-            )
             .collect();
-        disk::convert(reader.as_mut(), &mut lanes, &mut |_| {}).map_err(|e| match input {
+        // A raw image's bytes are the disk's bytes. They are hashed from a second reader of
+        // the disk on a thread of its own, rather than as a lane of the pass: a lane would
+        // be paced by the slowest writer (a compressing one) and hash the disk's zero runs
+        // alone at the end; rather than by re-reading the finished image either.
+        let raw = outputs
+            .iter()
+            .any(|(_, o)| o.engine_format == DiskFormat::Raw);
+        let (converted, digest) = std::thread::scope(|scope| {
+            let digest = raw.then(|| scope.spawn(|| self.disk_digest(disk_index, input)));
+            let converted = disk::convert(reader.as_mut(), &mut lanes, &mut |_| {});
+            let digest = digest.map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+            (converted, digest)
+        });
+        converted.map_err(|e| match input {
             Some(path) => e.with_path(path),
             None => e,
         })?;
+        let digest = digest.transpose()?;
         for (lane, p) in package_lanes.into_iter().zip(packages.iter_mut()) {
             Box::new(lane).finish()?;
             p.disk_done()?;
         }
         let mut commits = Vec::new();
-        for (((lane, digest), (i, _)), set) in
-            writers.into_iter().zip(digests).zip(outputs).zip(sets)
-        {
+        for ((lane, (i, o)), set) in writers.into_iter().zip(outputs).zip(sets) {
             let report = (lane.writer.finish()).map_err(|e| e.with_path(&lane.target))?;
-            let streamed = digest.map(|d| (hex(&d.0.finalize()), report.virtual_size));
+            let streamed = (digest.clone())
+                .filter(|_| o.engine_format == DiskFormat::Raw)
+                .map(|d| (d, report.virtual_size));
             let commit = Commit {
                 target: lane.target,
                 virtual_size: report.virtual_size,
@@ -428,6 +434,19 @@ impl Plan {
             commits.push((*i, commit));
         }
         Ok(commits)
+    }
+
+    /// SHA-256 of disk `disk_index`'s bytes, read by a reader of its own.
+    fn disk_digest(&self, disk_index: usize, input: Option<&PathBuf>) -> Result<String> {
+        let mut reader = self.reader(disk_index, input)?;
+        let mut hasher = Sha256::new();
+        while let Some(extent) = reader.next_extent().map_err(|e| match input {
+            Some(path) => e.with_path(path),
+            None => e,
+        })? {
+            fetch::hash_extent(&mut hasher, extent);
+        }
+        Ok(hex(&hasher.finalize()))
     }
 
     /// Hashes (raw outputs already are), syncs and renames each finished output on its own
@@ -553,21 +572,6 @@ impl DiskWriter for Lane {
     fn finish(self: Box<Self>) -> Result<disk::WriteReport> {
         let Lane { writer, target } = *self;
         writer.finish().map_err(|e| e.with_path(&target))
-    }
-}
-
-/// A lane that only hashes the disk's bytes (a raw image's digest).
-#[derive(Default)]
-struct StreamDigest(Sha256);
-
-impl DiskWriter for StreamDigest {
-    fn write_extent(&mut self, extent: disk::Extent<'_>) -> Result<()> {
-        fetch::hash_extent(&mut self.0, extent);
-        Ok(())
-    }
-
-    fn finish(self: Box<Self>) -> Result<disk::WriteReport> {
-        Ok(disk::WriteReport::default())
     }
 }
 
