@@ -21,6 +21,18 @@ fn setup(d: &Dir, text: &str) {
     sparse_raw(&d.path("src.raw"), 24 << 20, 40, 7);
 }
 
+/// `sha256sum -c SHA256SUMS` in `dir` must pass (it checks every listed file); returns its
+/// report.
+fn sha256sum_check(dir: &Path) -> String {
+    let out = std::process::Command::new("sha256sum")
+        .args(["-c", "SHA256SUMS"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Extracts `ova` with 7-Zip into `dir` and returns the member names 7-Zip lists, in order.
 fn extract(ova: &Path, dir: &Path) -> Vec<String> {
     let listing = run_ok("7zz", &["l", "-slt", ova.to_str().unwrap()]);
@@ -180,14 +192,7 @@ fn ovf_package_is_three_files_that_the_report_lists() {
         Some(&d.path("src.raw")),
         &[],
     );
-    // sha256sum itself checks every listed file.
-    let out = std::process::Command::new("sha256sum")
-        .args(["-c", "SHA256SUMS"])
-        .current_dir(d.path("out"))
-        .output()
-        .unwrap();
-    let listed = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", describe(&out));
+    let listed = sha256sum_check(&d.path("out"));
     for f in ["app.ovf: OK", "app.mf: OK", "app-disk1.vmdk: OK"] {
         assert!(listed.contains(f), "{listed}");
     }
@@ -272,13 +277,7 @@ fn packages_hold_every_disk_of_the_appliance() {
         ovf.contains("ovf:/disk/vmdisk2") && ovf.contains("vmware.sata.ahci"),
         "{ovf}"
     );
-    let out = std::process::Command::new("sha256sum")
-        .args(["-c", "SHA256SUMS"])
-        .current_dir(d.path("out"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", describe(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("app-disk2.vmdk: OK"));
+    assert!(sha256sum_check(&d.path("out")).contains("app-disk2.vmdk: OK"));
 }
 
 #[test]
