@@ -91,7 +91,8 @@ pub fn render(alg: Algorithm, entries: &[(&str, &str)]) -> String {
         .collect()
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// `bytes` in lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

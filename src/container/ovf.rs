@@ -41,6 +41,16 @@ pub enum Target {
     Virtualbox,
 }
 
+impl Target {
+    /// The controller a disk without one hangs off.
+    pub fn default_bus(self) -> Bus {
+        match self {
+            Target::Vmware => Bus::Scsi,
+            Target::Virtualbox => Bus::Sata,
+        }
+    }
+}
+
 /// The bus the disk hangs off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bus {
@@ -412,10 +422,7 @@ impl Machine {
 
     /// `bus`, or the target's default controller.
     fn bus(&self, bus: Option<Bus>) -> Bus {
-        bus.unwrap_or(match self.target {
-            Target::Vmware => Bus::Scsi,
-            Target::Virtualbox => Bus::Sata,
-        })
+        bus.unwrap_or(self.target.default_bus())
     }
 
     /// ResourceType, ResourceSubType and a name for a controller of `bus`.

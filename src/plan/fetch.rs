@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::PlanError;
+pub use crate::container::manifest::hex;
 use crate::disk::{self, DiskFormat, Extent, OpenOptions};
 use crate::error::{Error, ErrorKind, Result};
 
@@ -75,11 +76,6 @@ fn hash_into(reader: &mut dyn Read, hasher: &mut Sha256) -> std::io::Result<u64>
         hasher.update(&buf[..n]);
         total += n as u64;
     }
-}
-
-/// Lower-case hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Checks a local file against `expected` when given.

@@ -9,7 +9,7 @@ use super::Commit;
 
 use crate::container::cloud_init;
 use crate::container::manifest::Algorithm;
-use crate::container::ovf::{Adapter, Bus, Machine, Nic, Product, Target};
+use crate::container::ovf::{Adapter, Bus, Machine, Nic, Product};
 use crate::container::package::{Form, Package, PackageWriter, file_names};
 use crate::context::BuildContext;
 use crate::disk::{CreateRequest, DiskFormat, DiskWriter, KvOptions};
@@ -46,10 +46,7 @@ pub fn package(spec: &ValidSpec, o: &ValidOutput, sizes: &[u64]) -> Result<Packa
         cpus: m.cpus,
         memory_mib: m.memory_mib,
         efi: m.firmware == Firmware::Efi,
-        target: match o.target {
-            model::Target::Vmware => Target::Vmware,
-            model::Target::Virtualbox => Target::Virtualbox,
-        },
+        target: o.target.importer(),
         adapters: (m.networks.iter())
             .map(|(network, adapter)| Adapter {
                 network: network.clone(),
@@ -72,7 +69,7 @@ pub fn package(spec: &ValidSpec, o: &ValidOutput, sizes: &[u64]) -> Result<Packa
         ManifestDigest::Sha512 => Algorithm::Sha512,
     };
     let disks = (spec.disks.iter().zip(sizes))
-        .map(|(d, size)| (*size, d.controller.map(bus)))
+        .map(|(d, size)| (*size, d.controller.map(Controller::bus)))
         .collect();
     Ok(Package {
         machine,
@@ -81,23 +78,12 @@ pub fn package(spec: &ValidSpec, o: &ValidOutput, sizes: &[u64]) -> Result<Packa
     })
 }
 
-fn bus(c: Controller) -> Bus {
-    match c {
-        Controller::Ide => Bus::Ide,
-        Controller::Sata => Bus::Sata,
-        Controller::Scsi => Bus::Scsi,
-        Controller::Nvme => Bus::Nvme,
-    }
-}
-
 /// The VMDK options of packaged disk `disk`: a SCSI disk says so in its own descriptor.
 fn vmdk_options(spec: &ValidSpec, o: &ValidOutput, disk: usize) -> KvOptions {
     let mut options = o.options.clone();
-    let scsi = match spec.disks[disk].controller {
-        Some(c) => c == Controller::Scsi,
-        None => o.target == model::Target::Vmware,
-    };
-    if scsi && options.get("adapter_type").is_none() {
+    let bus =
+        (spec.disks[disk].controller).map_or(o.target.importer().default_bus(), Controller::bus);
+    if bus == Bus::Scsi && options.get("adapter_type").is_none() {
         options.set("adapter_type", "lsilogic");
     }
     options

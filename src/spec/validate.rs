@@ -17,6 +17,7 @@ use super::model::{
     Spanned, Spec, Target,
 };
 use super::{Issue, Span, SpecErrors, load};
+use crate::container::ovf::{self, Bus};
 use crate::disk::{self, DiskFormat, KvOptions, OpenOptions};
 use crate::seed::SeedSpec;
 use crate::size::parse_size;
@@ -149,6 +150,28 @@ impl OutputDiskFormat {
         match self {
             OutputDiskFormat::Raw => "raw",
             other => other.name(),
+        }
+    }
+}
+
+impl Controller {
+    /// The descriptor's bus for this controller.
+    pub fn bus(self) -> Bus {
+        match self {
+            Controller::Ide => Bus::Ide,
+            Controller::Sata => Bus::Sata,
+            Controller::Scsi => Bus::Scsi,
+            Controller::Nvme => Bus::Nvme,
+        }
+    }
+}
+
+impl Target {
+    /// The importer a descriptor is written for.
+    pub fn importer(self) -> ovf::Target {
+        match self {
+            Target::Vmware => ovf::Target::Vmware,
+            Target::Virtualbox => ovf::Target::Virtualbox,
         }
     }
 }

@@ -218,27 +218,13 @@ impl Checker<'_> {
 
     /// Disks per controller within what the importers allow (one controller per bus).
     fn controller_counts(&mut self, at: &Spanned<Output>, key: &str, spec: &Spec, target: Target) {
-        let default = match target {
-            Target::Vmware => Controller::Scsi,
-            Target::Virtualbox => Controller::Sata,
-        };
-        for c in [
-            Controller::Ide,
-            Controller::Sata,
-            Controller::Scsi,
-            Controller::Nvme,
-        ] {
+        let default = target.importer().default_bus();
+        for bus in [Bus::Ide, Bus::Sata, Bus::Scsi, Bus::Nvme] {
             let n = (spec.disks.iter())
-                .filter(|d| d.value.controller.unwrap_or(default) == c)
+                .filter(|d| d.value.controller.map_or(default, Controller::bus) == bus)
                 .count();
-            let bus = match c {
-                Controller::Ide => Bus::Ide,
-                Controller::Sata => Bus::Sata,
-                Controller::Scsi => Bus::Scsi,
-                Controller::Nvme => Bus::Nvme,
-            };
             if n > max_disks(bus) {
-                let name = format!("{c:?}").to_lowercase();
+                let name = format!("{bus:?}").to_lowercase();
                 let message = format!(
                     "{n} disks on one {name} controller; a package holds at most {} (set `controller:` on some disks)",
                     max_disks(bus)
