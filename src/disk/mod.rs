@@ -11,6 +11,7 @@
 
 pub mod block;
 pub mod iso;
+mod open;
 pub mod options;
 mod probe;
 pub mod qcow2;
@@ -21,13 +22,12 @@ pub mod vhdx;
 pub mod vmdk;
 
 use std::fmt;
-use std::fs::File;
-use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 
 use serde::Serialize;
 
+pub use open::{OpenOptions, open, open_source};
 pub use options::KvOptions;
 pub use probe::probe;
 
@@ -233,45 +233,6 @@ impl ImageInfo {
     pub fn detail(mut self, key: &str, value: impl fmt::Display) -> Self {
         self.details.push((key.to_string(), value.to_string()));
         self
-    }
-}
-
-/// How to open an image.
-#[derive(Debug, Clone, Default)]
-pub struct OpenOptions {
-    /// The format, or `None` to probe.
-    pub format: Option<DiskFormat>,
-    /// Opt in to images format_inspector refuses (qcow2 backing or data files, ...). The
-    /// referenced files are still never opened; the reader treats the image alone.
-    pub allow_unsafe: bool,
-}
-
-/// Opens `path` as a disk image, probing the format unless `opts.format` is set.
-///
-/// # Errors
-/// The file cannot be opened, its metadata is invalid, or it is refused on safety grounds;
-/// the error names `path`.
-pub fn open(path: &Path, opts: &OpenOptions) -> Result<Box<dyn DiskReader>> {
-    open_inner(path, opts).map_err(|e| e.with_path(path))
-}
-
-fn open_inner(path: &Path, opts: &OpenOptions) -> Result<Box<dyn DiskReader>> {
-    let file = File::open(path)?;
-    if file.metadata()?.is_dir() {
-        return Err(Error::invalid_input("is a directory, not a disk image"));
-    }
-    let format = match opts.format {
-        Some(format) => format,
-        None => probe(&file)?,
-    };
-    match format {
-        DiskFormat::Raw => raw::open(file),
-        DiskFormat::Qcow2 => qcow2::open(file, path, opts),
-        DiskFormat::Vmdk => vmdk::open(file, path, opts),
-        DiskFormat::Vhd => vhd::open(file, path, opts),
-        DiskFormat::Vhdx => vhdx::open(file, path, opts),
-        DiskFormat::Vdi => vdi::open(file, path, opts),
-        DiskFormat::Iso => iso::open(file, path, opts),
     }
 }
 

@@ -14,11 +14,9 @@
 //!    does that on purpose)
 //! 10. otherwise raw
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
-
 use super::DiskFormat;
 use crate::error::{Error, Result};
+use crate::io::ReadAt;
 
 /// `QFI\xfb`: the qcow magic.
 const QCOW2_MAGIC: &[u8] = b"QFI\xfb";
@@ -43,8 +41,8 @@ const ISO_ID_OFFSET: u64 = 0x8001;
 ///
 /// # Errors
 /// I/O failures while reading the probed areas.
-pub fn probe(file: &File) -> Result<DiskFormat> {
-    let len = file.metadata()?.len();
+pub fn probe(file: &dyn ReadAt) -> Result<DiskFormat> {
+    let len = file.len();
     let head = read_up_to(file, 0, 512)?;
     let starts = |magic: &[u8]| head.starts_with(magic);
     if starts(QCOW2_MAGIC) {
@@ -80,7 +78,7 @@ pub fn probe(file: &File) -> Result<DiskFormat> {
 }
 
 /// Reads up to `n` bytes at `offset`; fewer at the end of the file.
-fn read_up_to(file: &File, offset: u64, n: usize) -> Result<Vec<u8>> {
+fn read_up_to(file: &dyn ReadAt, offset: u64, n: usize) -> Result<Vec<u8>> {
     let mut buf = vec![0; n];
     let mut got = 0;
     while got < n {
@@ -96,14 +94,10 @@ fn read_up_to(file: &File, offset: u64, n: usize) -> Result<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
-
     use super::*;
 
     fn probe_bytes(bytes: &[u8]) -> DiskFormat {
-        let mut f = tempfile::tempfile().unwrap();
-        f.write_all(bytes).unwrap();
-        probe(&f).unwrap()
+        probe(&bytes.to_vec()).unwrap()
     }
 
     #[test]
@@ -127,9 +121,9 @@ mod tests {
 
     #[test]
     fn tar_archives_are_refused_not_read_as_raw() {
-        let mut f = tempfile::tempfile().unwrap();
-        f.write_all(tar::Header::new_ustar().as_bytes()).unwrap();
-        let err = probe(&f).unwrap_err().to_string();
+        let err = probe(&tar::Header::new_ustar().as_bytes().to_vec())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("tar archive"), "{err}");
     }
 

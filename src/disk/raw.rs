@@ -5,8 +5,6 @@
 //! all-zero 4 KiB pieces stay holes (`io::sparse_out`), and the file is extended to the
 //! virtual size at the end. It keeps only SparseOut's 1 MiB coalescing buffer in RAM.
 
-use std::fs::File;
-
 use super::{
     CreateRequest, DiskFormat, DiskReader, DiskWriter, Extent, ImageInfo, MAX_EXTENT_BYTES,
     OwnedExtent, WriteReport,
@@ -14,15 +12,15 @@ use super::{
 use crate::error::Result;
 use crate::io::output::OutputSet;
 use crate::io::sparse_out::SparseOut;
-use crate::io::{read_exact_at, sys};
+use crate::io::{Source, read_exact_at};
 
 /// Raw images take no `-o` options.
 pub(super) const OPTION_KEYS: &[&str] = &[];
 
-pub(super) fn open(file: File) -> Result<Box<dyn DiskReader>> {
-    let virtual_size = file.metadata()?.len();
+pub(super) fn open(src: Source) -> Result<Box<dyn DiskReader>> {
+    let virtual_size = src.len();
     Ok(Box::new(RawReader {
-        file,
+        src,
         virtual_size,
         pos: 0,
         data_end: 0,
@@ -32,7 +30,7 @@ pub(super) fn open(file: File) -> Result<Box<dyn DiskReader>> {
 
 /// Reads a raw file as data runs and holes.
 struct RawReader {
-    file: File,
+    src: Source,
     virtual_size: u64,
     pos: u64,
     /// End of the data region `pos` lies in; `pos == data_end` means "find the next one".
@@ -84,7 +82,7 @@ impl RawReader {
             return Ok(None);
         }
         if self.pos == self.data_end {
-            let data = sys::next_data(&self.file, self.pos)?.unwrap_or(self.virtual_size);
+            let data = self.src.next_data(self.pos)?.unwrap_or(self.virtual_size);
             let data = data.min(self.virtual_size);
             if data > self.pos {
                 let hole = data - self.pos;
@@ -92,7 +90,7 @@ impl RawReader {
                 self.data_end = data;
                 return Ok(Some(RawRun::Hole(hole)));
             }
-            self.data_end = sys::next_hole(&self.file, self.pos)?.min(self.virtual_size);
+            self.data_end = self.src.next_hole(self.pos)?.min(self.virtual_size);
             if self.data_end <= self.pos {
                 // A file system that reports no hole: treat the rest as data.
                 self.data_end = self.virtual_size;
@@ -101,7 +99,7 @@ impl RawReader {
         let len = (self.data_end - self.pos).min(MAX_EXTENT_BYTES as u64);
         let len = usize::try_from(len).expect("bounded by MAX_EXTENT_BYTES");
         buf.resize(len, 0);
-        read_exact_at(&self.file, buf, self.pos, "raw data")?;
+        read_exact_at(&*self.src, buf, self.pos, "raw data")?;
         self.pos += len as u64;
         Ok(Some(RawRun::Data))
     }

@@ -23,9 +23,7 @@
 //! disk size, block entries past the block count or the end of the file, and two entries
 //! naming the same data block.
 
-use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
 
 use zerocopy::byteorder::{LittleEndian, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
@@ -33,12 +31,12 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 use super::block::{Block, Blocker};
 use super::{
     CreateRequest, DiskFormat, DiskReader, DiskWriter, Extent, ImageInfo, KvOptions,
-    MAX_EXTENT_BYTES, OpenOptions, WriteReport,
+    MAX_EXTENT_BYTES, WriteReport,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::io::output::OutputSet;
-use crate::io::read_exact_at;
 use crate::io::sparse_out::SparseOut;
+use crate::io::{ReadAt, Source, read_exact_at};
 
 /// The `-o` keys the vdi writer accepts.
 pub(super) const OPTION_KEYS: &[&str] = &["subformat", "static"];
@@ -339,10 +337,10 @@ fn parse_type(raw: &RawHeader) -> Result<bool, VdiError> {
     Ok(fixed)
 }
 
-pub(super) fn open(file: File, _path: &Path, _opts: &OpenOptions) -> Result<Box<dyn DiskReader>> {
-    let file_size = file.metadata()?.len();
+pub(super) fn open(src: Source) -> Result<Box<dyn DiskReader>> {
+    let file_size = src.len();
     let mut bytes = [0u8; 512];
-    read_exact_at(&file, &mut bytes, 0, "VDI header")?;
+    read_exact_at(&*src, &mut bytes, 0, "VDI header")?;
     let header = VdiHeader::parse(&bytes)?;
     let needed = header.disk_size.div_ceil(u64::from(header.block_size));
     // The map must lie in the file, which bounds the allocation by the file size.
@@ -356,10 +354,10 @@ pub(super) fn open(file: File, _path: &Path, _opts: &OpenOptions) -> Result<Box<
         }
         .into());
     }
-    let map = read_map(&file, offset, needed)?;
+    let map = read_map(&*src, offset, needed)?;
     check_map(&map, &header, file_size)?;
     Ok(Box::new(VdiReader {
-        file,
+        src,
         header,
         map,
         pos: 0,
@@ -367,7 +365,7 @@ pub(super) fn open(file: File, _path: &Path, _opts: &OpenOptions) -> Result<Box<
     }))
 }
 
-fn read_map(file: &File, offset: u64, entries: u64) -> Result<Vec<u32>> {
+fn read_map(file: &dyn ReadAt, offset: u64, entries: u64) -> Result<Vec<u32>> {
     let len = usize::try_from(entries * 4).map_err(|_| {
         Error::new(
             ErrorKind::InvalidImage,
@@ -428,7 +426,7 @@ fn check_map(map: &[u32], header: &VdiHeader, file_size: u64) -> Result<()> {
 
 /// Reads a VDI block by block; runs of free or zero blocks become one extent.
 struct VdiReader {
-    file: File,
+    src: Source,
     header: VdiHeader,
     map: Vec<u32>,
     pos: u64,
@@ -487,7 +485,7 @@ impl DiskReader for VdiReader {
             usize::try_from(len).expect("bounded by MAX_EXTENT_BYTES"),
             0,
         );
-        read_exact_at(&self.file, &mut self.buf, offset, "VDI block data")?;
+        read_exact_at(&*self.src, &mut self.buf, offset, "VDI block data")?;
         self.pos += len;
         Ok(Some(Extent::Data(&self.buf)))
     }

@@ -1,11 +1,15 @@
-//! I/O helpers: atomic output files, positioned reads with error context, OS specifics.
+//! I/O: sources readers read from (files and views of them), sinks writers write to
+//! (atomic output files, sparse positioned writes), positioned reads with error context,
+//! and OS specifics.
+//!
+//! `io` is the bottom layer: it imports nothing else of the crate but the error type.
 
 pub mod output;
+pub mod source;
 pub(crate) mod sparse_out;
 pub mod sys;
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
+pub use source::{FileSource, ReadAt, Source, View};
 
 use crate::error::{Error, ErrorKind, Result};
 
@@ -36,12 +40,18 @@ pub enum ReadError {
     },
 }
 
-/// Reads exactly `buf.len()` bytes at `offset`, naming `what` and the offset on failure.
+/// Reads exactly `buf.len()` bytes at `offset` of `source`, looping over short reads, and
+/// names `what` and the offset on failure.
 ///
 /// # Errors
-/// [`ReadError::PastEnd`] (as [`ErrorKind::InvalidImage`]) on a short file, else I/O.
-pub fn read_exact_at(file: &File, buf: &mut [u8], offset: u64, what: &'static str) -> Result<()> {
-    file.read_exact_at(buf, offset).map_err(|source| {
+/// [`ReadError::PastEnd`] (as [`ErrorKind::InvalidImage`]) on a short source, else I/O.
+pub fn read_exact_at(
+    source: &dyn ReadAt,
+    buf: &mut [u8],
+    offset: u64,
+    what: &'static str,
+) -> Result<()> {
+    fill_at(source, buf, offset).map_err(|source| {
         if source.kind() == std::io::ErrorKind::UnexpectedEof {
             Error::new(
                 ErrorKind::InvalidImage,
@@ -62,4 +72,20 @@ pub fn read_exact_at(file: &File, buf: &mut [u8], offset: u64, what: &'static st
             )
         }
     })
+}
+
+/// `read_exact_at` without context: fills `buf` or fails with `UnexpectedEof`.
+fn fill_at(source: &dyn ReadAt, mut buf: &mut [u8], mut offset: u64) -> std::io::Result<()> {
+    while !buf.is_empty() {
+        match source.read_at(buf, offset) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => {
+                buf = &mut buf[n..];
+                offset += n as u64;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }

@@ -41,16 +41,16 @@ mod susp;
 mod tree;
 mod writer;
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 pub use reader::{IsoFile, IsoFileKind, IsoImage};
 pub(crate) use records::DateTime;
 pub use tree::{ISO_MAX_FILE_BYTES, IsoEntry, IsoSource};
 pub use writer::{IsoOptions, IsoWriter};
 
-use super::{CreateRequest, DiskReader, DiskWriter, KvOptions, OpenOptions};
+use super::{CreateRequest, DiskReader, DiskWriter, KvOptions};
 use crate::error::{Error, ErrorKind, Result};
+use crate::io::Source;
 use crate::io::output::OutputSet;
 
 /// The `-o` keys `kiln convert -O iso DIR out.iso` accepts.
@@ -371,8 +371,8 @@ pub fn options_from_kv(kv: &KvOptions, creator: &str) -> Result<IsoOptions> {
     })
 }
 
-pub(super) fn open(file: File, _path: &Path, _opts: &OpenOptions) -> Result<Box<dyn DiskReader>> {
-    let image = IsoImage::from_file(file)?;
+pub(super) fn open(src: Source) -> Result<Box<dyn DiskReader>> {
+    let image = IsoImage::from_source(src)?;
     Ok(Box::new(reader::IsoReader::new(image)?))
 }
 

@@ -106,7 +106,7 @@ fn run(queued: &mpsc::Receiver<(PathBuf, u64)>, progress: &Progress) {
         }
         drop(state);
         if let Ok(file) = File::open(&path) {
-            let _ = sys::prefetch(&file, size);
+            let _ = sys::prefetch(&file, 0, size);
         }
         wanted += size;
     }

@@ -17,7 +17,7 @@ use super::records::{
 };
 use crate::disk::{DiskFormat, DiskReader, Extent, ImageInfo, MAX_EXTENT_BYTES};
 use crate::error::Result;
-use crate::io::read_exact_at;
+use crate::io::{FileSource, Source, read_exact_at};
 
 /// Most volume descriptors read before a terminator must appear.
 const ISO_MAX_DESCRIPTORS: u64 = 64;
@@ -59,7 +59,7 @@ pub struct IsoFile {
 /// An opened ISO image: its descriptors and tree.
 #[derive(Debug)]
 pub struct IsoImage {
-    file: File,
+    src: Source,
     /// Volume identifier of the primary descriptor (trailing spaces removed).
     pub volume_label: String,
     /// A Joliet supplementary descriptor is present.
@@ -91,13 +91,18 @@ impl IsoImage {
     /// many entries; errors name the byte offset.
     pub fn open(path: &Path) -> Result<Self> {
         let file = File::open(path).map_err(|e| crate::Error::io(e).with_path(path))?;
-        Self::from_file(file).map_err(|e| e.with_path(path))
+        let src = FileSource::shared(file).map_err(|e| crate::Error::io(e).with_path(path))?;
+        Self::from_source(src).map_err(|e| e.with_path(path))
     }
 
-    pub(super) fn from_file(file: File) -> Result<Self> {
-        let len = file.metadata()?.len();
+    /// Opens and walks the image in `src`.
+    ///
+    /// # Errors
+    /// As [`IsoImage::open`].
+    pub(super) fn from_source(src: Source) -> Result<Self> {
+        let len = src.len();
         let mut image = Self {
-            file,
+            src,
             volume_label: String::new(),
             joliet: false,
             rock_ridge: false,
@@ -123,7 +128,7 @@ impl IsoImage {
         for index in 16..16 + ISO_MAX_DESCRIPTORS {
             let offset = index * ISO_SECTOR as u64;
             let mut vd = vec![0u8; ISO_SECTOR];
-            read_exact_at(&self.file, &mut vd, offset, "ISO volume descriptor")?;
+            read_exact_at(&*self.src, &mut vd, offset, "ISO volume descriptor")?;
             if &vd[1..6] != ISO_STANDARD_ID || vd[6] != 1 {
                 return Err(IsoError::BadDescriptor { offset }.into());
             }
@@ -191,7 +196,7 @@ impl IsoImage {
             .into());
         }
         let mut buf = vec![0u8; dir.size as usize];
-        read_exact_at(&self.file, &mut buf, offset, "ISO directory")?;
+        read_exact_at(&*self.src, &mut buf, offset, "ISO directory")?;
         Ok(buf)
     }
 
@@ -299,7 +304,7 @@ impl IsoImage {
                 .into());
             }
             area = vec![0u8; size as usize];
-            read_exact_at(&self.file, &mut area, start, "SUSP continuation area")?;
+            read_exact_at(&*self.src, &mut area, start, "SUSP continuation area")?;
         }
         if !names.is_empty() {
             fields.name = Some(String::from_utf8_lossy(&names).into_owned());
@@ -323,7 +328,7 @@ impl IsoImage {
             .into());
         }
         let start = u64::from(entry.extent) * ISO_SECTOR as u64;
-        let len = self.file.metadata()?.len();
+        let len = self.src.len();
         if start + entry.size > len {
             return Err(IsoError::FileOutside {
                 offset: start,
@@ -339,7 +344,7 @@ impl IsoImage {
         let mut done = 0u64;
         while done < entry.size {
             let n = usize::try_from((entry.size - done).min(buf.len() as u64)).unwrap_or(buf.len());
-            read_exact_at(&self.file, &mut buf[..n], start + done, "ISO file data")?;
+            read_exact_at(&*self.src, &mut buf[..n], start + done, "ISO file data")?;
             out.write_all(&buf[..n])?;
             done += n as u64;
         }
@@ -576,7 +581,7 @@ pub(super) struct IsoReader {
 
 impl IsoReader {
     pub(super) fn new(image: IsoImage) -> Result<Self> {
-        let virtual_size = image.file.metadata()?.len();
+        let virtual_size = image.src.len();
         Ok(Self {
             image,
             virtual_size,
@@ -598,7 +603,7 @@ impl DiskReader for IsoReader {
         let len = (self.virtual_size - self.pos).min(MAX_EXTENT_BYTES as u64);
         self.buf
             .resize(usize::try_from(len).unwrap_or(MAX_EXTENT_BYTES), 0);
-        read_exact_at(&self.image.file, &mut self.buf, self.pos, "ISO data")?;
+        read_exact_at(&*self.image.src, &mut self.buf, self.pos, "ISO data")?;
         self.pos += len;
         Ok(Some(Extent::Data(&self.buf)))
     }
@@ -667,9 +672,7 @@ mod tests {
                 let at = 16 * ISO_SECTOR + usize::try_from(rng % span).unwrap();
                 bad[at] ^= rng.to_le_bytes()[4] | 1;
             }
-            let mut f = tempfile::tempfile().unwrap();
-            std::io::Write::write_all(&mut f, &bad).unwrap();
-            if let Ok(img) = IsoImage::from_file(f) {
+            if let Ok(img) = IsoImage::from_source(std::sync::Arc::new(bad)) {
                 for e in img.entries.iter().filter(|e| e.kind == IsoFileKind::File) {
                     let _ = img.read_file(e, &mut std::io::sink());
                 }

@@ -36,13 +36,11 @@ mod reader;
 mod refcount;
 mod writer;
 
-use std::fs::File;
-use std::path::Path;
-
 use serde::Serialize;
 
 use super::{CreateRequest, DiskReader, DiskWriter, Extent, KvOptions, OpenOptions};
 use crate::error::{Error, ErrorKind, Result};
+use crate::io::Source;
 use crate::io::output::OutputSet;
 
 /// The `-o` keys the qcow2 writer accepts.
@@ -333,12 +331,8 @@ fn check_refused_options(options: &KvOptions, version: u32) -> Result<()> {
     Ok(())
 }
 
-pub(super) fn open(file: File, path: &Path, opts: &OpenOptions) -> Result<Box<dyn DiskReader>> {
-    Ok(Box::new(reader::Qcow2Reader::open(
-        file,
-        path,
-        opts.allow_unsafe,
-    )?))
+pub(super) fn open(src: Source, opts: &OpenOptions) -> Result<Box<dyn DiskReader>> {
+    Ok(Box::new(reader::Qcow2Reader::open(src, opts.allow_unsafe)?))
 }
 
 pub(super) fn create(req: &CreateRequest<'_>, out: &mut OutputSet) -> Result<Box<dyn DiskWriter>> {

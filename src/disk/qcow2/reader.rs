@@ -1,9 +1,6 @@
 //! The qcow2 reader: validates the header and tables, then walks the active L1/L2 tables
 //! in guest order, one L2 table in memory at a time.
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
-
 use flate2::{Decompress, FlushDecompress};
 
 use super::Qcow2Error;
@@ -15,7 +12,7 @@ use super::header::{
 use super::writer::QCOW2_OFLAG_COMPRESSED;
 use crate::disk::{DiskFormat, DiskReader, Extent, ImageInfo, MAX_EXTENT_BYTES};
 use crate::error::Result;
-use crate::io::{read_exact_at, sys};
+use crate::io::{ReadAt, Source, read_exact_at};
 
 /// Bits 9..=55 of an L1 or standard L2 entry hold the host offset.
 const QCOW2_OFFSET_MASK: u64 = 0x00ff_ffff_ffff_fe00;
@@ -34,9 +31,7 @@ enum Cluster {
 }
 
 pub(super) struct Qcow2Reader {
-    file: File,
-    /// Named in errors found while walking the tables.
-    path: PathBuf,
+    src: Source,
     file_len: u64,
     header: Qcow2Header,
     extensions: Vec<Extension>,
@@ -54,9 +49,9 @@ pub(super) struct Qcow2Reader {
 }
 
 impl Qcow2Reader {
-    pub fn open(file: File, path: &Path, allow_unsafe: bool) -> Result<Self> {
-        let file_len = file.metadata()?.len();
-        let header = read_header(&file, file_len)?;
+    pub fn open(src: Source, allow_unsafe: bool) -> Result<Self> {
+        let file_len = src.len();
+        let header = read_header(&*src, file_len)?;
         check_features(&header, allow_unsafe)?;
         check_tables(&header, file_len)?;
         let cs = header.cluster_size();
@@ -66,13 +61,12 @@ impl Qcow2Reader {
         }
         .min(file_len);
         let mut area = vec![0u8; usize::try_from(area_end).expect("at most one cluster")];
-        read_exact_at(&file, &mut area, 0, "qcow2 header extensions")?;
+        read_exact_at(&*src, &mut area, 0, "qcow2 header extensions")?;
         let extensions = parse_extensions(&area, header.header_length)?;
-        let backing_name = read_backing_name(&file, &header, file_len)?;
-        let l1 = read_l1(&file, &header)?;
+        let backing_name = read_backing_name(&*src, &header, file_len)?;
+        let l1 = read_l1(&*src, &header)?;
         Ok(Self {
-            file,
-            path: path.to_path_buf(),
+            src,
             file_len,
             header,
             extensions,
@@ -124,7 +118,7 @@ impl Qcow2Reader {
             .into());
         }
         let mut bytes = vec![0u8; usize::try_from(cs).expect("cluster fits usize")];
-        read_exact_at(&self.file, &mut bytes, offset, "qcow2 L2 table")?;
+        read_exact_at(&*self.src, &mut bytes, offset, "qcow2 L2 table")?;
         self.l2 = bytes
             .chunks_exact(8)
             .map(|c| u64::from_be_bytes(c.try_into().expect("8 bytes")))
@@ -206,7 +200,7 @@ impl Qcow2Reader {
         let avail = usize::try_from((self.file_len - host).min(len as u64)).expect("bounded");
         self.buf.resize(len, 0);
         read_exact_at(
-            &self.file,
+            &*self.src,
             &mut self.buf[..avail],
             host,
             "qcow2 data cluster",
@@ -220,12 +214,12 @@ impl Qcow2Reader {
     /// the data, rounded up to clusters).
     fn leading_hole(&self, host: u64, len: &mut u64) -> Result<Option<u64>> {
         let cs = self.cluster_size();
-        let data = sys::next_data(&self.file, host)?.unwrap_or(u64::MAX);
+        let data = self.src.next_data(host)?.unwrap_or(u64::MAX);
         if data > host {
             let hole = (data - host).min(*len) / cs * cs;
             return Ok((hole > 0).then_some(hole));
         }
-        let hole = sys::next_hole(&self.file, host)?;
+        let hole = self.src.next_hole(host)?;
         if hole > host && hole - host < *len {
             *len = (hole - host).div_ceil(cs) * cs;
         }
@@ -242,7 +236,7 @@ impl Qcow2Reader {
         self.compressed
             .resize(usize::try_from(csize).expect("at most a few clusters"), 0);
         read_exact_at(
-            &self.file,
+            &*self.src,
             &mut self.compressed,
             host,
             "qcow2 compressed cluster",
@@ -280,8 +274,7 @@ impl DiskReader for Qcow2Reader {
     }
 
     fn next_extent(&mut self) -> Result<Option<Extent<'_>>> {
-        let path = self.path.clone();
-        self.walk().map_err(|e| e.with_path(&path))
+        self.walk()
     }
 
     fn info(&self) -> ImageInfo {
@@ -390,7 +383,7 @@ impl Qcow2Reader {
     }
 }
 
-fn read_header(file: &File, file_len: u64) -> Result<Qcow2Header> {
+fn read_header(file: &dyn ReadAt, file_len: u64) -> Result<Qcow2Header> {
     let mut buf = [0u8; 112];
     let n = usize::try_from(file_len.min(112)).expect("at most 112");
     read_exact_at(file, &mut buf[..n], 0, "qcow2 header")?;
@@ -510,7 +503,7 @@ fn check_table(what: &'static str, offset: u64, len: u64, cs: u64, file_len: u64
     Ok(())
 }
 
-fn read_l1(file: &File, h: &Qcow2Header) -> Result<Vec<u64>> {
+fn read_l1(file: &dyn ReadAt, h: &Qcow2Header) -> Result<Vec<u64>> {
     let mut bytes = vec![0u8; usize::try_from(h.l1_size).expect("checked against 4M entries") * 8];
     read_exact_at(file, &mut bytes, h.l1_table_offset, "qcow2 L1 table")?;
     Ok(bytes
@@ -520,7 +513,7 @@ fn read_l1(file: &File, h: &Qcow2Header) -> Result<Vec<u64>> {
 }
 
 /// The backing file name (only reached with allow_unsafe); bounded to qemu's 1023 bytes.
-fn read_backing_name(file: &File, h: &Qcow2Header, file_len: u64) -> Result<Option<String>> {
+fn read_backing_name(file: &dyn ReadAt, h: &Qcow2Header, file_len: u64) -> Result<Option<String>> {
     if h.backing_file_offset == 0 {
         return Ok(None);
     }

@@ -5,7 +5,9 @@ use proptest::prelude::*;
 use super::header::Qcow2Header;
 use super::*;
 use crate::context::BuildContext;
-use crate::disk::DiskFormat;
+use std::path::Path;
+
+use crate::disk::{DiskFormat, OpenOptions};
 
 /// Writes `data` (zero bytes become zero extents) as qcow2 with `options`, reads it back.
 fn round_trip(data: &[u8], runs: &[(usize, bool)], options: &str, compress: bool) -> Vec<u8> {
@@ -38,7 +40,7 @@ fn round_trip(data: &[u8], runs: &[(usize, bool)], options: &str, compress: bool
 }
 
 fn read_back(path: &Path) -> Vec<u8> {
-    let mut reader = open(File::open(path).unwrap(), path, &OpenOptions::default()).unwrap();
+    let mut reader = crate::disk::open(path, &OpenOptions::default()).unwrap();
     let mut bytes = Vec::new();
     while let Some(extent) = reader.next_extent().unwrap() {
         match extent {

@@ -15,8 +15,8 @@ use crate::disk::{
     DiskFormat, DiskReader, DiskWriter, Extent, ImageInfo, MAX_EXTENT_BYTES, WriteReport,
 };
 use crate::error::{Error, Result};
-use crate::io::read_exact_at;
 use crate::io::sparse_out::SparseOut;
+use crate::io::{ReadAt, Source, read_exact_at};
 
 /// "cxsparse": the dynamic header cookie.
 const VHD_HEADER_COOKIE: [u8; 8] = *b"cxsparse";
@@ -134,14 +134,14 @@ impl VhdHeader {
 }
 
 pub(super) fn open(
-    file: File,
+    src: Source,
     footer: VhdFooter,
     footer_offset: u64,
 ) -> Result<Box<dyn DiskReader>> {
-    check_footer_copy(&file, &footer, footer_offset)?;
+    check_footer_copy(&*src, &footer, footer_offset)?;
     let header_offset = footer.data_offset;
-    let header = read_header(&file, header_offset, footer_offset)?;
-    let bat = read_bat(&file, &header, &footer, footer_offset)?;
+    let header = read_header(&*src, header_offset, footer_offset)?;
+    let bat = read_bat(&*src, &header, &footer, footer_offset)?;
     let layout = Layout {
         header_offset,
         header,
@@ -149,7 +149,7 @@ pub(super) fn open(
     };
     check_blocks(&bat, &layout)?;
     Ok(Box::new(DynamicReader {
-        file,
+        src,
         virtual_size: footer.current_size,
         footer,
         block_size: u64::from(header.block_size),
@@ -167,7 +167,7 @@ fn fits(offset: u64, len: u64, footer_offset: u64) -> bool {
         .is_some_and(|end| end <= footer_offset)
 }
 
-fn read_header(file: &File, header_offset: u64, footer_offset: u64) -> Result<VhdHeader> {
+fn read_header(file: &dyn ReadAt, header_offset: u64, footer_offset: u64) -> Result<VhdHeader> {
     if header_offset < VHD_FOOTER_SIZE || !fits(header_offset, VHD_HEADER_SIZE, footer_offset) {
         return Err(VhdError::OutsideFile {
             what: "dynamic header",
@@ -185,7 +185,7 @@ fn read_header(file: &File, header_offset: u64, footer_offset: u64) -> Result<Vh
 /// Reads the BAT entries the disk size needs (more are ignored). They must lie in the file,
 /// so the allocation is bounded by the file size.
 fn read_bat(
-    file: &File,
+    file: &dyn ReadAt,
     header: &VhdHeader,
     footer: &VhdFooter,
     footer_offset: u64,
@@ -225,7 +225,7 @@ fn read_bat(
 }
 
 /// The footer copy at offset 0 must be a valid footer describing the same disk.
-fn check_footer_copy(file: &File, footer: &VhdFooter, footer_offset: u64) -> Result<()> {
+fn check_footer_copy(file: &dyn ReadAt, footer: &VhdFooter, footer_offset: u64) -> Result<()> {
     let mut bytes = [0u8; 512];
     read_exact_at(file, &mut bytes, 0, "VHD footer copy")?;
     if !has_cookie(&bytes) {
@@ -310,7 +310,7 @@ fn check_blocks(bat: &[u32], layout: &Layout) -> Result<()> {
 
 /// Reads a dynamic VHD block by block; unallocated runs become one extent.
 struct DynamicReader {
-    file: File,
+    src: Source,
     footer: VhdFooter,
     virtual_size: u64,
     block_size: u64,
@@ -363,7 +363,7 @@ impl DiskReader for DynamicReader {
             usize::try_from(len).expect("bounded by MAX_EXTENT_BYTES"),
             0,
         );
-        read_exact_at(&self.file, &mut self.buf, offset, "VHD block data")?;
+        read_exact_at(&*self.src, &mut self.buf, offset, "VHD block data")?;
         self.pos += len;
         Ok(Some(Extent::Data(&self.buf)))
     }

@@ -15,10 +15,10 @@ use crate::disk::{
 };
 use crate::error::{Error, Result};
 use crate::io::sparse_out::SparseOut;
-use crate::io::{read_exact_at, sys};
+use crate::io::{Source, read_exact_at};
 
 pub(super) fn open(
-    file: File,
+    src: Source,
     footer: VhdFooter,
     footer_offset: u64,
 ) -> Result<Box<dyn DiskReader>> {
@@ -32,7 +32,7 @@ pub(super) fn open(
     // data_offset should be all ones; qemu and libvhdi ignore it for fixed disks, so do we.
     let virtual_size = footer.current_size;
     Ok(Box::new(FixedReader {
-        file,
+        src,
         footer,
         virtual_size,
         pos: 0,
@@ -43,7 +43,7 @@ pub(super) fn open(
 
 /// Reads the data area of a fixed VHD as data runs and holes.
 struct FixedReader {
-    file: File,
+    src: Source,
     footer: VhdFooter,
     virtual_size: u64,
     pos: u64,
@@ -55,7 +55,9 @@ struct FixedReader {
 impl FixedReader {
     /// Finds the next data region; returns the length of a hole before it, if any.
     fn seek_data(&mut self) -> Result<Option<u64>> {
-        let data = sys::next_data(&self.file, self.pos)?
+        let data = self
+            .src
+            .next_data(self.pos)?
             .unwrap_or(self.virtual_size)
             .min(self.virtual_size);
         if data > self.pos {
@@ -64,7 +66,7 @@ impl FixedReader {
             self.data_end = data;
             return Ok(Some(hole));
         }
-        self.data_end = sys::next_hole(&self.file, self.pos)?.min(self.virtual_size);
+        self.data_end = self.src.next_hole(self.pos)?.min(self.virtual_size);
         if self.data_end <= self.pos {
             self.data_end = self.virtual_size;
         }
@@ -89,7 +91,7 @@ impl DiskReader for FixedReader {
         let len = (self.data_end - self.pos).min(MAX_EXTENT_BYTES as u64);
         let len = usize::try_from(len).expect("bounded by MAX_EXTENT_BYTES");
         self.buf.resize(len, 0);
-        read_exact_at(&self.file, &mut self.buf, self.pos, "fixed VHD data")?;
+        read_exact_at(&*self.src, &mut self.buf, self.pos, "fixed VHD data")?;
         self.pos += len as u64;
         Ok(Some(Extent::Data(&self.buf)))
     }

@@ -35,15 +35,12 @@ mod dynamic;
 mod fixed;
 mod footer;
 
-use std::fs::File;
-use std::path::Path;
-
 use footer::{DiskType, Geometry, VhdFooter, vhd_timestamp};
 
-use super::{CreateRequest, DiskReader, DiskWriter, KvOptions, OpenOptions};
+use super::{CreateRequest, DiskReader, DiskWriter, KvOptions};
 use crate::error::{Error, ErrorKind, Result};
 use crate::io::output::OutputSet;
-use crate::io::read_exact_at;
+use crate::io::{Source, read_exact_at};
 
 /// The `-o` keys the vhd writer accepts.
 pub(super) const OPTION_KEYS: &[&str] = &["subformat", "force_size", "azure", "block_size"];
@@ -135,18 +132,18 @@ impl From<VhdError> for Error {
     }
 }
 
-pub(super) fn open(file: File, _path: &Path, _opts: &OpenOptions) -> Result<Box<dyn DiskReader>> {
-    let file_size = file.metadata()?.len();
+pub(super) fn open(src: Source) -> Result<Box<dyn DiskReader>> {
+    let file_size = src.len();
     if file_size < footer::VHD_FOOTER_SIZE {
         return Err(VhdError::NoFooter { offset: 0 }.into());
     }
     let footer_offset = file_size - footer::VHD_FOOTER_SIZE;
     let mut bytes = [0u8; 512];
-    read_exact_at(&file, &mut bytes, footer_offset, "VHD footer")?;
+    read_exact_at(&*src, &mut bytes, footer_offset, "VHD footer")?;
     let footer = VhdFooter::parse(&bytes, footer_offset)?;
     match footer.disk_type {
-        DiskType::Fixed => fixed::open(file, footer, footer_offset),
-        DiskType::Dynamic => dynamic::open(file, footer, footer_offset),
+        DiskType::Fixed => fixed::open(src, footer, footer_offset),
+        DiskType::Dynamic => dynamic::open(src, footer, footer_offset),
     }
 }
 

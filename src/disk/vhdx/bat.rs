@@ -8,7 +8,7 @@ use super::region::Region;
 use super::{MIB, VhdxError};
 use crate::disk::block::is_zero;
 use crate::error::Result;
-use crate::io::read_exact_at;
+use crate::io::{ReadAt, read_exact_at};
 
 /// Payload block state: not stored; reads as zeros (no parent).
 pub(super) const PAYLOAD_BLOCK_NOT_PRESENT: u64 = 0;
@@ -112,7 +112,7 @@ impl BatCursor {
     }
 
     /// Entry `index` (< total entries).
-    pub fn get(&mut self, file: &File, index: u64) -> Result<u64> {
+    pub fn get(&mut self, file: &dyn ReadAt, index: u64) -> Result<u64> {
         let cached = index
             .checked_sub(self.first)
             .filter(|&i| i < self.entries.len() as u64);
@@ -149,13 +149,13 @@ pub(super) struct BatSummary {
 /// another or the header area, log, BAT or metadata. `reserved` lists those areas. Memory:
 /// one bit per MiB of file plus one window.
 pub(super) fn validate(
-    file: &File,
+    file: &dyn ReadAt,
     geometry: &BatGeometry,
     bat: Region,
     virtual_size: u64,
     reserved: &[Region],
 ) -> Result<BatSummary> {
-    let file_len = file.metadata()?.len();
+    let file_len = file.len();
     let mut used = MibBitmap::new(file_len);
     for r in reserved {
         used.mark(r.offset, r.length);

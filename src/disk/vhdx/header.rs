@@ -1,14 +1,12 @@
 //! The file type identifier and the two headers (MS-VHDX 2.2.1 and 2.2.2).
 
-use std::fs::File;
-
 use uuid::Uuid;
 use zerocopy::little_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 use super::{VhdxError, checksum_with_zero_field};
 use crate::error::Result;
-use crate::io::read_exact_at;
+use crate::io::{ReadAt, read_exact_at};
 
 /// `vhdxfile`: the signature at offset 0 of every VHDX file.
 pub(super) const VHDX_SIGNATURE: &[u8; 8] = b"vhdxfile";
@@ -146,7 +144,7 @@ pub(super) fn check_identifier(head: &[u8; 8]) -> Result<(), VhdxError> {
 }
 
 /// Reads both headers and picks the current one (see [`select_header`]).
-pub(super) fn read_headers(file: &File) -> Result<(VhdxHeader, u64)> {
+pub(super) fn read_headers(file: &dyn ReadAt) -> Result<(VhdxHeader, u64)> {
     let mut parsed = Vec::with_capacity(2);
     for offset in VHDX_HEADER_OFFSETS {
         let mut buf = [0u8; VHDX_HEADER_SIZE];

@@ -43,9 +43,7 @@ mod header;
 mod metadata;
 mod region;
 
-use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
 
 use uuid::Uuid;
 
@@ -58,12 +56,12 @@ use self::region::{Region, VHDX_REGION_TABLE_OFFSETS, VhdxRegions};
 use super::block::is_zero;
 use super::{
     CreateRequest, DiskFormat, DiskReader, DiskWriter, Extent, ImageInfo, MAX_EXTENT_BYTES,
-    OpenOptions, WriteReport,
+    WriteReport,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::io::output::OutputSet;
-use crate::io::read_exact_at;
 use crate::io::sparse_out::{SPARSE_CHUNK, SparseOut};
+use crate::io::{Source, read_exact_at};
 
 /// The `-o` keys the vhdx writer accepts.
 pub(super) const OPTION_KEYS: &[&str] =
@@ -388,15 +386,15 @@ fn checksum_with_zero_field(buf: &[u8]) -> u32 {
     !crc32c_update(crc, rest.get(4..).unwrap_or(&[]))
 }
 
-pub(super) fn open(file: File, _path: &Path, _opts: &OpenOptions) -> Result<Box<dyn DiskReader>> {
-    let file_len = file.metadata()?.len();
+pub(super) fn open(src: Source) -> Result<Box<dyn DiskReader>> {
+    let file_len = src.len();
     if file_len < MIB {
         return Err(VhdxError::Truncated { file_len }.into());
     }
     let mut ident = [0u8; 8];
-    read_exact_at(&file, &mut ident, 0, "VHDX file type identifier")?;
+    read_exact_at(&*src, &mut ident, 0, "VHDX file type identifier")?;
     header::check_identifier(&ident)?;
-    let (current, header_offset) = header::read_headers(&file)?;
+    let (current, header_offset) = header::read_headers(&*src)?;
     if !current.log_guid.is_nil() {
         return Err(VhdxError::LogNotEmpty {
             offset: header_offset,
@@ -404,12 +402,12 @@ pub(super) fn open(file: File, _path: &Path, _opts: &OpenOptions) -> Result<Box<
         }
         .into());
     }
-    let regions = region::read_region_tables(&file, file_len)?;
+    let regions = region::read_region_tables(&*src, file_len)?;
     let table_len =
         usize::try_from(regions.metadata.length.min(MIB)).unwrap_or(VHDX_METADATA_TABLE_SIZE);
     let mut meta_bytes = vec![0u8; table_len];
     read_exact_at(
-        &file,
+        &*src,
         &mut meta_bytes,
         regions.metadata.offset,
         "VHDX metadata region",
@@ -439,7 +437,7 @@ pub(super) fn open(file: File, _path: &Path, _opts: &OpenOptions) -> Result<Box<
         regions.bat,
         regions.metadata,
     ];
-    let summary = bat::validate(&file, &geometry, regions.bat, meta.virtual_size, &reserved)?;
+    let summary = bat::validate(&*src, &geometry, regions.bat, meta.virtual_size, &reserved)?;
     let subformat = if meta.leave_blocks_allocated {
         "fixed"
     } else {
@@ -461,7 +459,7 @@ pub(super) fn open(file: File, _path: &Path, _opts: &OpenOptions) -> Result<Box<
     };
     Ok(Box::new(VhdxReader {
         bat: BatCursor::new(regions.bat, &geometry),
-        file,
+        src,
         geometry,
         virtual_size: meta.virtual_size,
         pos: 0,
@@ -472,7 +470,7 @@ pub(super) fn open(file: File, _path: &Path, _opts: &OpenOptions) -> Result<Box<
 
 /// Yields a validated VHDX disk block by block.
 struct VhdxReader {
-    file: File,
+    src: Source,
     geometry: BatGeometry,
     bat: BatCursor,
     virtual_size: u64,
@@ -484,7 +482,7 @@ struct VhdxReader {
 impl VhdxReader {
     fn map(&mut self, block: u64) -> Result<BlockMap> {
         let index = self.geometry.payload_entry(block);
-        Ok(bat::block_map(self.bat.get(&self.file, index)?))
+        Ok(bat::block_map(self.bat.get(&*self.src, index)?))
     }
 
     /// Bytes from `pos` to the end of the run of blocks mapped like `first`.
@@ -529,7 +527,7 @@ impl DiskReader for VhdxReader {
         let len = usize::try_from(len).expect("bounded by MAX_EXTENT_BYTES");
         self.buf.resize(len, 0);
         read_exact_at(
-            &self.file,
+            &*self.src,
             &mut self.buf,
             offset + within,
             "VHDX payload block",
@@ -875,7 +873,7 @@ mod tests {
         w.write_extent(Extent::Data(&data)).unwrap();
         w.finish().unwrap();
         out.commit().unwrap();
-        let f = File::open(&path).unwrap();
+        let f = std::fs::File::open(&path).unwrap();
         // Header area, log, metadata, BAT, then the one block (the second of the disk).
         assert_eq!(f.metadata().unwrap().len(), 5 * MIB);
         let mut byte = [0u8; 1];
@@ -932,7 +930,7 @@ mod tests {
         }
         w.finish().unwrap();
         out.commit().unwrap();
-        let mut r = open(File::open(&path).unwrap(), &path, &OpenOptions::default()).unwrap();
+        let mut r = crate::disk::open(&path, &crate::disk::OpenOptions::default()).unwrap();
         let mut got = Vec::new();
         while let Some(e) = r.next_extent().unwrap() {
             match e {

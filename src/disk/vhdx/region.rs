@@ -1,14 +1,12 @@
 //! The region table (MS-VHDX 2.2.3): where the BAT and the metadata region live.
 
-use std::fs::File;
-
 use uuid::{Uuid, uuid};
 use zerocopy::little_endian::{U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 use super::{MIB, VhdxError, checksum_with_zero_field};
 use crate::error::Result;
-use crate::io::read_exact_at;
+use crate::io::{ReadAt, read_exact_at};
 
 /// Offsets of the two region table copies.
 pub(super) const VHDX_REGION_TABLE_OFFSETS: [u64; 2] = [0x3_0000, 0x4_0000];
@@ -207,7 +205,7 @@ fn check_region(
 }
 
 /// Reads the first valid region table; the second copy is the fallback.
-pub(super) fn read_region_tables(file: &File, file_len: u64) -> Result<VhdxRegions> {
+pub(super) fn read_region_tables(file: &dyn ReadAt, file_len: u64) -> Result<VhdxRegions> {
     let mut first_error = None;
     let mut buf = vec![0u8; VHDX_REGION_TABLE_SIZE];
     for offset in VHDX_REGION_TABLE_OFFSETS {

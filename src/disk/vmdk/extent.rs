@@ -6,7 +6,6 @@
 //! overlapping another, the header or the directory). RAM: the grain directory (at most
 //! 16 MiB), one grain table, one grain and one compressed grain.
 
-use std::fs::File;
 use std::path::PathBuf;
 
 use flate2::{Decompress, FlushDecompress, Status};
@@ -18,7 +17,7 @@ use super::header::{
 };
 use crate::disk::Extent;
 use crate::error::{Error, Result};
-use crate::io::read_exact_at;
+use crate::io::{ReadAt, Source, read_exact_at};
 
 /// Most grain directory entries kiln loads (16 MiB of directory).
 const VMDK_MAX_GD_ENTRIES: u64 = 4 << 20;
@@ -36,10 +35,12 @@ pub(super) enum GdSource {
 
 /// A validated sparse extent, walked grain by grain.
 pub(super) struct SparseExtent {
-    pub path: PathBuf,
+    /// The extent's own file when a descriptor named it; `None` for the image itself,
+    /// which the caller names.
+    pub path: Option<PathBuf>,
     pub header: SparseHeader,
     pub gd_source: GdSource,
-    file: File,
+    src: Source,
     file_len: u64,
     grain_bytes: u64,
     /// Bytes of the virtual disk this extent supplies (≤ its capacity).
@@ -54,23 +55,28 @@ pub(super) struct SparseExtent {
 }
 
 impl SparseExtent {
-    /// Opens the extent in `file`, whose first sector is `head`; it supplies `len` bytes.
-    pub fn open(path: PathBuf, file: File, header: SparseHeader, len: u64) -> Result<Self> {
-        let file_len = file.metadata()?.len();
+    /// Opens the extent in `src`, whose header is `header`; it supplies `len` bytes.
+    pub fn open(
+        path: Option<PathBuf>,
+        src: Source,
+        header: SparseHeader,
+        len: u64,
+    ) -> Result<Self> {
+        let file_len = src.len();
         let (header_gd, gd_source) = match header.gd_offset {
             VMDK_GD_AT_END => (
-                read_footer(&file, file_len, &header)?.gd_offset,
+                read_footer(&*src, file_len, &header)?.gd_offset,
                 GdSource::Footer,
             ),
             gd => (gd, GdSource::Header),
         };
-        let gd = read_gd(&file, file_len, &header, header_gd)?;
+        let gd = read_gd(&*src, file_len, &header, header_gd)?;
         let grain_bytes = header.grain_sectors * VMDK_SECTOR;
         Ok(Self {
             path,
             header,
             gd_source,
-            file,
+            src,
             file_len,
             grain_bytes,
             len,
@@ -132,7 +138,7 @@ impl SparseExtent {
         }
         let offset = u64::from(self.gd[gd_index]) * VMDK_SECTOR;
         let mut bytes = [0u8; VMDK_GT_BYTES_USIZE];
-        read_exact_at(&self.file, &mut bytes, offset, "grain table")?;
+        read_exact_at(&*self.src, &mut bytes, offset, "grain table")?;
         for (e, b) in self.gt.iter_mut().zip(bytes.chunks_exact(4)) {
             *e = u32::from_le_bytes(b.try_into().expect("4 bytes"));
         }
@@ -143,7 +149,7 @@ impl SparseExtent {
     fn read_plain(&mut self, offset: u64, want: usize) -> Result<()> {
         self.check_inside("grain", offset, want as u64)?;
         self.buf.resize(want, 0);
-        read_exact_at(&self.file, &mut self.buf, offset, "grain")
+        read_exact_at(&*self.src, &mut self.buf, offset, "grain")
     }
 
     fn read_compressed(&mut self, offset: u64, lba: u64) -> Result<()> {
@@ -151,7 +157,7 @@ impl SparseExtent {
         let mut head = [0u8; 16];
         let n = (self.file_len - offset).min(16);
         read_exact_at(
-            &self.file,
+            &*self.src,
             &mut head[..usize::try_from(n).expect("≤ 16")],
             offset,
             "grain marker",
@@ -182,7 +188,7 @@ impl SparseExtent {
         self.compressed
             .resize(usize::try_from(marker.size).expect("bounded above"), 0);
         read_exact_at(
-            &self.file,
+            &*self.src,
             &mut self.compressed,
             data_offset,
             "compressed grain",
@@ -226,14 +232,17 @@ impl SparseExtent {
     }
 
     fn err(&self, e: VmdkError) -> Error {
-        e.at(&self.path)
+        match &self.path {
+            Some(path) => e.at(path),
+            None => e.into(),
+        }
     }
 }
 
 /// Reads the footer of a `GD_AT_END` stream: footer marker, footer header, end-of-stream
 /// marker as the last three sectors; the footer must agree with the header.
 fn read_footer(
-    file: &File,
+    file: &dyn ReadAt,
     file_len: u64,
     header: &SparseHeader,
 ) -> Result<SparseHeader, VmdkError> {
@@ -311,7 +320,12 @@ fn read_footer(
 }
 
 /// Loads and checks the grain directory at sector `gd_sector`.
-fn read_gd(file: &File, file_len: u64, header: &SparseHeader, gd_sector: u64) -> Result<Vec<u32>> {
+fn read_gd(
+    file: &dyn ReadAt,
+    file_len: u64,
+    header: &SparseHeader,
+    gd_sector: u64,
+) -> Result<Vec<u32>> {
     let entries = header.gd_entries();
     if entries > VMDK_MAX_GD_ENTRIES {
         let e = VmdkError::BadHeaderField {

@@ -15,7 +15,7 @@ use crate::disk::{CreateRequest, DiskWriter, Extent, MAX_EXTENT_BYTES, WriteRepo
 use crate::error::Result;
 use crate::io::output::OutputSet;
 use crate::io::sparse_out::SparseOut;
-use crate::io::{read_exact_at, sys};
+use crate::io::{Source, read_exact_at};
 
 /// Writes a descriptor and its flat extent.
 pub(super) struct FlatWriter {
@@ -78,7 +78,7 @@ impl DiskWriter for FlatWriter {
 /// Reads `len` bytes of a FLAT extent starting at byte `base` of its file.
 pub(super) struct FlatExtent {
     pub path: PathBuf,
-    file: File,
+    src: Source,
     base: u64,
     len: u64,
     pos: u64,
@@ -88,10 +88,10 @@ pub(super) struct FlatExtent {
 
 impl FlatExtent {
     /// The caller has checked that `base + len` lies within the file.
-    pub fn new(path: PathBuf, file: File, base: u64, len: u64) -> Self {
+    pub fn new(path: PathBuf, src: Source, base: u64, len: u64) -> Self {
         Self {
             path,
-            file,
+            src,
             base,
             len,
             pos: 0,
@@ -108,13 +108,13 @@ impl FlatExtent {
         if self.pos == self.data_end {
             let abs = self.base + self.pos;
             let end = self.base + self.len;
-            let data = sys::next_data(&self.file, abs)?.unwrap_or(end).min(end);
+            let data = self.src.next_data(abs)?.unwrap_or(end).min(end);
             if data > abs {
                 self.pos = data - self.base;
                 self.data_end = self.pos;
                 return Ok(Extent::Unallocated(data - abs));
             }
-            let hole = sys::next_hole(&self.file, abs)?.min(end);
+            let hole = self.src.next_hole(abs)?.min(end);
             self.data_end = if hole <= abs {
                 self.len
             } else {
@@ -125,7 +125,7 @@ impl FlatExtent {
         self.buf
             .resize(usize::try_from(n).expect("at most MAX_EXTENT_BYTES"), 0);
         read_exact_at(
-            &self.file,
+            &*self.src,
             &mut self.buf,
             self.base + self.pos,
             "flat extent data",

@@ -52,14 +52,14 @@ mod reader;
 mod sparse;
 mod stream;
 
-use std::fs::File;
 use std::path::Path;
 
 use descriptor::CreateType;
 pub use error::VmdkError;
 
-use super::{CreateRequest, DiskReader, DiskWriter, OpenOptions};
+use super::{CreateRequest, DiskReader, DiskWriter};
 use crate::error::{Error, Result};
+use crate::io::Source;
 use crate::io::output::OutputSet;
 
 /// The `-o` keys the vmdk writer accepts.
@@ -77,8 +77,8 @@ const VMDK_WRITE_GRAIN_SECTORS: u64 = 128;
 /// Sectors reserved for the embedded descriptor, as qemu-img does.
 const VMDK_DESCRIPTOR_SECTORS: u64 = 20;
 
-pub(super) fn open(file: File, path: &Path, opts: &OpenOptions) -> Result<Box<dyn DiskReader>> {
-    Ok(Box::new(reader::VmdkReader::open(file, path, opts)?))
+pub(super) fn open(src: Source, dir: Option<&Path>) -> Result<Box<dyn DiskReader>> {
+    Ok(Box::new(reader::VmdkReader::open(src, dir)?))
 }
 
 pub(super) fn create(req: &CreateRequest<'_>, out: &mut OutputSet) -> Result<Box<dyn DiskWriter>> {

@@ -13,9 +13,9 @@ use super::error::VmdkError;
 use super::extent::{GdSource, SparseExtent};
 use super::flat::FlatExtent;
 use super::header::{SparseHeader, VMDK_MAX_CAPACITY_SECTORS, VMDK_SECTOR};
-use crate::disk::{DiskFormat, DiskReader, Extent, ImageInfo, OpenOptions};
+use crate::disk::{DiskFormat, DiskReader, Extent, ImageInfo};
 use crate::error::{Error, ErrorKind, Result};
-use crate::io::read_exact_at;
+use crate::io::{FileSource, ReadAt, Source, read_exact_at};
 
 /// One extent of the virtual disk.
 enum Part {
@@ -35,10 +35,10 @@ impl Part {
 
     fn next_extent(&mut self) -> Result<Extent<'_>> {
         match self {
-            Part::Sparse(s) => {
-                let path = s.path.clone();
-                s.next_extent().map_err(|e| e.with_path(&path))
-            }
+            Part::Sparse(s) => match s.path.clone() {
+                Some(path) => s.next_extent().map_err(|e| e.with_path(&path)),
+                None => s.next_extent(),
+            },
             Part::Flat(f) => {
                 let path = f.path.clone();
                 f.next_extent().map_err(|e| e.with_path(&path))
@@ -61,24 +61,26 @@ pub(super) struct VmdkReader {
 }
 
 impl VmdkReader {
-    pub fn open(file: File, path: &Path, _opts: &OpenOptions) -> Result<Self> {
+    /// Opens the VMDK in `src`. `dir` is the directory a text descriptor's extent files
+    /// are opened from; `None` (a VMDK inside a package) refuses descriptors with files.
+    pub fn open(src: Source, dir: Option<&Path>) -> Result<Self> {
         let mut head = [0u8; 512];
-        let n = read_prefix(&file, &mut head)?;
+        let n = read_prefix(&*src, &mut head)?;
         if n >= 4 && &head[..4] == b"KDMV" {
-            return Self::open_monolithic(file, path);
+            return Self::open_monolithic(src);
         }
         if n >= 4 && &head[..4] == b"COWD" {
             return Err(Error::unsupported(
                 "ESX sparse (COWD) VMDK extents are not supported",
             ));
         }
-        Self::open_descriptor_file(&file, path)
+        Self::open_descriptor_file(&*src, dir)
     }
 
     /// A sparse file holding header, embedded descriptor and grains.
-    fn open_monolithic(file: File, path: &Path) -> Result<Self> {
-        let header = read_header(&file)?;
-        let descriptor = read_embedded_descriptor(&file, &header)?;
+    fn open_monolithic(src: Source) -> Result<Self> {
+        let header = read_header(&*src)?;
+        let descriptor = read_embedded_descriptor(&*src, &header)?;
         let create_type = match &descriptor {
             Some(d) => d.create_type,
             None if header.compressed() => CreateType::StreamOptimized,
@@ -95,7 +97,7 @@ impl VmdkReader {
             .into());
         }
         let len = header.capacity * VMDK_SECTOR;
-        let extent = SparseExtent::open(path.to_path_buf(), file, header, len)?;
+        let extent = SparseExtent::open(None, src, header, len)?;
         let mut info = base_info(create_type, len, descriptor.as_ref());
         info = sparse_details(info, &extent);
         if let Some(d) = &descriptor {
@@ -110,8 +112,8 @@ impl VmdkReader {
     }
 
     /// A text descriptor naming extent files beside it.
-    fn open_descriptor_file(file: &File, path: &Path) -> Result<Self> {
-        let len = file.metadata()?.len();
+    fn open_descriptor_file(file: &dyn ReadAt, dir: Option<&Path>) -> Result<Self> {
+        let len = file.len();
         if len > VMDK_MAX_DESCRIPTOR_BYTES {
             return Err(VmdkError::BadDescriptorText {
                 offset: 0,
@@ -125,7 +127,6 @@ impl VmdkReader {
         let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
         let text = descriptor_text(&bytes[..end], 0)?;
         let descriptor = Descriptor::parse(text)?;
-        let dir = path.parent().unwrap_or(Path::new(""));
         let mut parts = Vec::new();
         let mut sectors: u64 = 0;
         for line in &descriptor.extents {
@@ -185,7 +186,7 @@ impl DiskReader for VmdkReader {
 }
 
 /// Opens one extent of a descriptor from `dir`, never following a symlink.
-fn open_part(dir: &Path, line: &ExtentLine) -> Result<Part> {
+fn open_part(dir: Option<&Path>, line: &ExtentLine) -> Result<Part> {
     let len = line
         .sectors
         .checked_mul(VMDK_SECTOR)
@@ -193,9 +194,14 @@ fn open_part(dir: &Path, line: &ExtentLine) -> Result<Part> {
     let Some(name) = &line.file else {
         return Ok(Part::Zero { len, pos: 0 });
     };
+    let Some(dir) = dir else {
+        return Err(Error::unsupported(
+            "a VMDK descriptor read from inside a package or partition cannot open extent files",
+        ));
+    };
     let path = dir.join(name);
     let file = open_in_dir(&path)?;
-    let file_len = file.metadata()?.len();
+    let file_len = file.len();
     match line.kind {
         ExtentKind::Flat => {
             let base = line.offset_sectors.checked_mul(VMDK_SECTOR);
@@ -219,8 +225,8 @@ fn open_part(dir: &Path, line: &ExtentLine) -> Result<Part> {
     }
 }
 
-fn open_sparse_part(path: &Path, file: File, len: u64) -> Result<Part> {
-    let header = read_header(&file)?;
+fn open_sparse_part(path: &Path, file: Source, len: u64) -> Result<Part> {
+    let header = read_header(&*file)?;
     if header.capacity * VMDK_SECTOR < len {
         let e = VmdkError::BadHeaderField {
             offset: 0,
@@ -231,7 +237,7 @@ fn open_sparse_part(path: &Path, file: File, len: u64) -> Result<Part> {
         return Err(e.into());
     }
     Ok(Part::Sparse(Box::new(SparseExtent::open(
-        path.to_path_buf(),
+        Some(path.to_path_buf()),
         file,
         header,
         len,
@@ -239,7 +245,7 @@ fn open_sparse_part(path: &Path, file: File, len: u64) -> Result<Part> {
 }
 
 /// Opens a regular file without following symlinks or blocking on FIFOs.
-fn open_in_dir(path: &Path) -> Result<File> {
+fn open_in_dir(path: &Path) -> Result<Source> {
     let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK;
     let fd = rustix::fs::open(path, flags, Mode::empty()).map_err(|e| match e {
         rustix::io::Errno::LOOP => Error::new(
@@ -255,23 +261,26 @@ fn open_in_dir(path: &Path) -> Result<File> {
             "extent is not a regular file",
         ));
     }
-    Ok(file)
+    Ok(FileSource::shared(file)?)
 }
 
-fn read_prefix(file: &File, buf: &mut [u8]) -> Result<usize> {
-    let len = file.metadata()?.len();
+fn read_prefix(file: &dyn ReadAt, buf: &mut [u8]) -> Result<usize> {
+    let len = file.len();
     let n = usize::try_from(len.min(buf.len() as u64)).expect("at most 512");
     read_exact_at(file, &mut buf[..n], 0, "header")?;
     Ok(n)
 }
 
-fn read_header(file: &File) -> Result<SparseHeader> {
+fn read_header(file: &dyn ReadAt) -> Result<SparseHeader> {
     let mut head = [0u8; 512];
     read_exact_at(file, &mut head, 0, "sparse header")?;
     Ok(SparseHeader::parse(&head, 0)?)
 }
 
-fn read_embedded_descriptor(file: &File, header: &SparseHeader) -> Result<Option<Descriptor>> {
+fn read_embedded_descriptor(
+    file: &dyn ReadAt,
+    header: &SparseHeader,
+) -> Result<Option<Descriptor>> {
     if header.descriptor_offset == 0 || header.descriptor_sectors == 0 {
         return Ok(None);
     }

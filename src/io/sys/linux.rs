@@ -59,14 +59,14 @@ pub fn copy_range(
         .map_err(Into::into)
 }
 
-/// Starts reading the first `len` bytes of `file` into the page cache without waiting for
+/// Starts reading `len` bytes of `file` at `offset` into the page cache without waiting for
 /// them (`POSIX_FADV_WILLNEED`); cached pages cost no I/O.
 ///
 /// # Errors
 /// OS errors (the advice changes speed only, never what a later read returns).
-pub fn prefetch(file: &File, len: u64) -> io::Result<()> {
+pub fn prefetch(file: &File, offset: u64, len: u64) -> io::Result<()> {
     let Some(len) = std::num::NonZeroU64::new(len) else {
         return Ok(());
     };
-    rustix::fs::fadvise(file, 0, Some(len), rustix::fs::Advice::WillNeed).map_err(Into::into)
+    rustix::fs::fadvise(file, offset, Some(len), rustix::fs::Advice::WillNeed).map_err(Into::into)
 }
