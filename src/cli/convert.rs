@@ -28,7 +28,10 @@ pub(super) fn convert(args: &ConvertArgs) -> Result<()> {
         format: args.input_format,
         allow_unsafe: args.allow_unsafe,
     };
-    let mut reader = disk::open(&args.input, &opts)?;
+    let mut reader = match args.partition {
+        Some(index) => super::fs::partition_reader(&args.input, &opts, index)?,
+        None => disk::open(&args.input, &opts)?,
+    };
     let progress = (args.progress && !args.quiet).then(|| Progress::new(reader.virtual_size()));
     write_image(
         reader.as_mut(),

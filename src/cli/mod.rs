@@ -5,6 +5,7 @@
 
 mod build;
 mod convert;
+mod fs;
 mod info;
 mod measure;
 mod progress;
@@ -34,6 +35,10 @@ enum Command {
     Info(InfoArgs),
     /// Check an image's structure; exits non-zero when it is corrupt or unsafe.
     Check(CheckArgs),
+    /// List a directory of the ext2/3/4 file system in an image (`kiln ls disk.qcow2:1 /boot`).
+    Ls(fs::LsArgs),
+    /// Copy a file out of the ext2/3/4 file system in an image (`kiln cat disk.img:1 /etc/os-release`).
+    Cat(fs::CatArgs),
     /// Make a cloud-init NoCloud seed (ISO `cidata` or FAT `CIDATA`), like cloud-localds.
     Seed(seed::SeedArgs),
     /// Compute the size a qcow2 image needs (`qemu-img measure`).
@@ -116,6 +121,9 @@ struct ConvertArgs {
     /// files). The referenced files are never opened: the image is read on its own.
     #[arg(long)]
     allow_unsafe: bool,
+    /// Convert only partition N of the input (numbered as sfdisk and parted show them).
+    #[arg(long, value_name = "N")]
+    partition: Option<u32>,
     /// Input image.
     input: PathBuf,
     /// Output image.
@@ -171,6 +179,8 @@ pub fn run(cli: Cli) -> miette::Result<()> {
         Command::Convert(args) => convert::convert(&args),
         Command::Info(args) => info::info(&args),
         Command::Check(args) => info::check(&args),
+        Command::Ls(args) => fs::ls(&args),
+        Command::Cat(args) => fs::cat(&args),
         Command::Seed(args) => seed::seed(&args),
         Command::Measure(args) => measure::measure(&args),
         Command::Build(args) => return build::build(&args),

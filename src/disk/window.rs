@@ -145,7 +145,10 @@ impl DiskReader for Window {
     fn info(&self) -> ImageInfo {
         let mut info = self.inner.info();
         info.virtual_size = self.virtual_size();
-        info.detail("window", format!("{:#x}+{:#x}", self.start, self.virtual_size()))
+        info.detail(
+            "window",
+            format!("{:#x}+{:#x}", self.start, self.virtual_size()),
+        )
     }
 }
 

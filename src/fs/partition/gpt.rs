@@ -135,7 +135,7 @@ fn header_crc(bytes: &[u8]) -> u32 {
 
 /// The header at `lba`, validated.
 fn header(disk: DiskBytes<'_>, lba_size: u64, lba: u64) -> Result<GptHeader> {
-    let offset = lba.checked_mul(lba_size).unwrap_or(u64::MAX);
+    let offset = lba.saturating_mul(lba_size);
     let buf = disk.read(offset, lba_size, "GPT header")?;
     Ok(parse_header(disk, &buf, lba_size, lba)?)
 }
@@ -149,7 +149,7 @@ fn parse_header(
     lba: u64,
 ) -> Result<GptHeader, PartitionError> {
     let offset = lba * lba_size;
-    let (raw, _) = RawGptHeader::ref_from_prefix(&buf).expect("a logical block holds 92 bytes");
+    let (raw, _) = RawGptHeader::ref_from_prefix(buf).expect("a logical block holds 92 bytes");
     if raw.signature != GPT_SIGNATURE {
         return Err(PartitionError::NoHeader { offset });
     }
@@ -342,8 +342,7 @@ fn backup_status(disk: DiskBytes<'_>, primary: &GptHeader) -> BackupStatus {
     };
     let agrees = backup.alternate_lba == 1
         && backup.disk_guid == primary.disk_guid
-        && (backup.first_usable, backup.last_usable)
-            == (primary.first_usable, primary.last_usable)
+        && (backup.first_usable, backup.last_usable) == (primary.first_usable, primary.last_usable)
         && (backup.entry_count, backup.entry_size, backup.entries_crc)
             == (primary.entry_count, primary.entry_size, primary.entries_crc);
     if !agrees {

@@ -25,6 +25,8 @@ use crate::io::{FileSource, Source, View};
 #[derive(Debug)]
 pub struct DiskImage {
     name: PathBuf,
+    /// The file, when opened from one: its reader may need the directory (VMDK extents).
+    path: Option<PathBuf>,
     src: Source,
     opts: OpenOptions,
     format: DiskFormat,
@@ -37,8 +39,13 @@ impl DiskImage {
     /// The file cannot be opened or probed; errors name `path`.
     pub fn open(path: &Path, opts: &OpenOptions) -> Result<Self> {
         let file = File::open(path).map_err(|e| Error::io(e).with_path(path))?;
+        if file.metadata().is_ok_and(|m| m.is_dir()) {
+            return Err(Error::invalid_input("is a directory, not a disk image").with_path(path));
+        }
         let src = FileSource::shared(file).map_err(|e| Error::io(e).with_path(path))?;
-        Self::from_source(src, path, opts)
+        let mut image = Self::from_source(src, path, opts)?;
+        image.path = Some(path.to_path_buf());
+        Ok(image)
     }
 
     /// The image in `src`, named `name` in errors.
@@ -56,6 +63,7 @@ impl DiskImage {
         };
         Ok(Self {
             name: name.to_path_buf(),
+            path: None,
             src,
             opts,
             format,
@@ -75,9 +83,12 @@ impl DiskImage {
     /// A fresh reader of the whole disk.
     ///
     /// # Errors
-    /// As [`disk::open_source`].
+    /// As [`disk::open`].
     pub fn reader(&self) -> Result<Box<dyn DiskReader>> {
-        disk::open_source(self.src.clone(), &self.name, &self.opts)
+        match &self.path {
+            Some(path) => disk::open(path, &self.opts),
+            None => disk::open_source(self.src.clone(), &self.name, &self.opts),
+        }
     }
 
     /// The partition table, `None` when the disk has none.
@@ -186,10 +197,10 @@ pub fn spill(reader: &mut dyn DiskReader) -> Result<Source> {
     file.set_len(reader.virtual_size()).map_err(io)?;
     let mut pos = 0u64;
     while let Some(extent) = reader.next_extent()? {
-        if let Extent::Data(bytes) = extent {
-            if !is_zero(bytes) {
-                file.write_all_at(bytes, pos).map_err(io)?;
-            }
+        if let Extent::Data(bytes) = extent
+            && !is_zero(bytes)
+        {
+            file.write_all_at(bytes, pos).map_err(io)?;
         }
         pos += extent.len();
     }

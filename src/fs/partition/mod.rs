@@ -240,9 +240,7 @@ pub enum PartitionError {
         last_usable: u64,
     },
     /// Two partitions share bytes.
-    #[error(
-        "partitions {a} ({a_start:#x}..{a_end:#x}) and {b} ({b_start:#x}..{b_end:#x}) overlap"
-    )]
+    #[error("partitions {a} ({a_start:#x}..{a_end:#x}) and {b} ({b_start:#x}..{b_end:#x}) overlap")]
     Overlap {
         /// First partition.
         a: u32,
@@ -296,9 +294,7 @@ pub enum PartitionError {
         disk_size: u64,
     },
     /// The EBR chain is longer than kiln follows.
-    #[error(
-        "extended partition at offset {offset:#x} holds more than {max} logical partitions"
-    )]
+    #[error("extended partition at offset {offset:#x} holds more than {max} logical partitions")]
     TooManyLogical {
         /// Extended partition offset.
         offset: u64,
@@ -306,7 +302,9 @@ pub enum PartitionError {
         max: u32,
     },
     /// More than one extended partition in the MBR.
-    #[error("the MBR holds more than one extended partition (entries at {first:#x} and {second:#x})")]
+    #[error(
+        "the MBR holds more than one extended partition (entries at {first:#x} and {second:#x})"
+    )]
     TwoExtended {
         /// First entry offset.
         first: u64,

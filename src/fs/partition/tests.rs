@@ -21,7 +21,11 @@ fn gpt_disk(parts: &[(Uuid, u64, u64, &str)]) -> Vec<u8> {
     let mut d = vec![0u8; DISK];
     put(&mut d, 446 + 4, &[0xEE]);
     put(&mut d, 446 + 8, &1u32.to_le_bytes());
-    put(&mut d, 446 + 12, &u32::try_from(LBAS - 1).unwrap().to_le_bytes());
+    put(
+        &mut d,
+        446 + 12,
+        &u32::try_from(LBAS - 1).unwrap().to_le_bytes(),
+    );
     put(&mut d, 510, &[0x55, 0xAA]);
     let mut array = vec![0u8; 128 * 128];
     for (i, (kind, first, last, name)) in parts.iter().enumerate() {
@@ -37,7 +41,11 @@ fn gpt_disk(parts: &[(Uuid, u64, u64, &str)]) -> Vec<u8> {
     put(&mut d, PRIMARY_ARRAY, &array);
     put(&mut d, BACKUP_ARRAY, &array);
     put(&mut d, 512, &header(1, LBAS - 1, 2, array_crc));
-    put(&mut d, BACKUP_HEADER, &header(LBAS - 1, 1, LBAS - 33, array_crc));
+    put(
+        &mut d,
+        BACKUP_HEADER,
+        &header(LBAS - 1, 1, LBAS - 33, array_crc),
+    );
     d
 }
 
@@ -128,7 +136,10 @@ fn gpt_header_with_a_bad_crc_is_refused_naming_the_intact_backup() {
     d[512 + 60] ^= 1;
     let e = error(&d);
     assert!(e.contains("GPT header at offset 0x200 has CRC-32"), "{e}");
-    assert!(e.contains("backup header at offset 0xffe00 is intact"), "{e}");
+    assert!(
+        e.contains("backup header at offset 0xffe00 is intact"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -186,7 +197,10 @@ fn gpt_partition_past_the_disk_is_refused() {
     let mut d = two_partitions();
     patch_entry(&mut d, 1, 40, &(LBAS + 5).to_le_bytes());
     let e = error(&d);
-    assert!(e.contains("partition 2 (entry at offset 0x480) ends at byte"), "{e}");
+    assert!(
+        e.contains("partition 2 (entry at offset 0x480) ends at byte"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -219,7 +233,11 @@ fn gpt_with_4096_byte_blocks_is_detected() {
     let mut h = [0u8; 92];
     h.copy_from_slice(&sector[512..604]);
     put(&mut d, 4096, &h);
-    put(&mut d, 2 * 4096, &sector[PRIMARY_ARRAY..PRIMARY_ARRAY + 128 * 128]);
+    put(
+        &mut d,
+        2 * 4096,
+        &sector[PRIMARY_ARRAY..PRIMARY_ARRAY + 128 * 128],
+    );
     let t = table(&d).unwrap().unwrap();
     assert_eq!((t.sector_size, t.get(2).unwrap().start), (4096, 100 * 4096));
 }
@@ -277,7 +295,15 @@ fn mbr_primary_partitions_are_numbered_by_slot() {
 fn mbr_logical_partitions_follow_the_ebr_chain_from_5() {
     let t = table(&extended_disk()).unwrap().unwrap();
     let found: Vec<(u32, u64)> = t.partitions.iter().map(|p| (p.index, p.start)).collect();
-    assert_eq!(found, [(1, 64 * 512), (2, 200 * 512), (5, 208 * 512), (6, 508 * 512)]);
+    assert_eq!(
+        found,
+        [
+            (1, 64 * 512),
+            (2, 200 * 512),
+            (5, 208 * 512),
+            (6, 508 * 512)
+        ]
+    );
 }
 
 #[test]
@@ -336,12 +362,18 @@ fn linux_root_refuses_two_candidates_listing_them() {
     ]);
     let t = table(&d).unwrap().unwrap();
     let e = t.linux_root().unwrap_err().to_string();
-    assert!(e.contains("1 (Linux filesystem \"a\"), 2 (Linux filesystem \"b\")"), "{e}");
+    assert!(
+        e.contains("1 (Linux filesystem \"a\"), 2 (Linux filesystem \"b\")"),
+        "{e}"
+    );
 }
 
 #[test]
 fn missing_partition_number_lists_the_existing_ones() {
     let t = table(&two_partitions()).unwrap().unwrap();
     let e = t.get(7).unwrap_err().to_string();
-    assert!(e.contains("no partition 7; the table has 1 (EFI System"), "{e}");
+    assert!(
+        e.contains("no partition 7; the table has 1 (EFI System"),
+        "{e}"
+    );
 }

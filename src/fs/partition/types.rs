@@ -59,14 +59,8 @@ const GPT_NAMES: &[(Uuid, &str)] = &[
     ),
     (GPT_LINUX_FILESYSTEM, "Linux filesystem"),
     (GPT_EFI_SYSTEM, "EFI System"),
-    (
-        uuid!("21686148-6449-6E6F-744E-656564454649"),
-        "BIOS boot",
-    ),
-    (
-        uuid!("0657FD6D-A4AB-43C4-84E5-0933C84B4F4F"),
-        "Linux swap",
-    ),
+    (uuid!("21686148-6449-6E6F-744E-656564454649"), "BIOS boot"),
+    (uuid!("0657FD6D-A4AB-43C4-84E5-0933C84B4F4F"), "Linux swap"),
     (
         uuid!("BC13C2FF-59E6-4262-A352-B275FD6F7172"),
         "Linux extended boot",
@@ -75,10 +69,7 @@ const GPT_NAMES: &[(Uuid, &str)] = &[
         uuid!("8484680C-9521-48C6-9C11-B0720656F69E"),
         "Linux /usr (x86-64)",
     ),
-    (
-        uuid!("933AC7E1-2EB4-4F13-B844-0E14E2AEF915"),
-        "Linux home",
-    ),
+    (uuid!("933AC7E1-2EB4-4F13-B844-0E14E2AEF915"), "Linux home"),
     (
         uuid!("3B8F8425-20E0-4F3B-907F-1A25A76F98E8"),
         "Linux server data",
@@ -91,18 +82,9 @@ const GPT_NAMES: &[(Uuid, &str)] = &[
         uuid!("7EC6F557-3BC5-4ACA-B293-16EF5DF639D1"),
         "Linux temporary data",
     ),
-    (
-        uuid!("E6D6D379-F507-44C2-A23C-238F2A3DF928"),
-        "Linux LVM",
-    ),
-    (
-        uuid!("A19D880F-05FC-4D3B-A006-743F0F84911E"),
-        "Linux RAID",
-    ),
-    (
-        uuid!("CA7D7CCB-63ED-4C53-861C-1742536059CC"),
-        "Linux LUKS",
-    ),
+    (uuid!("E6D6D379-F507-44C2-A23C-238F2A3DF928"), "Linux LVM"),
+    (uuid!("A19D880F-05FC-4D3B-A006-743F0F84911E"), "Linux RAID"),
+    (uuid!("CA7D7CCB-63ED-4C53-861C-1742536059CC"), "Linux LUKS"),
     (
         uuid!("EBD0A0A2-B9E5-4433-87C0-68B6B72699C7"),
         "Microsoft basic data",
@@ -119,18 +101,12 @@ const GPT_NAMES: &[(Uuid, &str)] = &[
         uuid!("516E7CB4-6ECF-11D6-8FF8-00022D09712B"),
         "FreeBSD data",
     ),
-    (
-        uuid!("516E7CB6-6ECF-11D6-8FF8-00022D09712B"),
-        "FreeBSD UFS",
-    ),
+    (uuid!("516E7CB6-6ECF-11D6-8FF8-00022D09712B"), "FreeBSD UFS"),
     (
         uuid!("48465300-0000-11AA-AA11-00306543ECAC"),
         "Apple HFS/HFS+",
     ),
-    (
-        uuid!("7C3457EF-0000-11AA-AA11-00306543ECAC"),
-        "Apple APFS",
-    ),
+    (uuid!("7C3457EF-0000-11AA-AA11-00306543ECAC"), "Apple APFS"),
 ];
 
 /// How many leading entries of `GPT_NAMES` are Linux root types.
@@ -177,9 +153,9 @@ impl PartitionType {
     /// A Linux root partition type of any architecture.
     pub fn is_linux_root(self) -> bool {
         match self {
-            PartitionType::Gpt(guid) => GPT_NAMES[..GPT_LINUX_ROOTS]
-                .iter()
-                .any(|(g, _)| *g == guid),
+            PartitionType::Gpt(guid) => {
+                GPT_NAMES[..GPT_LINUX_ROOTS].iter().any(|(g, _)| *g == guid)
+            }
             PartitionType::Mbr(_) => false,
         }
     }
