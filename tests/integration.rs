@@ -9,6 +9,7 @@ mod cli;
 mod formats;
 mod layering;
 mod ova;
+mod partitions;
 mod seed;
 mod spec;
 mod util;

@@ -288,3 +288,23 @@ fn check(dir: &Inode, what: &str, offset: u64, found: u32, computed: u32) -> Res
     }
     .into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_lengths_below_64_kib_blocks_are_stored_as_is() {
+        assert_eq!(rec_len(4096, 4096), 4096);
+    }
+
+    #[test]
+    fn record_length_of_a_whole_64_kib_block_is_encoded_as_65535() {
+        assert_eq!(rec_len(65535, 65536), 65536);
+    }
+
+    #[test]
+    fn record_length_high_bits_of_64_kib_blocks_are_in_the_low_two() {
+        assert_eq!(rec_len(0x1001, 65536), 0x1_1000);
+    }
+}

@@ -275,3 +275,56 @@ fn parse_header(
     }
     Ok((usize::from(entries), depth))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A node header: magic, entries, max, depth (12 bytes, room for 4 entries).
+    fn header(entries: u16, max: u16, depth: u16) -> Vec<u8> {
+        let mut b = vec![0u8; 60];
+        b[..2].copy_from_slice(&EXT4_EXTENT_MAGIC.to_le_bytes());
+        b[2..4].copy_from_slice(&entries.to_le_bytes());
+        b[4..6].copy_from_slice(&max.to_le_bytes());
+        b[6..8].copy_from_slice(&depth.to_le_bytes());
+        b
+    }
+
+    fn error(b: &[u8], expected_depth: Option<u16>) -> String {
+        parse_header(12, b, 0x1000, expected_depth)
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn inode_root_header_is_read() {
+        assert_eq!(parse_header(12, &header(2, 4, 1), 0, None).unwrap(), (2, 1));
+    }
+
+    #[test]
+    fn more_entries_than_max_are_refused() {
+        assert!(error(&header(5, 4, 0), None).contains("5 entries of at most 4"));
+    }
+
+    #[test]
+    fn max_beyond_the_node_is_refused() {
+        assert!(error(&header(1, 5, 0), None).contains("in room for 4"));
+    }
+
+    #[test]
+    fn depth_over_5_is_refused() {
+        assert!(error(&header(1, 4, 6), None).contains("depth 6 exceeds 5"));
+    }
+
+    #[test]
+    fn child_of_the_wrong_depth_is_refused_as_a_loop() {
+        assert!(error(&header(1, 4, 1), Some(0)).contains("a loop in the tree"));
+    }
+
+    #[test]
+    fn bad_magic_is_refused() {
+        let mut b = header(1, 4, 0);
+        b[0] = 0;
+        assert!(error(&b, None).contains("magic 0xf300"));
+    }
+}

@@ -76,7 +76,7 @@ pub enum PartitionError {
     },
     /// The GPT entry array's CRC-32 does not match the header's.
     #[error(
-        "GPT entry array at offset {offset:#x} has CRC-32 {computed:#010x}, its header at {header:#x} says {found:#010x}"
+        "GPT entry array at offset {offset:#x}: its header at {header:#x} records CRC-32 {found:#010x}, computed {computed:#010x}"
     )]
     BadArrayCrc {
         /// Header offset.
@@ -106,7 +106,7 @@ pub enum PartitionError {
     },
     /// The GPT header's CRC-32 does not match.
     #[error(
-        "GPT header at offset {offset:#x} has CRC-32 {computed:#010x} but records {found:#010x}{backup}"
+        "GPT header at offset {offset:#x} records CRC-32 {found:#010x}, computed {computed:#010x}{backup}"
     )]
     BadHeaderCrc {
         /// Header offset.
@@ -240,16 +240,22 @@ pub enum PartitionError {
         last_usable: u64,
     },
     /// Two partitions share bytes.
-    #[error("partitions {a} ({a_start:#x}..{a_end:#x}) and {b} ({b_start:#x}..{b_end:#x}) overlap")]
+    #[error(
+        "partitions {a} (entry at offset {a_entry:#x}, bytes {a_start:#x}..{a_end:#x}) and {b} (entry at offset {b_entry:#x}, bytes {b_start:#x}..{b_end:#x}) overlap"
+    )]
     Overlap {
         /// First partition.
         a: u32,
+        /// Its table entry's offset.
+        a_entry: u64,
         /// Its start byte.
         a_start: u64,
         /// Its end byte.
         a_end: u64,
         /// Second partition.
         b: u32,
+        /// Its table entry's offset.
+        b_entry: u64,
         /// Its start byte.
         b_start: u64,
         /// Its end byte.
@@ -571,9 +577,11 @@ fn check_overlaps<'a>(partitions: impl Iterator<Item = &'a Partition>) -> Result
         if b.start < a.end() {
             return Err(PartitionError::Overlap {
                 a: a.index,
+                a_entry: a.entry_offset,
                 a_start: a.start,
                 a_end: a.end(),
                 b: b.index,
+                b_entry: b.entry_offset,
                 b_start: b.start,
                 b_end: b.end(),
             }

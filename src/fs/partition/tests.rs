@@ -9,7 +9,7 @@ const DISK: usize = 1 << 20;
 const LBAS: u64 = (DISK / 512) as u64;
 /// Primary array at LBA 2, backup array 32 LBAs before the backup header.
 const PRIMARY_ARRAY: usize = 1024;
-const BACKUP_ARRAY: usize = (LBAS as usize - 33) * 512;
+const BACKUP_ARRAY: usize = DISK - 33 * 512;
 const BACKUP_HEADER: usize = DISK - 512;
 
 fn put(d: &mut [u8], at: usize, bytes: &[u8]) {
@@ -135,7 +135,10 @@ fn gpt_header_with_a_bad_crc_is_refused_naming_the_intact_backup() {
     let mut d = two_partitions();
     d[512 + 60] ^= 1;
     let e = error(&d);
-    assert!(e.contains("GPT header at offset 0x200 has CRC-32"), "{e}");
+    assert!(
+        e.contains("GPT header at offset 0x200 records CRC-32"),
+        "{e}"
+    );
     assert!(
         e.contains("backup header at offset 0xffe00 is intact"),
         "{e}"
@@ -146,7 +149,9 @@ fn gpt_header_with_a_bad_crc_is_refused_naming_the_intact_backup() {
 fn gpt_array_with_a_bad_crc_is_refused() {
     let mut d = two_partitions();
     d[PRIMARY_ARRAY + 60] ^= 1;
-    assert!(error(&d).contains("GPT entry array at offset 0x400 has CRC-32"));
+    assert!(
+        error(&d).contains("GPT entry array at offset 0x400: its header at 0x200 records CRC-32")
+    );
 }
 
 #[test]
@@ -189,7 +194,8 @@ fn gpt_usable_range_past_the_disk_is_refused() {
 fn gpt_overlapping_partitions_are_refused() {
     let mut d = two_partitions();
     patch_entry(&mut d, 1, 32, &99u64.to_le_bytes());
-    assert!(error(&d).contains("partitions 1 (0x4400..0xc800) and 2 (0xc600"));
+    let e = error(&d);
+    assert!(e.contains("partitions 1 (entry at offset 0x400, bytes 0x4400..0xc800) and 2 (entry at offset 0x480, bytes 0xc600"), "{e}");
 }
 
 #[test]
@@ -323,7 +329,8 @@ fn mbr_logical_partition_outside_its_extended_partition_is_refused() {
 #[test]
 fn mbr_overlapping_primaries_are_refused() {
     let d = mbr_disk(&[(0x83, 64, 100), (0x83, 100, 10)]);
-    assert!(error(&d).contains("partitions 1 (0x8000..0x14800) and 2 (0xc800"));
+    let e = error(&d);
+    assert!(e.contains("partitions 1 (entry at offset 0x1be, bytes 0x8000..0x14800) and 2 (entry at offset 0x1ce, bytes 0xc800"), "{e}");
 }
 
 #[test]
