@@ -197,16 +197,25 @@ pub(super) fn cat(args: &CatArgs) -> Result<()> {
     Ok(())
 }
 
-/// The partition table of the image at `path` for `kiln info` (`None`: no table).
+/// The partition table of the image at `path` for `kiln info` (`None`: no table), or
+/// why it could not be read when the image's own reader failed on the way (`info` still
+/// describes such an image, as qemu-img does). A damaged table is an error.
 pub(super) fn partition_table(
     path: &Path,
     format: Option<DiskFormat>,
-) -> Result<Option<PartitionTable>> {
+) -> Result<std::result::Result<Option<PartitionTable>, Error>> {
     let opts = OpenOptions {
         format,
         allow_unsafe: true,
     };
-    DiskImage::open(path, &opts)?.table()
+    let image = DiskImage::open(path, &opts)?;
+    if image.is_raw() {
+        return image.table().map(Ok);
+    }
+    match image.head() {
+        Ok((head, disk_size)) => image.table_of_head(&head, disk_size).map(Ok),
+        Err(e) => Ok(Err(e)),
+    }
 }
 
 /// A reader of partition `index` of the image at `path` (`kiln convert --partition`).
@@ -224,9 +233,11 @@ pub(super) fn partition_reader(
 }
 
 /// The `kiln info` lines for a partition table (empty without one).
-pub(super) fn human_table(table: Option<&PartitionTable>) -> String {
-    let Some(t) = table else {
-        return String::new();
+pub(super) fn human_table(table: &std::result::Result<Option<PartitionTable>, Error>) -> String {
+    let t = match table {
+        Ok(Some(t)) => t,
+        Ok(None) => return String::new(),
+        Err(e) => return format!("partition table: not read ({e})\n"),
     };
     let mut s = format!("partition table: {}\n", t.scheme.name());
     s.push_str(&format!("sector size: {}\n", t.sector_size));
@@ -270,9 +281,11 @@ fn upper(guid: uuid::Uuid) -> String {
 }
 
 /// The `partition-table` member of `kiln info --output json` (null without a table).
-pub(super) fn json_table(table: Option<&PartitionTable>) -> Value {
-    let Some(t) = table else {
-        return Value::Null;
+pub(super) fn json_table(table: &std::result::Result<Option<PartitionTable>, Error>) -> Value {
+    let t = match table {
+        Ok(Some(t)) => t,
+        Ok(None) => return Value::Null,
+        Err(e) => return json!({ "error": e.to_string() }),
     };
     let partitions: Vec<Value> = (t.partitions.iter())
         .map(|p| {

@@ -23,15 +23,8 @@ pub(super) fn info(args: &InfoArgs) -> Result<()> {
     let allocated = allocated_bytes(&args.file)?;
     let table = super::fs::partition_table(&args.file, args.format)?;
     let text = match args.output {
-        OutputMode::Human => {
-            human(&args.file, &info, allocated) + &super::fs::human_table(table.as_ref())
-        }
-        OutputMode::Json => json_text(
-            &args.file,
-            &info,
-            allocated,
-            super::fs::json_table(table.as_ref()),
-        )?,
+        OutputMode::Human => human(&args.file, &info, allocated) + &super::fs::human_table(&table),
+        OutputMode::Json => json_text(&args.file, &info, allocated, super::fs::json_table(&table))?,
     };
     print(&text)
 }

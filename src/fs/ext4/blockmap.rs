@@ -31,6 +31,17 @@ impl BlockMap {
     /// The map of `inode`, which holds `size` bytes.
     pub(super) fn new(fs: &Ext4, inode: &Inode) -> Result<Self> {
         if inode.has_extents() {
+            // Extents map 32-bit logical block numbers; bytes past them cannot exist.
+            let max = (1u64 << 32) * fs.sb.block_size;
+            if inode.size > max {
+                return Err(Ext4Error::TooLarge {
+                    ino: inode.ino,
+                    offset: inode.offset,
+                    size: inode.size,
+                    max,
+                }
+                .into());
+            }
             return Ok(BlockMap::Extents(Box::new(ExtentWalker::new(fs, inode)?)));
         }
         Ok(BlockMap::Indirect(Box::new(IndirectWalker::new(

@@ -22,6 +22,9 @@ const DIRENT_MIN_LEN: u64 = 12;
 const DIRENT_TAIL_LEN: usize = 12;
 /// The file type byte of the checksum tail.
 const DIRENT_TAIL_TYPE: u8 = 0xDE;
+/// Largest directory read (4 GiB: the kernel's limit with `large_dir`), so a hostile size
+/// cannot make a walk read the whole disk over and over.
+const MAX_DIR_BYTES: u64 = 4 << 30;
 /// Most entries kiln lists from one directory.
 pub const MAX_DIR_ENTRIES: usize = 1 << 20;
 
@@ -65,6 +68,15 @@ impl Ext4 {
         visit: &mut dyn FnMut(DirEntry) -> ControlFlow<()>,
     ) -> Result<()> {
         dir.check_readable()?;
+        if dir.size > MAX_DIR_BYTES {
+            return Err(Ext4Error::TooLargeDir {
+                dir: dir.ino,
+                offset: dir.offset,
+                size: dir.size,
+                max: MAX_DIR_BYTES,
+            }
+            .into());
+        }
         let bs = self.sb.block_size;
         let blocks = dir.size.div_ceil(bs);
         let mut map = BlockMap::new(self, dir)?;

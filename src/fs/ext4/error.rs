@@ -157,12 +157,18 @@ pub enum Ext4Error {
         source_len: u64,
     },
     /// Symbolic links nest or loop past the bound.
-    #[error("{path}: more than {max} symbolic links followed (a loop?)")]
+    #[error(
+        "{path}: more than {max} symbolic links followed (a loop?), the last inode {ino} at offset {offset:#x}"
+    )]
     SymlinkLoop {
         /// The path.
         path: String,
         /// Bound.
         max: u32,
+        /// The link that was one too many.
+        ino: u32,
+        /// Its offset.
+        offset: u64,
     },
     /// A symbolic link target is longer than allowed.
     #[error("symbolic link inode {ino} is {size} bytes long; at most {max} are allowed")]
@@ -186,6 +192,18 @@ pub enum Ext4Error {
         /// Declared size.
         size: u64,
         /// Addressable bytes.
+        max: u64,
+    },
+    /// A directory is larger than kiln reads.
+    #[error("directory inode {dir} at offset {offset:#x} is {size} bytes; at most {max} are read")]
+    TooLargeDir {
+        /// Directory inode.
+        dir: u32,
+        /// Its offset.
+        offset: u64,
+        /// Its size.
+        size: u64,
+        /// Bound.
         max: u64,
     },
     /// A directory holds more entries than kiln lists.

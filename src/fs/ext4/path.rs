@@ -74,6 +74,8 @@ impl Ext4 {
                 return Err(Ext4Error::SymlinkLoop {
                     path: shown(),
                     max: MAX_SYMLINK_HOPS,
+                    ino: inode.ino,
+                    offset: inode.offset,
                 }
                 .into());
             }

@@ -19,7 +19,7 @@ use crate::disk::block::is_zero;
 use crate::disk::window::Window;
 use crate::disk::{self, DiskFormat, DiskReader, Extent, OpenOptions, probe};
 use crate::error::{Error, Result};
-use crate::io::{FileSource, Source, View};
+use crate::io::{FileSource, ReadAt, Source, View};
 
 /// A disk image opened for its partitions.
 #[derive(Debug)]
@@ -100,11 +100,28 @@ impl DiskImage {
             let len = self.src.len();
             return super::read(&*self.src, len, len).map_err(|e| e.with_path(&self.name));
         }
+        let (head, disk_size) = self.head()?;
+        self.table_of_head(&head, disk_size)
+    }
+
+    /// The first [`HEAD_BYTES`] of the virtual disk and its size, read through a fresh
+    /// reader: what [`DiskImage::table`] parses for an image that is not raw.
+    ///
+    /// # Errors
+    /// The reader's.
+    pub fn head(&self) -> Result<(Vec<u8>, u64)> {
         let mut reader = self.reader()?;
         let disk_size = reader.virtual_size();
-        let head = read_head(reader.as_mut(), HEAD_BYTES)?;
+        Ok((read_head(reader.as_mut(), HEAD_BYTES)?, disk_size))
+    }
+
+    /// The partition table in `head`, the start of a disk of `disk_size` bytes.
+    ///
+    /// # Errors
+    /// As [`super::read`]; errors name the image.
+    pub fn table_of_head(&self, head: &[u8], disk_size: u64) -> Result<Option<PartitionTable>> {
         let readable = head.len() as u64;
-        super::read(&head, readable, disk_size).map_err(|e| e.with_path(&self.name))
+        super::read(&HeadBytes(head), readable, disk_size).map_err(|e| e.with_path(&self.name))
     }
 
     /// How errors name partition `index`: `disk.qcow2:2`.
@@ -156,6 +173,26 @@ impl DiskImage {
                 ))
                 .with_path(&self.name)
             })
+    }
+}
+
+/// Bytes in memory as a source, borrowed.
+#[derive(Debug)]
+struct HeadBytes<'a>(&'a [u8]);
+
+impl ReadAt for HeadBytes<'_> {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+        let rest = usize::try_from(offset).ok().and_then(|o| self.0.get(o..));
+        let Some(rest) = rest else {
+            return Ok(0);
+        };
+        let n = rest.len().min(buf.len());
+        buf[..n].copy_from_slice(&rest[..n]);
+        Ok(n)
+    }
+
+    fn len(&self) -> u64 {
+        self.0.len() as u64
     }
 }
 
