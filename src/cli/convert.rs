@@ -28,10 +28,11 @@ pub(super) fn convert(args: &ConvertArgs) -> Result<()> {
         format: args.input_format,
         allow_unsafe: args.allow_unsafe,
     };
-    let mut reader = disk::open(&args.input, &opts)?;
-    let progress = (args.progress && !args.quiet).then(|| Progress::new(reader.virtual_size()));
+    let mut input = super::input::open(&args.input, args.member.as_deref(), &opts)?;
+    let progress =
+        (args.progress && !args.quiet).then(|| Progress::new(input.reader.virtual_size()));
     write_image(
-        reader.as_mut(),
+        input.reader.as_mut(),
         args.output_format,
         &args.write,
         args.compress,

@@ -6,6 +6,7 @@
 mod build;
 mod convert;
 mod info;
+mod input;
 mod measure;
 mod progress;
 mod seed;
@@ -116,7 +117,10 @@ struct ConvertArgs {
     /// files). The referenced files are never opened: the image is read on its own.
     #[arg(long)]
     allow_unsafe: bool,
-    /// Input image.
+    /// Read this member of an OVA (default: the package's first disk).
+    #[arg(long, value_name = "NAME")]
+    member: Option<String>,
+    /// Input image, or an OVA whose disk is read in place.
     input: PathBuf,
     /// Output image.
     output: PathBuf,
@@ -137,7 +141,10 @@ struct InfoArgs {
     /// Output style.
     #[arg(long, value_enum, default_value_t)]
     output: OutputMode,
-    /// Image to describe.
+    /// Read this member of an OVA (default: the package's first disk).
+    #[arg(long, value_name = "NAME")]
+    member: Option<String>,
+    /// Image to describe, or an OVA whose disk is described.
     file: PathBuf,
 }
 
@@ -152,7 +159,10 @@ struct CheckArgs {
     /// Check the structure of images format_inspector would refuse instead of failing.
     #[arg(long)]
     allow_unsafe: bool,
-    /// Image to check.
+    /// Read this member of an OVA (default: the package's first disk).
+    #[arg(long, value_name = "NAME")]
+    member: Option<String>,
+    /// Image to check, or an OVA whose disk is checked in place.
     file: PathBuf,
 }
 

@@ -110,10 +110,33 @@ pub trait DiskWriter: Send {
 }
 
 /// What a writer reports when it finishes.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Default)]
 pub struct WriteReport {
     /// Guest-visible size of the written image.
     pub virtual_size: u64,
+    /// The stream a writer into a caller's sink wrote to, handed back when it is done (as
+    /// tar-rs's `into_inner`), so the caller learns what went into it without sharing
+    /// state with the writer; `None` for writers that create their own files.
+    pub sink: Option<Box<dyn std::any::Any + Send>>,
+}
+
+impl WriteReport {
+    /// A report of an image of `virtual_size` bytes with no sink to hand back.
+    pub fn new(virtual_size: u64) -> Self {
+        Self {
+            virtual_size,
+            sink: None,
+        }
+    }
+}
+
+impl fmt::Debug for WriteReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WriteReport")
+            .field("virtual_size", &self.virtual_size)
+            .field("sink", &self.sink.is_some())
+            .finish()
+    }
 }
 
 /// The disk formats kiln knows, in Glance's vocabulary (`vhd` is qemu-img's `vpc`).

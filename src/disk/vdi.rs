@@ -644,9 +644,7 @@ impl DiskWriter for VdiWriter {
         self.out.file().set_len(end)?;
         self.write_map()?;
         self.out.file().write_all_at(&self.header.to_bytes(), 0)?;
-        Ok(WriteReport {
-            virtual_size: self.header.disk_size,
-        })
+        Ok(WriteReport::new(self.header.disk_size))
     }
 }
 

@@ -11,6 +11,20 @@ pub mod sys;
 
 pub use source::{FileSource, ReadAt, Source, View};
 
+/// A sequential sink a writer can write into and hand back when it is done: any
+/// `Write + Send` value. The caller gets it back from [`Sink::into_any`] and downcasts it
+/// to the type it passed in.
+pub trait Sink: std::io::Write + Send {
+    /// The sink as `Any`, to be downcast by whoever created it.
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send>;
+}
+
+impl<T: std::io::Write + Send + 'static> Sink for T {
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
+        self
+    }
+}
+
 use crate::error::{Error, ErrorKind, Result};
 
 /// Why a positioned read failed.

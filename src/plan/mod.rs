@@ -415,8 +415,8 @@ impl Plan {
         })?;
         let digest = digest.transpose()?;
         for (lane, p) in package_lanes.into_iter().zip(packages.iter_mut()) {
-            Box::new(lane).finish()?;
-            p.disk_done()?;
+            let report = Box::new(lane).finish()?;
+            p.disk_done(report)?;
         }
         let mut commits = Vec::new();
         for ((lane, (i, o)), set) in writers.into_iter().zip(outputs).zip(sets) {

@@ -12,7 +12,7 @@ use crate::container::manifest::Algorithm;
 use crate::container::ovf::{Adapter, Bus, Machine, Nic, Product};
 use crate::container::package::{Form, Package, PackageWriter, file_names};
 use crate::context::BuildContext;
-use crate::disk::{CreateRequest, DiskFormat, DiskWriter, KvOptions};
+use crate::disk::{CreateRequest, DiskFormat, DiskWriter, KvOptions, WriteReport};
 use crate::error::{Error, ErrorKind, Result};
 use crate::io::output::OutputSet;
 use crate::spec::model::{self, ContainerFormat, Controller, Firmware, ManifestDigest};
@@ -163,9 +163,9 @@ impl PackageRun {
     ///
     /// # Errors
     /// I/O.
-    pub fn disk_done(&mut self) -> Result<()> {
+    pub fn disk_done(&mut self, report: WriteReport) -> Result<()> {
         self.writer
-            .disk_done()
+            .disk_done(report)
             .map_err(|e| e.with_path(&self.target))
     }
 

@@ -468,9 +468,7 @@ impl DiskWriter for DynamicWriter {
         Blocker::finish_via(&mut *self, |w| &mut w.blocker, Self::take_block)?;
         self.out.flush()?;
         self.write_tables()?;
-        Ok(WriteReport {
-            virtual_size: self.footer.current_size,
-        })
+        Ok(WriteReport::new(self.footer.current_size))
     }
 }
 

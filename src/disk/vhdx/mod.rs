@@ -810,9 +810,7 @@ impl DiskWriter for VhdxWriter {
             self.next_free
         };
         self.out.file().set_len(end)?;
-        Ok(WriteReport {
-            virtual_size: self.meta.virtual_size,
-        })
+        Ok(WriteReport::new(self.meta.virtual_size))
     }
 }
 
