@@ -9,6 +9,9 @@
 //! OVF environment properties ([`cloud_init`]). Tar framing and the bounded tar reader are
 //! [`tar`]'s; [`ova`] opens a disk inside an OVA in place. Not implemented: certificates
 //! (`.cert`), checking a package's manifest and descriptor.
+//!
+//! Layering: `container` builds on `disk` and `io` (and `seed` for cloud-init data); it never
+//! imports `plan` or `spec`: the plan translates the spec into these types.
 
 pub mod cloud_init;
 pub mod manifest;

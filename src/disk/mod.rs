@@ -8,6 +8,12 @@
 //! Zero detection lives in [`block`]: writers that store fixed-size blocks re-chunk the
 //! stream through [`block::Blocker`], which reports all-zero blocks as empty so sparse input
 //! stays sparse whatever the reader reported.
+//!
+//! Readers open from an [`crate::io::Source`] (a file, or a view of one: a tar member, a
+//! partition), so the same reader serves all of them; writers create their files through an
+//! [`crate::io::output::OutputSet`] or write front to back into an [`crate::io::Sink`] that
+//! `finish` hands back. Layering: `disk` imports only `io` and the error type, never
+//! `container`, `plan` or `spec` (`tests/layering.rs`).
 
 pub mod block;
 pub mod iso;

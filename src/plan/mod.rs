@@ -16,6 +16,9 @@
 //! is hashed once `write_seed` has renamed it. Every derived id comes from a
 //! [`BuildContext`] seeded with the spec and output names; timestamps from
 //! `SOURCE_DATE_EPOCH` or the fixed default.
+//!
+//! Layering: `plan` is the one place that reads the checked spec and drives `container`,
+//! `disk` and `io`; only `cli` sits above it (`tests/layering.rs`).
 
 pub mod fetch;
 pub mod package;
