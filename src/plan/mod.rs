@@ -20,6 +20,7 @@
 //! Layering: `plan` is the one place that reads the checked spec and drives `container`,
 //! `disk` and `io`; only `cli` sits above it (`tests/layering.rs`).
 
+mod container;
 pub mod fetch;
 pub mod package;
 pub mod report;
@@ -31,8 +32,9 @@ pub use report::{Artefact, BuildReport, FileDigest};
 
 use self::fetch::hex;
 
+use self::container::Kind;
 use self::package::PackageRun;
-use crate::container::package::file_names;
+use crate::container::package::{Form, file_names};
 use crate::context::BuildContext;
 use sha2::{Digest, Sha256};
 
@@ -43,7 +45,6 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::io::output::{OutputSet, partial_path};
 use crate::seed::{self, SeedFormat};
 use crate::size::HumanSize;
-use crate::spec::model::ContainerFormat;
 use crate::spec::{DiskPlanSource, Span, ValidOutput, ValidSeed, ValidSpec};
 
 /// Why a build step failed.
@@ -200,16 +201,16 @@ impl Plan {
             let disk = &self.spec.disks[o.disk].name;
             let target = self.out_dir.join(&o.file);
             let names = file_names(&target, self.spec.disks.len());
-            let files = match o.container {
-                ContainerFormat::Ova => {
+            let files = match container::kind(o.container) {
+                Kind::Package(Form::Ova) => {
                     format!(
                         " (holding {}, {})",
                         names.descriptor,
                         names.others().join(", ")
                     )
                 }
-                ContainerFormat::Ovf => format!(" (+ {})", names.others().join(", ")),
-                _ => String::new(),
+                Kind::Package(Form::Files) => format!(" (+ {})", names.others().join(", ")),
+                Kind::Bare | Kind::NotBuilt => String::new(),
             };
             let _ = writeln!(
                 s,
@@ -519,7 +520,7 @@ impl Plan {
 
 /// Whether `o` is an ova/ovf package (which holds every disk).
 fn is_package(o: &ValidOutput) -> bool {
-    matches!(o.container, ContainerFormat::Ova | ContainerFormat::Ovf)
+    matches!(container::kind(o.container), Kind::Package(_))
 }
 
 /// A finished output waiting to be hashed, synced and renamed.

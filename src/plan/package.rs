@@ -6,6 +6,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::Commit;
+use super::container::Kind;
 
 use crate::container::cloud_init;
 use crate::container::manifest::Algorithm;
@@ -15,7 +16,7 @@ use crate::context::BuildContext;
 use crate::disk::{CreateRequest, DiskFormat, DiskWriter, KvOptions, WriteReport};
 use crate::error::{Error, ErrorKind, Result};
 use crate::io::output::OutputSet;
-use crate::spec::model::{self, ContainerFormat, Controller, Firmware, ManifestDigest};
+use crate::spec::model::{self, Controller, Firmware, ManifestDigest};
 use crate::spec::{ValidOutput, ValidSpec};
 
 /// Largest licence text kiln puts into a descriptor.
@@ -116,9 +117,11 @@ impl PackageRun {
         sizes: &[u64],
     ) -> Result<Self> {
         let target = out_dir.join(&o.file);
-        let form = match o.container {
-            ContainerFormat::Ovf => Form::Files,
-            _ => Form::Ova,
+        let Kind::Package(form) = super::container::kind(o.container) else {
+            return Err(Error::new(
+                ErrorKind::Io,
+                format!("output `{}` is not a package", o.name),
+            ));
         };
         let mut set = OutputSet::new(&target, true);
         let ctx = BuildContext::from_env(&format!("{}/{}", spec.name, o.name));
