@@ -16,6 +16,7 @@
 //! `container`, `plan` or `spec` (`tests/layering.rs`).
 
 pub mod block;
+mod blockmap;
 pub mod iso;
 mod open;
 pub mod options;

@@ -143,7 +143,7 @@ pub(super) fn open(src: Source) -> Result<Box<dyn DiskReader>> {
     let footer = VhdFooter::parse(&bytes, footer_offset)?;
     match footer.disk_type {
         DiskType::Fixed => fixed::open(src, footer, footer_offset),
-        DiskType::Dynamic => dynamic::open(src, footer, footer_offset),
+        DiskType::Dynamic => dynamic::open(src, &footer, footer_offset),
     }
 }
 

@@ -4,9 +4,10 @@ use super::bat::{BatCursor, BatGeometry, BlockMap};
 use super::metadata::{VHDX_METADATA_TABLE_SIZE, VhdxMetadata};
 use super::region::Region;
 use super::{bat, header, region};
-use crate::disk::{DiskFormat, DiskReader, Extent, ImageInfo, MAX_EXTENT_BYTES};
+use crate::disk::blockmap::{BlockMapReader, BlockState, BlockTable};
+use crate::disk::{DiskFormat, DiskReader, ImageInfo};
 use crate::error::Result;
-use crate::io::{Source, read_exact_at};
+use crate::io::{ReadAt, Source, read_exact_at};
 
 use super::MIB;
 use super::error::VhdxError;
@@ -82,86 +83,33 @@ pub(in crate::disk) fn open(src: Source) -> Result<Box<dyn DiskReader>> {
         subformat: Some(subformat.to_string()),
         ..info
     };
-    Ok(Box::new(VhdxReader {
+    let table = VhdxTable {
         bat: BatCursor::new(regions.bat, &geometry),
-        src,
         geometry,
-        virtual_size: meta.virtual_size,
-        pos: 0,
-        buf: Vec::new(),
+    };
+    let block_size = geometry.block_size;
+    Ok(Box::new(BlockMapReader::new(
+        src,
+        table,
+        block_size,
+        "VHDX payload block",
         info,
-    }))
+    )))
 }
 
-/// Yields a validated VHDX disk block by block.
-struct VhdxReader {
-    src: Source,
+/// The BAT as a block table, read through a window.
+struct VhdxTable {
     geometry: BatGeometry,
     bat: BatCursor,
-    virtual_size: u64,
-    pos: u64,
-    buf: Vec<u8>,
-    info: ImageInfo,
 }
 
-impl VhdxReader {
-    fn map(&mut self, block: u64) -> Result<BlockMap> {
-        let index = self.geometry.payload_entry(block);
-        Ok(bat::block_map(self.bat.get(&*self.src, index)?))
-    }
-
-    /// Bytes from `pos` to the end of the run of blocks mapped like `first`.
-    fn run_len(&mut self, first: BlockMap) -> Result<u64> {
-        let bs = self.geometry.block_size;
-        let mut block = self.pos / bs + 1;
-        while block < self.geometry.data_blocks && self.map(block)? == first {
-            block += 1;
-        }
-        Ok((block * bs).min(self.virtual_size) - self.pos)
-    }
-}
-
-impl DiskReader for VhdxReader {
-    fn virtual_size(&self) -> u64 {
-        self.virtual_size
-    }
-
-    fn next_extent(&mut self) -> Result<Option<Extent<'_>>> {
-        if self.pos >= self.virtual_size {
-            return Ok(None);
-        }
-        let bs = self.geometry.block_size;
-        let block = self.pos / bs;
-        let map = self.map(block)?;
-        let offset = match map {
-            BlockMap::Data(offset) => offset,
-            BlockMap::Zero | BlockMap::Unallocated => {
-                let len = self.run_len(map)?;
-                self.pos += len;
-                let extent = if map == BlockMap::Zero {
-                    Extent::Zero(len)
-                } else {
-                    Extent::Unallocated(len)
-                };
-                return Ok(Some(extent));
-            }
-        };
-        let within = self.pos - block * bs;
-        let block_end = ((block + 1) * bs).min(self.virtual_size);
-        let len = (block_end - self.pos).min(MAX_EXTENT_BYTES as u64);
-        let len = usize::try_from(len).expect("bounded by MAX_EXTENT_BYTES");
-        self.buf.resize(len, 0);
-        read_exact_at(
-            &*self.src,
-            &mut self.buf,
-            offset + within,
-            "VHDX payload block",
-        )?;
-        self.pos += len as u64;
-        Ok(Some(Extent::Data(&self.buf)))
-    }
-
-    fn info(&self) -> ImageInfo {
-        self.info.clone()
+impl BlockTable for VhdxTable {
+    fn block(&mut self, src: &dyn ReadAt, index: u64) -> Result<BlockState> {
+        let entry = self.geometry.payload_entry(index);
+        Ok(match bat::block_map(self.bat.get(src, entry)?) {
+            BlockMap::Data(offset) => BlockState::Stored(offset),
+            BlockMap::Zero => BlockState::Zero,
+            BlockMap::Unallocated => BlockState::Unallocated,
+        })
     }
 }
