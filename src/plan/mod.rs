@@ -117,6 +117,9 @@ pub struct Plan {
     pub seeds: Vec<ValidSeed>,
     /// Output directory.
     pub out_dir: PathBuf,
+    /// The build's one context (time, creator, id seed from the spec's name); each
+    /// artefact's context is derived from it.
+    pub ctx: BuildContext,
 }
 
 impl Plan {
@@ -175,6 +178,7 @@ impl Plan {
             return Err(Error::new(ErrorKind::Unsupported, e));
         }
         Ok(Self {
+            ctx: BuildContext::from_env(&spec.name),
             spec,
             outputs,
             seeds,
@@ -310,7 +314,14 @@ impl Plan {
                 o.disk_format.name(),
                 o.container.name()
             ));
-            packages.push(PackageRun::start(&self.spec, o, i, &self.out_dir, &sizes)?);
+            packages.push(PackageRun::start(
+                &self.spec,
+                &self.ctx,
+                o,
+                i,
+                &self.out_dir,
+                &sizes,
+            )?);
         }
         Ok(packages)
     }
@@ -392,7 +403,7 @@ impl Plan {
         let mut package_lanes = Vec::new();
         for p in packages.iter_mut() {
             let o = &self.outputs[p.index];
-            let writer = p.disk_lane(&self.spec, o, disk_index, virtual_size)?;
+            let writer = p.disk_lane(&self.spec, &self.ctx, o, disk_index, virtual_size)?;
             let target = p.target.clone();
             package_lanes.push(Lane { writer, target });
         }
@@ -494,7 +505,7 @@ impl Plan {
         virtual_size: u64,
         set: &mut OutputSet,
     ) -> Result<Box<dyn DiskWriter>> {
-        let ctx = BuildContext::from_env(&format!("{}/{}", self.spec.name, o.name));
+        let ctx = self.ctx.derive(&o.name);
         let req = CreateRequest {
             format: o.engine_format,
             virtual_size,
@@ -507,7 +518,7 @@ impl Plan {
 
     /// Writes one seed (atomically, through `write_seed`'s partial file) and describes it.
     fn write_seed(&self, seed: &ValidSeed) -> Result<Artefact> {
-        let ctx = BuildContext::from_env(&format!("{}/{}", self.spec.name, seed.name));
+        let ctx = self.ctx.derive(&seed.name);
         let target = self.out_dir.join(&seed.file);
         seed::write_seed(&seed.contents, seed.format, &ctx, &target, true).map_err(|e| {
             let at = locate(&self.spec.path, seed.span, "cloud_init", "");

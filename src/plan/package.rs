@@ -111,6 +111,7 @@ impl PackageRun {
     /// As [`package`] and [`PackageWriter::new`].
     pub fn start(
         spec: &ValidSpec,
+        build: &BuildContext,
         o: &ValidOutput,
         index: usize,
         out_dir: &Path,
@@ -124,7 +125,7 @@ impl PackageRun {
             ));
         };
         let mut set = OutputSet::new(&target, true);
-        let ctx = BuildContext::from_env(&format!("{}/{}", spec.name, o.name));
+        let ctx = build.derive(&o.name);
         let writer = PackageWriter::new(package(spec, o, sizes)?, form, ctx.epoch, &mut set)
             .map_err(|e| e.with_path(&target))?;
         Ok(Self {
@@ -144,13 +145,14 @@ impl PackageRun {
     pub fn disk_lane(
         &mut self,
         spec: &ValidSpec,
+        build: &BuildContext,
         o: &ValidOutput,
         disk: usize,
         virtual_size: u64,
     ) -> Result<Box<dyn DiskWriter>> {
         // Each disk has ids of its own (the VMDK's CID and UUID).
         let name = &spec.disks[disk].name;
-        let ctx = BuildContext::from_env(&format!("{}/{}/{name}", spec.name, o.name));
+        let ctx = build.derive(&o.name).derive(name);
         let options = vmdk_options(spec, o, disk);
         let req = CreateRequest {
             format: DiskFormat::Vmdk,
