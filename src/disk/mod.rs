@@ -23,6 +23,7 @@ pub mod options;
 mod probe;
 pub mod qcow2;
 mod raw;
+mod stream;
 pub mod vdi;
 pub mod vhd;
 pub mod vhdx;
@@ -37,6 +38,7 @@ use serde::Serialize;
 pub use open::{OpenOptions, open, open_source};
 pub use options::KvOptions;
 pub use probe::probe;
+pub use stream::create_stream;
 
 use crate::context::BuildContext;
 use crate::error::{Error, Result};
