@@ -6,6 +6,8 @@
 #
 # The `build` row runs one `kiln build` of qcow2 + OVA + raw from the corpus against three
 # builds of one output each (ratio: build / slowest single build).
+# The `ova-read` row converts the disk inside an OVA (read in place) and the same VMDK
+# extracted, to raw (ratio: OVA / extracted).
 # The `iso-tree` row writes a directory tree into an ISO (kiln convert -O iso DIR vs
 # xorriso -as mkisofs -R -J); the tree is --tree, else ~2 GiB of /usr hard-linked into
 # $TMPDIR/kiln-bench/iso-tree (made once). Its pair is xorriso; a `dd conv=fsync` of the
@@ -191,6 +193,29 @@ if [ -z "$ONLY" ] || [[ ",$ONLY," == *",build,"* ]]; then
       'BEGIN{printf "| %-34s | %-14s | %8.2f | %10.0f | %9s | %9s | %7.1f | %10s | %10s |\n", "kiln build qcow2+ova+raw", t, s, vs/s/1e6, "", "", r/1024, tr, ""}'
   done
   rm -rf "$bdir"
+fi
+
+# ova-read: the disk inside an OVA read in place (through the tar reader and a view) against
+# the same VMDK extracted, both converted to raw by kiln (-t unsafe); ratio OVA / extracted.
+if [ -z "$ONLY" ] || [[ ",$ONLY," == *",ova-read,"* ]]; then
+  odir="$OUT/cmp-ova"; rm -rf "$odir"; mkdir -p "$odir"
+  "$KILN" convert -t unsafe -f raw -O vmdk -o subformat=streamOptimized "$RAW" "$odir/d.vmdk"
+  echo "<Envelope/>" > "$odir/d.ovf"
+  (cd "$odir" && tar --format=ustar -cf d.ova d.ovf d.vmdk)
+  cat "$odir/d.ova" "$odir/d.vmdk" > /dev/null
+  e=$(time_cmd "$odir/e.raw" "$KILN" convert -t unsafe "$odir/d.vmdk" "$odir/e.raw")
+  o=$(time_cmd "$odir/o.raw" "$KILN" convert -t unsafe "$odir/d.ova" "$odir/o.raw")
+  for tool in extracted ova; do
+    case $tool in extracted) r=$e; t="kiln d.vmdk" ;; *) r=$o; t="kiln d.ova" ;; esac
+    if [[ $r == fail* ]]; then printf '| %-34s | %-14s | %s |\n' ova-read "$t" "${r#fail }"; continue; fi
+    read -r s rss out al <<<"$r"; tr=""
+    if [ $tool = ova ] && [[ $e != fail* ]]; then
+      read -r es _ _ _ <<<"$e"; tr=$(awk -v k="$s" -v q="$es" 'BEGIN{printf "%.2f", k/q}')
+    fi
+    awk -v t="$t" -v s="$s" -v vs="$VSIZE" -v o="$out" -v a="$al" -v r="$rss" -v tr="$tr" \
+      'BEGIN{printf "| %-34s | %-14s | %8.2f | %10.0f | %9.1f | %9.1f | %7.1f | %10s | %10s |\n", "ova-read (to raw)", t, s, vs/s/1e6, o/1048576, a/1048576, r/1024, tr, ""}'
+  done
+  rm -rf "$odir"
 fi
 
 # iso-tree: a directory into an ISO, kiln vs xorriso (both synced, as kiln always is).

@@ -22,6 +22,8 @@ pub struct BuildContext {
     /// When true, [`BuildContext::uuid`] returns random-looking ids derived from the seed
     /// and the current process instead of stable ones.
     pub random_ids: bool,
+    /// The name the id seed was derived from; [`BuildContext::derive`] extends it.
+    seed_name: String,
 }
 
 impl BuildContext {
@@ -38,6 +40,20 @@ impl BuildContext {
             id_seed: Uuid::new_v5(&namespace, seed_name.as_bytes()),
             creator: format!("kiln {}", env!("CARGO_PKG_VERSION")),
             random_ids: false,
+            seed_name: seed_name.to_string(),
+        }
+    }
+
+    /// The context of a part of this one (an output, a disk of a package): the same time
+    /// and creator, ids seeded from `SEED/part`, as `from_env("SEED/part")` would give
+    /// without reading the environment again.
+    pub fn derive(&self, part: &str) -> Self {
+        let seed_name = format!("{}/{part}", self.seed_name);
+        let namespace = Uuid::new_v5(&Uuid::NAMESPACE_DNS, KILN_NAMESPACE_NAME);
+        Self {
+            id_seed: Uuid::new_v5(&namespace, seed_name.as_bytes()),
+            seed_name,
+            ..self.clone()
         }
     }
 
@@ -59,6 +75,13 @@ impl BuildContext {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_derived_context_has_the_ids_of_its_full_name() {
+        let derived = BuildContext::from_env("app").derive("out").derive("root");
+        let direct = BuildContext::from_env("app/out/root");
+        assert_eq!(derived.uuid("a"), direct.uuid("a"));
+    }
 
     #[test]
     fn same_seed_and_name_give_same_uuid() {

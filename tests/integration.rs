@@ -9,6 +9,7 @@ mod cli;
 mod formats;
 mod layering;
 mod ova;
+mod ova_input;
 mod partitions;
 mod seed;
 mod spec;

@@ -1,5 +1,6 @@
 //! The layering rules of STYLE.md, enforced by scanning `src/`:
-//! `cli → plan → container → disk`, and clap/miette/anyhow only in `main.rs` and `src/cli/`.
+//! `cli → plan → container → disk → io`, `spec` below `plan` (the plan translates the spec
+//! for the engine), and clap/miette/anyhow only in `main.rs` and `src/cli/`.
 
 use std::path::{Path, PathBuf};
 
@@ -55,9 +56,32 @@ fn cli_crates_stay_in_the_binary() {
 
 #[test]
 fn lower_layers_do_not_import_upper_ones() {
-    let rules: [(&str, &[&str]); 3] = [
-        ("disk/", &["crate::spec", "crate::plan", "crate::container"]),
+    let rules: [(&str, &[&str]); 5] = [
+        (
+            "io/",
+            &[
+                "crate::disk",
+                "crate::container",
+                "crate::plan",
+                "crate::spec",
+                "crate::fs",
+                "crate::seed",
+            ],
+        ),
+        (
+            "disk/",
+            &[
+                "crate::spec",
+                "crate::plan",
+                "crate::container",
+                "crate::seed",
+            ],
+        ),
         ("container/", &["crate::spec", "crate::plan"]),
+        (
+            "spec/",
+            &["crate::plan", "crate::io::output", "crate::disk::vmdk"],
+        ),
         ("plan/", &["crate::cli"]),
     ];
     for (layer, forbidden) in rules {

@@ -99,24 +99,36 @@ fn vmware_ova_passes_every_oracle_and_holds_the_source_disk() {
 }
 
 #[test]
-fn an_ova_is_not_mistaken_for_a_raw_disk() {
+fn an_ova_is_read_as_its_disk_not_as_raw_bytes() {
     let d = Dir::new();
     setup(
         &d,
         &spec("", "{ disk_format: vmdk, container_format: ova }"),
     );
     d.kiln_ok(&["build", "spec.yaml", "-o", "out"]);
-    let err = d.kiln_err(&["convert", "-O", "qcow2", "out/app.ova", "x.qcow2"], 1);
-    assert!(
-        err.contains("out/app.ova") && err.contains("tar archive"),
-        "{err}"
+    d.kiln_ok(&["convert", "-O", "qcow2", "out/app.ova", "x.qcow2"]);
+    let x = d.path("x.qcow2");
+    let src = d.path("src.raw");
+    run_ok(
+        "qemu-img",
+        &[
+            "compare",
+            "-f",
+            "qcow2",
+            "-F",
+            "raw",
+            x.to_str().unwrap(),
+            src.to_str().unwrap(),
+        ],
     );
-    let err = d.kiln_err(&["info", "out/app.ova"], 1);
-    assert!(err.contains("tar archive"), "{err}");
-    assert!(!d.path("x.qcow2").exists() && !d.path("x.qcow2.partial").exists());
     // Asked for explicitly, the archive's bytes are a raw disk.
     d.kiln_ok(&["convert", "-f", "raw", "-O", "raw", "out/app.ova", "x.raw"]);
     assert_same_file(&d.path("out/app.ova"), &d.path("x.raw"));
+    // A build source must be a disk image: an OVA there is refused with a hint.
+    let again = "name: again\ndisks:\n  - name: root\n    source: { file: out/app.ova }\noutputs:\n  - { disk_format: raw, container_format: bare }\n";
+    std::fs::write(d.path("again.yaml"), again).unwrap();
+    let err = d.kiln_err(&["build", "again.yaml", "-o", "out2"], 1);
+    assert!(err.contains("tar archive"), "{err}");
 }
 
 #[test]

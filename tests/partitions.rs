@@ -316,6 +316,45 @@ fn qcow2_partition_converts_to_the_bytes_dd_cuts_from_the_raw_disk() {
 }
 
 #[test]
+fn partition_of_the_disk_inside_an_ova_is_read_in_place() {
+    let d = Dir::new();
+    let fs = mkfs(&d, "root.fs", &["-t", "ext4"]);
+    let disk = disk_with(&d, "disk.img", "gpt", &fs);
+    let oracle = dd_root(&d, &disk);
+    let vmdk = d.path("disk.vmdk");
+    run(
+        "qemu-img",
+        &[
+            "convert",
+            "-O",
+            "vmdk",
+            "-o",
+            "subformat=streamOptimized",
+            s(&disk),
+            s(&vmdk),
+        ],
+    );
+    std::fs::write(d.path("p.ovf"), "<Envelope/>").unwrap();
+    need("tar");
+    let out = Command::new("tar")
+        .args(["cf", "p.ova", "p.ovf", "disk.vmdk"])
+        .current_dir(d.tmp.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    d.kiln_ok(&["convert", "--partition", "2", "p.ova", "root.raw"]);
+    run("cmp", &[s(&d.path("root.raw")), s(&oracle)]);
+    let out = d.kiln(&["cat", "p.ova:2", "/etc/hostname"]);
+    assert!(
+        out.status.success() && out.stdout == b"kiln-test\n",
+        "{}",
+        describe(&out)
+    );
+    let info = d.kiln_ok(&["info", "p.ova"]);
+    assert!(info.contains("Linux root (x86-64)"), "{info}");
+}
+
+#[test]
 fn cat_to_a_file_writes_it_whole() {
     let d = Dir::new();
     let fs = mkfs(&d, "root.fs", &["-t", "ext4"]);

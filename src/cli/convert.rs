@@ -28,13 +28,15 @@ pub(super) fn convert(args: &ConvertArgs) -> Result<()> {
         format: args.input_format,
         allow_unsafe: args.allow_unsafe,
     };
-    let mut reader = match args.partition {
-        Some(index) => super::fs::partition_reader(&args.input, &opts, index)?,
-        None => disk::open(&args.input, &opts)?,
-    };
-    let progress = (args.progress && !args.quiet).then(|| Progress::new(reader.virtual_size()));
+    let mut input = super::input::open(&args.input, args.member.as_deref(), &opts)?;
+    if let Some(index) = args.partition {
+        input.reader =
+            super::fs::partition_reader(&args.input, args.member.as_deref(), &opts, index)?;
+    }
+    let progress =
+        (args.progress && !args.quiet).then(|| Progress::new(input.reader.virtual_size()));
     write_image(
-        reader.as_mut(),
+        input.reader.as_mut(),
         args.output_format,
         &args.write,
         args.compress,

@@ -14,10 +14,12 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
+use kiln::disk::window::Window;
 use kiln::disk::{DiskFormat, DiskReader, OpenOptions};
 use kiln::fs::ext4::{Ext4, FileType, Inode};
-use kiln::fs::partition::image::DiskImage;
+use kiln::fs::partition::image::{DiskImage, head_of, spill, table_of_head};
 use kiln::fs::partition::{BackupStatus, Partition, PartitionTable, Scheme};
+use kiln::io::Source;
 use kiln::io::output::OutputSet;
 use kiln::size::HumanSize;
 use kiln::{Error, Result};
@@ -30,6 +32,9 @@ pub(super) struct LsArgs {
     /// Input format (probed when omitted).
     #[arg(short = 'f', value_name = "FMT", value_parser = parse_format)]
     format: Option<DiskFormat>,
+    /// Read this member of an OVA (default: the package's first disk).
+    #[arg(long, value_name = "NAME")]
+    member: Option<String>,
     /// Disk image, `IMAGE:N` for partition N (`disk.qcow2:2`). Without `:N`: the whole disk
     /// when it has no partition table, else its one Linux root partition.
     image: OsString,
@@ -43,6 +48,9 @@ pub(super) struct CatArgs {
     /// Input format (probed when omitted).
     #[arg(short = 'f', value_name = "FMT", value_parser = parse_format)]
     format: Option<DiskFormat>,
+    /// Read this member of an OVA (default: the package's first disk).
+    #[arg(long, value_name = "NAME")]
+    member: Option<String>,
     /// Write to FILE (created complete or not at all) instead of standard output.
     #[arg(short = 'o', value_name = "FILE")]
     output: Option<PathBuf>,
@@ -75,34 +83,118 @@ fn split_image(arg: &OsStr) -> (PathBuf, Option<u32>) {
     }
 }
 
+/// A disk opened for its partitions: an image file (raw ones read in place), or a disk in
+/// an OVA, read through the archive by fresh readers.
+enum Disk {
+    Image(DiskImage),
+    Package {
+        path: PathBuf,
+        member: Option<String>,
+        opts: OpenOptions,
+        name: PathBuf,
+    },
+}
+
+impl Disk {
+    fn open(path: &Path, member: Option<&str>, opts: &OpenOptions) -> Result<Self> {
+        let input = super::input::open(path, member, opts)?;
+        if input.member_len.is_none() {
+            return Ok(Disk::Image(DiskImage::open(path, opts)?));
+        }
+        Ok(Disk::Package {
+            path: path.to_path_buf(),
+            member: member.map(str::to_string),
+            opts: opts.clone(),
+            name: input.name,
+        })
+    }
+
+    fn name(&self) -> &Path {
+        match self {
+            Disk::Image(image) => image.name(),
+            Disk::Package { name, .. } => name,
+        }
+    }
+
+    /// A fresh reader of the whole disk.
+    fn reader(&self) -> Result<Box<dyn DiskReader>> {
+        match self {
+            Disk::Image(image) => image.reader(),
+            Disk::Package {
+                path, member, opts, ..
+            } => Ok(super::input::open(path, member.as_deref(), opts)?.reader),
+        }
+    }
+
+    fn table(&self) -> Result<Option<PartitionTable>> {
+        match self {
+            Disk::Image(image) => image.table(),
+            Disk::Package { name, .. } => {
+                let (head, size) = head_of(self.reader()?.as_mut())?;
+                table_of_head(&head, size).map_err(|e| e.with_path(name))
+            }
+        }
+    }
+
+    fn partition_name(&self, index: u32) -> PathBuf {
+        let mut name = self.name().as_os_str().to_owned();
+        name.push(format!(":{index}"));
+        PathBuf::from(name)
+    }
+
+    fn partition_reader(&self, part: &Partition) -> Result<Box<dyn DiskReader>> {
+        match self {
+            Disk::Image(image) => image.partition_reader(part),
+            Disk::Package { .. } => Ok(Box::new(
+                Window::new(self.reader()?, part.start, part.size)
+                    .map_err(|e| e.with_path(self.name()))?,
+            )),
+        }
+    }
+
+    /// Random access to `part` or the whole disk (see [`DiskImage::random_access`]).
+    fn random_access(&self, part: Option<&Partition>) -> Result<Source> {
+        match (self, part) {
+            (Disk::Image(image), _) => image.random_access(part),
+            (Disk::Package { .. }, Some(part)) => spill(self.partition_reader(part)?.as_mut()),
+            (Disk::Package { .. }, None) => spill(self.reader()?.as_mut()),
+        }
+    }
+}
+
 /// The file system `arg` names, and the name its errors carry (`disk.img:2`).
-fn open_fs(arg: &OsStr, format: Option<DiskFormat>) -> Result<(Ext4, PathBuf)> {
+fn open_fs(
+    arg: &OsStr,
+    member: Option<&str>,
+    format: Option<DiskFormat>,
+) -> Result<(Ext4, PathBuf)> {
     let (path, index) = split_image(arg);
     let opts = OpenOptions {
         format,
         allow_unsafe: false,
     };
-    let image = DiskImage::open(&path, &opts)?;
-    let table = image.table()?;
+    let disk = Disk::open(&path, member, &opts)?;
+    let table = disk.table()?;
+    let name = disk.name().to_path_buf();
     let part = match (index, &table) {
-        (Some(n), Some(table)) => Some(table.get(n).map_err(|e| e.with_path(&path))?),
+        (Some(n), Some(table)) => Some(table.get(n).map_err(|e| e.with_path(&name))?),
         (Some(_), None) => {
             return Err(Error::invalid_input(
                 "the disk has no partition table; name it without `:N`",
             )
-            .with_path(&path));
+            .with_path(&name));
         }
-        (None, Some(table)) => Some(table.linux_root().map_err(|e| e.with_path(&path))?),
+        (None, Some(table)) => Some(table.linux_root().map_err(|e| e.with_path(&name))?),
         (None, None) => None,
     };
-    let name = part.map_or(path, |p| image.partition_name(p.index));
-    let src = image.random_access(part)?;
+    let name = part.map_or(name, |p| disk.partition_name(p.index));
+    let src = disk.random_access(part)?;
     let fs = Ext4::open(src).map_err(|e| e.with_path(&name))?;
     Ok((fs, name))
 }
 
 pub(super) fn ls(args: &LsArgs) -> Result<()> {
-    let (fs, name) = open_fs(&args.image, args.format)?;
+    let (fs, name) = open_fs(&args.image, args.member.as_deref(), args.format)?;
     let text = ls_text(&fs, args.path.as_bytes()).map_err(|e| e.with_path(&name))?;
     let mut out = Stdout::default();
     let written = out.write_all(text.as_bytes()).and_then(|()| out.flush());
@@ -178,7 +270,7 @@ fn ls_line(fs: &Ext4, inode: &Inode, name: &[u8]) -> Result<String> {
 }
 
 pub(super) fn cat(args: &CatArgs) -> Result<()> {
-    let (fs, name) = open_fs(&args.image, args.format)?;
+    let (fs, name) = open_fs(&args.image, args.member.as_deref(), args.format)?;
     let mut reader = fs
         .open_path(args.path.as_bytes())
         .map_err(|e| e.with_path(&name))?;
@@ -197,39 +289,46 @@ pub(super) fn cat(args: &CatArgs) -> Result<()> {
     Ok(())
 }
 
-/// The partition table of the image at `path` for `kiln info` (`None`: no table), or
-/// why it could not be read when the image's own reader failed on the way (`info` still
-/// describes such an image, as qemu-img does). A damaged table is an error.
+/// The partition table of the image at `path` (or its OVA member) for `kiln info`
+/// (`None`: no table), or why it could not be read when the image's own reader failed on
+/// the way: `info` still describes such an image, as qemu-img does. A damaged table, or
+/// one in a raw image, is an error.
 pub(super) fn partition_table(
     path: &Path,
-    format: Option<DiskFormat>,
+    member: Option<&str>,
+    opts: &OpenOptions,
 ) -> Result<std::result::Result<Option<PartitionTable>, Error>> {
-    let opts = OpenOptions {
-        format,
-        allow_unsafe: true,
-    };
-    let image = DiskImage::open(path, &opts)?;
-    if image.is_raw() {
+    let disk = Disk::open(path, member, opts)?;
+    if let Disk::Image(image) = &disk
+        && image.is_raw()
+    {
         return image.table().map(Ok);
     }
-    match image.head() {
-        Ok((head, disk_size)) => image.table_of_head(&head, disk_size).map(Ok),
+    let head = disk
+        .reader()
+        .and_then(|mut reader| head_of(reader.as_mut()));
+    match head {
+        Ok((head, size)) => (table_of_head(&head, size))
+            .map(Ok)
+            .map_err(|e| e.with_path(disk.name())),
         Err(e) => Ok(Err(e)),
     }
 }
 
-/// A reader of partition `index` of the image at `path` (`kiln convert --partition`).
+/// A reader of partition `index` of the image at `path` (or its OVA member), for
+/// `kiln convert --partition`.
 pub(super) fn partition_reader(
     path: &Path,
+    member: Option<&str>,
     opts: &OpenOptions,
     index: u32,
 ) -> Result<Box<dyn DiskReader>> {
-    let image = DiskImage::open(path, opts)?;
-    let Some(table) = image.table()? else {
-        return Err(Error::invalid_input("the disk has no partition table").with_path(path));
+    let disk = Disk::open(path, member, opts)?;
+    let Some(table) = disk.table()? else {
+        return Err(Error::invalid_input("the disk has no partition table").with_path(disk.name()));
     };
-    let part = table.get(index).map_err(|e| e.with_path(path))?;
-    image.partition_reader(part)
+    let part = table.get(index).map_err(|e| e.with_path(disk.name()))?;
+    disk.partition_reader(part)
 }
 
 /// The `kiln info` lines for a partition table (empty without one).

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use kiln::disk::{self, ImageInfo, OpenOptions};
+use kiln::disk::{ImageInfo, OpenOptions};
 use kiln::size::HumanSize;
 use kiln::{Error, Result};
 use serde_json::{Map, Value, json};
@@ -18,13 +18,18 @@ pub(super) fn info(args: &InfoArgs) -> Result<()> {
         format: args.format,
         allow_unsafe: true,
     };
-    let reader = disk::open(&args.file, &opts)?;
-    let info = reader.info();
-    let allocated = allocated_bytes(&args.file)?;
-    let table = super::fs::partition_table(&args.file, args.format)?;
+    let input = super::input::open(&args.file, args.member.as_deref(), &opts)?;
+    let info = input.reader.info();
+    let allocated = match input.member_len {
+        Some(len) => len,
+        None => allocated_bytes(&args.file)?,
+    };
+    let table = super::fs::partition_table(&args.file, args.member.as_deref(), &opts)?;
     let text = match args.output {
-        OutputMode::Human => human(&args.file, &info, allocated) + &super::fs::human_table(&table),
-        OutputMode::Json => json_text(&args.file, &info, allocated, super::fs::json_table(&table))?,
+        OutputMode::Human => human(&input.name, &info, allocated) + &super::fs::human_table(&table),
+        OutputMode::Json => {
+            json_text(&input.name, &info, allocated, super::fs::json_table(&table))?
+        }
     };
     print(&text)
 }
@@ -80,11 +85,13 @@ pub(super) fn check(args: &CheckArgs) -> Result<()> {
         format: args.format,
         allow_unsafe: args.allow_unsafe,
     };
-    let mut reader = disk::open(&args.file, &opts)?;
+    let super::input::Input {
+        mut reader, name, ..
+    } = super::input::open(&args.file, args.member.as_deref(), &opts)?;
     // Walking every extent reads every table and decompresses every cluster, so any
-    // inconsistency a reader can see surfaces here with its offset.
+    // inconsistency a reader can see surfaces here with its offset (the reader names it).
     let mut walked: u64 = 0;
-    while let Some(extent) = reader.next_extent().map_err(|e| e.with_path(&args.file))? {
+    while let Some(extent) = reader.next_extent()? {
         walked += extent.len();
     }
     if walked != reader.virtual_size() {
@@ -95,14 +102,14 @@ pub(super) fn check(args: &CheckArgs) -> Result<()> {
                 reader.virtual_size()
             ),
         )
-        .with_path(&args.file));
+        .with_path(&name));
     }
     let info = reader.info();
     let text = match args.output {
         OutputMode::Human => format!("No errors were found on the image ({}).\n", info.format),
         OutputMode::Json => format!(
             "{}\n",
-            json!({"filename": args.file.display().to_string(), "format": info.format, "check-errors": 0})
+            json!({"filename": name.display().to_string(), "format": info.format, "check-errors": 0})
         ),
     };
     print(&text)

@@ -7,6 +7,7 @@ mod build;
 mod convert;
 mod fs;
 mod info;
+mod input;
 mod measure;
 mod progress;
 mod seed;
@@ -121,10 +122,13 @@ struct ConvertArgs {
     /// files). The referenced files are never opened: the image is read on its own.
     #[arg(long)]
     allow_unsafe: bool,
+    /// Read this member of an OVA (default: the package's first disk).
+    #[arg(long, value_name = "NAME")]
+    member: Option<String>,
     /// Convert only partition N of the input (numbered as sfdisk and parted show them).
     #[arg(long, value_name = "N")]
     partition: Option<u32>,
-    /// Input image.
+    /// Input image, or an OVA whose disk is read in place.
     input: PathBuf,
     /// Output image.
     output: PathBuf,
@@ -145,7 +149,10 @@ struct InfoArgs {
     /// Output style.
     #[arg(long, value_enum, default_value_t)]
     output: OutputMode,
-    /// Image to describe.
+    /// Read this member of an OVA (default: the package's first disk).
+    #[arg(long, value_name = "NAME")]
+    member: Option<String>,
+    /// Image to describe, or an OVA whose disk is described.
     file: PathBuf,
 }
 
@@ -160,7 +167,10 @@ struct CheckArgs {
     /// Check the structure of images format_inspector would refuse instead of failing.
     #[arg(long)]
     allow_unsafe: bool,
-    /// Image to check.
+    /// Read this member of an OVA (default: the package's first disk).
+    #[arg(long, value_name = "NAME")]
+    member: Option<String>,
+    /// Image to check, or an OVA whose disk is checked in place.
     file: PathBuf,
 }
 

@@ -6,13 +6,19 @@
 //! VMDK goes straight into its file (or its place in the tar), and the descriptor and
 //! manifest, which need the VMDKs' sizes and digests, are written at the end (for an OVA in front of the disk:
 //! their length is known before, see [`ovf::SIZE_WIDTH`]). cloud-init data can ride along as
-//! OVF environment properties ([`cloud_init`]). Not implemented: certificates (`.cert`),
-//! reading packages.
+//! OVF environment properties ([`cloud_init`]). Tar framing and the bounded tar reader are
+//! [`tar`]'s; [`ova`] opens a disk inside an OVA in place. Not implemented: certificates
+//! (`.cert`), checking a package's manifest and descriptor.
+//!
+//! Layering: `container` builds on `disk` and `io` (and `seed` for cloud-init data); it never
+//! imports `plan` or `spec`: the plan translates the spec into these types.
 
 pub mod cloud_init;
 pub mod manifest;
+pub mod ova;
 pub mod ovf;
 pub mod package;
+pub mod tar;
 
 /// A guest OS kiln can name in a descriptor: the spec's `vm.os` and what each importer
 /// reads.

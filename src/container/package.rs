@@ -5,26 +5,22 @@
 //! Each VMDK is written front to back and hashed as it is written. For an OVA the writer
 //! first reserves the archive's head (descriptor and manifest members), streams each VMDK
 //! into its member after a reserved tar header (written once the member's length is known),
-//! and writes the head and the end-of-archive blocks when the last disk is complete. RAM: the VMDK writer's batches plus the
-//! descriptor. Every member is a regular file, mode 0644, owner 0:0, mtime from the build
-//! context, so the same disk gives the same bytes.
+//! and writes the head and the end-of-archive blocks when the last disk is complete. RAM:
+//! the VMDK writer's batches plus the descriptor. Tar framing is [`super::tar`]'s, so the
+//! same disk gives the same bytes.
 
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
 
 use super::manifest::{self, Algorithm, Hasher};
 use super::ovf::{Bus, DiskFile, Machine, SIZE_WIDTH};
-use crate::disk::{self, CreateRequest, DiskWriter};
+pub use super::tar::MAX_MEMBER_NAME;
+use super::tar::{self, TAR_BLOCK as BLOCK, TAR_END, padded};
+use crate::disk::{self, CreateRequest, DiskWriter, WriteReport};
 use crate::error::{Error, ErrorKind, Result};
 use crate::io::output::OutputSet;
-
-/// Tar block size.
-const BLOCK: u64 = 512;
-/// The longest member name a ustar header holds without a directory prefix.
-pub const MAX_MEMBER_NAME: usize = 100;
 
 /// Why a package cannot be written.
 #[remain::sorted]
@@ -125,8 +121,8 @@ pub struct PackageWriter {
     layout: Layout,
     /// Length and manifest digest of each disk written so far.
     done: Vec<(u64, String)>,
-    /// The disk being written.
-    open: Option<Arc<Mutex<Tally>>>,
+    /// Whether a disk's writer has been handed out and not yet reported back.
+    open: bool,
     /// In an OVA, where the next disk member's tar header goes.
     next_header: u64,
 }
@@ -139,12 +135,6 @@ struct Layout {
     mtime: u64,
     /// The descriptor's length in an OVA (see [`DiskFile::size_width`]).
     descriptor_len: Option<usize>,
-}
-
-/// The VMDK member's digest and length so far.
-struct Tally {
-    hasher: Option<Hasher>,
-    bytes: u64,
 }
 
 impl PackageWriter {
@@ -188,7 +178,7 @@ impl PackageWriter {
             manifest_file,
             layout,
             done: Vec::new(),
-            open: None,
+            open: false,
             next_header,
         })
     }
@@ -217,38 +207,42 @@ impl PackageWriter {
             }
             Form::Files => out.create_sibling(name)?,
         };
-        let tally = Arc::new(Mutex::new(Tally {
-            hasher: Some(self.layout.package.digest.hasher()),
+        let sink = TallyWriter {
+            file,
+            hasher: self.layout.package.digest.hasher(),
             bytes: 0,
-        }));
-        self.open = Some(Arc::clone(&tally));
-        let sink = TallyWriter { file, tally };
-        disk::vmdk::create_stream_into(req, Box::new(sink), name)
+        };
+        self.open = true;
+        disk::create_stream(req, Box::new(sink), name)
     }
 
-    /// Records the disk whose writer has just finished; in an OVA, writes its tar header.
+    /// Records the disk whose writer has just finished with `report`; in an OVA, writes
+    /// its tar header.
     ///
     /// # Errors
-    /// No disk was being written, I/O.
-    pub fn disk_done(&mut self) -> Result<()> {
-        let Some(tally) = self.open.take() else {
+    /// No disk was being written, a report from another writer, I/O.
+    pub fn disk_done(&mut self, report: WriteReport) -> Result<()> {
+        let tally = report
+            .sink
+            .and_then(|sink| sink.downcast::<TallyWriter>().ok())
+            .filter(|_| self.open);
+        let Some(tally) = tally else {
             return Err(Error::new(
                 ErrorKind::Io,
                 "no package disk is being written",
             ));
         };
-        let (hasher, len) = {
-            let mut t = tally.lock().unwrap_or_else(PoisonError::into_inner);
-            (t.hasher.take(), t.bytes)
-        };
+        self.open = false;
+        let TallyWriter {
+            hasher, bytes: len, ..
+        } = *tally;
         if self.layout.form == Form::Ova {
             let name = &self.layout.names.disks[self.done.len()];
             self.file
                 .write_all_at(&self.layout.header(name, len)?, self.next_header)?;
             self.next_header += BLOCK + padded(len);
         }
-        self.done
-            .push((len, hasher.map(Hasher::finish_hex).unwrap_or_default()));
+        self.done.push((len, hasher.finish_hex()));
         Ok(())
     }
 
@@ -258,7 +252,7 @@ impl PackageWriter {
     /// # Errors
     /// Disks missing, I/O.
     pub fn finish(self) -> Result<()> {
-        if self.done.len() != self.layout.names.disks.len() || self.open.is_some() {
+        if self.done.len() != self.layout.names.disks.len() || self.open {
             return Err(Error::new(
                 ErrorKind::Io,
                 "package finished before all its disks",
@@ -273,8 +267,7 @@ impl PackageWriter {
         self.file
             .write_all_at(&self.layout.head(&descriptor, &manifest)?, 0)?;
         // The last disk's padding reads as zeros; two zero blocks end the archive.
-        let end = [0u8; 1024];
-        self.file.write_all_at(&end, self.next_header)?;
+        self.file.write_all_at(&TAR_END, self.next_header)?;
         Ok(())
     }
 }
@@ -323,58 +316,40 @@ impl Layout {
 
     /// The archive's head: the descriptor and manifest members.
     fn head(&self, descriptor: &str, manifest: &str) -> Result<Vec<u8>> {
-        let mut head = Vec::new();
-        for (name, bytes) in [
-            (&self.names.descriptor, descriptor.as_bytes()),
-            (&self.names.manifest, manifest.as_bytes()),
-        ] {
-            head.extend_from_slice(&self.header(name, bytes.len() as u64)?);
-            head.extend_from_slice(bytes);
-            head.resize(head.len().next_multiple_of(512), 0);
-        }
+        let mut head = tar::member(&self.names.descriptor, descriptor.as_bytes(), self.mtime)?;
+        head.extend(tar::member(
+            &self.names.manifest,
+            manifest.as_bytes(),
+            self.mtime,
+        )?);
         Ok(head)
     }
 
     /// A ustar header for a regular file.
     fn header(&self, name: &str, size: u64) -> Result<[u8; 512]> {
-        let mut h = tar::Header::new_ustar();
-        h.set_path(name)?;
-        h.set_size(size);
-        h.set_mode(0o644);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(self.mtime);
-        h.set_entry_type(tar::EntryType::Regular);
-        h.set_cksum();
-        Ok(*h.as_bytes())
+        tar::header(name, size, self.mtime)
     }
 }
 
-/// Writes the VMDK member in order, hashing and counting what it writes.
+/// Writes the VMDK member in order, hashing and counting what it writes; the VMDK writer
+/// hands it back when it finishes.
 struct TallyWriter {
     file: File,
-    tally: Arc<Mutex<Tally>>,
+    hasher: Hasher,
+    bytes: u64,
 }
 
 impl Write for TallyWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.file.write(buf)?;
-        let mut tally = self.tally.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(h) = tally.hasher.as_mut() {
-            h.update(&buf[..n]);
-        }
-        tally.bytes += n as u64;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
         Ok(n)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
         self.file.flush()
     }
-}
-
-/// `len` rounded up to whole tar blocks.
-fn padded(len: u64) -> u64 {
-    len.next_multiple_of(BLOCK)
 }
 
 #[cfg(test)]
@@ -408,17 +383,6 @@ mod tests {
             mtime: 946_684_800,
             descriptor_len: None,
         }
-    }
-
-    #[test]
-    fn members_over_8_gib_get_a_base_256_size() {
-        // ustar's 11 octal digits end below 8 GiB; larger sizes use the GNU binary form,
-        // which GNU tar, bsdtar and Python's tarfile read.
-        let h = layout().header("a-disk1.vmdk", 9 << 30).unwrap();
-        assert_eq!(h[124] & 0x80, 0x80);
-        let parsed = tar::Header::from_byte_slice(&h);
-        assert_eq!(parsed.size().unwrap(), 9 << 30);
-        assert_eq!(&h[257..263], b"ustar\0");
     }
 
     #[test]

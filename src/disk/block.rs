@@ -28,13 +28,8 @@ pub enum Block<'a> {
     },
 }
 
-/// True when every byte of `buf` is zero.
-pub fn is_zero(buf: &[u8]) -> bool {
-    // OR-folding fixed-size chunks vectorises well; stop at the first non-zero chunk.
-    let mut chunks = buf.chunks_exact(256);
-    let body_zero = chunks.all(|c| c.iter().fold(0u8, |acc, &b| acc | b) == 0);
-    body_zero && chunks.remainder().iter().all(|&b| b == 0)
-}
+/// Zero detection lives in `io` (sinks skip zero pieces too); the engine uses it from here.
+pub use crate::io::is_zero;
 
 /// Turns extents into whole blocks of `block_size` bytes. Keeps one block in memory.
 #[derive(Debug)]

@@ -8,14 +8,22 @@
 //! Zero detection lives in [`block`]: writers that store fixed-size blocks re-chunk the
 //! stream through [`block::Blocker`], which reports all-zero blocks as empty so sparse input
 //! stays sparse whatever the reader reported.
+//!
+//! Readers open from an [`crate::io::Source`] (a file, or a view of one: a tar member, a
+//! partition), so the same reader serves all of them; writers create their files through an
+//! [`crate::io::output::OutputSet`] or write front to back into an [`crate::io::Sink`] that
+//! `finish` hands back. Layering: `disk` imports only `io` and the error type, never
+//! `container`, `plan` or `spec` (`tests/layering.rs`).
 
 pub mod block;
+mod blockmap;
 pub mod iso;
 mod open;
 pub mod options;
 mod probe;
 pub mod qcow2;
 mod raw;
+mod stream;
 pub mod vdi;
 pub mod vhd;
 pub mod vhdx;
@@ -31,6 +39,7 @@ use serde::Serialize;
 pub use open::{OpenOptions, open, open_source};
 pub use options::KvOptions;
 pub use probe::probe;
+pub use stream::create_stream;
 
 use crate::context::BuildContext;
 use crate::error::{Error, Result};
@@ -111,10 +120,33 @@ pub trait DiskWriter: Send {
 }
 
 /// What a writer reports when it finishes.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Default)]
 pub struct WriteReport {
     /// Guest-visible size of the written image.
     pub virtual_size: u64,
+    /// The stream a writer into a caller's sink wrote to, handed back when it is done (as
+    /// tar-rs's `into_inner`), so the caller learns what went into it without sharing
+    /// state with the writer; `None` for writers that create their own files.
+    pub sink: Option<Box<dyn std::any::Any + Send>>,
+}
+
+impl WriteReport {
+    /// A report of an image of `virtual_size` bytes with no sink to hand back.
+    pub fn new(virtual_size: u64) -> Self {
+        Self {
+            virtual_size,
+            sink: None,
+        }
+    }
+}
+
+impl fmt::Debug for WriteReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WriteReport")
+            .field("virtual_size", &self.virtual_size)
+            .field("sink", &self.sink.is_some())
+            .finish()
+    }
 }
 
 /// The disk formats kiln knows, in Glance's vocabulary (`vhd` is qemu-img's `vpc`).

@@ -11,7 +11,7 @@
 //!    this raw, kiln does not)
 //! 9. a tar archive (`ustar` at 257, as in an OVA) is refused: it is a package, not a disk,
 //!    and reading it as raw would copy the archive's bytes into a "disk" (`-f raw` still
-//!    does that on purpose)
+//!    does that on purpose; the CLI reads a package's disk through `container::ova`)
 //! 10. otherwise raw
 
 use super::DiskFormat;
@@ -71,7 +71,7 @@ pub fn probe(file: &dyn ReadAt) -> Result<DiskFormat> {
     }
     if head.get(TAR_MAGIC_OFFSET..TAR_MAGIC_OFFSET + TAR_MAGIC.len()) == Some(TAR_MAGIC) {
         return Err(Error::unsupported(
-            "this is a tar archive (an OVA?), not a disk image; kiln does not read packages yet: extract the disk (`tar xf`) and use the .vmdk, or pass `-f raw` to copy the archive's bytes as a raw disk",
+            "this is a tar archive (an OVA?), not a disk image: `kiln convert`, `info` and `check` read the disk inside a package (`--member NAME` picks one); elsewhere extract the disk (`tar xf`), or pass `-f raw` to copy the archive's bytes as a raw disk",
         ));
     }
     Ok(DiskFormat::Raw)

@@ -136,8 +136,6 @@ impl DiskWriter for RawWriter {
         self.out.flush()?;
         // Extends the file over a trailing hole.
         self.out.file().set_len(self.virtual_size)?;
-        Ok(WriteReport {
-            virtual_size: self.virtual_size,
-        })
+        Ok(WriteReport::new(self.virtual_size))
     }
 }

@@ -29,9 +29,9 @@ use zerocopy::byteorder::{LittleEndian, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 use super::block::{Block, Blocker};
+use super::blockmap::{BlockMapReader, BlockState, BlockTable, Stored, first_overlap};
 use super::{
-    CreateRequest, DiskFormat, DiskReader, DiskWriter, Extent, ImageInfo, KvOptions,
-    MAX_EXTENT_BYTES, WriteReport,
+    CreateRequest, DiskFormat, DiskReader, DiskWriter, Extent, ImageInfo, KvOptions, WriteReport,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::io::output::OutputSet;
@@ -356,13 +356,20 @@ pub(super) fn open(src: Source) -> Result<Box<dyn DiskReader>> {
     }
     let map = read_map(&*src, offset, needed)?;
     check_map(&map, &header, file_size)?;
-    Ok(Box::new(VdiReader {
-        src,
-        header,
+    let info = vdi_info(&header, &map);
+    let block_size = u64::from(header.block_size);
+    let table = VdiMap {
         map,
-        pos: 0,
-        buf: Vec::new(),
-    }))
+        offset_data: u64::from(header.offset_data),
+        block_size,
+    };
+    Ok(Box::new(BlockMapReader::new(
+        src,
+        table,
+        block_size,
+        "VDI block data",
+        info,
+    )))
 }
 
 fn read_map(file: &dyn ReadAt, offset: u64, entries: u64) -> Result<Vec<u32>> {
@@ -383,7 +390,7 @@ fn read_map(file: &dyn ReadAt, offset: u64, entries: u64) -> Result<Vec<u32>> {
 /// Every stored block lies in the file and no two entries share a data block.
 fn check_map(map: &[u32], header: &VdiHeader, file_size: u64) -> Result<()> {
     let block_size = u64::from(header.block_size);
-    let mut used: Vec<(u32, u64)> = Vec::new();
+    let mut stored = Vec::new();
     for (index, &entry) in (0u64..).zip(map) {
         if entry >= VDI_BLOCK_ZERO {
             continue;
@@ -408,121 +415,75 @@ fn check_map(map: &[u32], header: &VdiHeader, file_size: u64) -> Result<()> {
             }
             .into());
         }
-        used.push((entry, index));
+        stored.push(Stored {
+            start: data_offset,
+            end: data_offset + block_size,
+            index,
+        });
     }
-    used.sort_unstable();
-    for pair in used.windows(2) {
-        if pair[0].0 == pair[1].0 {
-            return Err(VdiError::BlocksOverlap {
-                first: pair[0].1,
-                second: pair[1].1,
-                entry: pair[0].0,
-            }
-            .into());
+    if let Some((first, second)) = first_overlap(&mut stored) {
+        return Err(VdiError::BlocksOverlap {
+            first: first.index,
+            second: second.index,
+            entry: map[usize::try_from(first.index).expect("an index of `map`")],
         }
+        .into());
     }
     Ok(())
 }
 
-/// Reads a VDI block by block; runs of free or zero blocks become one extent.
-struct VdiReader {
-    src: Source,
-    header: VdiHeader,
+/// The block map as a block table: stored blocks follow the data offset in map order.
+struct VdiMap {
     map: Vec<u32>,
-    pos: u64,
-    buf: Vec<u8>,
+    offset_data: u64,
+    block_size: u64,
 }
 
-impl VdiReader {
-    fn entry(&self, block: u64) -> u32 {
-        usize::try_from(block)
+impl BlockTable for VdiMap {
+    fn block(&mut self, _src: &dyn ReadAt, index: u64) -> Result<BlockState> {
+        let entry = usize::try_from(index)
             .ok()
             .and_then(|i| self.map.get(i))
             .copied()
-            .unwrap_or(VDI_BLOCK_FREE)
-    }
-
-    /// End of the run of blocks from `block` whose entry is `marker`.
-    fn run_end(&self, mut block: u64, marker: u32) -> u64 {
-        let block_size = u64::from(self.header.block_size);
-        while block * block_size < self.header.disk_size && self.entry(block) == marker {
-            block += 1;
-        }
-        (block * block_size).min(self.header.disk_size)
+            .unwrap_or(VDI_BLOCK_FREE);
+        Ok(match entry {
+            VDI_BLOCK_ZERO => BlockState::Zero,
+            VDI_BLOCK_FREE => BlockState::Unallocated,
+            stored => BlockState::Stored(self.offset_data + u64::from(stored) * self.block_size),
+        })
     }
 }
 
-impl DiskReader for VdiReader {
-    fn virtual_size(&self) -> u64 {
-        self.header.disk_size
-    }
-
-    fn next_extent(&mut self) -> Result<Option<Extent<'_>>> {
-        let disk_size = self.header.disk_size;
-        if self.pos >= disk_size {
-            return Ok(None);
-        }
-        let block_size = u64::from(self.header.block_size);
-        let block = self.pos / block_size;
-        let entry = self.entry(block);
-        if entry >= VDI_BLOCK_ZERO {
-            let end = self.run_end(block, entry);
-            let len = end - self.pos;
-            self.pos = end;
-            let extent = if entry == VDI_BLOCK_ZERO {
-                Extent::Zero(len)
-            } else {
-                Extent::Unallocated(len)
-            };
-            return Ok(Some(extent));
-        }
-        let block_end = ((block + 1) * block_size).min(disk_size);
-        let len = (block_end - self.pos).min(MAX_EXTENT_BYTES as u64);
-        let offset = u64::from(self.header.offset_data)
-            + u64::from(entry) * block_size
-            + self.pos % block_size;
-        self.buf.resize(
-            usize::try_from(len).expect("bounded by MAX_EXTENT_BYTES"),
-            0,
+/// What `kiln info` shows of a VDI.
+fn vdi_info(header: &VdiHeader, map: &[u32]) -> ImageInfo {
+    let h = header;
+    let stored = map.iter().filter(|&&e| e < VDI_BLOCK_ZERO).count();
+    let zero = map.iter().filter(|&&e| e == VDI_BLOCK_ZERO).count();
+    let mut info = ImageInfo::new(DiskFormat::Vdi, h.disk_size)
+        .detail(
+            "image_type",
+            if h.fixed { "fixed (2)" } else { "normal (1)" },
+        )
+        .detail(
+            "version",
+            format!("{}.{}", h.version >> 16, h.version & 0xffff),
+        )
+        .detail("block_size", h.block_size)
+        .detail("allocated_blocks", format!("{stored} of {}", map.len()))
+        .detail("zero_blocks", zero)
+        .detail(
+            "allocated_data_bytes",
+            stored as u64 * u64::from(h.block_size),
+        )
+        .detail("block_map_offset", format!("{:#x}", h.offset_blocks))
+        .detail("data_offset", format!("{:#x}", h.offset_data))
+        .detail("uuid", uuid::Uuid::from_bytes_le(h.uuid_create))
+        .detail(
+            "modification_uuid",
+            uuid::Uuid::from_bytes_le(h.uuid_modify),
         );
-        read_exact_at(&*self.src, &mut self.buf, offset, "VDI block data")?;
-        self.pos += len;
-        Ok(Some(Extent::Data(&self.buf)))
-    }
-
-    fn info(&self) -> ImageInfo {
-        let h = &self.header;
-        let stored = self.map.iter().filter(|&&e| e < VDI_BLOCK_ZERO).count();
-        let zero = self.map.iter().filter(|&&e| e == VDI_BLOCK_ZERO).count();
-        let mut info = ImageInfo::new(DiskFormat::Vdi, h.disk_size)
-            .detail(
-                "image_type",
-                if h.fixed { "fixed (2)" } else { "normal (1)" },
-            )
-            .detail(
-                "version",
-                format!("{}.{}", h.version >> 16, h.version & 0xffff),
-            )
-            .detail("block_size", h.block_size)
-            .detail(
-                "allocated_blocks",
-                format!("{stored} of {}", self.map.len()),
-            )
-            .detail("zero_blocks", zero)
-            .detail(
-                "allocated_data_bytes",
-                stored as u64 * u64::from(h.block_size),
-            )
-            .detail("block_map_offset", format!("{:#x}", h.offset_blocks))
-            .detail("data_offset", format!("{:#x}", h.offset_data))
-            .detail("uuid", uuid::Uuid::from_bytes_le(h.uuid_create))
-            .detail(
-                "modification_uuid",
-                uuid::Uuid::from_bytes_le(h.uuid_modify),
-            );
-        info.subformat = Some(if h.fixed { "static" } else { "dynamic" }.to_string());
-        info
-    }
+    info.subformat = Some(if h.fixed { "static" } else { "dynamic" }.to_string());
+    info
 }
 
 fn parse_static(kv: &KvOptions) -> Result<bool> {
@@ -644,9 +605,7 @@ impl DiskWriter for VdiWriter {
         self.out.file().set_len(end)?;
         self.write_map()?;
         self.out.file().write_all_at(&self.header.to_bytes(), 0)?;
-        Ok(WriteReport {
-            virtual_size: self.header.disk_size,
-        })
+        Ok(WriteReport::new(self.header.disk_size))
     }
 }
 

@@ -2,7 +2,8 @@
 //! (atomic output files, sparse positioned writes), positioned reads with error context,
 //! and OS specifics.
 //!
-//! `io` is the bottom layer: it imports nothing else of the crate but the error type.
+//! `io` is the bottom layer: it imports nothing of the crate but the error type, so disk
+//! formats, containers and the plan all build on it (enforced by `tests/layering.rs`).
 
 pub mod output;
 pub mod source;
@@ -10,6 +11,28 @@ pub(crate) mod sparse_out;
 pub mod sys;
 
 pub use source::{FileSource, ReadAt, Source, View};
+
+/// True when every byte of `buf` is zero.
+pub fn is_zero(buf: &[u8]) -> bool {
+    // OR-folding fixed-size chunks vectorises well; stop at the first non-zero chunk.
+    let mut chunks = buf.chunks_exact(256);
+    let body_zero = chunks.all(|c| c.iter().fold(0u8, |acc, &b| acc | b) == 0);
+    body_zero && chunks.remainder().iter().all(|&b| b == 0)
+}
+
+/// A sequential sink a writer can write into and hand back when it is done: any
+/// `Write + Send` value. The caller gets it back from [`Sink::into_any`] and downcasts it
+/// to the type it passed in.
+pub trait Sink: std::io::Write + Send {
+    /// The sink as `Any`, to be downcast by whoever created it.
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send>;
+}
+
+impl<T: std::io::Write + Send + 'static> Sink for T {
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
+        self
+    }
+}
 
 use crate::error::{Error, ErrorKind, Result};
 

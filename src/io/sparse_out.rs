@@ -7,7 +7,7 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
-use crate::disk::block::is_zero;
+use super::is_zero;
 use crate::error::Result;
 
 /// Granularity of hole detection: the common file-system block size.

@@ -16,7 +16,11 @@
 //! is hashed once `write_seed` has renamed it. Every derived id comes from a
 //! [`BuildContext`] seeded with the spec and output names; timestamps from
 //! `SOURCE_DATE_EPOCH` or the fixed default.
+//!
+//! Layering: `plan` is the one place that reads the checked spec and drives `container`,
+//! `disk` and `io`; only `cli` sits above it (`tests/layering.rs`).
 
+mod container;
 pub mod fetch;
 pub mod package;
 pub mod report;
@@ -28,8 +32,9 @@ pub use report::{Artefact, BuildReport, FileDigest};
 
 use self::fetch::hex;
 
+use self::container::Kind;
 use self::package::PackageRun;
-use crate::container::package::file_names;
+use crate::container::package::{Form, file_names};
 use crate::context::BuildContext;
 use sha2::{Digest, Sha256};
 
@@ -40,7 +45,6 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::io::output::{OutputSet, partial_path};
 use crate::seed::{self, SeedFormat};
 use crate::size::HumanSize;
-use crate::spec::model::ContainerFormat;
 use crate::spec::{DiskPlanSource, Span, ValidOutput, ValidSeed, ValidSpec};
 
 /// Why a build step failed.
@@ -113,6 +117,9 @@ pub struct Plan {
     pub seeds: Vec<ValidSeed>,
     /// Output directory.
     pub out_dir: PathBuf,
+    /// The build's one context (time, creator, id seed from the spec's name); each
+    /// artefact's context is derived from it.
+    pub ctx: BuildContext,
 }
 
 impl Plan {
@@ -171,6 +178,7 @@ impl Plan {
             return Err(Error::new(ErrorKind::Unsupported, e));
         }
         Ok(Self {
+            ctx: BuildContext::from_env(&spec.name),
             spec,
             outputs,
             seeds,
@@ -197,16 +205,16 @@ impl Plan {
             let disk = &self.spec.disks[o.disk].name;
             let target = self.out_dir.join(&o.file);
             let names = file_names(&target, self.spec.disks.len());
-            let files = match o.container {
-                ContainerFormat::Ova => {
+            let files = match container::kind(o.container) {
+                Kind::Package(Form::Ova) => {
                     format!(
                         " (holding {}, {})",
                         names.descriptor,
                         names.others().join(", ")
                     )
                 }
-                ContainerFormat::Ovf => format!(" (+ {})", names.others().join(", ")),
-                _ => String::new(),
+                Kind::Package(Form::Files) => format!(" (+ {})", names.others().join(", ")),
+                Kind::Bare | Kind::NotBuilt => String::new(),
             };
             let _ = writeln!(
                 s,
@@ -306,7 +314,14 @@ impl Plan {
                 o.disk_format.name(),
                 o.container.name()
             ));
-            packages.push(PackageRun::start(&self.spec, o, i, &self.out_dir, &sizes)?);
+            packages.push(PackageRun::start(
+                &self.spec,
+                &self.ctx,
+                o,
+                i,
+                &self.out_dir,
+                &sizes,
+            )?);
         }
         Ok(packages)
     }
@@ -388,7 +403,7 @@ impl Plan {
         let mut package_lanes = Vec::new();
         for p in packages.iter_mut() {
             let o = &self.outputs[p.index];
-            let writer = p.disk_lane(&self.spec, o, disk_index, virtual_size)?;
+            let writer = p.disk_lane(&self.spec, &self.ctx, o, disk_index, virtual_size)?;
             let target = p.target.clone();
             package_lanes.push(Lane { writer, target });
         }
@@ -415,8 +430,8 @@ impl Plan {
         })?;
         let digest = digest.transpose()?;
         for (lane, p) in package_lanes.into_iter().zip(packages.iter_mut()) {
-            Box::new(lane).finish()?;
-            p.disk_done()?;
+            let report = Box::new(lane).finish()?;
+            p.disk_done(report)?;
         }
         let mut commits = Vec::new();
         for ((lane, (i, o)), set) in writers.into_iter().zip(outputs).zip(sets) {
@@ -490,7 +505,7 @@ impl Plan {
         virtual_size: u64,
         set: &mut OutputSet,
     ) -> Result<Box<dyn DiskWriter>> {
-        let ctx = BuildContext::from_env(&format!("{}/{}", self.spec.name, o.name));
+        let ctx = self.ctx.derive(&o.name);
         let req = CreateRequest {
             format: o.engine_format,
             virtual_size,
@@ -503,7 +518,7 @@ impl Plan {
 
     /// Writes one seed (atomically, through `write_seed`'s partial file) and describes it.
     fn write_seed(&self, seed: &ValidSeed) -> Result<Artefact> {
-        let ctx = BuildContext::from_env(&format!("{}/{}", self.spec.name, seed.name));
+        let ctx = self.ctx.derive(&seed.name);
         let target = self.out_dir.join(&seed.file);
         seed::write_seed(&seed.contents, seed.format, &ctx, &target, true).map_err(|e| {
             let at = locate(&self.spec.path, seed.span, "cloud_init", "");
@@ -516,7 +531,7 @@ impl Plan {
 
 /// Whether `o` is an ova/ovf package (which holds every disk).
 fn is_package(o: &ValidOutput) -> bool {
-    matches!(o.container, ContainerFormat::Ova | ContainerFormat::Ovf)
+    matches!(container::kind(o.container), Kind::Package(_))
 }
 
 /// A finished output waiting to be hashed, synced and renamed.

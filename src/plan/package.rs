@@ -6,16 +6,17 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::Commit;
+use super::container::Kind;
 
 use crate::container::cloud_init;
 use crate::container::manifest::Algorithm;
 use crate::container::ovf::{Adapter, Bus, Machine, Nic, Product};
 use crate::container::package::{Form, Package, PackageWriter, file_names};
 use crate::context::BuildContext;
-use crate::disk::{CreateRequest, DiskFormat, DiskWriter, KvOptions};
+use crate::disk::{CreateRequest, DiskFormat, DiskWriter, KvOptions, WriteReport};
 use crate::error::{Error, ErrorKind, Result};
 use crate::io::output::OutputSet;
-use crate::spec::model::{self, ContainerFormat, Controller, Firmware, ManifestDigest};
+use crate::spec::model::{self, Controller, Firmware, ManifestDigest};
 use crate::spec::{ValidOutput, ValidSpec};
 
 /// Largest licence text kiln puts into a descriptor.
@@ -110,18 +111,21 @@ impl PackageRun {
     /// As [`package`] and [`PackageWriter::new`].
     pub fn start(
         spec: &ValidSpec,
+        build: &BuildContext,
         o: &ValidOutput,
         index: usize,
         out_dir: &Path,
         sizes: &[u64],
     ) -> Result<Self> {
         let target = out_dir.join(&o.file);
-        let form = match o.container {
-            ContainerFormat::Ovf => Form::Files,
-            _ => Form::Ova,
+        let Kind::Package(form) = super::container::kind(o.container) else {
+            return Err(Error::new(
+                ErrorKind::Io,
+                format!("output `{}` is not a package", o.name),
+            ));
         };
         let mut set = OutputSet::new(&target, true);
-        let ctx = BuildContext::from_env(&format!("{}/{}", spec.name, o.name));
+        let ctx = build.derive(&o.name);
         let writer = PackageWriter::new(package(spec, o, sizes)?, form, ctx.epoch, &mut set)
             .map_err(|e| e.with_path(&target))?;
         Ok(Self {
@@ -141,13 +145,14 @@ impl PackageRun {
     pub fn disk_lane(
         &mut self,
         spec: &ValidSpec,
+        build: &BuildContext,
         o: &ValidOutput,
         disk: usize,
         virtual_size: u64,
     ) -> Result<Box<dyn DiskWriter>> {
         // Each disk has ids of its own (the VMDK's CID and UUID).
         let name = &spec.disks[disk].name;
-        let ctx = BuildContext::from_env(&format!("{}/{}/{name}", spec.name, o.name));
+        let ctx = build.derive(&o.name).derive(name);
         let options = vmdk_options(spec, o, disk);
         let req = CreateRequest {
             format: DiskFormat::Vmdk,
@@ -163,9 +168,9 @@ impl PackageRun {
     ///
     /// # Errors
     /// I/O.
-    pub fn disk_done(&mut self) -> Result<()> {
+    pub fn disk_done(&mut self, report: WriteReport) -> Result<()> {
         self.writer
-            .disk_done()
+            .disk_done(report)
             .map_err(|e| e.with_path(&self.target))
     }
 

@@ -8,7 +8,8 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::container::package::file_names;
+use super::container::Kind;
+use crate::container::package::{Form, file_names};
 use crate::error::{Error, Result};
 use crate::io::output::OutputSet;
 use crate::spec::model::{ContainerFormat, Firmware};
@@ -84,9 +85,9 @@ impl Artefact {
     ) -> Self {
         let path = file_name(target);
         // Glance stores one file: for an `ovf` package, its (boot) disk.
-        let upload = match o.container {
-            ContainerFormat::Ovf => file_names(target, 1).disks[0].clone(),
-            _ => path.clone(),
+        let upload = match super::container::kind(o.container) {
+            Kind::Package(Form::Files) => file_names(target, 1).disks[0].clone(),
+            Kind::Package(Form::Ova) | Kind::Bare | Kind::NotBuilt => path.clone(),
         };
         let glance_args = glance_args(o, &upload, &spec.name, spec.firmware);
         Self {

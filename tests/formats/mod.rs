@@ -3,6 +3,7 @@
 mod iso;
 mod qcow2;
 mod raw;
+mod short_io;
 mod vdi;
 mod vhd;
 mod vhdx;

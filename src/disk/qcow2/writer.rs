@@ -227,9 +227,7 @@ impl DiskWriter for Qcow2Writer {
             Mode::Sparse(mut state) => self.finish_sparse(&mut state)?,
             Mode::Prealloc(layout) => self.finish_prealloc(&layout)?,
         }
-        Ok(WriteReport {
-            virtual_size: self.geometry.virtual_size,
-        })
+        Ok(WriteReport::new(self.geometry.virtual_size))
     }
 }
 

@@ -8,12 +8,11 @@ use std::os::unix::fs::FileExt;
 use zerocopy::byteorder::{BigEndian, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
-use super::footer::{VHD_FOOTER_SIZE, VHD_VERSION, VhdFooter, has_cookie};
+use super::footer::{VHD_FOOTER_SIZE, VHD_VERSION, VhdFooter, has_cookie, ones_complement_sum};
 use super::{VhdError, footer_details};
 use crate::disk::block::{Block, Blocker};
-use crate::disk::{
-    DiskFormat, DiskReader, DiskWriter, Extent, ImageInfo, MAX_EXTENT_BYTES, WriteReport,
-};
+use crate::disk::blockmap::{BlockMapReader, BlockState, BlockTable, Stored, first_overlap};
+use crate::disk::{DiskFormat, DiskReader, DiskWriter, Extent, ImageInfo, WriteReport};
 use crate::error::{Error, Result};
 use crate::io::sparse_out::SparseOut;
 use crate::io::{ReadAt, Source, read_exact_at};
@@ -63,12 +62,7 @@ struct VhdHeader {
 }
 
 fn header_checksum(bytes: &[u8; 1024]) -> u32 {
-    let sum = bytes
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| !(36..40).contains(i))
-        .fold(0u32, |acc, (_, &b)| acc.wrapping_add(u32::from(b)));
-    !sum
+    ones_complement_sum(bytes, 36)
 }
 
 impl VhdHeader {
@@ -135,29 +129,32 @@ impl VhdHeader {
 
 pub(super) fn open(
     src: Source,
-    footer: VhdFooter,
+    footer: &VhdFooter,
     footer_offset: u64,
 ) -> Result<Box<dyn DiskReader>> {
-    check_footer_copy(&*src, &footer, footer_offset)?;
+    check_footer_copy(&*src, footer, footer_offset)?;
     let header_offset = footer.data_offset;
     let header = read_header(&*src, header_offset, footer_offset)?;
-    let bat = read_bat(&*src, &header, &footer, footer_offset)?;
+    let bat = read_bat(&*src, &header, footer, footer_offset)?;
     let layout = Layout {
         header_offset,
         header,
         footer_offset,
     };
     check_blocks(&bat, &layout)?;
-    Ok(Box::new(DynamicReader {
-        src,
-        virtual_size: footer.current_size,
-        footer,
-        block_size: u64::from(header.block_size),
-        bitmap_size: bitmap_size(header.block_size),
+    let block_size = u64::from(header.block_size);
+    let info = dynamic_info(footer, block_size, &bat);
+    let table = VhdBat {
         bat,
-        pos: 0,
-        buf: Vec::new(),
-    }))
+        bitmap_size: bitmap_size(header.block_size),
+    };
+    Ok(Box::new(BlockMapReader::new(
+        src,
+        table,
+        block_size,
+        "VHD block data",
+        info,
+    )))
 }
 
 /// True when `len` bytes at `offset` end before the footer.
@@ -264,7 +261,7 @@ fn check_blocks(bat: &[u32], layout: &Layout) -> Result<()> {
         (layout.header_offset, layout.header_offset + VHD_HEADER_SIZE),
         (layout.header.table_offset, bat_end),
     ];
-    let mut starts: Vec<(u64, u64)> = Vec::new();
+    let mut stored = Vec::new();
     for (index, &entry) in (0u64..).zip(bat) {
         if entry == VHD_BAT_UNUSED {
             continue;
@@ -291,95 +288,52 @@ fn check_blocks(bat: &[u32], layout: &Layout) -> Result<()> {
             }
             .into());
         }
-        starts.push((block_offset, index));
+        stored.push(Stored {
+            start: block_offset,
+            end: block_offset + block_len,
+            index,
+        });
     }
-    starts.sort_unstable();
-    for pair in starts.windows(2) {
-        let ((a_off, a), (b_off, b)) = (pair[0], pair[1]);
-        if b_off < a_off + block_len {
-            return Err(VhdError::BlocksOverlap {
-                first: a,
-                second: b,
-                block_offset: b_off,
-            }
-            .into());
+    if let Some((first, second)) = first_overlap(&mut stored) {
+        return Err(VhdError::BlocksOverlap {
+            first: first.index,
+            second: second.index,
+            block_offset: second.start,
         }
+        .into());
     }
     Ok(())
 }
 
-/// Reads a dynamic VHD block by block; unallocated runs become one extent.
-struct DynamicReader {
-    src: Source,
-    footer: VhdFooter,
-    virtual_size: u64,
-    block_size: u64,
-    bitmap_size: u64,
+/// The BAT as a block table: a stored block's data follows its sector bitmap.
+struct VhdBat {
     bat: Vec<u32>,
-    pos: u64,
-    buf: Vec<u8>,
+    bitmap_size: u64,
 }
 
-impl DynamicReader {
-    fn entry(&self, block: u64) -> u32 {
-        usize::try_from(block)
+impl BlockTable for VhdBat {
+    fn block(&mut self, _src: &dyn ReadAt, index: u64) -> Result<BlockState> {
+        let entry = usize::try_from(index)
             .ok()
             .and_then(|i| self.bat.get(i))
             .copied()
-            .unwrap_or(VHD_BAT_UNUSED)
-    }
-
-    /// End of the run of unallocated blocks starting with `block`.
-    fn unallocated_end(&self, mut block: u64) -> u64 {
-        while block * self.block_size < self.virtual_size && self.entry(block) == VHD_BAT_UNUSED {
-            block += 1;
-        }
-        (block * self.block_size).min(self.virtual_size)
+            .unwrap_or(VHD_BAT_UNUSED);
+        Ok(match entry {
+            VHD_BAT_UNUSED => BlockState::Unallocated,
+            sector => BlockState::Stored(u64::from(sector) * 512 + self.bitmap_size),
+        })
     }
 }
 
-impl DiskReader for DynamicReader {
-    fn virtual_size(&self) -> u64 {
-        self.virtual_size
-    }
-
-    fn next_extent(&mut self) -> Result<Option<Extent<'_>>> {
-        if self.pos >= self.virtual_size {
-            return Ok(None);
-        }
-        let block = self.pos / self.block_size;
-        let entry = self.entry(block);
-        if entry == VHD_BAT_UNUSED {
-            let end = self.unallocated_end(block);
-            let len = end - self.pos;
-            self.pos = end;
-            return Ok(Some(Extent::Unallocated(len)));
-        }
-        let within = self.pos % self.block_size;
-        let block_end = ((block + 1) * self.block_size).min(self.virtual_size);
-        let len = (block_end - self.pos).min(MAX_EXTENT_BYTES as u64);
-        let offset = u64::from(entry) * 512 + self.bitmap_size + within;
-        self.buf.resize(
-            usize::try_from(len).expect("bounded by MAX_EXTENT_BYTES"),
-            0,
-        );
-        read_exact_at(&*self.src, &mut self.buf, offset, "VHD block data")?;
-        self.pos += len;
-        Ok(Some(Extent::Data(&self.buf)))
-    }
-
-    fn info(&self) -> ImageInfo {
-        let mut info = ImageInfo::new(DiskFormat::Vhd, self.virtual_size);
-        info.subformat = Some(self.footer.disk_type.name().to_string());
-        let allocated = self.bat.iter().filter(|&&e| e != VHD_BAT_UNUSED).count() as u64;
-        footer_details(info, &self.footer)
-            .detail("block_size", self.block_size)
-            .detail(
-                "allocated_blocks",
-                format!("{allocated} of {}", self.bat.len()),
-            )
-            .detail("allocated_data_bytes", allocated * self.block_size)
-    }
+/// What `kiln info` shows of a dynamic VHD.
+fn dynamic_info(footer: &VhdFooter, block_size: u64, bat: &[u32]) -> ImageInfo {
+    let mut info = ImageInfo::new(DiskFormat::Vhd, footer.current_size);
+    info.subformat = Some(footer.disk_type.name().to_string());
+    let allocated = bat.iter().filter(|&&e| e != VHD_BAT_UNUSED).count() as u64;
+    footer_details(info, footer)
+        .detail("block_size", block_size)
+        .detail("allocated_blocks", format!("{allocated} of {}", bat.len()))
+        .detail("allocated_data_bytes", allocated * block_size)
 }
 
 /// Writes blocks in disk order after the BAT; tables and footers go on at the end.
@@ -468,9 +422,7 @@ impl DiskWriter for DynamicWriter {
         Blocker::finish_via(&mut *self, |w| &mut w.blocker, Self::take_block)?;
         self.out.flush()?;
         self.write_tables()?;
-        Ok(WriteReport {
-            virtual_size: self.footer.current_size,
-        })
+        Ok(WriteReport::new(self.footer.current_size))
     }
 }
 

@@ -154,7 +154,7 @@ impl DiskWriter for FixedWriter {
         self.out
             .file()
             .write_all_at(&self.footer.to_bytes(), size)?;
-        Ok(WriteReport { virtual_size: size })
+        Ok(WriteReport::new(size))
     }
 }
 

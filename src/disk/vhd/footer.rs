@@ -159,10 +159,16 @@ pub(super) struct VhdFooter {
 
 /// The one's complement of the byte sum with the checksum field (bytes 64..68) as zero.
 pub(super) fn footer_checksum(bytes: &[u8; 512]) -> u32 {
+    ones_complement_sum(bytes, 64)
+}
+
+/// The VHD checksum (footer and dynamic header alike): the one's complement of the sum of
+/// every byte, the four checksum bytes at `field` taken as zero.
+pub(super) fn ones_complement_sum(bytes: &[u8], field: usize) -> u32 {
     let sum = bytes
         .iter()
         .enumerate()
-        .filter(|(i, _)| !(64..68).contains(i))
+        .filter(|(i, _)| !(field..field + 4).contains(i))
         .fold(0u32, |acc, (_, &b)| acc.wrapping_add(u32::from(b)));
     !sum
 }

@@ -69,9 +69,7 @@ impl DiskWriter for FlatWriter {
         self.flat.file().set_len(self.len)?;
         self.descriptor_file
             .write_all_at(self.descriptor.as_bytes(), 0)?;
-        Ok(WriteReport {
-            virtual_size: self.len,
-        })
+        Ok(WriteReport::new(self.len))
     }
 }
 

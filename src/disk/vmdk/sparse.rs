@@ -154,8 +154,6 @@ impl DiskWriter for SparseWriter {
         self.file
             .write_all_at(self.descriptor.as_bytes(), VMDK_SECTOR)?;
         self.file.set_len(self.next_sector * VMDK_SECTOR)?;
-        Ok(WriteReport {
-            virtual_size: self.header.capacity * VMDK_SECTOR,
-        })
+        Ok(WriteReport::new(self.header.capacity * VMDK_SECTOR))
     }
 }

@@ -31,6 +31,7 @@ use super::{
 use crate::disk::block::{Block, Blocker};
 use crate::disk::{CreateRequest, DiskWriter, Extent, WriteReport};
 use crate::error::{Error, ErrorKind, Result};
+use crate::io::Sink;
 use crate::io::output::OutputSet;
 
 /// Grains compressed together: 128 grains = 8 MiB of input per batch.
@@ -58,7 +59,7 @@ pub(super) struct StreamWriter {
 
 /// The ordered output: position, the open grain table and the grain directory.
 struct StreamSink {
-    out: BufWriter<Box<dyn Write + Send>>,
+    out: BufWriter<Box<dyn Sink>>,
     /// Sectors written so far.
     pos: u64,
     header: SparseHeader,
@@ -79,7 +80,7 @@ impl StreamWriter {
     pub fn into_sink(
         req: &CreateRequest<'_>,
         opts: &WriteOptions,
-        out: Box<dyn Write + Send>,
+        out: Box<dyn Sink>,
         extent_name: &str,
     ) -> Result<Self> {
         let grain = VMDK_WRITE_GRAIN_SECTORS;
@@ -287,9 +288,11 @@ impl DiskWriter for StreamWriter {
         }
         self.sink.flush_gt()?;
         self.sink.write_tail()?;
-        self.sink.out.flush()?;
+        let virtual_size = self.sink.header.capacity * VMDK_SECTOR;
+        let out = self.sink.out.into_inner().map_err(|e| e.into_error())?;
         Ok(WriteReport {
-            virtual_size: self.sink.header.capacity * VMDK_SECTOR,
+            virtual_size,
+            sink: Some(out.into_any()),
         })
     }
 }

@@ -110,9 +110,7 @@ impl DiskImage {
     /// # Errors
     /// The reader's.
     pub fn head(&self) -> Result<(Vec<u8>, u64)> {
-        let mut reader = self.reader()?;
-        let disk_size = reader.virtual_size();
-        Ok((read_head(reader.as_mut(), HEAD_BYTES)?, disk_size))
+        head_of(self.reader()?.as_mut())
     }
 
     /// The partition table in `head`, the start of a disk of `disk_size` bytes.
@@ -120,8 +118,7 @@ impl DiskImage {
     /// # Errors
     /// As [`super::read`]; errors name the image.
     pub fn table_of_head(&self, head: &[u8], disk_size: u64) -> Result<Option<PartitionTable>> {
-        let readable = head.len() as u64;
-        super::read(&HeadBytes(head), readable, disk_size).map_err(|e| e.with_path(&self.name))
+        table_of_head(head, disk_size).map_err(|e| e.with_path(&self.name))
     }
 
     /// How errors name partition `index`: `disk.qcow2:2`.
@@ -174,6 +171,25 @@ impl DiskImage {
                 .with_path(&self.name)
             })
     }
+}
+
+/// The first [`HEAD_BYTES`] of `reader`'s disk, and the disk's size.
+///
+/// # Errors
+/// The reader's.
+pub fn head_of(reader: &mut dyn DiskReader) -> Result<(Vec<u8>, u64)> {
+    let disk_size = reader.virtual_size();
+    Ok((read_head(reader, HEAD_BYTES)?, disk_size))
+}
+
+/// The partition table in `head`, the start of a disk of `disk_size` bytes (the backup GPT
+/// header is checked only when `head` is the whole disk).
+///
+/// # Errors
+/// As [`super::read`].
+pub fn table_of_head(head: &[u8], disk_size: u64) -> Result<Option<PartitionTable>> {
+    let readable = head.len() as u64;
+    super::read(&HeadBytes(head), readable, disk_size)
 }
 
 /// Bytes in memory as a source, borrowed.
