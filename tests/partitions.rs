@@ -600,8 +600,8 @@ fn assert_fs_refused(d: &Dir, args: &[&str], expected: &str) {
     );
     assert_eq!(err.lines().count(), 1, "one line: {err}");
     assert!(
-        err.contains("fs.img: ") && err.contains(expected),
-        "expected `{expected}` in {err}"
+        err.contains("fs.img: ") && err.contains("offset 0x") && err.contains(expected),
+        "expected `{expected}` and an offset in {err}"
     );
     assert!(out.stdout.is_empty(), "nothing written to stdout");
 }
