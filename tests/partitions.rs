@@ -677,3 +677,24 @@ fn ext4_group_descriptor_with_a_bad_checksum_is_refused() {
         "group descriptor 0 at offset 0x1000 has checksum",
     );
 }
+
+#[test]
+fn cat_into_a_closed_pipe_ends_quietly() {
+    // `kiln cat ... | head -c 10`: the reader goes away after 10 bytes of a 200 kB file;
+    // kiln must exit 0 without printing an error (the broken pipe is not a failure).
+    let d = Dir::new();
+    crate::util::ext4_raw(&d.path("fs.raw"), 16);
+    let kiln = env!("CARGO_BIN_EXE_kiln");
+    let out = std::process::Command::new("bash")
+        .args([
+            "-c",
+            &format!(
+                "set -o pipefail; '{kiln}' cat fs.raw /deep/er/d.bin | head -c 10 > /dev/null"
+            ),
+        ])
+        .current_dir(d.tmp.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(out.stderr.is_empty(), "{}", describe(&out));
+}

@@ -196,37 +196,10 @@ fn open_fs(
 pub(super) fn ls(args: &LsArgs) -> Result<()> {
     let (fs, name) = open_fs(&args.image, args.member.as_deref(), args.format)?;
     let text = ls_text(&fs, args.path.as_bytes()).map_err(|e| e.with_path(&name))?;
-    let mut out = Stdout::default();
-    let written = out.write_all(text.as_bytes()).and_then(|()| out.flush());
-    out.finish(written.map_err(Error::io))
-}
-
-/// Standard output that remembers a closed pipe, so `kiln cat x | head` exits quietly
-/// (the crate error does not expose its cause for `cli::is_broken_pipe` to find).
-#[derive(Default)]
-struct Stdout {
-    broken: bool,
-}
-
-impl Stdout {
-    /// `result`, or success when it failed because the reader went away.
-    fn finish(&self, result: Result<()>) -> Result<()> {
-        if self.broken { Ok(()) } else { result }
-    }
-}
-
-impl Write for Stdout {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let written = std::io::stdout().lock().write(buf);
-        self.broken |= written
-            .as_ref()
-            .is_err_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe);
-        written
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        std::io::stdout().lock().flush()
-    }
+    // A closed pipe (`kiln ls x | head`) ends quietly: `cli::is_broken_pipe`.
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    Ok(out.flush()?)
 }
 
 /// `ls -l` of `path`: a directory's entries sorted by name ("." and ".." left out), or
@@ -275,9 +248,10 @@ pub(super) fn cat(args: &CatArgs) -> Result<()> {
         .open_path(args.path.as_bytes())
         .map_err(|e| e.with_path(&name))?;
     let Some(output) = &args.output else {
-        let mut out = Stdout::default();
-        let copied = (reader.copy_to(&mut out).map(drop)).and_then(|()| Ok(out.flush()?));
-        return out.finish(copied.map_err(|e| e.with_path(&name)));
+        // A closed pipe (`kiln cat x | head`) ends quietly: `cli::is_broken_pipe`.
+        let mut out = std::io::stdout().lock();
+        reader.copy_to(&mut out).map_err(|e| e.with_path(&name))?;
+        return Ok(out.flush()?);
     };
     let mut set = OutputSet::new(output, args.force);
     let file = set.create_primary()?;

@@ -226,8 +226,7 @@ pub fn exit_code(report: &miette::Report) -> u8 {
 pub fn is_broken_pipe(report: &miette::Report) -> bool {
     report
         .downcast_ref::<KilnDiagnostic>()
-        .and_then(|d| std::error::Error::source(&d.0))
-        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .and_then(|d| d.0.cause().downcast_ref::<std::io::Error>())
         .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
