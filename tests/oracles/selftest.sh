@@ -235,5 +235,5 @@ head -c 1M /dev/zero >zero.img
 bad seed-zeros detect "$S" zero.img
 cd .. || exit 1
 
-echo "oracle self-test: $passed passed, $failed failed"
+echo "selftest: $passed passed, $failed failed"
 [ "$failed" = 0 ]
