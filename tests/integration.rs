@@ -11,6 +11,7 @@ mod formats;
 mod layering;
 mod ova;
 mod ova_input;
+mod partitions;
 mod seed;
 mod spec;
 mod util;

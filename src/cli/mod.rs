@@ -6,6 +6,7 @@
 mod build;
 mod completions;
 mod convert;
+mod fs;
 mod info;
 mod input;
 mod man;
@@ -45,6 +46,10 @@ enum Command {
     Info(InfoArgs),
     /// Check an image's structure; exits non-zero when it is corrupt or unsafe.
     Check(CheckArgs),
+    /// List a directory of the ext2/3/4 file system in an image (`kiln ls disk.qcow2:1 /boot`).
+    Ls(fs::LsArgs),
+    /// Copy a file out of the ext2/3/4 file system in an image (`kiln cat disk.img:1 /etc/os-release`).
+    Cat(fs::CatArgs),
     /// Make a cloud-init NoCloud seed (ISO `cidata` or FAT `CIDATA`), like cloud-localds.
     Seed(seed::SeedArgs),
     /// Compute the size a qcow2 image needs (`qemu-img measure`).
@@ -134,6 +139,9 @@ struct ConvertArgs {
     /// Read this member of an OVA (default: the package's first disk).
     #[arg(long, value_name = "NAME")]
     member: Option<String>,
+    /// Convert only partition N of the input (numbered as sfdisk and parted show them).
+    #[arg(long, value_name = "N")]
+    partition: Option<u32>,
     /// Input image, or an OVA whose disk is read in place.
     input: PathBuf,
     /// Output image.
@@ -195,6 +203,8 @@ pub fn run(cli: Cli) -> miette::Result<()> {
         Command::Convert(args) => convert::convert(&args),
         Command::Info(args) => info::info(&args),
         Command::Check(args) => info::check(&args),
+        Command::Ls(args) => fs::ls(&args),
+        Command::Cat(args) => fs::cat(&args),
         Command::Seed(args) => seed::seed(&args),
         Command::Measure(args) => measure::measure(&args),
         Command::Completions(args) => completions::completions(&args),
@@ -232,8 +242,7 @@ pub fn exit_code(report: &miette::Report) -> u8 {
 pub fn is_broken_pipe(report: &miette::Report) -> bool {
     report
         .downcast_ref::<KilnDiagnostic>()
-        .and_then(|d| std::error::Error::source(&d.0))
-        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .and_then(|d| d.0.cause().downcast_ref::<std::io::Error>())
         .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
 }
 

@@ -23,10 +23,12 @@ pub mod options;
 mod probe;
 pub mod qcow2;
 mod raw;
+mod stream;
 pub mod vdi;
 pub mod vhd;
 pub mod vhdx;
 pub mod vmdk;
+pub mod window;
 
 use std::fmt;
 use std::str::FromStr;
@@ -37,6 +39,7 @@ use serde::Serialize;
 pub use open::{OpenOptions, open, open_source};
 pub use options::KvOptions;
 pub use probe::probe;
+pub use stream::create_stream;
 
 use crate::context::BuildContext;
 use crate::error::{Error, Result};
