@@ -4,10 +4,12 @@
 //! `kiln::Error`.
 
 mod build;
+mod completions;
 mod convert;
 mod fs;
 mod info;
 mod input;
+mod man;
 mod measure;
 mod progress;
 mod seed;
@@ -18,9 +20,17 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use kiln::disk::{DiskFormat, KvOptions};
 use kiln::{Error, ErrorKind};
 
+/// `kiln --version`: the package version and the git commit it was built from (build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("KILN_GIT_COMMIT"),
+    ")"
+);
+
 /// kiln: build virtual appliances and convert disk images (qemu-img compatible where it counts).
 #[derive(Debug, Parser)]
-#[command(name = "kiln", version, about, long_about = None, propagate_version = true)]
+#[command(name = "kiln", version = VERSION, about, long_about = None, propagate_version = true)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -52,6 +62,10 @@ enum Command {
     Validate(build::ValidateArgs),
     /// Write a starter spec from a template.
     Init(build::InitArgs),
+    /// Print a shell completion script (`source <(kiln completions bash)`).
+    Completions(completions::CompletionsArgs),
+    /// Print a manual page in roff: kiln(1), or kiln-COMMAND(1) (`kiln man | man -l -`).
+    Man(man::ManArgs),
 }
 
 /// Output options shared by create and convert.
@@ -193,6 +207,8 @@ pub fn run(cli: Cli) -> miette::Result<()> {
         Command::Cat(args) => fs::cat(&args),
         Command::Seed(args) => seed::seed(&args),
         Command::Measure(args) => measure::measure(&args),
+        Command::Completions(args) => completions::completions(&args),
+        Command::Man(args) => man::man(&args),
         Command::Build(args) => return build::build(&args),
         Command::Validate(args) => return build::validate(&args),
         Command::Init(args) => return build::init(&args),
