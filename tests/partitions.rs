@@ -18,16 +18,9 @@ const ROOT_SECTORS: u64 = 118_784;
 /// The test disks are 64 MiB.
 const DISK_BYTES: u64 = 64 << 20;
 
-/// Fails with the install command unless `tool` is on PATH.
+/// Fails with the install command (`bash tests/setup.sh`) unless `tool` is on PATH.
 fn need(tool: &str) {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        found,
-        "{tool} is not installed; run `apt-get install fdisk gdisk e2fsprogs`"
-    );
+    crate::util::require_tool(tool);
 }
 
 /// `tool ARGS` must succeed; its stdout, bytes.
