@@ -10,6 +10,7 @@
 //! reading packages.
 
 pub mod cloud_init;
+pub mod ec2;
 pub mod manifest;
 pub mod ovf;
 pub mod package;
