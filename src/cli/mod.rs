@@ -4,6 +4,7 @@
 //! `kiln::Error`.
 
 mod build;
+mod bundle;
 mod convert;
 mod info;
 mod measure;
@@ -46,6 +47,13 @@ enum Command {
     Validate(build::ValidateArgs),
     /// Write a starter spec from a template.
     Init(build::InitArgs),
+    /// Bundle an image for an EC2 instance-store AMI (ec2-bundle-image's format).
+    Bundle(bundle::BundleArgs),
+    /// Verify an EC2 bundle and restore its image (needs the private key).
+    Unbundle(bundle::UnbundleArgs),
+    /// Check a bundle without its private key: an EC2 NAME.manifest.xml (structure,
+    /// signature with --cert, parts and their SHA1s).
+    Verify(bundle::VerifyArgs),
 }
 
 /// Output options shared by create and convert.
@@ -176,6 +184,9 @@ pub fn run(cli: Cli) -> miette::Result<()> {
         Command::Build(args) => return build::build(&args),
         Command::Validate(args) => return build::validate(&args),
         Command::Init(args) => return build::init(&args),
+        Command::Bundle(args) => bundle::bundle(&args),
+        Command::Unbundle(args) => bundle::unbundle(&args),
+        Command::Verify(args) => bundle::verify(&args),
     };
     result.map_err(|e| miette::Report::new(KilnDiagnostic(e)))
 }
