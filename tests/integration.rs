@@ -6,6 +6,7 @@
 
 mod build;
 mod cli;
+mod ec2;
 mod formats;
 mod layering;
 mod ova;

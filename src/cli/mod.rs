@@ -48,7 +48,7 @@ enum Command {
     /// Write a starter spec from a template.
     Init(build::InitArgs),
     /// Bundle an image for an EC2 instance-store AMI (ec2-bundle-image's format).
-    Bundle(bundle::BundleArgs),
+    Bundle(Box<bundle::BundleArgs>),
     /// Verify an EC2 bundle and restore its image (needs the private key).
     Unbundle(bundle::UnbundleArgs),
     /// Check a bundle without its private key: an EC2 NAME.manifest.xml (structure,

@@ -104,7 +104,7 @@ pub fn parse_hex16(what: &str, text: &str) -> Result<[u8; 16]> {
 
 /// Bytes from an even number of hex digits (either case).
 pub fn parse_hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())
@@ -404,7 +404,7 @@ mod tests {
 
     #[test]
     fn cbc_round_trips_across_uneven_pieces() {
-        let data: Vec<u8> = (0..1000u32).map(|i| (i * 7) as u8).collect();
+        let data: Vec<u8> = (0..1000u32).map(|i| (i * 7).to_le_bytes()[0]).collect();
         let mut enc = CbcEncryptor::new(&session());
         let mut ct = Vec::new();
         for piece in data.chunks(77) {
@@ -432,7 +432,10 @@ mod tests {
         .unwrap();
         let mut ct = Vec::new();
         let mut enc = CbcEncryptor::new(&s);
-        enc.update(&parse_hex("6bc1bee22e409f96e93d7e117393172a").unwrap(), &mut ct);
+        enc.update(
+            &parse_hex("6bc1bee22e409f96e93d7e117393172a").unwrap(),
+            &mut ct,
+        );
         assert_eq!(hex(&ct), "7649abac8119b246cee98e9b12e9197d");
     }
 

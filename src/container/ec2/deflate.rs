@@ -49,11 +49,9 @@ pub fn make_non_final(stream: &mut Vec<u8>) -> Result<(), DeflateError> {
         *b &= !(1u8 << bit);
     }
     let used = last.end_bit % 8;
-    if used != 0 {
-        if let Some(b) = stream.last_mut() {
-            // The padding bits after the last code become the empty block's header.
-            *b &= (1u8 << used) - 1;
-        }
+    if let Some(b) = stream.last_mut().filter(|_| used != 0) {
+        // The padding bits after the last code become the empty block's header.
+        *b &= (1u8 << used) - 1;
     }
     let free = if used == 0 { 0 } else { 8 - used };
     if free < 3 {

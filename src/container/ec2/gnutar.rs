@@ -31,6 +31,8 @@ use crate::io::sys::{next_data, next_hole};
 
 /// A tar block.
 pub const TAR_BLOCK: u64 = 512;
+/// [`TAR_BLOCK`] as a buffer length.
+const TAR_BLOCK_BYTES: usize = 512;
 /// GNU tar's default record (20 blocks); the archive is padded to a whole record.
 pub const TAR_RECORD: u64 = 10_240;
 /// Map entries in the main old-GNU sparse header.
@@ -76,7 +78,7 @@ impl Layout {
 /// under 512 bytes with no blocks is not sparse: some file systems keep those in the inode).
 pub fn is_sparse(size: u64, blocks_512: u64) -> bool {
     let whole = size / TAR_BLOCK;
-    blocks_512 < whole + u64::from(size % TAR_BLOCK != 0 && whole != 0)
+    blocks_512 < whole + u64::from(!size.is_multiple_of(TAR_BLOCK) && whole != 0)
 }
 
 /// The layout GNU tar 1.34 chooses for `file` (see the module doc).
@@ -138,7 +140,7 @@ fn raw_map(file: &File, size: u64) -> io::Result<Vec<Region>> {
     while offset < size {
         let want = usize::try_from(size - offset).map_or(SCAN_BYTES, |n| n.min(SCAN_BYTES));
         file.read_exact_at(&mut buf[..want], offset)?;
-        for block in buf[..want].chunks(TAR_BLOCK as usize) {
+        for block in buf[..want].chunks(TAR_BLOCK_BYTES) {
             if block.iter().all(|&b| b == 0) {
                 if run.len != 0 {
                     map.push(run);

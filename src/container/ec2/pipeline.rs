@@ -106,11 +106,8 @@ fn read_chunks(
     let mut sha = Sha1::new();
     let mut read = 0u64;
     let mut index = 0u64;
-    loop {
-        let Ok(mut data) = free.recv() else {
-            // The writer stopped; its error is the one reported.
-            break;
-        };
+    // A closed free list means the writer stopped; its error is the one reported.
+    while let Ok(mut data) = free.recv() {
         let want = usize::try_from(total - read).map_or(CHUNK_BYTES, |n| n.min(CHUNK_BYTES));
         data.resize(want, 0);
         source.read_exact(&mut data).map_err(Error::io)?;

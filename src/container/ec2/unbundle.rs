@@ -92,9 +92,6 @@ fn load_manifest(path: &Path) -> Result<ParsedManifest> {
     file.take(MAX_MANIFEST_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| Error::io(e).with_path(path))?;
-    if !looks_like_manifest(&bytes) {
-        return Err(fail(Ec2Error::NotManifest, path));
-    }
     parse_manifest(&bytes).map_err(|e| fail(e, path))
 }
 
