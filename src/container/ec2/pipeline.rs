@@ -188,3 +188,61 @@ fn write_in_order(
     // Without the last chunk the reader failed; the caller reports its error.
     Ok(next)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+
+    fn input() -> Vec<u8> {
+        let mut x = 7u32;
+        (0..5 * CHUNK_BYTES + 12_345)
+            .map(|i| {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                if i % 3 == 0 {
+                    x.to_le_bytes()[3]
+                } else {
+                    b"bundle"[i % 6]
+                }
+            })
+            .collect()
+    }
+
+    fn member(data: &[u8], threads: usize) -> (Vec<u8>, PassSummary) {
+        let mut out = Vec::new();
+        let mut source = data;
+        let summary = compress_stream(&mut source, data.len() as u64, 6, threads, &mut |b| {
+            out.extend_from_slice(b);
+            Ok(())
+        })
+        .unwrap();
+        (out, summary)
+    }
+
+    #[test]
+    fn member_decodes_with_flate2_to_the_input() {
+        let data = input();
+        let (gz, summary) = member(&data, 3);
+        let mut decoded = Vec::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_end(&mut decoded)
+            .unwrap();
+        assert_eq!(decoded, data);
+        assert_eq!(summary.tar_len, data.len() as u64);
+    }
+
+    #[test]
+    fn output_does_not_depend_on_the_thread_count() {
+        let data = input();
+        assert_eq!(member(&data, 1).0, member(&data, 4).0);
+    }
+
+    #[test]
+    fn short_source_is_an_error() {
+        let data = input();
+        let mut source = &data[..1000];
+        let result = compress_stream(&mut source, data.len() as u64, 6, 2, &mut |_| Ok(()));
+        assert!(result.is_err());
+    }
+}
