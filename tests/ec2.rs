@@ -662,3 +662,29 @@ fn verify_refuses_what_is_not_a_bundle_manifest() {
     let err = dir.kiln_err(&["verify", "x.ova"], 2);
     assert!(err.contains("not an EC2 bundle manifest"), "{err}");
 }
+
+#[test]
+fn force_replaces_a_longer_bundle_and_its_extra_parts() {
+    let dir = Dir::new();
+    multi_part_image(&dir);
+    kiln_bundle(&dir, "disk.img", "b", &[]);
+    sparse_raw(&dir.path("small.img"), 1 << 20, 3, 2);
+    let args = bundle_args("small.img", "b", &["--prefix", "disk.img"]);
+    let refused = dir.kiln(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    one_line_error(&refused, "already exists");
+    let mut forced = args.clone();
+    forced.push("--force".into());
+    dir.kiln_ok(&forced.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut left: Vec<String> = std::fs::read_dir(dir.path("b"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["disk.img.manifest.xml", "disk.img.part.0"]);
+    ec2_unbundle(
+        &dir.path("b/disk.img.manifest.xml"),
+        &keys().get("user-key.pem"),
+        &dir.path("o"),
+    );
+    assert_same_file(&dir.path("small.img"), &dir.path("o/disk.img"));
+}

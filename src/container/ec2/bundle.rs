@@ -178,6 +178,9 @@ pub fn bundle(opts: &BundleOptions, ctx: &BuildContext) -> Result<BundleReport> 
     drop(out);
     let parts = staged.commit(&names, opts.force, opts.sync)?;
     set.commit()?;
+    if opts.force {
+        remove_stale_parts(&opts.destination, &name, &names);
+    }
     Ok(BundleReport {
         manifest: manifest_path,
         parts,
@@ -254,6 +257,27 @@ fn open_image(path: &Path) -> Result<(File, u64)> {
     Ok((file, meta.len()))
 }
 
+/// Whether `file` is a part of bundle `name` (`NAME.part.` and digits).
+fn is_part_of(file: &str, name: &str) -> bool {
+    file.strip_prefix(name)
+        .and_then(|r| r.strip_prefix(".part."))
+        .is_some_and(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// After `--force`, parts of an earlier, longer bundle of the same name would linger
+/// beside the new manifest; they are removed (best effort: the new bundle is complete).
+fn remove_stale_parts(dir: &Path, name: &str, keep: &[String]) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.filter_map(std::result::Result::ok) {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        if is_part_of(&file, name) && !keep.contains(&file) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// Creates the destination and refuses an existing bundle of `name` (without `force`);
 /// returns the manifest's path.
 fn prepare_destination(opts: &BundleOptions, name: &str) -> Result<PathBuf> {
@@ -263,14 +287,9 @@ fn prepare_destination(opts: &BundleOptions, name: &str) -> Result<PathBuf> {
     if opts.force {
         return Ok(manifest);
     }
-    let part_prefix = format!("{name}.part.");
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io(e).with_path(dir))?;
-    let clash = entries.filter_map(std::result::Result::ok).find(|e| {
-        let n = e.file_name();
-        let n = n.to_string_lossy();
-        n.strip_prefix(&part_prefix)
-            .is_some_and(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()))
-    });
+    let clash = (entries.filter_map(std::result::Result::ok))
+        .find(|e| is_part_of(&e.file_name().to_string_lossy(), name));
     let existing = clash
         .map(|e| e.path())
         .or_else(|| manifest.exists().then(|| manifest.clone()));

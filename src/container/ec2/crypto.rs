@@ -57,8 +57,7 @@ impl SessionKey {
     /// The OS random source fails.
     pub fn random() -> Result<Self> {
         let mut both = [0u8; 32];
-        getrandom::fill(&mut both)
-            .map_err(|e| Error::new(ErrorKind::Io, format!("no OS randomness: {e}")))?;
+        getrandom::fill(&mut both).map_err(|e| Error::new(ErrorKind::Io, Ec2Error::Random(e)))?;
         let mut s = Self {
             key: [0; 16],
             iv: [0; 16],
@@ -259,7 +258,15 @@ pub fn encrypt_for(
     } else {
         key.pkcs1v15_encrypt(text.as_bytes())
     }
-    .map_err(|e| Error::new(ErrorKind::Io, format!("RSA encryption failed: {e}")))?;
+    .map_err(|source| {
+        Error::new(
+            ErrorKind::Io,
+            Ec2Error::Rsa {
+                op: "encryption",
+                source,
+            },
+        )
+    })?;
     Ok(hex(&out))
 }
 
@@ -268,9 +275,15 @@ pub fn encrypt_for(
 /// # Errors
 /// The RSA operation fails.
 pub fn sign_sha1(key: &PrivateKey, data: &[u8]) -> Result<String> {
-    let sig = key
-        .pkcs1v15_sign::<Sha1>(data)
-        .map_err(|e| Error::new(ErrorKind::Io, format!("RSA signing failed: {e}")))?;
+    let sig = key.pkcs1v15_sign::<Sha1>(data).map_err(|source| {
+        Error::new(
+            ErrorKind::Io,
+            Ec2Error::Rsa {
+                op: "signing",
+                source,
+            },
+        )
+    })?;
     Ok(hex(&sig))
 }
 

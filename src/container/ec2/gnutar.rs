@@ -27,6 +27,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::{FileExt, MetadataExt};
 
+use super::Ec2Error;
 use crate::io::sys::{next_data, next_hole};
 
 /// A tar block.
@@ -338,13 +339,8 @@ impl Read for TarStream<'_> {
             Piece::File { offset, .. } => {
                 let got = self.file.read_at(&mut buf[..n], offset + self.pos)?;
                 if got == 0 && n != 0 {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        format!(
-                            "the image shrank while it was read (offset {:#x})",
-                            offset + self.pos
-                        ),
-                    ));
+                    let at = offset + self.pos;
+                    return Err(io::Error::other(Ec2Error::ImageChanged { offset: at }));
                 }
                 got
             }

@@ -33,6 +33,18 @@ pub mod validate;
 pub use bundle::{BundleOptions, BundleReport, bundle};
 pub use unbundle::{Check, UnbundleOptions, VerifyOptions, unbundle, verify};
 
+/// Errors of the layers below a reader (the image changing, decryption, gzip) travel
+/// inside `io::Error`; this recovers them so they keep their own message.
+pub(crate) fn passthrough(e: std::io::Error) -> Result<Ec2Error, std::io::Error> {
+    if !e.get_ref().is_some_and(|inner| inner.is::<Ec2Error>()) {
+        return Err(e);
+    }
+    let inner = e.into_inner().expect("get_ref returned an Ec2Error");
+    Ok(*inner
+        .downcast::<Ec2Error>()
+        .expect("checked to be an Ec2Error"))
+}
+
 /// Why a bundle could not be written, verified or unbundled. Messages name the step (as
 /// the reference decoder does) and the value at fault.
 #[remain::sorted]
@@ -136,6 +148,14 @@ pub enum Ec2Error {
         /// What is wrong.
         problem: String,
     },
+    /// The image changed size while it was read.
+    #[error(
+        "the image changed while it was read (at offset {offset:#x}); bundle a file nothing writes to"
+    )]
+    ImageChanged {
+        /// Where the read came up short.
+        offset: u64,
+    },
     /// The image digest differs.
     #[error("digest: SHA1 of the tar stream is {found}, the manifest says {expected}")]
     ImageDigest {
@@ -186,6 +206,21 @@ pub enum Ec2Error {
         index: usize,
         /// File name.
         name: String,
+    },
+    /// The pass stopped before the last chunk without an error (a bug).
+    #[error("internal error: the compression pass ended before the last chunk")]
+    PassEndedEarly,
+    /// The operating system gave no random bytes.
+    #[error("no randomness from the operating system")]
+    Random(#[source] getrandom::Error),
+    /// An RSA operation failed.
+    #[error("RSA {op} failed")]
+    Rsa {
+        /// encryption or signing.
+        op: &'static str,
+        /// The cause.
+        #[source]
+        source: rsa::Error,
     },
     /// The signature does not verify.
     #[error(

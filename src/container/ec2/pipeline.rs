@@ -10,15 +10,15 @@
 //! on [`CHUNK_BYTES`], so the output is the same for any thread count or scheduling.
 
 use std::collections::BTreeMap;
-use std::io::{self, Read};
+use std::io::Read;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
 use sha1::{Digest, Sha1};
 
-use super::Ec2Error;
 use super::gzip::{ChunkCompressor, Compressed, crc32_combine, header, trailer};
+use super::{Ec2Error, passthrough};
 use crate::container::manifest::hex;
 use crate::error::{Error, ErrorKind, Result};
 
@@ -90,7 +90,7 @@ pub fn compress_stream(
         let summary = read?;
         let chunks = written?;
         if chunks != total.div_ceil(CHUNK_BYTES as u64).max(1) {
-            return Err(Error::new(ErrorKind::Io, "compression pass ended early"));
+            return Err(Error::new(ErrorKind::Io, Ec2Error::PassEndedEarly));
         }
         Ok(summary)
     })
@@ -110,7 +110,12 @@ fn read_chunks(
     while let Ok(mut data) = free.recv() {
         let want = usize::try_from(total - read).map_or(CHUNK_BYTES, |n| n.min(CHUNK_BYTES));
         data.resize(want, 0);
-        source.read_exact(&mut data).map_err(Error::io)?;
+        source
+            .read_exact(&mut data)
+            .map_err(|e| match passthrough(e) {
+                Ok(ec2) => Error::new(ErrorKind::InvalidInput, ec2),
+                Err(e) => Error::io(e),
+            })?;
         sha.update(&data);
         read += want as u64;
         let last = read == total;
@@ -118,14 +123,6 @@ fn read_chunks(
             break;
         }
         index += 1;
-    }
-    if read == total {
-        let mut probe = [0u8; 1];
-        if source.read(&mut probe).map_err(Error::io)? != 0 {
-            return Err(Error::io(io::Error::other(
-                "the tar stream is longer than expected",
-            )));
-        }
     }
     Ok(PassSummary {
         tar_sha1: hex(&sha.finalize()),

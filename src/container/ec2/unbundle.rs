@@ -17,7 +17,8 @@ use super::crypto::{
 };
 use super::manifest::Manifest;
 use super::parse::{MAX_MANIFEST_BYTES, ParsedManifest, parse_manifest};
-use super::untar::{Counted, ExtractError, expect_end, extract, passthrough, read_member};
+use super::passthrough;
+use super::untar::{Counted, ExtractError, expect_end, extract, read_member};
 use crate::container::manifest::hex;
 use crate::error::{Error, ErrorKind, Result};
 use crate::io::output::OutputSet;

@@ -11,8 +11,8 @@ use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
 
-use super::Ec2Error;
 use super::gnutar::{Layout, Region, TAR_BLOCK};
+use super::{Ec2Error, passthrough};
 
 /// Longest `././@LongLink` name accepted.
 pub const MAX_LONG_NAME: u64 = 4096;
@@ -79,18 +79,6 @@ impl<R: Read> Counted<R> {
             left -= step as u64;
         }
         Ok(())
-    }
-}
-
-/// Errors from the layers below the tar reader (decryption, gzip) travel inside
-/// `io::Error`; this recovers them so they keep their own step name.
-pub fn passthrough(e: std::io::Error) -> Result<Ec2Error, std::io::Error> {
-    if !e.get_ref().is_some_and(|inner| inner.is::<Ec2Error>()) {
-        return Err(e);
-    }
-    match e.into_inner().map(|inner| inner.downcast::<Ec2Error>()) {
-        Some(Ok(ec2)) => Ok(*ec2),
-        _ => Err(std::io::Error::other("lost error")),
     }
 }
 
