@@ -176,7 +176,7 @@ pub fn bundle(opts: &BundleOptions, ctx: &BuildContext) -> Result<BundleReport> 
     std::io::Write::write_all(&mut out, manifest.to_xml().as_bytes())
         .map_err(|e| Error::io(e).with_path(&manifest_path))?;
     drop(out);
-    let parts = staged.commit(&names, opts.force, opts.sync)?;
+    let parts = staged.commit(&names, opts.force)?;
     set.commit()?;
     if opts.force {
         remove_stale_parts(&opts.destination, &name, &names);
@@ -319,7 +319,7 @@ fn write_parts(
     let mut tar = TarStream::new(file, name.as_bytes(), size, mtime, &layout);
     let total = tar.total_len();
     let mut cipher = CbcEncryptor::new(session);
-    let mut parts = PartWriter::new(&opts.destination, name);
+    let mut parts = PartWriter::new(&opts.destination, name, opts.sync);
     let mut scratch = Vec::with_capacity(super::pipeline::CHUNK_BYTES);
     let threads = match opts.threads {
         0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
@@ -334,7 +334,7 @@ fn write_parts(
     scratch.clear();
     cipher.finish(&mut scratch);
     parts.write(&scratch)?;
-    Ok((summary.tar_sha1, parts.finish()))
+    Ok((summary.tar_sha1, parts.finish()?))
 }
 
 fn encrypt_keys(keys: &Keys, session: &SessionKey) -> Result<EncryptedKeys> {

@@ -5,10 +5,15 @@
 //! registered `.partial` file under a provisional name (so an interrupted or failed
 //! bundle leaves nothing behind) and renamed to its final name in [`StagedParts::commit`],
 //! after which the manifest is committed last.
+//!
+//! With `sync`, each finished part is fsynced by a background thread while the next ones
+//! are compressed, so the disk works during the pass instead of all at the commit.
 
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Sender, channel};
+use std::thread::{self, JoinHandle};
 
 use sha1::{Digest, Sha1};
 
@@ -25,6 +30,8 @@ pub const PART_SIZE: u64 = 10 << 20;
 struct StagedPart {
     /// Keeps the partial registered for interrupt cleanup until it is renamed.
     set: OutputSet,
+    /// Synced by the background thread (or no sync wanted).
+    synced: bool,
     size: u64,
     digest: String,
 }
@@ -37,22 +44,57 @@ struct OpenPart {
     written: u64,
 }
 
+/// A thread that fsyncs finished parts in order; it keeps the first error.
+struct Syncer {
+    files: Sender<(File, PathBuf)>,
+    thread: JoinHandle<Result<()>>,
+}
+
+impl Syncer {
+    /// `None` when no thread can be started: the parts are then synced at commit.
+    fn start() -> Option<Self> {
+        let (files, queue) = channel::<(File, PathBuf)>();
+        let thread = thread::Builder::new()
+            .name("kiln-part-sync".into())
+            .spawn(move || {
+                for (file, path) in queue {
+                    file.sync_all().map_err(|e| Error::io(e).with_path(&path))?;
+                }
+                Ok(())
+            })
+            .ok()?;
+        Some(Self { files, thread })
+    }
+
+    /// Waits for every queued sync.
+    fn finish(self) -> Result<()> {
+        drop(self.files);
+        self.thread
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    }
+}
+
 /// Writes the encrypted stream into parts in `dir`.
 pub struct PartWriter {
     dir: PathBuf,
     name: String,
     current: Option<OpenPart>,
     done: Vec<StagedPart>,
+    syncer: Option<Syncer>,
+    sync: bool,
 }
 
 impl PartWriter {
-    /// Parts of bundle `name` in `dir`.
-    pub fn new(dir: &Path, name: &str) -> Self {
+    /// Parts of bundle `name` in `dir`, fsynced before they are renamed when `sync`.
+    pub fn new(dir: &Path, name: &str, sync: bool) -> Self {
         Self {
             dir: dir.to_path_buf(),
             name: name.to_string(),
             current: None,
             done: Vec::new(),
+            syncer: if sync { Syncer::start() } else { None },
+            sync,
         }
     }
 
@@ -101,22 +143,34 @@ impl PartWriter {
     }
 
     fn close(&mut self, part: OpenPart) {
+        let queued = self.syncer.as_ref().is_some_and(|s| {
+            let path = partial_path(part.set.primary_path());
+            s.files.send((part.file, path)).is_ok()
+        });
         self.done.push(StagedPart {
+            synced: queued || !self.sync,
             set: part.set,
             size: part.written,
             digest: hex(&part.hasher.finalize()),
         });
     }
 
-    /// Closes the last part.
-    pub fn finish(mut self) -> StagedParts {
+    /// Closes the last part and waits for the background syncs.
+    ///
+    /// # Errors
+    /// An fsync failed.
+    pub fn finish(mut self) -> Result<StagedParts> {
         if let Some(part) = self.current.take() {
             self.close(part);
         }
-        StagedParts {
+        if let Some(syncer) = self.syncer.take() {
+            syncer.finish()?;
+        }
+        Ok(StagedParts {
             dir: self.dir,
             parts: self.done,
-        }
+            sync: self.sync,
+        })
     }
 }
 
@@ -125,6 +179,7 @@ impl PartWriter {
 pub struct StagedParts {
     dir: PathBuf,
     parts: Vec<StagedPart>,
+    sync: bool,
 }
 
 impl StagedParts {
@@ -136,12 +191,13 @@ impl StagedParts {
             .collect()
     }
 
-    /// Syncs each part (when `sync`) and renames it to its final name in `names`.
+    /// Syncs each part not yet synced (when the writer was asked to) and renames it to its
+    /// final name in `names`.
     ///
     /// # Errors
     /// A final name exists and `force` is off, or syncing or renaming fails; the parts not
     /// yet renamed are removed.
-    pub fn commit(self, names: &[String], force: bool, sync: bool) -> Result<Vec<PathBuf>> {
+    pub fn commit(self, names: &[String], force: bool) -> Result<Vec<PathBuf>> {
         let targets: Vec<PathBuf> = names.iter().map(|n| self.dir.join(n)).collect();
         if let Some(existing) = targets.iter().find(|t| !force && t.exists()) {
             return Err(Error::new(
@@ -154,7 +210,7 @@ impl StagedParts {
         let mut renamed = Vec::new();
         for (part, to) in self.parts.into_iter().zip(targets) {
             let from = partial_path(part.set.primary_path());
-            let moved = sync_file(&from, sync).and_then(|()| {
+            let moved = sync_file(&from, self.sync && !part.synced).and_then(|()| {
                 std::fs::rename(&from, &to).map_err(|e| Error::io(e).with_path(&to))
             });
             if let Err(e) = moved {
