@@ -7,6 +7,7 @@
 mod build;
 mod cli;
 mod cli_surface;
+mod ec2;
 mod formats;
 mod layering;
 mod ova;

@@ -4,6 +4,7 @@
 //! `kiln::Error`.
 
 mod build;
+mod bundle;
 mod completions;
 mod convert;
 mod fs;
@@ -66,6 +67,13 @@ enum Command {
     Completions(completions::CompletionsArgs),
     /// Print a manual page in roff: kiln(1), or kiln-COMMAND(1) (`kiln man | man -l -`).
     Man(man::ManArgs),
+    /// Bundle an image for an EC2 instance-store AMI (ec2-bundle-image's format).
+    Bundle(Box<bundle::BundleArgs>),
+    /// Verify an EC2 bundle and restore its image (needs the private key).
+    Unbundle(bundle::UnbundleArgs),
+    /// Check a bundle without its private key: an EC2 NAME.manifest.xml (structure,
+    /// signature with --cert, parts and their SHA1s).
+    Verify(bundle::VerifyArgs),
 }
 
 /// Output options shared by create and convert.
@@ -212,6 +220,9 @@ pub fn run(cli: Cli) -> miette::Result<()> {
         Command::Build(args) => return build::build(&args),
         Command::Validate(args) => return build::validate(&args),
         Command::Init(args) => return build::init(&args),
+        Command::Bundle(args) => bundle::bundle(&args),
+        Command::Unbundle(args) => bundle::unbundle(&args),
+        Command::Verify(args) => bundle::verify(&args),
     };
     result.map_err(|e| miette::Report::new(KilnDiagnostic(e)))
 }

@@ -14,6 +14,7 @@
 //! imports `plan` or `spec`: the plan translates the spec into these types.
 
 pub mod cloud_init;
+pub mod ec2;
 pub mod manifest;
 pub mod ova;
 pub mod ovf;
