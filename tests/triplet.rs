@@ -274,3 +274,17 @@ fn a_missing_kernel_is_refused() {
 fn a_kernel_that_is_a_directory_is_refused() {
     refused(false, "    kernel: /boot\n", 8, "directory");
 }
+
+#[test]
+fn a_kernel_beside_the_spec_is_copied() {
+    let d = Dir::new();
+    let fs = mkfs(&d, &[]);
+    disk(&d, "gpt", &fs, false);
+    let mut kernel = vec![0u8; 123_457];
+    Rng::new(5).fill(&mut kernel);
+    std::fs::write(d.path("k.bin"), &kernel).unwrap();
+    spec(&d, "disk.img", "    kernel: { file: k.bin }\n");
+    d.kiln_ok(&["build", "s.yaml", "-o", "a"]);
+    run("cmp", &[s(&d.path("k.bin")), s(&d.path("a/app.aki"))]);
+    assert!(!d.path("a/app.ari").exists());
+}
