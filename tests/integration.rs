@@ -15,4 +15,5 @@ mod ova_input;
 mod partitions;
 mod seed;
 mod spec;
+mod triplet;
 mod util;

@@ -6,7 +6,7 @@
 //! holes. For a raw image a [`crate::io::View`] of the file is cheaper (it skips the prefix
 //! without reading it); a window serves every format.
 
-use super::{DiskReader, Extent, ImageInfo, OwnedExtent};
+use super::{DiskReader, DiskWriter, Extent, ImageInfo, OwnedExtent, WriteReport};
 use crate::error::{Error, Result};
 
 /// Bytes `[start, start + len)` of `inner`'s virtual disk.
@@ -162,6 +162,64 @@ fn slice(bytes: &[u8], lo: u64, hi: u64) -> &[u8] {
     &bytes[as_index(lo)..as_index(hi)]
 }
 
+/// The writer mirror of [`Window`]: forwards to `inner` only the bytes `[start, start + len)`
+/// of the disk it is fed, offsets shifted to 0; holes stay holes. An ami written in the
+/// disk's single pass is a crop of it.
+pub struct CropWriter {
+    inner: Box<dyn DiskWriter>,
+    start: u64,
+    end: u64,
+    /// Offset in the fed disk of the next extent.
+    pos: u64,
+}
+
+impl CropWriter {
+    /// Crops `[start, start + len)` into `inner`, a writer of a `len`-byte disk.
+    ///
+    /// # Errors
+    /// The range overflows.
+    pub fn new(inner: Box<dyn DiskWriter>, start: u64, len: u64) -> Result<Self> {
+        let end = start
+            .checked_add(len)
+            .ok_or_else(|| Error::invalid_input(format!("range {start:#x}+{len:#x} overflows")))?;
+        Ok(Self {
+            inner,
+            start,
+            end,
+            pos: 0,
+        })
+    }
+}
+
+impl DiskWriter for CropWriter {
+    fn write_extent(&mut self, extent: Extent<'_>) -> Result<()> {
+        let at = self.pos;
+        let len = extent.len();
+        self.pos = at.saturating_add(len);
+        if self.pos <= self.start || at >= self.end {
+            return Ok(());
+        }
+        let lo = self.start.saturating_sub(at);
+        let hi = (self.end - at).min(len);
+        let part = match extent {
+            Extent::Data(bytes) => Extent::Data(&bytes[as_index(lo)..as_index(hi)]),
+            Extent::Zero(_) => Extent::Zero(hi - lo),
+            Extent::Unallocated(_) => Extent::Unallocated(hi - lo),
+        };
+        self.inner.write_extent(part)
+    }
+
+    fn finish(self: Box<Self>) -> Result<WriteReport> {
+        if self.pos < self.end {
+            return Err(Error::invalid_input(format!(
+                "the disk ended at byte {:#x}, before the end {:#x} of the range",
+                self.pos, self.end
+            )));
+        }
+        self.inner.finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,5 +320,47 @@ mod tests {
     #[test]
     fn window_past_the_disk_is_refused() {
         assert!(Window::new(disk(), 25, 6).is_err());
+    }
+
+    /// Collects what a crop forwards (holes as 0xEE).
+    struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl DiskWriter for Sink {
+        fn write_extent(&mut self, extent: Extent<'_>) -> Result<()> {
+            let mut out = self.0.lock().unwrap();
+            match extent {
+                Extent::Data(b) => out.extend_from_slice(b),
+                other => {
+                    let n = out.len() + usize::try_from(other.len()).unwrap();
+                    out.resize(n, 0xEE);
+                }
+            }
+            Ok(())
+        }
+
+        fn finish(self: Box<Self>) -> Result<WriteReport> {
+            Ok(WriteReport::default())
+        }
+    }
+
+    #[test]
+    fn crop_writer_forwards_only_the_range_and_keeps_holes() {
+        let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut crop = CropWriter::new(Box::new(Sink(got.clone())), 5, 17).unwrap();
+        let mut d = disk();
+        while let Some(e) = d.next_extent().unwrap() {
+            crop.write_extent(e).unwrap();
+        }
+        Box::new(crop).finish().unwrap();
+        let expected = [&[5u8, 6, 7, 8, 9][..], &[0xEE; 10], &[20, 21]].concat();
+        assert_eq!(*got.lock().unwrap(), expected);
+    }
+
+    #[test]
+    fn crop_writer_fed_too_little_fails_at_finish() {
+        let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut crop = CropWriter::new(Box::new(Sink(got)), 20, 20).unwrap();
+        crop.write_extent(Extent::Data(&[1; 30])).unwrap();
+        assert!(Box::new(crop).finish().is_err());
     }
 }

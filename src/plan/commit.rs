@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use super::triplet::Extra;
 use super::{Artefact, FileDigest, Plan};
 use crate::container::manifest;
 use crate::error::Result;
@@ -16,7 +17,7 @@ impl Plan {
         &self,
         commits: Vec<(usize, Commit)>,
     ) -> Result<Vec<(usize, Artefact)>> {
-        let done: Vec<Result<(usize, Artefact)>> = std::thread::scope(|scope| {
+        let done: Vec<Result<Vec<(usize, Artefact)>>> = std::thread::scope(|scope| {
             let handles: Vec<_> = (commits.into_iter())
                 .map(|(i, c)| scope.spawn(move || self.commit(i, c)))
                 .collect();
@@ -24,11 +25,13 @@ impl Plan {
                 .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
                 .collect()
         });
-        done.into_iter().collect()
+        let done: Vec<Vec<(usize, Artefact)>> = done.into_iter().collect::<Result<_>>()?;
+        Ok(done.into_iter().flatten().collect())
     }
 
-    /// Hashes, syncs and renames output `i`.
-    fn commit(&self, i: usize, c: Commit) -> Result<(usize, Artefact)> {
+    /// Hashes, syncs and renames output `i` (an ami with its kernel and ramdisk: three
+    /// artefacts).
+    fn commit(&self, i: usize, mut c: Commit) -> Result<Vec<(usize, Artefact)>> {
         let (sha256, size) = match c.streamed {
             Some(digest) => digest,
             None => manifest::hash_file(&partial_path(&c.target))?,
@@ -38,11 +41,17 @@ impl Plan {
             let (sha256, size) = manifest::hash_file(&partial_path(extra))?;
             files.push(FileDigest::new(extra, size, sha256));
         }
-        c.set.commit().map_err(|e| e.with_path(&c.target))?;
         let o = &self.outputs[i];
         let mut artefact = Artefact::new(&self.spec, o, &c.target, size, sha256, c.virtual_size);
         artefact.files = files;
-        Ok((i, artefact))
+        let artefacts = match o.ami {
+            Some(_) => {
+                self.commit_triplet(o, std::mem::take(&mut c.triplet), artefact, &mut c.set)?
+            }
+            None => vec![artefact],
+        };
+        c.set.commit().map_err(|e| e.with_path(&c.target))?;
+        Ok(artefacts.into_iter().map(|a| (i, a)).collect())
     }
 }
 
@@ -54,5 +63,7 @@ pub(crate) struct Commit {
     pub(super) streamed: Option<(String, u64)>,
     /// Other files of the output (an `ovf` package's manifest and disks).
     pub(super) extras: Vec<PathBuf>,
+    /// An ami's kernel and ramdisk, written beside it.
+    pub(super) triplet: Vec<Extra>,
     pub(super) set: OutputSet,
 }

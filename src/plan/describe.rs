@@ -38,6 +38,7 @@ impl Plan {
                     )
                 }
                 Kind::Package(Form::Files) => format!(" (+ {})", names.others().join(", ")),
+                Kind::Triplet => triplet_text(o),
                 Kind::Bare | Kind::NotBuilt => String::new(),
             };
             let _ = writeln!(
@@ -90,4 +91,22 @@ fn options_text(o: &ValidOutput) -> String {
     } else {
         format!(", options {}", items.join(","))
     }
+}
+
+/// `(+ app.aki, app.ari, app.glance.json)`: the files an ami output writes beside it.
+fn triplet_text(o: &crate::spec::ValidOutput) -> String {
+    let Some(ami) = &o.ami else {
+        return String::new();
+    };
+    let file = std::path::Path::new(&o.file);
+    let mut names = Vec::new();
+    if ami.kernel.is_some() {
+        names.push(file.with_extension("aki"));
+    }
+    if ami.ramdisk.is_some() {
+        names.push(file.with_extension("ari"));
+    }
+    names.push(file.with_extension("glance.json"));
+    let names: Vec<String> = names.iter().map(|n| n.display().to_string()).collect();
+    format!(" (+ {})", names.join(", "))
 }

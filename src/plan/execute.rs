@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 
 use super::fetch;
 use super::package::PackageRun;
+use super::triplet;
 use super::{Artefact, BuildReport, Commit, Plan, is_package, locate};
 use crate::container::manifest::{self, hex};
 use crate::disk::{
@@ -27,6 +28,8 @@ impl Plan {
         std::fs::create_dir_all(&self.out_dir)
             .map_err(|e| Error::io(e).with_path(&self.out_dir))?;
         let inputs = self.fetch_inputs(log)?;
+        // An ami's partition is found before anything is written.
+        let ranges = self.ami_ranges(&inputs)?;
         let total = self.outputs.len() + self.seeds.len();
         let mut packages = self.start_packages(&inputs, log)?;
         let mut numbered: Vec<(usize, Artefact)> = Vec::new();
@@ -47,7 +50,8 @@ impl Plan {
                     o.container.name()
                 ));
             }
-            let mut commits = self.write_outputs(disk, &group, input.as_ref(), &mut packages)?;
+            let mut commits =
+                self.write_outputs(disk, &group, input.as_ref(), &mut packages, &ranges)?;
             // Packages are complete after the last disk; they are hashed and renamed
             // alongside that disk's outputs.
             if disk + 1 == inputs.len() {
@@ -136,7 +140,11 @@ impl Plan {
         Ok(inputs)
     }
 
-    fn reader(&self, disk_index: usize, input: Option<&PathBuf>) -> Result<Box<dyn DiskReader>> {
+    pub(super) fn reader(
+        &self,
+        disk_index: usize,
+        input: Option<&PathBuf>,
+    ) -> Result<Box<dyn DiskReader>> {
         let disk = &self.spec.disks[disk_index];
         let Some(path) = input else {
             return Ok(Box::new(Blank::new(disk.size.unwrap_or_default())));
@@ -166,17 +174,20 @@ impl Plan {
         outputs: &[(usize, &ValidOutput)],
         input: Option<&PathBuf>,
         packages: &mut [PackageRun],
+        ranges: &[Option<triplet::Range>],
     ) -> Result<Vec<(usize, Commit)>> {
         let mut reader = self.reader(disk_index, input)?;
         let virtual_size = reader.virtual_size();
         let mut sets = Vec::new();
         let mut writers = Vec::new();
-        for (_, o) in outputs {
+        for (i, o) in outputs {
             let target = self.out_dir.join(&o.file);
             let mut set = OutputSet::new(&target, true);
-            let writer = self
-                .start_output(o, virtual_size, &mut set)
-                .map_err(|e| e.with_path(&target))?;
+            let writer = match ranges.get(*i).copied().flatten() {
+                Some(range) => self.ami_lane(o, range, &mut set),
+                None => self.start_output(o, virtual_size, &mut set),
+            }
+            .map_err(|e| e.with_path(&target))?;
             writers.push(Lane { writer, target });
             sets.push(set);
         }
@@ -195,9 +206,7 @@ impl Plan {
         // the disk on a thread of its own, rather than as a lane of the pass: a lane would
         // be paced by the slowest writer (a compressing one) and hash the disk's zero runs
         // alone at the end; rather than by re-reading the finished image either.
-        let raw = outputs
-            .iter()
-            .any(|(_, o)| o.engine_format == DiskFormat::Raw);
+        let raw = outputs.iter().any(|(_, o)| streams_disk(o));
         let (converted, digest) = std::thread::scope(|scope| {
             let digest = raw.then(|| scope.spawn(|| self.disk_digest(disk_index, input)));
             let converted = disk::convert(reader.as_mut(), &mut lanes, &mut |_| {});
@@ -217,13 +226,15 @@ impl Plan {
         for ((lane, (i, o)), set) in writers.into_iter().zip(outputs).zip(sets) {
             let report = (lane.writer.finish()).map_err(|e| e.with_path(&lane.target))?;
             let streamed = (digest.clone())
-                .filter(|_| o.engine_format == DiskFormat::Raw)
+                .filter(|_| streams_disk(o))
                 .map(|d| (d, report.virtual_size));
+            let triplet = self.ami_extras(o, &lane.target)?;
             let commit = Commit {
                 target: lane.target,
                 virtual_size: report.virtual_size,
                 streamed,
                 extras: Vec::new(),
+                triplet,
                 set,
             };
             commits.push((*i, commit));
@@ -274,6 +285,12 @@ impl Plan {
         let (sha256, size) = manifest::hash_file(&target)?;
         Ok(Artefact::seed(&self.spec, seed, size, sha256))
     }
+}
+
+/// Whether output `o`'s bytes are the whole disk's, hashed from a second reader (an ami is
+/// a crop of the disk, hashed from its file).
+fn streams_disk(o: &ValidOutput) -> bool {
+    o.engine_format == DiskFormat::Raw && o.ami.is_none()
 }
 
 /// One output of a pass: a writer whose errors name its file (several write at once).

@@ -32,6 +32,7 @@ mod execute;
 pub mod fetch;
 pub mod package;
 pub mod report;
+mod triplet;
 
 use std::path::{Path, PathBuf};
 
