@@ -14,9 +14,11 @@
 //! imports `plan` or `spec`: the plan translates the spec into these types.
 
 pub mod cloud_init;
+pub mod finding;
 pub mod manifest;
 pub mod ova;
 pub mod ovf;
+pub mod ovf_read;
 pub mod package;
 pub mod tar;
 
