@@ -10,6 +10,7 @@ mod formats;
 mod layering;
 mod ova;
 mod ova_input;
+mod ova_verify;
 mod seed;
 mod spec;
 mod util;

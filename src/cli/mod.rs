@@ -8,6 +8,7 @@ mod convert;
 mod info;
 mod input;
 mod measure;
+mod package;
 mod progress;
 mod seed;
 
@@ -47,6 +48,14 @@ enum Command {
     Validate(build::ValidateArgs),
     /// Write a starter spec from a template.
     Init(build::InitArgs),
+    /// Show what an OVF package holds: machines, hardware, disks, networks, properties,
+    /// EULA, manifest and signature.
+    Inspect(package::InspectArgs),
+    /// Check an OVF package as importers will: tar layout, manifest digests, file sizes,
+    /// disk capacities (every disk read through) and the signature; exits non-zero on errors.
+    Verify(package::VerifyArgs),
+    /// Sign an OVF package's manifest with an RSA key and certificate (writes the .cert).
+    Sign(package::SignArgs),
 }
 
 /// Output options shared by create and convert.
@@ -186,6 +195,9 @@ pub fn run(cli: Cli) -> miette::Result<()> {
         Command::Build(args) => return build::build(&args),
         Command::Validate(args) => return build::validate(&args),
         Command::Init(args) => return build::init(&args),
+        Command::Inspect(args) => package::inspect(&args),
+        Command::Verify(args) => package::verify(&args),
+        Command::Sign(args) => package::sign(&args),
     };
     result.map_err(|e| miette::Report::new(KilnDiagnostic(e)))
 }

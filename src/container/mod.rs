@@ -15,12 +15,16 @@
 
 pub mod cloud_init;
 pub mod finding;
+pub mod inspect;
 pub mod manifest;
 pub mod ova;
 pub mod ovf;
 pub mod ovf_read;
 pub mod package;
+pub mod sign;
+pub mod signature;
 pub mod tar;
+pub mod verify;
 
 /// A guest OS kiln can name in a descriptor: the spec's `vm.os` and what each importer
 /// reads.
