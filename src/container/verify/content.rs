@@ -9,12 +9,11 @@
 //! for. Whatever is left is hashed at the end. The digests are computed on a thread of
 //! their own, fed in 1 MiB chunks, so hashing and decompression use both cores.
 //!
-//! RAM: the disk reader's own buffers, one 1 MiB scratch buffer, and at most
-//! [`HASH_QUEUE`] chunks queued for the hashing thread.
+//! RAM: the disk reader's own buffers and at most [`HASH_QUEUE`] + 2 chunks of 1 MiB.
 
 use std::path::Path;
 use std::sync::Mutex;
-use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, channel, sync_channel};
 use std::thread::JoinHandle;
 
 use super::package::PackageFile;
@@ -129,17 +128,14 @@ fn read_disk(src: Source, label: &Path) -> DiskCheck {
     }
 }
 
-/// Hashes `[from, to)` of `src` in order.
+/// Hashes `[from, to)` of `src` in order, reading straight into the pipe's buffers.
 fn hash_range(src: &dyn ReadAt, from: u64, to: u64, pipe: &mut HashPipe) -> Result<()> {
-    if pipe.is_idle() {
-        return Ok(());
-    }
-    let mut buf = vec![0u8; HASH_CHUNK];
     let mut at = from;
-    while at < to {
-        let want = usize::try_from((to - at).min(HASH_CHUNK as u64)).unwrap_or(HASH_CHUNK);
-        crate::io::read_exact_at(src, &mut buf[..want], at, "package file")?;
-        pipe.update(&buf[..want]);
+    while at < to && !pipe.is_idle() {
+        let room = pipe.room();
+        let want = usize::try_from(to - at).map_or(room.len(), |left| left.min(room.len()));
+        crate::io::read_exact_at(src, &mut room[..want], at, "package file")?;
+        pipe.advance(want);
         at += want as u64;
     }
     Ok(())
@@ -198,39 +194,49 @@ impl ReadAt for HashingSource {
     }
 }
 
-/// Digests computed on a thread of their own from chunks sent in order.
+/// Digests computed on a thread of their own from chunks sent in order. Buffers go back
+/// to the sender once hashed, so a long file reuses the same few (no allocation or page
+/// faults per chunk).
 #[derive(Debug)]
 struct HashPipe {
     algs: Vec<Algorithm>,
+    /// The chunk being filled (always [`HASH_CHUNK`] long) and how much of it is.
     buf: Vec<u8>,
-    tx: Option<SyncSender<Vec<u8>>>,
+    filled: usize,
+    tx: Option<SyncSender<(Vec<u8>, usize)>>,
+    spare: Option<Receiver<Vec<u8>>>,
     worker: Option<JoinHandle<Vec<Hasher>>>,
 }
 
 impl HashPipe {
     fn new(algs: &[Algorithm]) -> Self {
+        let mut pipe = Self {
+            algs: algs.to_vec(),
+            buf: Vec::new(),
+            filled: 0,
+            tx: None,
+            spare: None,
+            worker: None,
+        };
         if algs.is_empty() {
-            return Self {
-                algs: Vec::new(),
-                buf: Vec::new(),
-                tx: None,
-                worker: None,
-            };
+            return pipe;
         }
-        let (tx, rx) = sync_channel::<Vec<u8>>(HASH_QUEUE);
+        let (tx, rx) = sync_channel::<(Vec<u8>, usize)>(HASH_QUEUE);
+        let (back_tx, back_rx) = channel::<Vec<u8>>();
         let mut hashers: Vec<Hasher> = algs.iter().map(|a| a.hasher()).collect();
         let worker = std::thread::spawn(move || {
-            for chunk in rx {
-                hashers.iter_mut().for_each(|h| h.update(&chunk));
+            for (chunk, len) in rx {
+                hashers.iter_mut().for_each(|h| h.update(&chunk[..len]));
+                // The sender may be gone already; then the buffer is simply dropped.
+                let _ = back_tx.send(chunk);
             }
             hashers
         });
-        Self {
-            algs: algs.to_vec(),
-            buf: Vec::with_capacity(HASH_CHUNK),
-            tx: Some(tx),
-            worker: Some(worker),
-        }
+        pipe.buf = vec![0; HASH_CHUNK];
+        pipe.tx = Some(tx);
+        pipe.spare = Some(back_rx);
+        pipe.worker = Some(worker);
+        pipe
     }
 
     /// True when no digest is wanted.
@@ -238,19 +244,38 @@ impl HashPipe {
         self.tx.is_none()
     }
 
-    fn update(&mut self, mut bytes: &[u8]) {
+    /// The unfilled rest of the current chunk (never empty while the pipe is busy).
+    fn room(&mut self) -> &mut [u8] {
+        &mut self.buf[self.filled..]
+    }
+
+    /// Counts `n` bytes written into [`HashPipe::room`] and sends a full chunk.
+    fn advance(&mut self, n: usize) {
+        self.filled += n;
+        if self.filled < self.buf.len() {
+            return;
+        }
         let Some(tx) = &self.tx else {
             return;
         };
-        while !bytes.is_empty() {
-            let take = (HASH_CHUNK - self.buf.len()).min(bytes.len());
-            self.buf.extend_from_slice(&bytes[..take]);
+        let next = self
+            .spare
+            .as_ref()
+            .and_then(|r| r.try_recv().ok())
+            .unwrap_or_else(|| vec![0; HASH_CHUNK]);
+        let full = std::mem::replace(&mut self.buf, next);
+        // A send fails only when the worker is gone; `finish` reports that.
+        let _ = tx.send((full, self.filled));
+        self.filled = 0;
+    }
+
+    fn update(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() && !self.is_idle() {
+            let room = self.room();
+            let take = room.len().min(bytes.len());
+            room[..take].copy_from_slice(&bytes[..take]);
             bytes = &bytes[take..];
-            if self.buf.len() == HASH_CHUNK {
-                let full = std::mem::replace(&mut self.buf, Vec::with_capacity(HASH_CHUNK));
-                // A send fails only when the worker is gone; `finish` reports that.
-                let _ = tx.send(full);
-            }
+            self.advance(take);
         }
     }
 
@@ -258,8 +283,8 @@ impl HashPipe {
         let Some(tx) = self.tx.take() else {
             return Ok(Vec::new());
         };
-        if !self.buf.is_empty() {
-            let _ = tx.send(std::mem::take(&mut self.buf));
+        if self.filled > 0 {
+            let _ = tx.send((std::mem::take(&mut self.buf), self.filled));
         }
         drop(tx);
         let hashers = self
