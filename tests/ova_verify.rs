@@ -546,3 +546,121 @@ fn inspect_of_kilns_own_package() {
     good_package(&d);
     insta::assert_snapshot!(d.kiln_ok(&["inspect", "--output", "json", "out/app.ova"]));
 }
+
+/// A self-signed certificate for `key.pem` valid only during 2020-01-01, made with `openssl ca`.
+fn expired_certificate(d: &Dir) {
+    let dir = d.path("ca");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("index.txt"), "").unwrap();
+    std::fs::write(dir.join("serial"), "01\n").unwrap();
+    let cnf = "[ca]\ndefault_ca = d\n[d]\ndatabase = index.txt\nnew_certs_dir = .\nserial = serial\ndefault_md = sha256\npolicy = p\n[p]\ncommonName = supplied\n";
+    std::fs::write(dir.join("ca.cnf"), cnf).unwrap();
+    let key = d.path("key.pem");
+    run_ok(
+        "openssl",
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            key.to_str().unwrap(),
+            "-out",
+            dir.join("req.csr").to_str().unwrap(),
+            "-subj",
+            "/CN=old signer",
+        ],
+    );
+    let out = std::process::Command::new("openssl")
+        .args([
+            "ca",
+            "-batch",
+            "-config",
+            "ca.cnf",
+            "-selfsign",
+            "-keyfile",
+            key.to_str().unwrap(),
+            "-in",
+            "req.csr",
+            "-out",
+            d.path("cert.pem").to_str().unwrap(),
+            "-startdate",
+            "20200101000000Z",
+            "-enddate",
+            "20200102000000Z",
+            "-notext",
+        ])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl ca failed:\n{}",
+        describe(&out)
+    );
+}
+
+#[test]
+fn an_expired_certificate_is_a_warning_check_ova_shares() {
+    let d = Dir::new();
+    good_package(&d);
+    expired_certificate(&d);
+    d.kiln_ok(&[
+        "sign",
+        "out/app.ova",
+        "--key",
+        "key.pem",
+        "--cert",
+        "cert.pem",
+    ]);
+    let out = d.kiln_ok(&["verify", "out/app.ova"]);
+    assert!(
+        out.contains("[cert.expired]") && out.contains("OK (0 errors"),
+        "{out}"
+    );
+    let oracle = std::process::Command::new(oracle("check-ova"))
+        .args(["--json", "--profile", "generic"])
+        .arg(d.path("out/app.ova"))
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&oracle.stdout);
+    assert!(
+        oracle.status.success() && report.contains("\"cert.expired\""),
+        "{}",
+        describe(&oracle)
+    );
+}
+
+#[test]
+fn a_key_that_is_not_the_certificates_is_refused() {
+    let d = Dir::new();
+    good_package(&d);
+    for (key, cert) in [("a.key", "a.pem"), ("b.key", "b.pem")] {
+        run_ok(
+            "openssl",
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                d.path(key).to_str().unwrap(),
+                "-out",
+                d.path(cert).to_str().unwrap(),
+                "-days",
+                "30",
+                "-subj",
+                "/CN=x",
+            ],
+        );
+    }
+    let err = d.kiln_err(
+        &["sign", "out/app.ova", "--key", "a.key", "--cert", "b.pem"],
+        2,
+    );
+    assert!(err.contains("is not the key of certificate"), "{err}");
+    let untouched = d.kiln_ok(&["inspect", "out/app.ova"]);
+    assert!(untouched.contains("certificate: none"), "{untouched}");
+}

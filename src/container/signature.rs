@@ -385,3 +385,39 @@ fn load_private_key(path: &Path) -> Result<PrivateKey> {
     }
     Ok(key)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(bytes: &[u8]) -> &'static str {
+        parse_cert(bytes, "a.cert").unwrap_err().code
+    }
+
+    #[test]
+    fn a_first_line_without_the_signature_form_is_a_syntax_error() {
+        assert_eq!(code(b"-----BEGIN CERTIFICATE-----\n"), "cert.syntax");
+    }
+
+    #[test]
+    fn an_unknown_signature_digest_is_a_syntax_error() {
+        assert_eq!(code(b"MD5(a.mf)= 00ff\n"), "cert.syntax");
+    }
+
+    #[test]
+    fn a_signature_that_is_not_hex_is_a_syntax_error() {
+        assert_eq!(code(b"SHA256(a.mf)= xyz\n"), "cert.syntax");
+    }
+
+    #[test]
+    fn a_file_without_a_pem_certificate_is_refused() {
+        assert_eq!(code(b"SHA256(a.mf)= 00ff\n"), "cert.no-certificate");
+    }
+
+    #[test]
+    fn a_broken_pem_certificate_is_refused() {
+        let text =
+            b"SHA256(a.mf)= 00ff\n-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        assert_eq!(code(text), "cert.no-certificate");
+    }
+}

@@ -434,3 +434,29 @@ fn host_resource_exists(env: &Envelope, host: &str) -> bool {
     }
     true
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::container::ovf_read::read_descriptor;
+
+    fn envelope() -> Envelope {
+        let text = r#"<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1">
+  <References><File ovf:id="f1" ovf:href="a.iso"/></References>
+  <DiskSection><Disk ovf:diskId="d1" ovf:capacity="1"/></DiskSection></Envelope>"#;
+        read_descriptor(text.as_bytes(), "t.ovf").unwrap().envelope
+    }
+
+    #[test]
+    fn the_host_resource_spellings_importers_use_resolve() {
+        let env = envelope();
+        for host in ["ovf:/disk/d1", "/disk/d1", "ovf://disk/d1", "ovf:/file/f1"] {
+            assert!(host_resource_exists(&env, host), "{host}");
+        }
+    }
+
+    #[test]
+    fn a_host_resource_naming_no_disk_is_caught() {
+        assert!(!host_resource_exists(&envelope(), "ovf:/disk/d2"));
+    }
+}

@@ -363,3 +363,28 @@ fn compressed(src: &dyn ReadAt) -> Result<Option<&'static str>> {
         _ => None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hrefs_below_the_descriptor_are_local() {
+        assert!(is_local("disk1.vmdk"));
+        assert!(is_local("disks/disk1.vmdk"));
+    }
+
+    #[test]
+    fn urls_absolute_paths_and_dot_dot_are_not_local() {
+        for href in [
+            "http://example.com/d.vmdk",
+            "/etc/passwd",
+            "../d.vmdk",
+            "a/../../d",
+            "a//b",
+            "a\\b",
+        ] {
+            assert!(!is_local(href), "{href}");
+        }
+    }
+}
