@@ -24,13 +24,14 @@ pub(super) struct InspectArgs {
     file: PathBuf,
 }
 
+/// `kiln verify`: an OVF package, or an EC2 bundle (whose options are the bundle's).
 #[derive(Debug, Args)]
-pub(super) struct VerifyArgs {
-    /// Output style.
+pub(super) struct VerifyAnyArgs {
+    /// Output style (OVF packages).
     #[arg(long, value_enum, default_value_t)]
     output: OutputMode,
-    /// The package: an .ova, or an .ovf with its files beside it.
-    file: PathBuf,
+    #[command(flatten)]
+    target: super::bundle::VerifyArgs,
 }
 
 #[derive(Debug, Args)]
@@ -51,10 +52,12 @@ pub(super) struct SignArgs {
     file: PathBuf,
 }
 
-/// True when `path` names an OVA or OVF package: by extension, or a tar archive.
+/// True when `path` names an OVF package: an `.ovf`, or a tar archive (an OVA).
 pub(super) fn is_package(path: &Path) -> bool {
-    let ext = path.extension().map(|e| e.to_ascii_lowercase());
-    if ext.as_deref().is_some_and(|e| e == "ova" || e == "ovf") {
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("ovf"))
+    {
         return true;
     }
     let Ok(file) = std::fs::File::open(path) else {
@@ -109,11 +112,24 @@ pub(super) fn inspect(args: &InspectArgs) -> Result<()> {
     print(&text)
 }
 
-pub(super) fn verify(args: &VerifyArgs) -> Result<()> {
-    if !is_package(&args.file) {
-        return Err(not_a_package(&args.file));
+pub(super) fn verify(args: &VerifyAnyArgs) -> Result<()> {
+    let file = &args.target.file;
+    if !is_package(file) {
+        if super::bundle::is_manifest(file)? {
+            return super::bundle::verify(&args.target);
+        }
+        return Err(Error::invalid_input(
+            "not an OVA/OVF package, and not an EC2 bundle manifest (expected an .ova tar archive, an .ovf descriptor, or XML whose root element is <manifest>)",
+        )
+        .with_path(file));
     }
-    let report = verify::verify_package(&args.file, &VerifyOptions { now: now() })?;
+    if args.target.cert.is_some() || args.target.source.is_some() {
+        return Err(Error::invalid_input(
+            "--cert and --source are for EC2 bundles; an OVF package carries its own certificate",
+        )
+        .with_path(file));
+    }
+    let report = verify::verify_package(file, &VerifyOptions { now: now() })?;
     let text = match args.output {
         OutputMode::Human => report.render(),
         OutputMode::Json => json(&report)?,
@@ -123,7 +139,7 @@ pub(super) fn verify(args: &VerifyArgs) -> Result<()> {
         return Ok(());
     }
     let message = format!("the package failed verification ({} errors)", report.errors);
-    Err(Error::new(ErrorKind::InvalidImage, message).with_path(&args.file))
+    Err(Error::new(ErrorKind::InvalidImage, message).with_path(file))
 }
 
 pub(super) fn sign(args: &SignArgs) -> Result<()> {

@@ -16,6 +16,7 @@
 //! imports `plan` or `spec`: the plan translates the spec into these types.
 
 pub mod cloud_init;
+pub mod ec2;
 pub mod finding;
 pub mod inspect;
 pub mod manifest;

@@ -28,6 +28,7 @@ pub mod vdi;
 pub mod vhd;
 pub mod vhdx;
 pub mod vmdk;
+pub mod window;
 
 use std::fmt;
 use std::str::FromStr;

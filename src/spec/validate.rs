@@ -83,6 +83,8 @@ pub struct ValidOutput {
     pub target: Target,
     /// OVF/OVA manifest digest.
     pub manifest: ManifestDigest,
+    /// The Glance triplet's settings (ami outputs only).
+    pub ami: Option<ValidAmi>,
 }
 
 /// A spec that passed every check.
@@ -479,9 +481,12 @@ impl Checker<'_> {
     }
 }
 
+mod ami;
 mod cloud_init;
 mod machine;
 mod outputs;
+
+pub use ami::{AmiPart, AmiSource, PartitionChoice, ValidAmi};
 
 pub use cloud_init::ValidSeed;
 pub use machine::ValidMachine;
