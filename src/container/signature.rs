@@ -15,23 +15,20 @@
 
 use std::path::Path;
 
-use rsa::pkcs1::DecodeRsaPrivateKey;
+use rsa::PublicKey;
 use rsa::pkcs1v15::{Signature, SigningKey, VerifyingKey};
-use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey};
+use rsa::pkcs8::DecodePublicKey;
 use rsa::signature::{SignatureEncoding, Signer as _, Verifier};
-use rsa::traits::PublicKeyParts;
-use rsa::{PrivateKey, PublicKey};
 use sha1::Sha1;
 use sha2::{Sha256, Sha512};
 use x509_cert::Certificate;
 use x509_cert::der::Encode;
 
+use super::ec2::crypto::{load_private_key, parse_hex};
 use super::finding::Finding;
 use super::manifest::{Algorithm, hex};
 use crate::error::{Error, ErrorKind, Result};
 
-/// The shortest RSA key kiln signs with.
-pub const MIN_RSA_BITS: u32 = 2048;
 /// Largest certificate file or key read.
 pub const CERT_MAX_BYTES: u64 = 1 << 20;
 
@@ -105,7 +102,8 @@ pub fn parse_cert(bytes: &[u8], name: &str) -> std::result::Result<CertFile, Fin
             ));
         }
     };
-    let signature = crate::container::verify::unhex(sig)
+    let signature = parse_hex(sig)
+        .filter(|b| !b.is_empty())
         .ok_or_else(|| bad("cert.syntax", "the signature is not hex".into()))?;
     let pem_at = text.find("-----BEGIN").ok_or_else(|| {
         bad(
@@ -297,6 +295,7 @@ impl PackageSigner {
     /// # Errors
     /// [`SignError`] for unreadable, encrypted, short or mismatched keys; I/O errors.
     pub fn load(key: &Path, cert: &Path) -> Result<Self> {
+        // The EC2 bundler's loader: PKCS#8 or PKCS#1 PEM, unencrypted, at least 2048 bits.
         let private = load_private_key(key)?;
         let chain_pem = read_text(cert, "certificate")?;
         let bad = |problem: String| SignError::BadKey {
@@ -354,36 +353,6 @@ fn read_text(path: &Path, what: &'static str) -> Result<String> {
     }
     let bytes = std::fs::read(path).map_err(|e| Error::io(e).with_path(path))?;
     Ok(String::from_utf8(bytes).map_err(|_| bad("not PEM text"))?)
-}
-
-/// The RSA private key in the PEM file at `path` (PKCS#8 or PKCS#1, unencrypted).
-fn load_private_key(path: &Path) -> Result<PrivateKey> {
-    const WHAT: &str = "private key";
-    let text = read_text(path, WHAT)?;
-    let bad = |problem: String| SignError::BadKey {
-        what: WHAT,
-        path: path.display().to_string(),
-        problem,
-    };
-    let label = x509_cert::der::pem::decode_label(text.as_bytes())
-        .map_err(|e| bad(format!("not PEM ({e})")))?;
-    let key = match label {
-        "PRIVATE KEY" => PrivateKey::from_pkcs8_pem(&text).map_err(|e| e.to_string()),
-        "RSA PRIVATE KEY" => PrivateKey::from_pkcs1_pem(&text).map_err(|e| e.to_string()),
-        "ENCRYPTED PRIVATE KEY" => {
-            Err("the key is encrypted; decrypt it first (openssl pkey -in KEY -out PLAIN)".into())
-        }
-        other => Err(format!("PEM block is {other:?}, not an RSA private key")),
-    }
-    .map_err(bad)?;
-    let bits = key.as_public_key().n().bit_width();
-    if bits < MIN_RSA_BITS {
-        return Err(bad(format!(
-            "RSA key has {bits} bits; at least {MIN_RSA_BITS} are required"
-        ))
-        .into());
-    }
-    Ok(key)
 }
 
 #[cfg(test)]

@@ -225,17 +225,6 @@ fn disk_hrefs(pkg: &Package) -> Vec<&str> {
         .collect()
 }
 
-/// Bytes from an even number of hex digits (either case).
-pub fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) || text.is_empty() {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
 impl Report {
     /// The report for people: one line per finding, then a verdict.
     pub fn render(&self) -> String {
