@@ -34,11 +34,11 @@ with tarfile.open(out, 'w', format=fmt) as t:
             t.addfile(info, f)
 "#;
 
-/// Builds a two-disk OVA (`out/app.ova`, SHA-256 manifest) in `d` and extracts it with
-/// Python's tarfile into `d/x`.
+/// Builds a two-disk OVA (`out/app.ova`, SHA-256 manifest, cloud-init data as OVF
+/// properties) in `d` and extracts it with Python's tarfile into `d/x`.
 fn good_package(d: &Dir) -> PathBuf {
     sparse_raw(&d.path("src.raw"), 24 << 20, 30, 11);
-    let spec = "name: app\nvm: { cpus: 2, memory: 1GiB, firmware: efi }\nnetworks: [ { name: VM Network } ]\ndisks:\n  - { name: root, source: { file: src.raw } }\n  - { name: data, source: { blank: true }, size: 8MiB }\noutputs:\n  - { disk_format: vmdk, container_format: ova }\n";
+    let spec = "name: app\nvm: { cpus: 2, memory: 1GiB, firmware: efi }\ncloud_init:\n  user_data: { packages: [nginx] }\n  meta_data: { instance-id: web-1, local-hostname: web }\n  deliver: [ovf-properties]\nnetworks: [ { name: VM Network } ]\ndisks:\n  - { name: root, source: { file: src.raw } }\n  - { name: data, source: { blank: true }, size: 8MiB }\noutputs:\n  - { disk_format: vmdk, container_format: ova }\n";
     std::fs::write(d.path("spec.yaml"), spec).unwrap();
     d.kiln_ok(&["build", "spec.yaml", "-o", "out"]);
     let x = d.path("x");
