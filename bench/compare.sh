@@ -8,6 +8,8 @@
 # builds of one output each (ratio: build / slowest single build).
 # The `ova-read` row converts the disk inside an OVA (read in place) and the same VMDK
 # extracted, to raw (ratio: OVA / extracted).
+# The `verify` row checks an OVA of the corpus with `kiln verify` against `sha256sum` of the
+# OVA plus `qemu-img check` of its extracted VMDK (ratio: kiln / that pair).
 # The `iso-tree` row writes a directory tree into an ISO (kiln convert -O iso DIR vs
 # xorriso -as mkisofs -R -J); the tree is --tree, else ~2 GiB of /usr hard-linked into
 # $TMPDIR/kiln-bench/iso-tree (made once). Its pair is xorriso; a `dd conv=fsync` of the
@@ -222,6 +224,33 @@ if [ -z "$ONLY" ] || [[ ",$ONLY," == *",ova-read,"* ]]; then
       'BEGIN{printf "| %-34s | %-14s | %8.2f | %10.0f | %9.1f | %9.1f | %7.1f | %10s | %10s |\n", "ova-read (to raw)", t, s, vs/s/1e6, o/1048576, a/1048576, r/1024, tr, ""}'
   done
   rm -rf "$odir"
+fi
+
+# verify: `kiln verify` of an OVA of the corpus (every digest, the VMDK read through) against
+# the issue's yardstick, `sha256sum` of the OVA plus `qemu-img check` of the extracted VMDK in
+# the same run; ratio kiln / (sha256sum + qemu-img check). Both report to a file (the `out`
+# column is the report's size).
+if [ -z "$ONLY" ] || [[ ",$ONLY," == *",verify,"* ]]; then
+  vdir="$OUT/cmp-verify"; rm -rf "$vdir"; mkdir -p "$vdir"
+  printf '%s\n' "name: v" "disks:" "  - name: root" "    source: { file: $RAW }" "outputs:" \
+    "  - { disk_format: vmdk, container_format: ova }" > "$vdir/v.yaml"
+  "$KILN" build --quiet "$vdir/v.yaml" -o "$vdir" > /dev/null
+  (cd "$vdir" && tar xf v.ova v-disk1.vmdk)
+  cat "$vdir/v.ova" "$vdir/v-disk1.vmdk" > /dev/null   # same warm page cache for both
+  ref=$(time_cmd "$vdir/ref.txt" bash -c 'sha256sum "$1" > "$0" && qemu-img check "$2" >> "$0"' \
+    "$vdir/ref.txt" "$vdir/v.ova" "$vdir/v-disk1.vmdk")
+  k=$(time_cmd "$vdir/kiln.txt" bash -c '"$1" verify "$2" > "$0"' "$vdir/kiln.txt" "$KILN" "$vdir/v.ova")
+  for tool in reference kiln; do
+    case $tool in kiln) r=$k; t="kiln verify" ;; *) r=$ref; t="sha256sum+check" ;; esac
+    if [[ $r == fail* ]]; then printf '| %-34s | %-14s | %s |\n' verify "$t" "${r#fail }"; continue; fi
+    read -r s rss o a <<<"$r"; tr=""
+    if [ $tool = kiln ] && [[ $ref != fail* ]]; then
+      read -r rs _ _ _ <<<"$ref"; tr=$(awk -v k="$s" -v q="$rs" 'BEGIN{printf "%.2f", k/q}')
+    fi
+    awk -v t="$t" -v s="$s" -v vs="$VSIZE" -v o="$o" -v a="$a" -v r="$rss" -v tr="$tr" \
+      'BEGIN{printf "| %-34s | %-14s | %8.2f | %10.0f | %9.1f | %9.1f | %7.1f | %10s | %10s |\n", "verify (OVA of the corpus)", t, s, vs/s/1e6, o/1048576, a/1048576, r/1024, tr, ""}'
+  done
+  rm -rf "$vdir"
 fi
 
 # iso-tree: a directory into an ISO, kiln vs xorriso (both synced, as kiln always is).

@@ -12,6 +12,7 @@ mod formats;
 mod layering;
 mod ova;
 mod ova_input;
+mod ova_verify;
 mod partitions;
 mod seed;
 mod spec;

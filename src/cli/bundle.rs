@@ -129,20 +129,24 @@ pub(super) struct UnbundleArgs {
 /// Check a bundle without its private key.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "For an EC2 bundle manifest (NAME.manifest.xml): checks its structure, \
+    after_help = "For an OVF package (.ova, or .ovf with its files): the tar layout, every \
+    manifest line and digest, file sizes, each disk read through with the capacity the \
+    descriptor says, and the .cert signature; importers' own words where they have them. \
+    For an EC2 bundle manifest (NAME.manifest.xml): checks its structure, \
     its signature (with --cert), and that every part is present with the SHA1 the manifest \
     lists. The image digest inside the encrypted parts needs the private key: use kiln \
     unbundle. Other inputs are refused."
 )]
 pub(super) struct VerifyArgs {
-    /// The file to check (an EC2 bundle manifest, NAME.manifest.xml).
-    file: PathBuf,
-    /// The user's X.509 certificate (PEM): check the signature with it.
+    /// The file to check: an EC2 bundle manifest (NAME.manifest.xml), or an OVF package
+    /// (.ova, or .ovf with its files).
+    pub(super) file: PathBuf,
+    /// The user's X.509 certificate (PEM): check the signature with it (EC2 bundles).
     #[arg(short = 'c', long, value_name = "PEM")]
-    cert: Option<PathBuf>,
-    /// Directory holding the parts (default: the manifest's).
+    pub(super) cert: Option<PathBuf>,
+    /// Directory holding the parts (default: the manifest's; EC2 bundles).
     #[arg(short = 's', long, value_name = "DIR")]
-    source: Option<PathBuf>,
+    pub(super) source: Option<PathBuf>,
 }
 
 pub(super) fn bundle(args: &BundleArgs) -> Result<()> {
@@ -228,7 +232,7 @@ pub(super) fn verify(args: &VerifyArgs) -> Result<()> {
 }
 
 /// Dispatch for `kiln verify`: a `.manifest.xml` name or XML whose root is `<manifest>`.
-fn is_manifest(path: &Path) -> Result<bool> {
+pub(super) fn is_manifest(path: &Path) -> Result<bool> {
     let mut head = [0u8; 4096];
     let mut file = std::fs::File::open(path).map_err(|e| Error::io(e).with_path(path))?;
     let n = std::io::Read::read(&mut file, &mut head).map_err(|e| Error::io(e).with_path(path))?;

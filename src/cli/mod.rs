@@ -12,6 +12,7 @@ mod info;
 mod input;
 mod man;
 mod measure;
+mod package;
 mod progress;
 mod seed;
 
@@ -63,6 +64,11 @@ enum Command {
     Validate(build::ValidateArgs),
     /// Write a starter spec from a template.
     Init(build::InitArgs),
+    /// Show what an OVF package holds: machines, hardware, disks, networks, properties,
+    /// EULA, manifest and signature.
+    Inspect(package::InspectArgs),
+    /// Sign an OVF package's manifest with an RSA key and certificate (writes the .cert).
+    Sign(package::SignArgs),
     /// Print a shell completion script (`source <(kiln completions bash)`).
     Completions(completions::CompletionsArgs),
     /// Print a manual page in roff: kiln(1), or kiln-COMMAND(1) (`kiln man | man -l -`).
@@ -71,9 +77,9 @@ enum Command {
     Bundle(Box<bundle::BundleArgs>),
     /// Verify an EC2 bundle and restore its image (needs the private key).
     Unbundle(bundle::UnbundleArgs),
-    /// Check a bundle without its private key: an EC2 NAME.manifest.xml (structure,
-    /// signature with --cert, parts and their SHA1s).
-    Verify(bundle::VerifyArgs),
+    /// Check an OVF package (.ova, or .ovf with its files) as importers will, or an EC2
+    /// bundle without its private key (NAME.manifest.xml); exits non-zero on errors.
+    Verify(package::VerifyAnyArgs),
 }
 
 /// Output options shared by create and convert.
@@ -220,9 +226,11 @@ pub fn run(cli: Cli) -> miette::Result<()> {
         Command::Build(args) => return build::build(&args),
         Command::Validate(args) => return build::validate(&args),
         Command::Init(args) => return build::init(&args),
+        Command::Inspect(args) => package::inspect(&args),
+        Command::Sign(args) => package::sign(&args),
         Command::Bundle(args) => bundle::bundle(&args),
         Command::Unbundle(args) => bundle::unbundle(&args),
-        Command::Verify(args) => bundle::verify(&args),
+        Command::Verify(args) => package::verify(&args),
     };
     result.map_err(|e| miette::Report::new(KilnDiagnostic(e)))
 }
