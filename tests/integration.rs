@@ -6,6 +6,7 @@
 
 mod build;
 mod cli;
+mod defects;
 mod formats;
 mod layering;
 mod ova;

@@ -149,7 +149,9 @@ impl OutputSet {
     }
 
     fn create(&mut self, target: &Path) -> Result<File> {
-        if !self.force && target.exists() {
+        // Any directory entry counts, a dangling symlink included: `exists()` follows links
+        // and would let the rename replace one without --force.
+        if !self.force && std::fs::symlink_metadata(target).is_ok() {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
                 OutputError::Exists {
@@ -158,21 +160,28 @@ impl OutputSet {
             ));
         }
         let partial = partial_path(target);
+        let create_error = |source| {
+            Error::new(
+                ErrorKind::Io,
+                OutputError::Create {
+                    path: partial.clone(),
+                    source,
+                },
+            )
+        };
+        // A stale partial from an interrupted run is replaced; the entry is removed rather
+        // than opened, so a symlink planted at the partial name is never followed, and
+        // `create_new` refuses anything that appears there in between.
+        match std::fs::remove_file(&partial) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(create_error(e)),
+            _ => {}
+        }
         let file = OpenOptions::new()
             .read(true)
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .open(&partial)
-            .map_err(|source| {
-                Error::new(
-                    ErrorKind::Io,
-                    OutputError::Create {
-                        path: partial.clone(),
-                        source,
-                    },
-                )
-            })?;
+            .map_err(create_error)?;
         register(&partial);
         let flusher = if self.sync {
             Flusher::start(&file)
@@ -298,6 +307,30 @@ mod tests {
         set.commit().unwrap();
         assert!(target.exists());
         assert!(!partial_path(&target).exists());
+    }
+
+    #[test]
+    fn dangling_symlink_at_the_target_is_refused_without_force() {
+        // issue 15, defect 7: `exists()` follows the link and said "no such file".
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.img");
+        std::os::unix::fs::symlink(dir.path().join("nowhere"), &target).unwrap();
+        let err = OutputSet::new(&target, false).create_primary().unwrap_err();
+        assert!(err.to_string().contains("--force"), "{err}");
+    }
+
+    #[test]
+    fn symlink_at_the_partial_name_is_replaced_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.img");
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"keep").unwrap();
+        std::os::unix::fs::symlink(&victim, partial_path(&target)).unwrap();
+        let mut set = OutputSet::new(&target, false);
+        std::io::Write::write_all(&mut set.create_primary().unwrap(), b"new").unwrap();
+        set.commit().unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
+        assert_eq!(std::fs::read(&target).unwrap(), b"new");
     }
 
     #[test]
