@@ -19,3 +19,93 @@ fn dangling_symlink_at_the_output_is_refused_without_force() {
     assert_eq!(link, Path::new("nowhere"));
     assert!(!dir.path("nowhere").exists());
 }
+
+fn write_spec(dir: &Dir, rel: &str, source: &str, extra: &str) {
+    let text = format!(
+        "name: t\ndisks:\n  - name: root\n    source: {{ file: \"{source}\" }}\noutputs:\n  - {{ disk_format: raw, container_format: bare }}\n{extra}"
+    );
+    let path = dir.path(rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+/// issue 15, defect 9: `kiln validate` accepted a `file:` source that `kiln build` refuses.
+#[test]
+fn validate_refuses_a_qcow2_source_with_a_backing_file() {
+    require_tool("qemu-img");
+    let dir = Dir::new();
+    let base = dir.path("base.qcow2");
+    let top = dir.path("top.qcow2");
+    run_ok(
+        "qemu-img",
+        &["create", "-q", "-f", "qcow2", base.to_str().unwrap(), "1M"],
+    );
+    let (b, t) = (base.to_str().unwrap(), top.to_str().unwrap());
+    run_ok(
+        "qemu-img",
+        &["create", "-q", "-f", "qcow2", "-b", b, "-F", "qcow2", t],
+    );
+    write_spec(&dir, "spec.yaml", "top.qcow2", "");
+    let err = dir.kiln_err(&["validate", "spec.yaml"], 1);
+    assert!(
+        err.contains("disks[0].source.file") && err.contains("backing file"),
+        "{err}"
+    );
+    let build = dir.kiln_err(&["build", "spec.yaml"], 1);
+    assert!(build.contains("backing file"), "{build}");
+    assert!(
+        !dir.path("build").exists(),
+        "validation failed, nothing is built"
+    );
+}
+
+/// issue 15, defect 10: with --confine, an input outside the spec's directory is refused
+/// before it is opened, however it gets there (`../`, an absolute path, a symlink).
+#[test]
+fn confine_refuses_inputs_that_resolve_outside_the_spec_directory() {
+    let dir = Dir::new();
+    std::fs::write(dir.path("outside.raw"), vec![1u8; 4096]).unwrap();
+    std::fs::create_dir(dir.path("spec")).unwrap();
+    std::os::unix::fs::symlink("../outside.raw", dir.path("spec/link.raw")).unwrap();
+    let absolute = dir.path("outside.raw");
+    for source in ["../outside.raw", absolute.to_str().unwrap(), "link.raw"] {
+        write_spec(&dir, "spec/spec.yaml", source, "");
+        dir.kiln_ok(&["validate", "spec/spec.yaml"]);
+        let err = dir.kiln_err(&["validate", "--confine", "spec/spec.yaml"], 1);
+        assert!(err.contains("refused by --confine"), "{source}: {err}");
+        let err = dir.kiln_err(&["build", "--confine", "spec/spec.yaml"], 1);
+        assert!(err.contains("refused by --confine"), "{source}: {err}");
+    }
+    assert!(!dir.path("build").exists());
+    let allowed = dir.kiln_ok(&[
+        "validate",
+        "--confine",
+        "--allow-dir",
+        ".",
+        "spec/spec.yaml",
+    ]);
+    assert!(allowed.contains("valid"), "{allowed}");
+}
+
+/// issue 15, defect 10: an error about a file the spec names does not quote the file.
+#[test]
+fn errors_about_a_cloud_init_file_do_not_quote_it() {
+    let dir = Dir::new();
+    std::fs::write(dir.path("disk.raw"), vec![0u8; 4096]).unwrap();
+    std::fs::write(
+        dir.path("secret"),
+        "root:$6$topsecrethash:19000:0:99999:7:::\n",
+    )
+    .unwrap();
+    let cloud_init = "cloud_init:\n  user_data: secret\n  deliver: [seed-iso]\n";
+    write_spec(&dir, "spec.yaml", "disk.raw", cloud_init);
+    let err = dir.kiln_err(&["validate", "spec.yaml"], 1);
+    assert!(
+        err.contains("cloud_init.user_data") && err.contains("secret"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("topsecret") && !err.contains("root:"),
+        "{err}"
+    );
+}

@@ -16,7 +16,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use load::{MAX_SPEC_BYTES, load};
-pub use validate::{DiskPlanSource, ValidDisk, ValidOutput, ValidSeed, ValidSpec, validate};
+pub use validate::{
+    DiskPlanSource, ValidDisk, ValidOutput, ValidSeed, ValidSpec, ValidateOptions, validate,
+    validate_with,
+};
 
 use crate::error::{Error, ErrorKind};
 

@@ -190,15 +190,51 @@ impl ContainerFormat {
     }
 }
 
-/// Checks `spec` (parsed from `text` at `path`).
+/// How validation treats the files a spec names.
+#[derive(Debug, Clone, Default)]
+pub struct ValidateOptions {
+    /// `--confine`: every input path must resolve, after symlinks, inside the spec's
+    /// directory or one of these directories; `None` leaves paths unconfined (a local user
+    /// may name any file they can read).
+    pub confine: Option<Vec<PathBuf>>,
+}
+
+impl ValidateOptions {
+    /// Confined to the spec's directory and `allow_dirs`.
+    pub fn confined(allow_dirs: &[PathBuf]) -> Self {
+        Self {
+            confine: Some(allow_dirs.to_vec()),
+        }
+    }
+}
+
+/// Checks `spec` (parsed from `text` at `path`), paths unconfined.
 ///
 /// # Errors
 /// Every problem found, located.
 pub fn validate(path: &Path, spec: Spec, text: String) -> Result<ValidSpec, SpecErrors> {
+    validate_with(path, spec, text, &ValidateOptions::default())
+}
+
+/// Checks `spec` as [`validate`] does, with `opts`.
+///
+/// # Errors
+/// Every problem found, located; an allowed directory that does not resolve.
+pub fn validate_with(
+    path: &Path,
+    spec: Spec,
+    text: String,
+    opts: &ValidateOptions,
+) -> Result<ValidSpec, SpecErrors> {
     let dir = path.parent().map_or_else(PathBuf::new, Path::to_path_buf);
+    let roots = match &opts.confine {
+        None => None,
+        Some(allowed) => Some(confine_roots(path, &dir, allowed, &text)?),
+    };
     let mut c = Checker {
         text: &text,
         dir,
+        roots,
         issues: Vec::new(),
         unsupported: Vec::new(),
     };
@@ -236,9 +272,35 @@ pub fn validate(path: &Path, spec: Spec, text: String) -> Result<ValidSpec, Spec
     })
 }
 
+/// The directories a confined spec's inputs must resolve into: the spec's own and the
+/// allowed ones, each resolved (after symlinks) once, here.
+fn confine_roots(
+    path: &Path,
+    dir: &Path,
+    allowed: &[PathBuf],
+    text: &str,
+) -> Result<Vec<PathBuf>, SpecErrors> {
+    let spec_dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    std::iter::once(spec_dir)
+        .chain(allowed.iter().map(PathBuf::as_path))
+        .map(|d| {
+            std::fs::canonicalize(d).map_err(|e| {
+                let message = format!("cannot resolve the directory `{}`: {e}", d.display());
+                SpecErrors::single(path, text.to_string(), message, None)
+            })
+        })
+        .collect()
+}
+
 struct Checker<'a> {
     text: &'a str,
     dir: PathBuf,
+    /// `Some` when confined: resolved directories every input must lie in.
+    roots: Option<Vec<PathBuf>>,
     issues: Vec<Issue>,
     unsupported: Vec<Issue>,
 }
@@ -318,10 +380,14 @@ impl Checker<'_> {
                 .as_ref()
                 .and_then(|s| self.size(s, &format!("{key}.size")));
             let source = self.source(&disk.value.source, &key, disk.value.size.is_some());
-            if let (Some(DiskPlanSource::File { path, .. }), Some(size), Some(at)) =
-                (&source, size, &disk.value.size)
-            {
-                self.no_shrink(path, size, at, &key);
+            let source_size = match (&source, &disk.value.source.value.file) {
+                (Some(DiskPlanSource::File { path, .. }), Some(at)) => {
+                    self.source_size(path, at, &key)
+                }
+                _ => None,
+            };
+            if let (Some(current), Some(size), Some(at)) = (source_size, size, &disk.value.size) {
+                self.no_shrink(current, size, at, &key);
             }
             let Some(source) = source else { continue };
             disks.push(ValidDisk {
@@ -446,8 +512,29 @@ impl Checker<'_> {
         None
     }
 
+    /// The file `at` names, relative to the spec's directory; when confined, resolved
+    /// (after symlinks, before anything opens it) and refused outside the allowed
+    /// directories. Every input path of a spec goes through here.
     fn existing_file(&mut self, at: &Spanned<String>, key: &str) -> Option<PathBuf> {
-        let path = self.dir.join(&at.value);
+        let mut path = self.dir.join(&at.value);
+        if let Some(roots) = &self.roots {
+            let message = match std::fs::canonicalize(&path) {
+                Ok(real) if roots.iter().any(|r| real.starts_with(r)) => {
+                    path = real;
+                    None
+                }
+                Ok(real) => Some(format!(
+                    "`{}` resolves to `{}`, outside the spec's directory and every --allow-dir; refused by --confine",
+                    at.value,
+                    real.display()
+                )),
+                Err(e) => Some(format!("cannot resolve `{}`: {e}", path.display())),
+            };
+            if let Some(message) = message {
+                self.err(at, key, message);
+                return None;
+            }
+        }
         match std::fs::metadata(&path) {
             Ok(m) if m.is_file() => Some(path),
             Ok(_) => {
@@ -462,17 +549,20 @@ impl Checker<'_> {
         }
     }
 
-    fn no_shrink(&mut self, path: &Path, size: u64, at: &Spanned<ByteSize>, key: &str) {
-        let current = match disk::open(path, &OpenOptions::default()) {
-            Ok(reader) => reader.virtual_size(),
+    /// Opens a file source as the build will (the same probe and the same refusals:
+    /// backing files, polyglots, tables outside the file, ...) and returns its virtual size.
+    fn source_size(&mut self, path: &Path, at: &Spanned<String>, key: &str) -> Option<u64> {
+        match disk::open(path, &OpenOptions::default()) {
+            Ok(reader) => Some(reader.virtual_size()),
             Err(e) => {
-                return self.err(
-                    at,
-                    &format!("{key}.source.file"),
-                    format!("cannot open the source image: {e}"),
-                );
+                let message = format!("cannot use the source image: {e}");
+                self.err(at, &format!("{key}.source.file"), message);
+                None
             }
-        };
+        }
+    }
+
+    fn no_shrink(&mut self, current: u64, size: u64, at: &Spanned<ByteSize>, key: &str) {
         if size < current {
             self.err(at, &format!("{key}.size"), format!("size {size} is smaller than the source image ({current} bytes); kiln grows disks but never shrinks them"));
         }
