@@ -109,3 +109,75 @@ fn errors_about_a_cloud_init_file_do_not_quote_it() {
         "{err}"
     );
 }
+
+fn write_blank_spec(dir: &Dir, size: &str, format: &str) {
+    let text = format!(
+        "name: t\ndisks:\n  - name: root\n    source: {{ blank: true }}\n    size: {size}\noutputs:\n  - {{ disk_format: {format}, container_format: bare }}\n"
+    );
+    std::fs::write(dir.path("spec.yaml"), text).unwrap();
+}
+
+/// The smallest power of two from 1 TiB on that coreutils `truncate` cannot make a file of
+/// in `dir` (the filesystem says EFBIG), else 2^63, which no file can be (off_t).
+fn size_the_filesystem_refuses(dir: &Dir) -> u64 {
+    require_tool("truncate");
+    let probe = dir.path("probe");
+    let refused = (40..63).map(|bits| 1u64 << bits).find(|size| {
+        let out = std::process::Command::new("truncate")
+            .args(["-s", &size.to_string(), probe.to_str().unwrap()])
+            .output()
+            .unwrap();
+        !out.status.success()
+    });
+    let _ = std::fs::remove_file(&probe);
+    refused.unwrap_or(1 << 63)
+}
+
+/// issue 15, defect 5: a blank raw disk larger than the filesystem holds (1 EiB on ext4) was
+/// accepted, and the build hashed its zeros "forever" before the write failed with EFBIG.
+#[test]
+fn raw_disk_larger_than_the_filesystem_holds_is_refused_before_building() {
+    let dir = Dir::new();
+    let size = size_the_filesystem_refuses(&dir);
+    write_blank_spec(&dir, &size.to_string(), "raw");
+    for command in ["validate", "build"] {
+        let out = dir.kiln(&[command, "-o", "out", "spec.yaml"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{}", describe(&out));
+        assert!(
+            err.contains("does not fit") || err.contains("more than a raw holds"),
+            "{err}"
+        );
+    }
+    assert!(!dir.path("out").exists(), "nothing is created");
+}
+
+/// issue 15, defect 5: sizes a format cannot hold fail at validation, located at the output.
+#[test]
+fn disk_larger_than_the_format_holds_is_refused_at_validation() {
+    let dir = Dir::new();
+    write_blank_spec(&dir, "3TiB", "vhd");
+    let err = dir.kiln_err(&["validate", "spec.yaml"], 1);
+    assert!(
+        err.contains("outputs[0]") && err.contains("more than a vhd holds"),
+        "{err}"
+    );
+    write_blank_spec(&dir, "8EiB", "raw");
+    let err = dir.kiln_err(&["validate", "spec.yaml"], 1);
+    assert!(err.contains("more than a raw holds"), "{err}");
+}
+
+/// issue 15, defect 5: hashing a large raw artefact for SHA256SUMS shows its progress.
+#[test]
+fn hashing_a_large_raw_disk_shows_progress() {
+    let dir = Dir::new();
+    write_blank_spec(&dir, "2GiB", "raw");
+    let out = dir.kiln(&["build", "-o", "out", "spec.yaml"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        stderr.contains("hashing disk root for SHA256SUMS: 1 GiB of 2 GiB (50%)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("(100%)"), "{stderr}");
+}

@@ -97,6 +97,15 @@ pub(super) struct ValidateArgs {
     spec: PathBuf,
     #[command(flatten)]
     confine: ConfineArgs,
+    /// The directory `kiln build` would write to: artefacts as large as their disk (raw,
+    /// fixed, preallocated) must fit on its filesystem.
+    #[arg(
+        short = 'o',
+        long = "output-dir",
+        value_name = "DIR",
+        default_value = "build"
+    )]
+    out_dir: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -146,6 +155,7 @@ pub(super) fn build(args: &BuildArgs) -> miette::Result<()> {
 
 pub(super) fn validate(args: &ValidateArgs) -> miette::Result<()> {
     let spec = load(&args.spec, &args.confine.options())?;
+    kiln::plan::fits::check(&spec, &spec.outputs, &args.out_dir).map_err(wrap)?;
     for note in &spec.unsupported {
         eprintln!(
             "kiln: note: {}: cannot be built by this kiln: {}",

@@ -21,7 +21,9 @@
 //! `disk` and `io`; only `cli` sits above it (`tests/layering.rs`).
 
 mod container;
+mod digest;
 pub mod fetch;
+pub mod fits;
 pub mod package;
 pub mod report;
 
@@ -30,13 +32,10 @@ use std::path::{Path, PathBuf};
 
 pub use report::{Artefact, BuildReport, FileDigest};
 
-use self::fetch::hex;
-
 use self::container::Kind;
 use self::package::PackageRun;
 use crate::container::package::{Form, file_names};
 use crate::context::BuildContext;
-use sha2::{Digest, Sha256};
 
 use crate::disk::{
     self, Blank, CreateRequest, DiskFormat, DiskReader, DiskWriter, Grown, OpenOptions,
@@ -177,6 +176,7 @@ impl Plan {
             };
             return Err(Error::new(ErrorKind::Unsupported, e));
         }
+        fits::check(&spec, &outputs, &opts.out_dir)?;
         Ok(Self {
             ctx: BuildContext::from_env(&spec.name),
             spec,
@@ -267,7 +267,8 @@ impl Plan {
                     o.container.name()
                 ));
             }
-            let mut commits = self.write_outputs(disk, &group, input.as_ref(), &mut packages)?;
+            let mut commits =
+                self.write_outputs(disk, &group, input.as_ref(), &mut packages, log)?;
             // Packages are complete after the last disk; they are hashed and renamed
             // alongside that disk's outputs.
             if disk + 1 == inputs.len() {
@@ -386,6 +387,7 @@ impl Plan {
         outputs: &[(usize, &ValidOutput)],
         input: Option<&PathBuf>,
         packages: &mut [PackageRun],
+        log: &mut dyn FnMut(&str),
     ) -> Result<Vec<(usize, Commit)>> {
         let mut reader = self.reader(disk_index, input)?;
         let virtual_size = reader.virtual_size();
@@ -418,12 +420,13 @@ impl Plan {
         let raw = outputs
             .iter()
             .any(|(_, o)| o.engine_format == DiskFormat::Raw);
-        let (converted, digest) = std::thread::scope(|scope| {
-            let digest = raw.then(|| scope.spawn(|| self.disk_digest(disk_index, input)));
-            let converted = disk::convert(reader.as_mut(), &mut lanes, &mut |_| {});
-            let digest = digest.map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
-            (converted, digest)
-        });
+        let (converted, digest) = digest::convert_and_hash(
+            || disk::convert(reader.as_mut(), &mut lanes, &mut |_| {}),
+            raw.then_some(|ticks: &digest::Ticks<'_>| self.disk_digest(disk_index, input, ticks)),
+            &self.spec.disks[disk_index].name,
+            virtual_size,
+            log,
+        );
         converted.map_err(|e| match input {
             Some(path) => e.with_path(path),
             None => e,
@@ -452,16 +455,17 @@ impl Plan {
     }
 
     /// SHA-256 of disk `disk_index`'s bytes, read by a reader of its own.
-    fn disk_digest(&self, disk_index: usize, input: Option<&PathBuf>) -> Result<String> {
+    fn disk_digest(
+        &self,
+        disk_index: usize,
+        input: Option<&PathBuf>,
+        ticks: &digest::Ticks<'_>,
+    ) -> Result<String> {
         let mut reader = self.reader(disk_index, input)?;
-        let mut hasher = Sha256::new();
-        while let Some(extent) = reader.next_extent().map_err(|e| match input {
+        digest::digest(reader.as_mut(), ticks).map_err(|e| match input {
             Some(path) => e.with_path(path),
             None => e,
-        })? {
-            fetch::hash_extent(&mut hasher, extent);
-        }
-        Ok(hex(&hasher.finalize()))
+        })
     }
 
     /// Hashes (raw outputs already are), syncs and renames each finished output on its own

@@ -1,10 +1,15 @@
 //! Semantic checks on a parsed [`Spec`]: every problem is collected, none stops the others.
 //!
-//! Rules: names are file-name safe and unique; sizes parse (`kiln::size`), are positive and
-//! never shrink a file source; CPU counts are 1..=256; a source is exactly one of `blank`,
-//! `file`, `url`; URLs are http(s) and need `sha256`; files exist (relative to the spec's
-//! directory); disk/container pairs follow Glance's rules; `options` are keys the disk
-//! format's writer knows; cloud-init parts pass the seed module's checks (`cloud_init`).
+//! Rules: names are file-name safe and unique; sizes parse (`kiln::size`), are positive,
+//! never shrink a file source and fit every output format that holds the disk (`sizes`);
+//! CPU counts are 1..=256; a source is exactly one of `blank`, `file`, `url`; URLs are
+//! http(s) and need `sha256`; files exist (relative to the spec's directory; with
+//! [`ValidateOptions::confine`], resolved after symlinks and inside the spec's directory or
+//! an allowed one, before anything opens them); file sources open with the build's own
+//! safety checks (backing files, polyglots, tables outside the file are refused here, not
+//! mid-build); disk/container pairs follow Glance's rules; `options` are keys the disk
+//! format's writer knows; cloud-init parts pass the seed module's checks (`cloud_init`),
+//! and an error about a file the spec names never quotes the file.
 //! Requests that are valid but not implemented in this build (OVF, OVA and Amazon
 //! containers, cloud-init through OVF properties) are kept apart in
 //! [`ValidSpec::unsupported`]: `kiln validate` reports them as notes, `kiln build` refuses.
@@ -58,6 +63,16 @@ pub struct ValidDisk {
     pub size_span: Option<Span>,
     /// Controller in OVF packages.
     pub controller: Option<Controller>,
+    /// Virtual size of a file source, as opened at validation.
+    pub source_size: Option<u64>,
+}
+
+impl ValidDisk {
+    /// The disk's size when it is known before the build: the requested size (kiln grows,
+    /// never shrinks), else the file source's; `None` for a download without a `size`.
+    pub fn final_size(&self) -> Option<u64> {
+        self.size.or(self.source_size)
+    }
 }
 
 /// A checked output.
@@ -242,6 +257,7 @@ pub fn validate_with(
     let machine = c.machine(&spec);
     let disks = c.disks(&spec);
     let outputs = c.outputs(&spec, &name, &disks);
+    c.output_sizes(&spec, &outputs, &disks);
     let (seeds, ovf_properties) = c.cloud_init(&spec, &name, &outputs);
     let Checker {
         mut issues,
@@ -397,6 +413,7 @@ impl Checker<'_> {
                 source_span: self.span(&disk.value.source),
                 size_span: disk.value.size.as_ref().and_then(|s| self.span(s)),
                 controller: disk.value.controller,
+                source_size,
             });
         }
         disks
@@ -572,6 +589,7 @@ impl Checker<'_> {
 mod cloud_init;
 mod machine;
 mod outputs;
+mod sizes;
 
 pub use cloud_init::ValidSeed;
 pub use machine::ValidMachine;
