@@ -181,3 +181,93 @@ fn hashing_a_large_raw_disk_shows_progress() {
     );
     assert!(stderr.contains("(100%)"), "{stderr}");
 }
+
+/// A reader that truncates its source file to `keep` bytes after lending the first extent:
+/// the source shrinking under a running conversion.
+struct ShrinksAfterFirst {
+    inner: Box<dyn kiln::disk::DiskReader>,
+    file: std::path::PathBuf,
+    keep: u64,
+    calls: u32,
+}
+
+impl kiln::disk::DiskReader for ShrinksAfterFirst {
+    fn virtual_size(&self) -> u64 {
+        self.inner.virtual_size()
+    }
+
+    fn next_extent(&mut self) -> kiln::Result<Option<kiln::disk::Extent<'_>>> {
+        self.calls += 1;
+        if self.calls == 2 {
+            let f = std::fs::OpenOptions::new().write(true).open(&self.file);
+            f.unwrap().set_len(self.keep).unwrap();
+        }
+        self.inner.next_extent()
+    }
+
+    fn info(&self) -> kiln::disk::ImageInfo {
+        self.inner.info()
+    }
+}
+
+/// Converts `source` to qcow2 as `kiln convert` does, the source shrinking to `keep` bytes
+/// after the first extent; returns the error as the CLI prints it.
+fn convert_shrinking(dir: &Dir, source: &Path, keep: u64) -> String {
+    use kiln::disk::{self, CreateRequest, DiskFormat, DiskReader, KvOptions, OpenOptions};
+    let inner = disk::open(source, &OpenOptions::default()).unwrap();
+    let mut reader = ShrinksAfterFirst {
+        inner,
+        file: source.to_path_buf(),
+        keep,
+        calls: 0,
+    };
+    let out = dir.path("out.qcow2");
+    let mut set = kiln::io::output::OutputSet::new(&out, false);
+    let ctx = kiln::BuildContext::from_env("out.qcow2");
+    let req = CreateRequest {
+        format: DiskFormat::Qcow2,
+        virtual_size: reader.virtual_size(),
+        options: &KvOptions::default(),
+        compress: false,
+        ctx: &ctx,
+    };
+    let mut writer = disk::create(&req, &mut set).unwrap();
+    let result = disk::convert(&mut reader, &mut [writer.as_mut()], &mut |_| {});
+    let err = result.expect_err("the conversion reads past the end");
+    // `kiln convert` names the output on errors that have no file yet (cli/convert.rs).
+    err.with_path(&out).to_string()
+}
+
+/// issue 15, defect 6: a source that shrinks during a conversion was reported under the
+/// output's name ("out.raw: raw data at offset … lies past the end of the file").
+#[test]
+fn a_source_that_shrinks_during_a_conversion_is_named() {
+    let dir = Dir::new();
+    let raw = random_raw(&dir.path("src.raw"), 8 << 20, 6);
+    let err = convert_shrinking(&dir, &raw, 1 << 20);
+    let name = raw.display().to_string();
+    assert!(
+        err.starts_with(&format!("{name}: raw data at offset 0x400000")),
+        "{err}"
+    );
+    let qcow2 = dir.path("src.qcow2");
+    let raw = random_raw(&dir.path("src2.raw"), 8 << 20, 7);
+    run_ok(
+        "qemu-img",
+        &[
+            "convert",
+            "-f",
+            "raw",
+            "-O",
+            "qcow2",
+            raw.to_str().unwrap(),
+            qcow2.to_str().unwrap(),
+        ],
+    );
+    let err = convert_shrinking(&dir, &qcow2, 6 * 65536);
+    let name = qcow2.display().to_string();
+    assert!(
+        err.starts_with(&format!("{name}: qcow2 image ends before offset")),
+        "{err}"
+    );
+}

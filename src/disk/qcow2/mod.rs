@@ -160,6 +160,16 @@ pub enum Qcow2Error {
         "qcow2 image keeps its data in an external data file (incompatible bit 2 at offset 0x48); refused"
     )]
     ExternalDataFile,
+    /// The file ends before a byte it held when it was opened.
+    #[error(
+        "qcow2 image ends before offset {offset:#x}, though it was {file_len:#x} bytes when opened (it shrank while being read)"
+    )]
+    FileShrank {
+        /// The byte that is gone.
+        offset: u64,
+        /// Length when opened.
+        file_len: u64,
+    },
     /// l1_size exceeds qemu's limit.
     #[error("qcow2 l1_size at offset 0x24 is {l1_size}, more than the {max} entries qemu allows")]
     L1TooLarge {

@@ -217,6 +217,9 @@ impl Qcow2Reader {
         let data = self.src.next_data(host)?.unwrap_or(u64::MAX);
         if data > host {
             let hole = (data - host).min(*len) / cs * cs;
+            if hole > 0 {
+                self.check_not_shrunk(host + hole)?;
+            }
             return Ok((hole > 0).then_some(hole));
         }
         let hole = self.src.next_hole(host)?;
@@ -224,6 +227,21 @@ impl Qcow2Reader {
             *len = (hole - host).div_ceil(cs) * cs;
         }
         Ok(None)
+    }
+
+    /// SEEK_DATA reports "no data" past the end of a file as it does for a hole, so a file
+    /// that shrank since it was opened would read as zeros: the last byte of a hole read
+    /// as zeros must still be in the file.
+    fn check_not_shrunk(&self, end: u64) -> Result<()> {
+        let last = end.min(self.file_len) - 1;
+        if self.src.read_at(&mut [0u8; 1], last)? == 0 {
+            return Err(Qcow2Error::FileShrank {
+                offset: last,
+                file_len: self.file_len,
+            }
+            .into());
+        }
+        Ok(())
     }
 
     fn inflate_cluster(&mut self, value: u64) -> Result<()> {
