@@ -36,7 +36,7 @@ use serde::Serialize;
 
 pub use open::{OpenOptions, open, open_source};
 pub use options::KvOptions;
-pub use probe::probe;
+pub use probe::{Signature, is_polyglot, polyglot_message, probe, signatures};
 
 use crate::context::BuildContext;
 use crate::error::{Error, Result};

@@ -13,9 +13,19 @@
 //!    and reading it as raw would copy the archive's bytes into a "disk" (`-f raw` still
 //!    does that on purpose; the CLI reads a package's disk through `container::ova`)
 //! 10. otherwise raw
+//!
+//! **Polyglots.** A file whose bytes carry the signatures of two formats reads as different
+//! disks in different tools (Glance may take it for an ISO and qemu for a qcow2 with a
+//! backing file), so [`probe`] refuses it as OpenStack's format_inspector does
+//! ("Multiple formats detected: qcow2,iso"). [`signatures`] lists every signature
+//! format_inspector matches (plus a VMDK text descriptor, which kiln reads and
+//! format_inspector calls raw). One pair is read anyway: an ISO with an MBR (a hybrid,
+//! bootable ISO, which both read as the same bytes); `kiln check --safety` still reports it,
+//! as format_inspector refuses it. `--allow-unsafe` (via [`probe_for_open`]) reads a
+//! polyglot as the first format in the order above.
 
 use super::DiskFormat;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::io::ReadAt;
 
 /// `QFI\xfb`: the qcow magic.
@@ -37,7 +47,138 @@ const TAR_MAGIC_OFFSET: usize = 257;
 /// Offset of the ISO 9660 primary volume descriptor identifier (sector 16 + 1).
 const ISO_ID_OFFSET: u64 = 0x8001;
 
-/// Detects the format of `file` (see the module docs for the order).
+/// A format signature at its fixed place, matched as format_inspector matches it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Signature {
+    /// `QFI\xfb` at 0.
+    Qcow2,
+    /// `QED\0` at 0: QEMU enhanced disk, which nobody should upload.
+    Qed,
+    /// `conectix` at 0 (a dynamic VHD's footer copy).
+    Vhd,
+    /// `vhdxfile` at 0.
+    Vhdx,
+    /// `KDMV` at 0, or (kiln only) a VMDK text descriptor or `COWD` extent.
+    Vmdk,
+    /// 0xbeda107f at 0x40.
+    Vdi,
+    /// `CD001`, `NSR02` or `NSR03` at 0x8001.
+    Iso,
+    /// `LUKS\xba\xbe` at 0: an encrypted volume.
+    Luks,
+    /// 0x55aa at 510 that is not a FAT boot sector: an MBR, protective or not.
+    Gpt,
+}
+
+impl Signature {
+    /// format_inspector's name for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Signature::Qcow2 => "qcow2",
+            Signature::Qed => "qed",
+            Signature::Vhd => "vhd",
+            Signature::Vhdx => "vhdx",
+            Signature::Vmdk => "vmdk",
+            Signature::Vdi => "vdi",
+            Signature::Iso => "iso",
+            Signature::Luks => "luks",
+            Signature::Gpt => "gpt",
+        }
+    }
+}
+
+/// `QED\0`: the QED magic.
+const QED_MAGIC: &[u8] = b"QED\0";
+/// `LUKS\xba\xbe`: the LUKS magic.
+const LUKS_MAGIC: &[u8] = b"LUKS\xba\xbe";
+/// The MBR boot signature at 510.
+const MBR_SIGNATURE: [u8; 2] = [0x55, 0xaa];
+
+/// Every signature the bytes of `file` carry, in [`Signature`] order.
+///
+/// # Errors
+/// I/O failures while reading the probed areas.
+pub fn signatures(file: &dyn ReadAt) -> Result<Vec<Signature>> {
+    let head = read_up_to(file, 0, 512)?;
+    let starts = |magic: &[u8]| head.starts_with(magic);
+    let iso_id = read_up_to(file, ISO_ID_OFFSET, 5)?;
+    let found = [
+        (Signature::Qcow2, starts(QCOW2_MAGIC)),
+        (Signature::Qed, starts(QED_MAGIC)),
+        (Signature::Vhd, starts(VHD_COOKIE)),
+        (Signature::Vhdx, starts(VHDX_MAGIC)),
+        (Signature::Vmdk, is_vmdk(&head)),
+        (
+            Signature::Vdi,
+            head.get(0x40..0x44) == Some(&VDI_SIGNATURE.to_le_bytes()[..]),
+        ),
+        (
+            Signature::Iso,
+            matches!(&iso_id[..], b"CD001" | b"NSR02" | b"NSR03"),
+        ),
+        (Signature::Luks, starts(LUKS_MAGIC)),
+        (Signature::Gpt, is_mbr(&head)),
+    ];
+    Ok(found
+        .iter()
+        .filter(|(_, hit)| *hit)
+        .map(|(s, _)| *s)
+        .collect())
+}
+
+fn is_vmdk(head: &[u8]) -> bool {
+    [
+        VMDK_SPARSE_MAGIC,
+        VMDK_COWD_MAGIC,
+        b"# Disk DescriptorFile",
+        b"# Disk Descriptor File",
+    ]
+    .iter()
+    .any(|m| head.starts_with(m))
+}
+
+/// format_inspector's GPT/MBR match: the boot signature, unless the sector is a FAT boot
+/// sector (two FATs, fixed-disk media byte), which carries the same signature.
+fn is_mbr(head: &[u8]) -> bool {
+    let fat = head.get(0x10) == Some(&2) && head.get(0x15) == Some(&0xf8);
+    head.get(510..512) == Some(&MBR_SIGNATURE[..]) && !fat
+}
+
+/// Whether `found` is a polyglot kiln refuses to read: two signatures, other than an ISO
+/// with an MBR (a hybrid ISO; see the module docs).
+pub fn is_polyglot(found: &[Signature]) -> bool {
+    found.len() > 1 && found != [Signature::Iso, Signature::Gpt]
+}
+
+/// format_inspector's refusal text for two or more signatures.
+pub fn polyglot_message(found: &[Signature]) -> String {
+    let names: Vec<&str> = found.iter().map(|s| s.name()).collect();
+    format!("Multiple formats detected: {}", names.join(","))
+}
+
+/// [`probe`] for opening: a polyglot is refused unless `allow_unsafe`, which reads it as
+/// the first format in the probe order.
+///
+/// # Errors
+/// As [`probe`]; a polyglot without `allow_unsafe` ([`ErrorKind::Refused`]).
+pub fn probe_for_open(file: &dyn ReadAt, allow_unsafe: bool) -> Result<DiskFormat> {
+    if !allow_unsafe {
+        let found = signatures(file)?;
+        if is_polyglot(&found) {
+            return Err(Error::new(
+                ErrorKind::Refused,
+                format!(
+                    "{}: the file is more than one format and reads differently in different tools; refused, pass -f FORMAT or --allow-unsafe to read it as one",
+                    polyglot_message(&found)
+                ),
+            ));
+        }
+    }
+    probe(file)
+}
+
+/// Detects the format of `file` (see the module docs for the order). A polyglot is read as
+/// the first format in the order; [`probe_for_open`] refuses it.
 ///
 /// # Errors
 /// I/O failures while reading the probed areas.
@@ -125,6 +266,47 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("tar archive"), "{err}");
+    }
+
+    #[test]
+    fn an_iso_that_is_also_a_qcow2_is_refused_as_format_inspector_does() {
+        // issue 15, defect 1: this was read as qcow2 and passed `kiln check`.
+        let mut img = vec![0u8; 0x9000];
+        img[..4].copy_from_slice(QCOW2_MAGIC);
+        img[0x8001..0x8006].copy_from_slice(b"CD001");
+        let err = probe_for_open(&img, false).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Refused);
+        assert!(
+            err.to_string()
+                .starts_with("Multiple formats detected: qcow2,iso"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_polyglot_is_read_as_its_first_format_when_unsafe_is_allowed() {
+        let mut img = vec![0u8; 0x9000];
+        img[..8].copy_from_slice(VHD_COOKIE);
+        img[0x8001..0x8006].copy_from_slice(b"CD001");
+        assert_eq!(probe_for_open(&img, true).unwrap(), DiskFormat::Vhd);
+    }
+
+    #[test]
+    fn an_iso_with_an_mbr_is_read_as_an_iso() {
+        let mut img = vec![0u8; 0x9000];
+        img[510..512].copy_from_slice(&MBR_SIGNATURE);
+        img[0x8001..0x8006].copy_from_slice(b"CD001");
+        assert_eq!(signatures(&img).unwrap(), [Signature::Iso, Signature::Gpt]);
+        assert_eq!(probe_for_open(&img, false).unwrap(), DiskFormat::Iso);
+    }
+
+    #[test]
+    fn a_fat_boot_sector_is_not_an_mbr() {
+        let mut img = vec![0u8; 512];
+        img[510..512].copy_from_slice(&MBR_SIGNATURE);
+        img[0x10] = 2;
+        img[0x15] = 0xf8;
+        assert_eq!(signatures(&img).unwrap(), []);
     }
 
     #[test]
