@@ -144,6 +144,37 @@ fn is_mbr(head: &[u8]) -> bool {
     head.get(510..512) == Some(&MBR_SIGNATURE[..]) && !fat
 }
 
+/// What format_inspector's GPT check refuses in the MBR of `head` (its first sector), in its
+/// words: a boot flag other than 0x00/0x80, a protective (0xee) partition that does not
+/// start at CHS 0/2/0 and LBA 1 or is not alone, or no partition at all.
+pub fn mbr_problem(head: &[u8]) -> Option<&'static str> {
+    let mut used = Vec::new();
+    let mut protective = false;
+    for i in 0..4 {
+        let e = head.get(446 + 16 * i..446 + 16 * (i + 1))?;
+        if e[0] != 0x00 && e[0] != 0x80 {
+            return Some("MBR PTE has invalid boot flag");
+        }
+        if e[4] != 0 {
+            used.push(i);
+        }
+        if e[4] == 0xee {
+            protective = true;
+            if e[1..4] != [0x00, 0x02, 0x00] {
+                return Some("GPT MBR has invalid start CHS");
+            }
+            if e[8..12] != [1, 0, 0, 0] {
+                return Some("GPT MBR has invalid start LBA");
+            }
+        }
+    }
+    if protective && used != [0] {
+        return Some("GPT MBR defines invalid extra partitions");
+    }
+    used.is_empty()
+        .then_some("GPT MBR has no partitions defined")
+}
+
 /// Whether `found` is a polyglot kiln refuses to read: two signatures, other than an ISO
 /// with an MBR (a hybrid ISO; see the module docs).
 pub fn is_polyglot(found: &[Signature]) -> bool {

@@ -30,6 +30,7 @@
 //! refcounts may be stale, which a reader does not use). Unsupported: encryption,
 //! zstd compression, extended L2 entries.
 
+mod check;
 mod header;
 mod layout;
 mod reader;
@@ -37,6 +38,8 @@ mod refcount;
 mod writer;
 
 use serde::Serialize;
+
+pub use check::{CheckReport, MAX_MESSAGES, check};
 
 use super::{CreateRequest, DiskReader, DiskWriter, Extent, KvOptions, OpenOptions};
 use crate::error::{Error, ErrorKind, Result};
@@ -198,6 +201,16 @@ pub enum Qcow2Error {
         /// Value found.
         clusters: u32,
     },
+    /// nb_snapshots exceeds qemu's limit.
+    #[error(
+        "qcow2 nb_snapshots at offset 0x3c is {nb_snapshots}, more than the {max} qemu allows: snapshot table too large"
+    )]
+    SnapshotTableTooLarge {
+        /// Value found.
+        nb_snapshots: u32,
+        /// Limit.
+        max: u32,
+    },
     /// A table lies (partly) past the end of the file.
     #[error(
         "qcow2 {what} at offset {offset:#x} ({len} bytes) lies past the end of the file ({file_len:#x} bytes)"
@@ -339,6 +352,38 @@ fn check_refused_options(options: &KvOptions, version: u32) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Every reason OpenStack's format_inspector (and kiln without `--allow-unsafe`) has to
+/// refuse the qcow2 image in `src`, from its header: a backing file, an external data file,
+/// the corrupt bit, incompatible feature bits format_inspector does not know (it allows
+/// bits 0 to 3 only, so extended L2 entries count). Structure is checked by [`check`].
+///
+/// # Errors
+/// I/O failures and a header that does not parse.
+pub fn safety_reasons(src: &dyn crate::io::ReadAt) -> Result<Vec<String>> {
+    let h = reader::read_header(src, src.len())?;
+    let mut reasons = Vec::new();
+    if h.backing_file_offset != 0 {
+        reasons.push(
+            Qcow2Error::BackingFile {
+                offset: h.backing_file_offset,
+            }
+            .to_string(),
+        );
+    }
+    if h.incompatible & header::INCOMPAT_DATA_FILE != 0 {
+        reasons.push(Qcow2Error::ExternalDataFile.to_string());
+    }
+    if h.incompatible & header::INCOMPAT_CORRUPT != 0 {
+        reasons.push(Qcow2Error::Corrupt.to_string());
+    }
+    // format_inspector's I_FEATURES_MAX_BIT: bits 4 and up are unknown to it.
+    let unknown = h.incompatible & !0xf;
+    if unknown != 0 {
+        reasons.push(Qcow2Error::UnknownIncompatible { bits: unknown }.to_string());
+    }
+    Ok(reasons)
 }
 
 pub(super) fn open(src: Source, opts: &OpenOptions) -> Result<Box<dyn DiskReader>> {

@@ -15,9 +15,9 @@ use crate::error::Result;
 use crate::io::{ReadAt, Source, read_exact_at};
 
 /// Bits 9..=55 of an L1 or standard L2 entry hold the host offset.
-const QCOW2_OFFSET_MASK: u64 = 0x00ff_ffff_ffff_fe00;
+pub(super) const QCOW2_OFFSET_MASK: u64 = 0x00ff_ffff_ffff_fe00;
 /// L2 entry bit 0 (v3): the cluster reads as zeros.
-const QCOW2_OFLAG_ZERO: u64 = 1;
+pub(super) const QCOW2_OFLAG_ZERO: u64 = 1;
 /// Longest backing file name qemu accepts.
 const QCOW2_MAX_BACKING_NAME: u32 = 1023;
 
@@ -401,7 +401,7 @@ impl Qcow2Reader {
     }
 }
 
-fn read_header(file: &dyn ReadAt, file_len: u64) -> Result<Qcow2Header> {
+pub(super) fn read_header(file: &dyn ReadAt, file_len: u64) -> Result<Qcow2Header> {
     let mut buf = [0u8; 112];
     let n = usize::try_from(file_len.min(112)).expect("at most 112");
     read_exact_at(file, &mut buf[..n], 0, "qcow2 header")?;
@@ -486,6 +486,7 @@ fn check_tables(h: &Qcow2Header, file_len: u64) -> Result<()> {
         .into());
     }
     check_table("L1 table", h.l1_table_offset, l1_size * 8, cs, file_len)?;
+    super::check::check_snapshot_table(h, file_len)?;
     let reftable_len = u64::from(h.refcount_table_clusters) * cs;
     if reftable_len > QCOW2_MAX_REFTABLE_BYTES {
         return Err(Qcow2Error::RefcountTableTooLarge {

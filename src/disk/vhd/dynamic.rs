@@ -514,7 +514,8 @@ mod tests {
         let file = vec![0u8; 8 << 20];
         let err = read_bat(&file, &header, &footer, (8 << 20) - 512).unwrap_err();
         assert!(
-            err.to_string().contains("BAT that Max Table Entries declares"),
+            err.to_string()
+                .contains("BAT that Max Table Entries declares"),
             "{err}"
         );
     }
