@@ -271,3 +271,30 @@ fn a_source_that_shrinks_during_a_conversion_is_named() {
         "{err}"
     );
 }
+
+/// The size limits validation applies are the writers' own: one unit more is refused by
+/// both `kiln validate` and `kiln create`, and the limit itself passes validation.
+#[test]
+fn format_limits_at_validation_are_the_writers() {
+    let dir = Dir::new();
+    let limits = [
+        ("vhd", 2040u64 << 30, 512u64),
+        ("vhdx", 64 << 40, 512),
+        ("vmdk", 64 << 40, 512),
+        ("vdi", 0x3fff_ffff << 20, 1 << 20),
+    ];
+    for (format, max, unit) in limits {
+        write_blank_spec(&dir, &max.to_string(), format);
+        dir.kiln_ok(&["validate", "spec.yaml"]);
+        let over = (max + unit).to_string();
+        write_blank_spec(&dir, &over, format);
+        let err = dir.kiln_err(&["validate", "spec.yaml"], 1);
+        assert!(
+            err.contains(&format!("more than a {format} holds")),
+            "{err}"
+        );
+        let out = dir.kiln(&["create", "-f", format, "x.img", &over]);
+        assert!(!out.status.success(), "{format}: {}", describe(&out));
+        assert!(!dir.path("x.img").exists());
+    }
+}

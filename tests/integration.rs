@@ -8,6 +8,7 @@ mod build;
 mod cli;
 mod defects;
 mod formats;
+mod hostile;
 mod layering;
 mod ova;
 mod ova_input;

@@ -81,17 +81,23 @@ pub(super) fn check(args: &CheckArgs) -> Result<()> {
     // qcow2 metadata is checked as qemu-img checks it before the image is walked: a walk
     // reads only what the active tables map, and misses refcounts and snapshots.
     let findings = qcow2_findings(args)?;
-    if let Some(report) = &findings
-        && report.errors() > 0
-    {
-        print(&findings_text(&args.file, report, args.output)?)?;
-        let message = format!("{} errors were found on the image", report.errors());
-        return Err(Error::new(kiln::ErrorKind::InvalidImage, message).with_path(&args.file));
-    }
     let opts = OpenOptions {
         format: args.format,
         allow_unsafe: args.allow_unsafe,
     };
+    if let Some(report) = &findings
+        && report.errors() > 0
+    {
+        print(&findings_text(&args.file, report, args.output)?)?;
+        // The reader's own refusal, when it has one, names the offset more precisely.
+        let unsafe_opts = OpenOptions {
+            allow_unsafe: true,
+            ..opts
+        };
+        super::input::open(&args.file, None, &unsafe_opts)?;
+        let message = format!("{} errors were found on the image", report.errors());
+        return Err(Error::new(kiln::ErrorKind::InvalidImage, message).with_path(&args.file));
+    }
     let super::input::Input {
         mut reader, name, ..
     } = super::input::open(&args.file, args.member.as_deref(), &opts)?;

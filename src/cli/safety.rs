@@ -77,7 +77,7 @@ fn verdict(path: &Path, args: &CheckArgs) -> Result<Verdict> {
     let found = disk::signatures(&src)?;
     let mut reasons = Vec::new();
     let mut push = |check, message: String| reasons.push(Reason { check, message });
-    if found.len() > 1 {
+    if disk::inspector_polyglot(&found) || disk::is_polyglot(&found) {
         push("polyglot", disk::polyglot_message(&found));
     }
     for banned in found
@@ -90,7 +90,12 @@ fn verdict(path: &Path, args: &CheckArgs) -> Result<Verdict> {
         );
         push("banned-format", message);
     }
-    if found == [Signature::Gpt] {
+    // format_inspector checks the MBR when it is the only signature it sees.
+    if found
+        .iter()
+        .all(|s| matches!(s, Signature::Gpt | Signature::VhdFooter))
+        && found.contains(&Signature::Gpt)
+    {
         mbr_reasons(&src, &mut push)?;
     }
     let format = match args.format.map_or_else(|| disk::probe(&src), Ok) {

@@ -36,7 +36,9 @@ use serde::Serialize;
 
 pub use open::{OpenOptions, open, open_source};
 pub use options::KvOptions;
-pub use probe::{Signature, is_polyglot, mbr_problem, polyglot_message, probe, signatures};
+pub use probe::{
+    Signature, inspector_polyglot, is_polyglot, mbr_problem, polyglot_message, probe, signatures,
+};
 
 use crate::context::BuildContext;
 use crate::error::{Error, Result};

@@ -12,16 +12,20 @@
 //! 9. a tar archive (`ustar` at 257, as in an OVA) is refused: it is a package, not a disk,
 //!    and reading it as raw would copy the archive's bytes into a "disk" (`-f raw` still
 //!    does that on purpose; the CLI reads a package's disk through `container::ova`)
-//! 10. otherwise raw
+//! 10. QED and LUKS are refused: kiln reads neither, and read as raw their bytes would
+//!     carry the format on to whatever probes the output
+//! 11. otherwise raw
 //!
 //! **Polyglots.** A file whose bytes carry the signatures of two formats reads as different
 //! disks in different tools (Glance may take it for an ISO and qemu for a qcow2 with a
-//! backing file), so [`probe`] refuses it as OpenStack's format_inspector does
+//! backing file), so opening one ([`probe_for_open`]) refuses it as OpenStack's format_inspector does
 //! ("Multiple formats detected: qcow2,iso"). [`signatures`] lists every signature
 //! format_inspector matches (plus a VMDK text descriptor, which kiln reads and
 //! format_inspector calls raw). One pair is read anyway: an ISO with an MBR (a hybrid,
-//! bootable ISO, which both read as the same bytes); `kiln check --safety` still reports it,
-//! as format_inspector refuses it. `--allow-unsafe` (via [`probe_for_open`]) reads a
+//! bootable ISO, which both read as the same bytes), and a fixed VHD of a partitioned disk;
+//! `kiln check --safety` still reports the ISO, as format_inspector refuses it. kiln also
+//! counts a VHD footer at the end (a fixed VHD), which format_inspector does not look for,
+//! so a qcow2 that is also a fixed VHD is refused. `--allow-unsafe` (via [`probe_for_open`]) reads a
 //! polyglot as the first format in the order above.
 
 use super::DiskFormat;
@@ -68,6 +72,9 @@ pub enum Signature {
     Luks,
     /// 0x55aa at 510 that is not a FAT boot sector: an MBR, protective or not.
     Gpt,
+    /// (kiln only) `conectix` in the last 512 bytes and not at 0: a fixed VHD's footer,
+    /// which format_inspector does not look for.
+    VhdFooter,
 }
 
 impl Signature {
@@ -83,6 +90,7 @@ impl Signature {
             Signature::Iso => "iso",
             Signature::Luks => "luks",
             Signature::Gpt => "gpt",
+            Signature::VhdFooter => "vhd-footer",
         }
     }
 }
@@ -118,12 +126,21 @@ pub fn signatures(file: &dyn ReadAt) -> Result<Vec<Signature>> {
         ),
         (Signature::Luks, starts(LUKS_MAGIC)),
         (Signature::Gpt, is_mbr(&head)),
+        (
+            Signature::VhdFooter,
+            !starts(VHD_COOKIE) && has_footer(file)?,
+        ),
     ];
     Ok(found
         .iter()
         .filter(|(_, hit)| *hit)
         .map(|(s, _)| *s)
         .collect())
+}
+
+fn has_footer(file: &dyn ReadAt) -> Result<bool> {
+    let len = file.len();
+    Ok(len >= 512 && read_up_to(file, len - 512, 8)? == VHD_COOKIE)
 }
 
 fn is_vmdk(head: &[u8]) -> bool {
@@ -176,9 +193,20 @@ pub fn mbr_problem(head: &[u8]) -> Option<&'static str> {
 }
 
 /// Whether `found` is a polyglot kiln refuses to read: two signatures, other than an ISO
-/// with an MBR (a hybrid ISO; see the module docs).
+/// with an MBR (a hybrid ISO; see the module docs) and a fixed VHD whose disk has an MBR
+/// (the footer follows the disk's own bytes, so every reader sees the same disk).
 pub fn is_polyglot(found: &[Signature]) -> bool {
-    found.len() > 1 && found != [Signature::Iso, Signature::Gpt]
+    let harmless = [
+        [Signature::Iso, Signature::Gpt],
+        [Signature::Gpt, Signature::VhdFooter],
+    ];
+    found.len() > 1 && !harmless.iter().any(|pair| found == pair)
+}
+
+/// Whether format_inspector refuses `found` as "Multiple formats detected": two of the
+/// signatures it looks for (it does not look for a VHD footer at the end).
+pub fn inspector_polyglot(found: &[Signature]) -> bool {
+    found.iter().filter(|s| **s != Signature::VhdFooter).count() > 1
 }
 
 /// format_inspector's refusal text for two or more signatures.
@@ -240,6 +268,12 @@ pub fn probe(file: &dyn ReadAt) -> Result<DiskFormat> {
     }
     if len >= 512 && read_up_to(file, len - 512, 8)? == VHD_COOKIE {
         return Ok(DiskFormat::Vhd);
+    }
+    if starts(QED_MAGIC) || starts(LUKS_MAGIC) {
+        // Read as raw, the bytes would carry the format on to whatever probes the output.
+        return Err(Error::unsupported(
+            "this is a QED image or a LUKS volume, which kiln does not read (format_inspector bans QED); pass -f raw to copy its bytes anyway",
+        ));
     }
     if head.get(TAR_MAGIC_OFFSET..TAR_MAGIC_OFFSET + TAR_MAGIC.len()) == Some(TAR_MAGIC) {
         return Err(Error::unsupported(
@@ -329,6 +363,27 @@ mod tests {
         img[0x8001..0x8006].copy_from_slice(b"CD001");
         assert_eq!(signatures(&img).unwrap(), [Signature::Iso, Signature::Gpt]);
         assert_eq!(probe_for_open(&img, false).unwrap(), DiskFormat::Iso);
+    }
+
+    #[test]
+    fn a_qcow2_with_a_vhd_footer_is_refused() {
+        let mut img = vec![0u8; 4096];
+        img[..4].copy_from_slice(QCOW2_MAGIC);
+        img[4096 - 512..4096 - 504].copy_from_slice(VHD_COOKIE);
+        let err = probe_for_open(&img, false).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("Multiple formats detected: qcow2,vhd-footer"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_fixed_vhd_of_a_partitioned_disk_is_a_vhd() {
+        let mut img = vec![0u8; 4096];
+        img[510..512].copy_from_slice(&MBR_SIGNATURE);
+        img[4096 - 512..4096 - 504].copy_from_slice(VHD_COOKIE);
+        assert_eq!(probe_for_open(&img, false).unwrap(), DiskFormat::Vhd);
     }
 
     #[test]

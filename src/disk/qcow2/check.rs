@@ -46,6 +46,9 @@ pub struct CheckReport {
     pub leaks: u64,
     /// Problems that stopped part of the check.
     pub check_errors: u64,
+    /// Of the corruptions, references to a range past the end of the file (a read of the
+    /// active tables reports those itself, naming the guest offset).
+    pub past_end: u64,
     /// The first [`MAX_MESSAGES`] findings, in the order qemu-img prints them.
     pub messages: Vec<String>,
 }
@@ -181,6 +184,7 @@ impl<'a> Check<'a> {
         }
         let end = offset.saturating_add(size);
         if end > self.file_len && end - self.file_len >= self.cs {
+            self.report.past_end += 1;
             self.corruption(format!("ERROR: counting reference for region exceeding the end of the file by one cluster or more: offset {offset:#x} size {size:#x}"));
             return Ok(());
         }

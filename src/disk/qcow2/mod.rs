@@ -173,6 +173,16 @@ pub enum Qcow2Error {
         /// Length when opened.
         file_len: u64,
     },
+    /// The metadata check found errors.
+    #[error(
+        "qcow2 metadata is inconsistent: {errors} errors as qemu-img check counts them, the first: {first}; refused (`kiln check` lists them), pass --allow-unsafe to read the image anyway"
+    )]
+    Inconsistent {
+        /// How many.
+        errors: u64,
+        /// The first, in qemu-img's words.
+        first: String,
+    },
     /// l1_size exceeds qemu's limit.
     #[error("qcow2 l1_size at offset 0x24 is {l1_size}, more than the {max} entries qemu allows")]
     L1TooLarge {
@@ -257,6 +267,7 @@ impl Qcow2Error {
     fn kind(&self) -> ErrorKind {
         match self {
             Qcow2Error::BackingFile { .. }
+            | Qcow2Error::Inconsistent { .. }
             | Qcow2Error::Corrupt
             | Qcow2Error::ExternalDataFile
             | Qcow2Error::UnknownIncompatible { .. } => ErrorKind::Refused,
@@ -387,7 +398,31 @@ pub fn safety_reasons(src: &dyn crate::io::ReadAt) -> Result<Vec<String>> {
 }
 
 pub(super) fn open(src: Source, opts: &OpenOptions) -> Result<Box<dyn DiskReader>> {
-    Ok(Box::new(reader::Qcow2Reader::open(src, opts.allow_unsafe)?))
+    let reader = reader::Qcow2Reader::open(src, opts.allow_unsafe)?;
+    if !opts.allow_unsafe {
+        refuse_inconsistent(reader.source())?;
+    }
+    Ok(Box::new(reader))
+}
+
+/// The check `kiln check --safety` runs, on every read: clusters shared between tables and
+/// data, tables past the end, refcounts below their references. A dirty image (lazy
+/// refcounts, not closed cleanly) may have stale refcounts by design, so only its
+/// structure is held to the rule then.
+fn refuse_inconsistent(src: &dyn crate::io::ReadAt) -> Result<()> {
+    let report = check(src)?;
+    let dirty = reader::read_header(src, src.len())?.incompatible & header::INCOMPAT_DIRTY != 0;
+    // References past the end are left to the read, whose error names the guest offset.
+    let errors = if dirty {
+        report.check_errors
+    } else {
+        report.errors() - report.past_end
+    };
+    if errors == 0 {
+        return Ok(());
+    }
+    let first = report.messages.first().cloned().unwrap_or_default();
+    Err(Qcow2Error::Inconsistent { errors, first }.into())
 }
 
 pub(super) fn create(req: &CreateRequest<'_>, out: &mut OutputSet) -> Result<Box<dyn DiskWriter>> {

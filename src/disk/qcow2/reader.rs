@@ -82,6 +82,11 @@ impl Qcow2Reader {
         })
     }
 
+    /// The image's bytes.
+    pub fn source(&self) -> &dyn ReadAt {
+        &*self.src
+    }
+
     fn cluster_size(&self) -> u64 {
         self.header.cluster_size()
     }

@@ -202,7 +202,7 @@ fn read_bat(
     let declared = u64::from(header.max_table_entries) * 4;
     if !fits(header.table_offset, declared, footer_offset) {
         return Err(VhdError::OutsideFile {
-            what: "BAT that Max Table Entries declares",
+            what: "BAT",
             offset: header.table_offset,
             len: declared,
             file_size: footer_offset + VHD_FOOTER_SIZE,
@@ -515,7 +515,7 @@ mod tests {
         let err = read_bat(&file, &header, &footer, (8 << 20) - 512).unwrap_err();
         assert!(
             err.to_string()
-                .contains("BAT that Max Table Entries declares"),
+                .contains("BAT at 0x600 (8589934588 bytes) lies outside the file"),
             "{err}"
         );
     }

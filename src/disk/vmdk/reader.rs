@@ -99,7 +99,15 @@ impl VmdkReader {
             .into());
         }
         let len = header.capacity * VMDK_SECTOR;
+        let mut head = [0u8; 512];
+        read_exact_at(&*src, &mut head, 0, "sparse header")?;
+        let footer = footer_reasons(&*src, &head)?;
         let extent = SparseExtent::open(None, src, header, len)?;
+        // format_inspector's footer rules hold for every read, not only for its verdict;
+        // checked after the extent's own checks, whose errors say more.
+        if let Some(problem) = footer.into_iter().next() {
+            return Err(Error::new(ErrorKind::Refused, problem));
+        }
         let mut info = base_info(create_type, len, descriptor.as_ref());
         info = sparse_details(info, &extent);
         if let Some(d) = &descriptor {

@@ -84,6 +84,7 @@ impl Check<'_> {
         if let Some(refcount) = self.stored_refcount(l2_offset)?
             && (refcount == 1) != (entry & QCOW2_OFLAG_COPIED != 0)
         {
+            self.past_end_too(l2_offset);
             self.corruption(format!("ERROR OFLAG_COPIED L2 cluster: l1_index={index} l1_entry={entry:x} refcount={refcount}"));
         }
         for l2_entry in self.l2_table(l2_offset)? {
@@ -98,12 +99,21 @@ impl Check<'_> {
             };
             let Some(refcount) = refcount else { continue };
             if (refcount == 1) != (l2_entry & QCOW2_OFLAG_COPIED != 0) {
+                self.past_end_too(data);
                 self.corruption(format!(
                     "ERROR OFLAG_COPIED data cluster: l2_entry={l2_entry:x} refcount={refcount}"
                 ));
             }
         }
         Ok(())
+    }
+
+    /// A copied-flag finding about a cluster past the end of the file is the same problem
+    /// as the reference past the end.
+    fn past_end_too(&mut self, offset: u64) {
+        if offset >= self.file_len {
+            self.report.past_end += 1;
+        }
     }
 
     /// The stored refcount of the cluster holding `offset`; `None` when it cannot be had.
