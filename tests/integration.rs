@@ -8,6 +8,7 @@ mod build;
 mod cli;
 mod defects;
 mod formats;
+mod fuzz_replay;
 mod hostile;
 mod layering;
 mod ova;
