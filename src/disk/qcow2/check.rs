@@ -248,7 +248,7 @@ impl<'a> Check<'a> {
     fn l1_chunk(&mut self, offset: u64, first: u64, size: u64) -> Result<Vec<u64>, Stop> {
         let n = (self.cs / 8).min(size - first);
         let mut bytes = vec![0u8; usize::try_from(n * 8).expect("one cluster")];
-        self.read(&mut bytes, offset + first * 8)?;
+        self.read(&mut bytes, offset.saturating_add(first * 8))?;
         Ok(bytes
             .chunks_exact(8)
             .map(|b| u64::from_be_bytes(b.try_into().expect("8 bytes")))

@@ -174,7 +174,8 @@ impl<'a> Stored<'a> {
     /// Refcount table entry `index` (bytes past the end of the file read as zeros).
     pub fn table_entry(&self, index: u64) -> std::io::Result<u64> {
         let mut bytes = [0u8; 8];
-        let offset = self.table_offset + index * 8;
+        // A table offset near 2^64 reads as zeros past the end, not as an overflow.
+        let offset = self.table_offset.saturating_add(index * 8);
         read_zero_filled(self.src, &mut bytes, offset)?;
         Ok(u64::from_be_bytes(bytes))
     }

@@ -32,7 +32,7 @@ impl Check<'_> {
         let (mut offset, mut table_len) = (start, 0u64);
         let mut snapshots = Vec::new();
         for i in 0..count {
-            offset = offset.next_multiple_of(8);
+            offset = offset.checked_next_multiple_of(8).ok_or(Stop)?;
             table_len = table_len.next_multiple_of(8);
             let (sn, entry_len) = self.read_entry(i, offset)?;
             offset = offset.checked_add(entry_len).ok_or(Stop)?;
@@ -63,9 +63,10 @@ impl Check<'_> {
         if self.h.version >= 3 && extra < QCOW2_SNAPSHOT_MIN_EXTRA_V3 {
             self.corruption(format!("ERROR snapshot table entry {i} is incomplete"));
         }
-        let id_at = offset + QCOW2_SNAPSHOT_HEADER_LEN as u64 + u64::from(extra);
+        let id_at = (offset.saturating_add(QCOW2_SNAPSHOT_HEADER_LEN as u64))
+            .saturating_add(u64::from(extra));
         let id = self.text(id_at, id_len)?;
-        let name = self.text(id_at + u64::from(id_len), name_len)?;
+        let name = self.text(id_at.saturating_add(u64::from(id_len)), name_len)?;
         let len = QCOW2_SNAPSHOT_HEADER_LEN as u64
             + u64::from(extra)
             + u64::from(id_len)
