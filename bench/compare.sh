@@ -8,10 +8,18 @@
 # builds of one output each (ratio: build / slowest single build).
 # The `ova-read` row converts the disk inside an OVA (read in place) and the same VMDK
 # extracted, to raw (ratio: OVA / extracted).
+# The `verify` row checks an OVA of the corpus with `kiln verify` against `sha256sum` of the
+# OVA plus `qemu-img check` of its extracted VMDK (ratio: kiln / that pair).
 # The `iso-tree` row writes a directory tree into an ISO (kiln convert -O iso DIR vs
 # xorriso -as mkisofs -R -J); the tree is --tree, else ~2 GiB of /usr hard-linked into
 # $TMPDIR/kiln-bench/iso-tree (made once). Its pair is xorriso; a `dd conv=fsync` of the
 # same byte count shows the disk's sequential write speed.
+#
+# The `bundle` row makes an EC2 bundle of the corpus (kiln bundle) against the reference
+# pipeline `tar -c -h -S --owner 0 --group 0 | tee >(sha1sum) | gzip -9 -n | openssl enc
+# -aes-128-cbc | split -b 10M` + `sha1sum` of the parts (the tar's SHA1 is the manifest's
+# image digest, so both compute it). Pairs as above: reference vs kiln -t unsafe, and
+# reference+sync vs kiln. Size ratio: kiln's parts / the reference's parts.
 #
 # Without --raw it uses (and if needed builds) the `os` corpus of
 # ../shared/bench/make-corpus.sh (4 GiB virtual, ~1.2 GiB of real files).
@@ -218,6 +226,33 @@ if [ -z "$ONLY" ] || [[ ",$ONLY," == *",ova-read,"* ]]; then
   rm -rf "$odir"
 fi
 
+# verify: `kiln verify` of an OVA of the corpus (every digest, the VMDK read through) against
+# the issue's yardstick, `sha256sum` of the OVA plus `qemu-img check` of the extracted VMDK in
+# the same run; ratio kiln / (sha256sum + qemu-img check). Both report to a file (the `out`
+# column is the report's size).
+if [ -z "$ONLY" ] || [[ ",$ONLY," == *",verify,"* ]]; then
+  vdir="$OUT/cmp-verify"; rm -rf "$vdir"; mkdir -p "$vdir"
+  printf '%s\n' "name: v" "disks:" "  - name: root" "    source: { file: $RAW }" "outputs:" \
+    "  - { disk_format: vmdk, container_format: ova }" > "$vdir/v.yaml"
+  "$KILN" build --quiet "$vdir/v.yaml" -o "$vdir" > /dev/null
+  (cd "$vdir" && tar xf v.ova v-disk1.vmdk)
+  cat "$vdir/v.ova" "$vdir/v-disk1.vmdk" > /dev/null   # same warm page cache for both
+  ref=$(time_cmd "$vdir/ref.txt" bash -c 'sha256sum "$1" > "$0" && qemu-img check "$2" >> "$0"' \
+    "$vdir/ref.txt" "$vdir/v.ova" "$vdir/v-disk1.vmdk")
+  k=$(time_cmd "$vdir/kiln.txt" bash -c '"$1" verify "$2" > "$0"' "$vdir/kiln.txt" "$KILN" "$vdir/v.ova")
+  for tool in reference kiln; do
+    case $tool in kiln) r=$k; t="kiln verify" ;; *) r=$ref; t="sha256sum+check" ;; esac
+    if [[ $r == fail* ]]; then printf '| %-34s | %-14s | %s |\n' verify "$t" "${r#fail }"; continue; fi
+    read -r s rss o a <<<"$r"; tr=""
+    if [ $tool = kiln ] && [[ $ref != fail* ]]; then
+      read -r rs _ _ _ <<<"$ref"; tr=$(awk -v k="$s" -v q="$rs" 'BEGIN{printf "%.2f", k/q}')
+    fi
+    awk -v t="$t" -v s="$s" -v vs="$VSIZE" -v o="$o" -v a="$a" -v r="$rss" -v tr="$tr" \
+      'BEGIN{printf "| %-34s | %-14s | %8.2f | %10.0f | %9.1f | %9.1f | %7.1f | %10s | %10s |\n", "verify (OVA of the corpus)", t, s, vs/s/1e6, o/1048576, a/1048576, r/1024, tr, ""}'
+  done
+  rm -rf "$vdir"
+fi
+
 # iso-tree: a directory into an ISO, kiln vs xorriso (both synced, as kiln always is).
 if [ -z "$ONLY" ] || [[ ",$ONLY," == *",iso-tree,"* ]]; then
   if [ -z "$TREE" ]; then
@@ -261,4 +296,48 @@ if [ -z "$ONLY" ] || [[ ",$ONLY," == *",iso-tree,"* ]]; then
       'BEGIN{printf "# iso-tree: kiln writes at %.0f%% of dd'"'"'s sequential speed (target >= 90%%)\n", 100*(ko/ks)/(db/ds)}'
   fi
   rm -f "$xd" "$kd"
+fi
+
+# bundle: kiln bundle vs the reference ec2-bundle-image pipeline (see the header).
+if [ -z "$ONLY" ] || [[ ",$ONLY," == *",bundle,"* ]]; then
+  command -v openssl >/dev/null || { echo "openssl missing (apt-get install openssl)" >&2; exit 1; }
+  keys="$OUT/cmp-bundle-keys"; mkdir -p "$keys"
+  for who in user ec2; do
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout "$keys/$who-key.pem" -out "$keys/$who-cert.pem" \
+      -subj "/CN=kiln-bench-$who" -days 30 2>/dev/null
+  done
+  kd="$OUT/cmp-bundle-k"; rd="$OUT/cmp-bundle-r"; mkdir -p "$kd" "$rd"
+  name=$(basename "$RAW")
+  # The reference pipeline; $0 = parts dir, $1 = image dir, $2 = image name, $3 = sync or not.
+  refpipe='set -o pipefail && cd "$0" && k=$(openssl rand -hex 16) && iv=$(openssl rand -hex 16) &&
+    tar -c -h -S --owner 0 --group 0 -C "$1" "$2" | tee >(sha1sum > tar.sha1) | gzip -9 -n |
+      openssl enc -e -aes-128-cbc -K "$k" -iv "$iv" | split -b 10M -d -a 2 - "$2.part." &&
+    sha1sum "$2".part.* > parts.sha1 && if [ "$3" = sync ]; then sync "$2".part.*; fi'
+  kcmd=("$KILN" bundle "$RAW" --user 111122223333 --cert "$keys/user-cert.pem"
+        --privatekey "$keys/user-key.pem" --ec2-cert "$keys/ec2-cert.pem" -d "$kd")
+  declare -A res=() size=()
+  res[reference]=$(time_cmd "$rd" bash -c "$refpipe" "$rd" "$(dirname "$RAW")" "$name" nosync)
+  size[reference]=$(cat "$rd/$name".part.* | wc -c)
+  res[kiln -t unsafe]=$(time_cmd "$kd" "${kcmd[@]}" -t unsafe)
+  size[kiln -t unsafe]=$(cat "$kd/$name".part.* | wc -c)
+  res[reference+sync]=$(time_cmd "$rd" bash -c "$refpipe" "$rd" "$(dirname "$RAW")" "$name" sync)
+  size[reference+sync]=$(cat "$rd/$name".part.* | wc -c)
+  res[kiln]=$(time_cmd "$kd" "${kcmd[@]}")
+  size[kiln]=$(cat "$kd/$name".part.* | wc -c)
+  for tool in reference "kiln -t unsafe" reference+sync kiln; do
+    r=${res[$tool]}
+    if [[ $r == fail* ]]; then printf '| %-34s | %-14s | %s |\n' bundle "$tool" "${r#fail }"; continue; fi
+    read -r s rss _ _ <<<"$r"; o=${size[$tool]}
+    pair=""; tr=""; sr=""
+    case $tool in "kiln -t unsafe") pair=reference ;; kiln) pair=reference+sync ;; esac
+    if [ -n "$pair" ] && [[ ${res[$pair]} != fail* ]]; then
+      read -r ps _ _ _ <<<"${res[$pair]}"
+      tr=$(awk -v k="$s" -v q="$ps" 'BEGIN{printf "%.2f", k/q}')
+      sr=$(awk -v k="$o" -v q="${size[$pair]}" 'BEGIN{printf "%.3f", k/q}')
+    fi
+    awk -v t="$tool" -v s="$s" -v vs="$VSIZE" -v o="$o" -v r="$rss" -v tr="$tr" -v sr="$sr" \
+      'BEGIN{printf "| %-34s | %-14s | %8.2f | %10.0f | %9.1f | %9s | %7.1f | %10s | %10s |\n", "bundle", t, s, vs/s/1e6, o/1048576, "", r/1024, tr, sr}'
+  done
+  unset res size
+  rm -rf "$kd" "$rd" "$keys"
 fi

@@ -77,6 +77,12 @@ impl Error {
     pub fn path(&self) -> Option<&Path> {
         self.path.as_deref()
     }
+
+    /// The underlying cause (a module error, an I/O error, a message). It is not exposed as
+    /// `source()`: `Display` already prints the whole chain on one line.
+    pub fn cause(&self) -> &(dyn StdError + Send + Sync + 'static) {
+        &*self.source
+    }
 }
 
 impl fmt::Display for Error {

@@ -1,18 +1,23 @@
 #![allow(missing_docs, clippy::unwrap_used)]
 //! kiln's integration tests: one binary (links once), modules by area.
 //!
-//! Correctness is judged by the independent oracles in `../shared/oracles`; a test that
+//! Correctness is judged by the independent oracles in `tests/oracles`; a test that
 //! needs a missing oracle fails with an install hint instead of skipping.
 
 mod build;
 mod cli;
+mod cli_surface;
 mod defects;
+mod ec2;
 mod formats;
 mod fuzz_replay;
 mod hostile;
 mod layering;
 mod ova;
 mod ova_input;
+mod ova_verify;
+mod partitions;
 mod seed;
 mod spec;
+mod triplet;
 mod util;

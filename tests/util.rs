@@ -1,4 +1,5 @@
-//! Test helpers: run the built binary in a fresh directory, make source images, call oracles.
+//! Test helpers: run the built binary in a fresh directory, make source images, call the
+//! oracle wrappers in `tests/oracles` (installed by `tests/setup.sh`).
 #![allow(dead_code, missing_docs)]
 
 use std::os::unix::fs::FileExt;
@@ -77,36 +78,30 @@ pub fn describe(out: &Output) -> String {
     )
 }
 
-/// `../shared` beside the repository (or `$KILN_SHARED`).
-pub fn shared_dir() -> PathBuf {
-    if let Ok(p) = std::env::var("KILN_SHARED") {
-        return PathBuf::from(p);
-    }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared")
-}
+/// The one command that installs every tool and oracle the tests use.
+pub const SETUP: &str = "bash tests/setup.sh";
 
-/// Path of an oracle script; panics with an install hint when it is missing.
+/// Path of one of the repository's oracle wrappers (`tests/oracles/NAME`).
 pub fn oracle(name: &str) -> PathBuf {
-    let p = shared_dir().join("oracles").join(name);
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/oracles")
+        .join(name);
     assert!(
         p.exists(),
-        "oracle {} not found; kiln's tests need ../shared/oracles beside the repo",
+        "oracle {} is missing from the repository",
         p.display()
     );
     p
 }
 
-/// Panics with an install hint unless `tool` is on PATH.
+/// Panics with the install command unless `tool` is on PATH.
 pub fn require_tool(tool: &str) {
     let found = Command::new("sh")
         .args(["-c", &format!("command -v {tool}")])
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
-    assert!(
-        found,
-        "{tool} is not installed; run `bash ../shared/oracles/install.sh` (CI's .ci/run does)"
-    );
+    assert!(found, "{tool} is not installed; run `{SETUP}`");
 }
 
 /// Runs `tool ARGS`, asserting success; returns stdout.
@@ -166,7 +161,6 @@ pub fn check_seed(seed: &Path, extra: &[&str]) {
 /// `check-ova --strict --profile PROFILE PACKAGE` (DMTF schema via xmllint, tar order,
 /// manifest digests, the importer's rules) must pass without errors or warnings.
 pub fn check_ova(package: &Path, profile: &str) {
-    require_tool("xmllint");
     let out = Command::new(oracle("check-ova"))
         .args(["--strict", "--profile", profile])
         .arg(package)
@@ -180,25 +174,30 @@ pub fn check_ova(package: &Path, profile: &str) {
     );
 }
 
-/// The oracle venv's python and the directory of cloud-init's unpacked code (both made by
-/// `../shared/oracles/install.sh`); panics with the install hint when missing.
-pub fn cloud_init_python() -> (PathBuf, PathBuf) {
-    let cache = std::env::var_os("XDG_CACHE_HOME")
+/// Where `tests/setup.sh` keeps the venv and cloud-init's code (`$KILN_TEST_CACHE`, default
+/// `${XDG_CACHE_HOME:-~/.cache}/kiln-test`).
+pub fn test_cache() -> PathBuf {
+    if let Some(dir) = std::env::var_os("KILN_TEST_CACHE") {
+        return PathBuf::from(dir);
+    }
+    std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
             PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache")
-        });
-    let venv = std::env::var_os("KILN_ORACLES_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| cache.join("kiln/oracles-venv"));
-    let ci = std::env::var_os("KILN_ORACLES_CLOUD_INIT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| cache.join("kiln/cloud-init"));
-    let python = venv.join("bin/python");
-    let pydir = ci.join("usr/lib/python3/dist-packages");
+        })
+        .join("kiln-test")
+}
+
+/// The test venv's python and the directory of cloud-init's unpacked code (both made by
+/// `tests/setup.sh`); panics with the install command when either is missing.
+pub fn cloud_init_python() -> (PathBuf, PathBuf) {
+    let cache = test_cache();
+    let python = cache.join("venv/bin/python");
+    let pydir = cache.join("cloud-init/usr/lib/python3/dist-packages");
     assert!(
         python.exists() && pydir.join("cloudinit/sources/DataSourceOVF.py").exists(),
-        "cloud-init's code or the oracle venv is missing; run `bash ../shared/oracles/install.sh`"
+        "cloud-init's code or the test venv is missing under {}; run `{SETUP}`",
+        cache.display()
     );
     (python, pydir)
 }

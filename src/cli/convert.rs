@@ -29,6 +29,10 @@ pub(super) fn convert(args: &ConvertArgs) -> Result<()> {
         allow_unsafe: args.allow_unsafe,
     };
     let mut input = super::input::open(&args.input, args.member.as_deref(), &opts)?;
+    if let Some(index) = args.partition {
+        input.reader =
+            super::fs::partition_reader(&args.input, args.member.as_deref(), &opts, index)?;
+    }
     let progress =
         (args.progress && !args.quiet).then(|| Progress::new(input.reader.virtual_size()));
     write_image(

@@ -24,9 +24,12 @@ pub(super) fn info(args: &InfoArgs) -> Result<()> {
         Some(len) => len,
         None => allocated_bytes(&args.file)?,
     };
+    let table = super::fs::partition_table(&args.file, args.member.as_deref(), &opts)?;
     let text = match args.output {
-        OutputMode::Human => human(&input.name, &info, allocated),
-        OutputMode::Json => json_text(&input.name, &info, allocated)?,
+        OutputMode::Human => human(&input.name, &info, allocated) + &super::fs::human_table(&table),
+        OutputMode::Json => {
+            json_text(&input.name, &info, allocated, super::fs::json_table(&table))?
+        }
     };
     print(&text)
 }
@@ -54,13 +57,13 @@ fn human(path: &Path, info: &ImageInfo, allocated: u64) -> String {
     s
 }
 
-fn json_text(path: &Path, info: &ImageInfo, allocated: u64) -> Result<String> {
+fn json_text(path: &Path, info: &ImageInfo, allocated: u64, table: Value) -> Result<String> {
     let details: Map<String, Value> = info
         .details
         .iter()
         .map(|(k, v)| (k.clone(), Value::String(v.clone())))
         .collect();
-    let value = json!({
+    let mut value = json!({
         "filename": path.display().to_string(),
         "format": info.format,
         "subformat": info.subformat,
@@ -68,6 +71,9 @@ fn json_text(path: &Path, info: &ImageInfo, allocated: u64) -> Result<String> {
         "actual-size": allocated,
         "details": details,
     });
+    if !table.is_null() {
+        value["partition-table"] = table;
+    }
     let mut text =
         serde_json::to_string_pretty(&value).map_err(|e| Error::new(kiln::ErrorKind::Io, e))?;
     text.push('\n');
@@ -152,7 +158,7 @@ fn qcow2_findings(args: &CheckArgs) -> Result<Option<kiln::disk::qcow2::CheckRep
     let src = kiln::io::FileSource::new(file).map_err(|e| Error::io(e).with_path(path))?;
     let format = match args.format {
         Some(format) => format,
-        None => match kiln::disk::probe(&src) {
+        None => match kiln::disk::probe_any(&src) {
             Ok(format) => format,
             Err(_) => return Ok(None),
         },

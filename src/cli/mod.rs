@@ -4,10 +4,15 @@
 //! `kiln::Error`.
 
 mod build;
+mod bundle;
+mod completions;
 mod convert;
+mod fs;
 mod info;
 mod input;
+mod man;
 mod measure;
+mod package;
 mod progress;
 mod safety;
 mod seed;
@@ -18,9 +23,17 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use kiln::disk::{DiskFormat, KvOptions};
 use kiln::{Error, ErrorKind};
 
+/// `kiln --version`: the package version and the git commit it was built from (build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("KILN_GIT_COMMIT"),
+    ")"
+);
+
 /// kiln: build virtual appliances and convert disk images (qemu-img compatible where it counts).
 #[derive(Debug, Parser)]
-#[command(name = "kiln", version, about, long_about = None, propagate_version = true)]
+#[command(name = "kiln", version = VERSION, about, long_about = None, propagate_version = true)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -36,6 +49,10 @@ enum Command {
     Info(InfoArgs),
     /// Check an image's structure; exits non-zero when it is corrupt or unsafe.
     Check(CheckArgs),
+    /// List a directory of the ext2/3/4 file system in an image (`kiln ls disk.qcow2:1 /boot`).
+    Ls(fs::LsArgs),
+    /// Copy a file out of the ext2/3/4 file system in an image (`kiln cat disk.img:1 /etc/os-release`).
+    Cat(fs::CatArgs),
     /// Make a cloud-init NoCloud seed (ISO `cidata` or FAT `CIDATA`), like cloud-localds.
     Seed(seed::SeedArgs),
     /// Compute the size a qcow2 image needs (`qemu-img measure`).
@@ -48,6 +65,22 @@ enum Command {
     Validate(build::ValidateArgs),
     /// Write a starter spec from a template.
     Init(build::InitArgs),
+    /// Show what an OVF package holds: machines, hardware, disks, networks, properties,
+    /// EULA, manifest and signature.
+    Inspect(package::InspectArgs),
+    /// Sign an OVF package's manifest with an RSA key and certificate (writes the .cert).
+    Sign(package::SignArgs),
+    /// Print a shell completion script (`source <(kiln completions bash)`).
+    Completions(completions::CompletionsArgs),
+    /// Print a manual page in roff: kiln(1), or kiln-COMMAND(1) (`kiln man | man -l -`).
+    Man(man::ManArgs),
+    /// Bundle an image for an EC2 instance-store AMI (ec2-bundle-image's format).
+    Bundle(Box<bundle::BundleArgs>),
+    /// Verify an EC2 bundle and restore its image (needs the private key).
+    Unbundle(bundle::UnbundleArgs),
+    /// Check an OVF package (.ova, or .ovf with its files) as importers will, or an EC2
+    /// bundle without its private key (NAME.manifest.xml); exits non-zero on errors.
+    Verify(package::VerifyAnyArgs),
 }
 
 /// Output options shared by create and convert.
@@ -121,6 +154,9 @@ struct ConvertArgs {
     /// Read this member of an OVA (default: the package's first disk).
     #[arg(long, value_name = "NAME")]
     member: Option<String>,
+    /// Convert only partition N of the input (numbered as sfdisk and parted show them).
+    #[arg(long, value_name = "N")]
+    partition: Option<u32>,
     /// Input image, or an OVA whose disk is read in place.
     input: PathBuf,
     /// Output image.
@@ -194,11 +230,20 @@ pub fn run(cli: Cli) -> miette::Result<()> {
         Command::Convert(args) => convert::convert(&args),
         Command::Info(args) => info::info(&args),
         Command::Check(args) => info::check(&args),
+        Command::Ls(args) => fs::ls(&args),
+        Command::Cat(args) => fs::cat(&args),
         Command::Seed(args) => seed::seed(&args),
         Command::Measure(args) => measure::measure(&args),
+        Command::Completions(args) => completions::completions(&args),
+        Command::Man(args) => man::man(&args),
         Command::Build(args) => return build::build(&args),
         Command::Validate(args) => return build::validate(&args),
         Command::Init(args) => return build::init(&args),
+        Command::Inspect(args) => package::inspect(&args),
+        Command::Sign(args) => package::sign(&args),
+        Command::Bundle(args) => bundle::bundle(&args),
+        Command::Unbundle(args) => bundle::unbundle(&args),
+        Command::Verify(args) => package::verify(&args),
     };
     result.map_err(|e| miette::Report::new(KilnDiagnostic(e)))
 }
@@ -229,8 +274,7 @@ pub fn exit_code(report: &miette::Report) -> u8 {
 pub fn is_broken_pipe(report: &miette::Report) -> bool {
     report
         .downcast_ref::<KilnDiagnostic>()
-        .and_then(|d| std::error::Error::source(&d.0))
-        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .and_then(|d| d.0.cause().downcast_ref::<std::io::Error>())
         .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
 }
 

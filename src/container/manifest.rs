@@ -1,8 +1,15 @@
-//! OVF manifests (DSP0243 §5.1): one line per package file, `ALG(name)= hexdigest`, LF
-//! line ends, in package order (descriptor first, then the References files).
+//! Digests, and OVF manifests (DSP0243 §5.1): one line per package file,
+//! `ALG(name)= hexdigest`, LF line ends, in package order (descriptor first, then the
+//! References files). Every artefact digest of a build (SHA256SUMS, the report, manifests)
+//! is computed here.
+
+use std::path::Path;
 
 use sha1::Sha1;
 use sha2::{Digest, Sha256, Sha512};
+
+use crate::disk::{self, DiskFormat, Extent, OpenOptions};
+use crate::error::Result;
 
 /// The digest a manifest uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -94,6 +101,40 @@ pub fn render(alg: Algorithm, entries: &[(&str, &str)]) -> String {
 /// `bytes` in lower-case hex.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// SHA-256 (hex) and length of a file. Holes are hashed as the zeros they read as,
+/// without reading them (the raw reader walks SEEK_DATA/SEEK_HOLE), so a sparse 4 GiB
+/// image costs its data and the hashing, not 4 GiB of reads.
+///
+/// # Errors
+/// Read failures.
+pub fn hash_file(path: &Path) -> Result<(String, u64)> {
+    let raw = OpenOptions {
+        format: Some(DiskFormat::Raw),
+        allow_unsafe: false,
+    };
+    let mut reader = disk::open(path, &raw)?;
+    let mut hasher = Sha256::new();
+    while let Some(extent) = reader.next_extent().map_err(|e| e.with_path(path))? {
+        hash_extent(&mut hasher, extent);
+    }
+    Ok((hex(&hasher.finalize()), reader.virtual_size()))
+}
+
+/// Feeds one run of a disk to `hasher`; zero and unallocated runs as zeros.
+pub fn hash_extent(hasher: &mut Sha256, extent: Extent<'_>) {
+    static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+    match extent {
+        Extent::Data(bytes) => hasher.update(bytes),
+        Extent::Zero(mut len) | Extent::Unallocated(mut len) => {
+            while len > 0 {
+                let n = len.min(ZEROS.len() as u64);
+                hasher.update(&ZEROS[..usize::try_from(n).expect("below 64 KiB")]);
+                len -= n;
+            }
+        }
+    }
 }
 
 #[cfg(test)]

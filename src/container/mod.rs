@@ -7,18 +7,27 @@
 //! manifest, which need the VMDKs' sizes and digests, are written at the end (for an OVA in front of the disk:
 //! their length is known before, see [`ovf::SIZE_WIDTH`]). cloud-init data can ride along as
 //! OVF environment properties ([`cloud_init`]). Tar framing and the bounded tar reader are
-//! [`tar`]'s; [`ova`] opens a disk inside an OVA in place. Not implemented: certificates
-//! (`.cert`), checking a package's manifest and descriptor.
+//! [`tar`]'s; [`ova`] opens a disk inside an OVA in place. Packages from any tool are read
+//! back by [`ovf_read`] (the descriptor), checked by [`verify`], summarised by [`inspect`]
+//! and signed by [`sign`] ([`signature`] holds the `.cert` format); all report
+//! [`finding::Finding`]s.
 //!
 //! Layering: `container` builds on `disk` and `io` (and `seed` for cloud-init data); it never
 //! imports `plan` or `spec`: the plan translates the spec into these types.
 
 pub mod cloud_init;
+pub mod ec2;
+pub mod finding;
+pub mod inspect;
 pub mod manifest;
 pub mod ova;
 pub mod ovf;
+pub mod ovf_read;
 pub mod package;
+pub mod sign;
+pub mod signature;
 pub mod tar;
+pub mod verify;
 
 /// A guest OS kiln can name in a descriptor: the spec's `vm.os` and what each importer
 /// reads.

@@ -213,7 +213,7 @@ impl PackageWriter {
             bytes: 0,
         };
         self.open = true;
-        disk::vmdk::create_stream_into(req, Box::new(sink), name)
+        disk::create_stream(req, Box::new(sink), name)
     }
 
     /// Records the disk whose writer has just finished with `report`; in an OVA, writes

@@ -23,10 +23,12 @@ pub mod options;
 mod probe;
 pub mod qcow2;
 mod raw;
+mod stream;
 pub mod vdi;
 pub mod vhd;
 pub mod vhdx;
 pub mod vmdk;
+pub mod window;
 
 use std::fmt;
 use std::str::FromStr;
@@ -37,8 +39,10 @@ use serde::Serialize;
 pub use open::{OpenOptions, open, open_source};
 pub use options::KvOptions;
 pub use probe::{
-    Signature, inspector_polyglot, is_polyglot, mbr_problem, polyglot_message, probe, signatures,
+    Signature, inspector_polyglot, is_polyglot, mbr_problem, polyglot_message, probe, probe_any,
+    signatures,
 };
+pub use stream::create_stream;
 
 use crate::context::BuildContext;
 use crate::error::{Error, Result};

@@ -5,6 +5,7 @@
 //! `io` is the bottom layer: it imports nothing of the crate but the error type, so disk
 //! formats, containers and the plan all build on it (enforced by `tests/layering.rs`).
 
+pub mod crc;
 pub mod output;
 pub mod source;
 pub(crate) mod sparse_out;

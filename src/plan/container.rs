@@ -1,5 +1,5 @@
 //! The container kinds a build writes, chosen once per output with no wildcard: a new kind
-//! (the Amazon triplet, EC2 bundles) is a variant here and a module in `container`, and the
+//! (EC2 bundles) is a variant here and a module in `container`, and the
 //! compiler points at every place that must learn it.
 //!
 //! Lifecycle of a packaged output: start (every disk's size known) → one lane per disk in
@@ -16,6 +16,9 @@ pub(crate) enum Kind {
     Bare,
     /// An OVF package holding every disk: an OVA or files side by side.
     Package(Form),
+    /// The Glance triplet: the ami (a crop of the disk, written in its pass) with the aki
+    /// and ari read out of it afterwards.
+    Triplet,
     /// A container this build does not write; `Plan::new` refuses it before anything is
     /// written (the spec records why).
     NotBuilt,
@@ -27,6 +30,7 @@ pub(crate) fn kind(container: ContainerFormat) -> Kind {
         ContainerFormat::Bare => Kind::Bare,
         ContainerFormat::Ova => Kind::Package(Form::Ova),
         ContainerFormat::Ovf => Kind::Package(Form::Files),
-        ContainerFormat::Aki | ContainerFormat::Ari | ContainerFormat::Ami => Kind::NotBuilt,
+        ContainerFormat::Ami => Kind::Triplet,
+        ContainerFormat::Aki | ContainerFormat::Ari => Kind::NotBuilt,
     }
 }

@@ -11,7 +11,7 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 
 use sha2::{Digest, Sha256};
 
-use super::fetch::{hash_extent, hex};
+use crate::container::manifest::{hash_extent, hex};
 use crate::disk::{DiskReader, Extent};
 use crate::error::{Error, ErrorKind, Result};
 use crate::size::HumanSize;

@@ -14,8 +14,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::PlanError;
-pub use crate::container::manifest::hex;
-use crate::disk::{self, DiskFormat, Extent, OpenOptions};
+use crate::container::manifest::{hash_file, hex};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Buffer for hashing and copying.
@@ -29,40 +28,6 @@ pub fn cache_dir() -> PathBuf {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
         .unwrap_or_else(|| PathBuf::from(".cache"));
     base.join("kiln").join("downloads")
-}
-
-/// SHA-256 (hex) and length of a file. Holes are hashed as the zeros they read as,
-/// without reading them (the raw reader walks SEEK_DATA/SEEK_HOLE), so a sparse 4 GiB
-/// image costs its data and the hashing, not 4 GiB of reads.
-///
-/// # Errors
-/// Read failures.
-pub fn hash_file(path: &Path) -> Result<(String, u64)> {
-    let raw = OpenOptions {
-        format: Some(DiskFormat::Raw),
-        allow_unsafe: false,
-    };
-    let mut reader = disk::open(path, &raw)?;
-    let mut hasher = Sha256::new();
-    while let Some(extent) = reader.next_extent().map_err(|e| e.with_path(path))? {
-        hash_extent(&mut hasher, extent);
-    }
-    Ok((hex(&hasher.finalize()), reader.virtual_size()))
-}
-
-/// Feeds one run of a disk to `hasher`; zero and unallocated runs as zeros.
-pub fn hash_extent(hasher: &mut Sha256, extent: Extent<'_>) {
-    static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
-    match extent {
-        Extent::Data(bytes) => hasher.update(bytes),
-        Extent::Zero(mut len) | Extent::Unallocated(mut len) => {
-            while len > 0 {
-                let n = len.min(ZEROS.len() as u64);
-                hasher.update(&ZEROS[..usize::try_from(n).expect("below 64 KiB")]);
-                len -= n;
-            }
-        }
-    }
 }
 
 fn hash_into(reader: &mut dyn Read, hasher: &mut Sha256) -> std::io::Result<u64> {

@@ -193,6 +193,7 @@ impl PackageRun {
             virtual_size: self.boot_size,
             streamed: None,
             extras,
+            triplet: Vec::new(),
             set: self.set,
         })
     }

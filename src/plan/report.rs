@@ -12,7 +12,7 @@ use super::container::Kind;
 use crate::container::package::{Form, file_names};
 use crate::error::{Error, Result};
 use crate::io::output::OutputSet;
-use crate::spec::model::{ContainerFormat, Firmware};
+use crate::spec::model::Firmware;
 use crate::spec::{ValidOutput, ValidSeed, ValidSpec};
 
 /// Placeholder for the Glance id of the kernel an `ami` image boots.
@@ -87,7 +87,7 @@ impl Artefact {
         // Glance stores one file: for an `ovf` package, its (boot) disk.
         let upload = match super::container::kind(o.container) {
             Kind::Package(Form::Files) => file_names(target, 1).disks[0].clone(),
-            Kind::Package(Form::Ova) | Kind::Bare | Kind::NotBuilt => path.clone(),
+            Kind::Package(Form::Ova) | Kind::Bare | Kind::Triplet | Kind::NotBuilt => path.clone(),
         };
         let glance_args = glance_args(o, &upload, &spec.name, spec.firmware);
         Self {
@@ -158,15 +158,20 @@ fn glance_args(
     .iter()
     .map(|s| (*s).to_string())
     .collect();
-    if o.container == ContainerFormat::Ami {
-        args.extend([
-            "--property".into(),
-            format!("kernel_id={KERNEL_ID_PLACEHOLDER}"),
-        ]);
-        args.extend([
-            "--property".into(),
-            format!("ramdisk_id={RAMDISK_ID_PLACEHOLDER}"),
-        ]);
+    // An ami names the kernel and ramdisk uploaded before it (`NAME.glance.json`).
+    if let Some(ami) = &o.ami {
+        if ami.kernel.is_some() {
+            args.extend([
+                "--property".into(),
+                format!("kernel_id={KERNEL_ID_PLACEHOLDER}"),
+            ]);
+        }
+        if ami.ramdisk.is_some() {
+            args.extend([
+                "--property".into(),
+                format!("ramdisk_id={RAMDISK_ID_PLACEHOLDER}"),
+            ]);
+        }
     }
     if firmware == Some(Firmware::Efi) {
         args.extend(["--property".into(), "hw_firmware_type=uefi".into()]);
@@ -239,7 +244,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 mod tests {
     use super::*;
     use crate::disk::{DiskFormat, KvOptions};
-    use crate::spec::model::{ManifestDigest, OutputDiskFormat, Target};
+    use crate::spec::model::{ContainerFormat, ManifestDigest, OutputDiskFormat, Target};
 
     fn output(disk_format: OutputDiskFormat, container: ContainerFormat) -> ValidOutput {
         ValidOutput {
@@ -253,17 +258,25 @@ mod tests {
             options: KvOptions::default(),
             target: Target::Vmware,
             manifest: ManifestDigest::Sha256,
+            ami: None,
         }
     }
 
     #[test]
     fn ami_upload_names_kernel_and_ramdisk_placeholders() {
-        let args = glance_args(
-            &output(OutputDiskFormat::Ami, ContainerFormat::Ami),
-            "x.img",
-            "app",
-            None,
-        );
+        use crate::spec::{AmiPart, AmiSource, PartitionChoice, ValidAmi};
+        let part = |p: &str| AmiPart {
+            source: AmiSource::Inside(p.into()),
+            span: None,
+        };
+        let mut o = output(OutputDiskFormat::Ami, ContainerFormat::Ami);
+        o.ami = Some(ValidAmi {
+            partition: PartitionChoice::Auto,
+            partition_span: None,
+            kernel: Some(part("/boot/vmlinuz")),
+            ramdisk: Some(part("/boot/initrd.img")),
+        });
+        let args = glance_args(&o, "x.img", "app", None);
         assert!(
             args.contains(&"kernel_id=<KERNEL_IMAGE_ID>".to_string()),
             "{args:?}"

@@ -264,12 +264,21 @@ pub struct Output {
     #[serde(default)]
     #[schemars(with = "Option<ManifestDigest>")]
     pub manifest: Option<Spanned<ManifestDigest>>,
-    /// AMI: kernel image inside the disk or beside the spec.
+    /// AMI: which part of the disk is the image: `auto` (default: the whole disk without a
+    /// partition table, else its one Linux root partition), `none` (the whole disk) or a
+    /// partition number.
     #[serde(default)]
-    pub kernel: Option<String>,
-    /// AMI: ramdisk image.
+    #[schemars(with = "Option<AmiPartition>")]
+    pub partition: Option<Spanned<AmiPartition>>,
+    /// AMI: the kernel (written as `NAME.aki`): a path inside the root file system
+    /// (symbolic links followed inside it), or `{ file: PATH }` beside the spec.
     #[serde(default)]
-    pub ramdisk: Option<String>,
+    #[schemars(with = "Option<AmiFile>")]
+    pub kernel: Option<Spanned<AmiFile>>,
+    /// AMI: the ramdisk (written as `NAME.ari`), as `kernel`.
+    #[serde(default)]
+    #[schemars(with = "Option<AmiFile>")]
+    pub ramdisk: Option<Spanned<AmiFile>>,
     /// AMI: `ec2` for an EC2 bundle instead of a Glance triplet.
     #[serde(default)]
     pub bundle: Option<String>,
@@ -285,6 +294,29 @@ pub struct Output {
     /// EC2 bundle: the EC2 certificate the key is encrypted to.
     #[serde(default)]
     pub ec2_cert: Option<String>,
+}
+
+/// An AMI's partition as written: `auto`, `none` or a number; checked by `validate`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum AmiPartition {
+    /// A partition number (from 1).
+    Number(i64),
+    /// `auto` or `none`.
+    Text(String),
+}
+
+/// An AMI kernel or ramdisk: a path inside the image's root file system, or a file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum AmiFile {
+    /// An absolute path inside the root file system, e.g. `/boot/vmlinuz`.
+    Inside(String),
+    /// A file beside the spec.
+    File {
+        /// Path relative to the spec's directory.
+        file: String,
+    },
 }
 
 /// Output disk formats (Glance's `disk_format`).

@@ -98,6 +98,8 @@ pub struct ValidOutput {
     pub target: Target,
     /// OVF/OVA manifest digest.
     pub manifest: ManifestDigest,
+    /// The Glance triplet's settings (ami outputs only).
+    pub ami: Option<ValidAmi>,
 }
 
 /// A spec that passed every check.
@@ -586,10 +588,13 @@ impl Checker<'_> {
     }
 }
 
+mod ami;
 mod cloud_init;
 mod machine;
 mod outputs;
 mod sizes;
+
+pub use ami::{AmiPart, AmiSource, PartitionChoice, ValidAmi};
 
 pub use cloud_init::ValidSeed;
 pub use machine::ValidMachine;

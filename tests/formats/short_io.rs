@@ -195,24 +195,26 @@ impl Write for ShortWrites {
     }
 }
 
-#[test]
-fn the_stream_writer_gives_the_same_bytes_through_short_writes() {
+/// `kiln convert -O FMT -o OPTS src.raw whole.EXT`, then the same disk written by
+/// `disk::create_stream` through a sink taking 1..700 bytes per write: the same bytes.
+fn stream_equals_file(fmt: DiskFormat, opts: &str, ext: &str) {
     let d = Dir::new();
     let src = sparse_raw(&d.path("src.raw"), 8 << 20, 10, 8);
-    d.kiln_ok(&[
-        "convert",
-        "-O",
-        "vmdk",
-        "-o",
-        "subformat=streamOptimized",
-        "src.raw",
-        "whole.vmdk",
-    ]);
-    let ctx = kiln::BuildContext::from_env("whole.vmdk");
-    let options = KvOptions::default();
+    let name = format!("whole.{ext}");
+    let mut args = vec!["convert", "-O", fmt.name()];
+    if !opts.is_empty() {
+        args.extend(["-o", opts]);
+    }
+    args.extend(["src.raw", name.as_str()]);
+    d.kiln_ok(&args);
+    // The same context the CLI derives from the output's name, at the epoch `Dir::kiln`
+    // sets with SOURCE_DATE_EPOCH.
+    let mut ctx = kiln::BuildContext::from_env(&name);
+    ctx.epoch = 1_700_000_000;
+    let options = KvOptions::parse(opts).unwrap();
     let mut reader = disk::open(&src, &OpenOptions::default()).unwrap();
     let req = CreateRequest {
-        format: DiskFormat::Vmdk,
+        format: fmt,
         virtual_size: reader.virtual_size(),
         options: &options,
         compress: false,
@@ -223,9 +225,54 @@ fn the_stream_writer_gives_the_same_bytes_through_short_writes() {
         max: 700,
         rng: Rng::new(6),
     };
-    let mut writer = disk::vmdk::create_stream_into(&req, Box::new(sink), "whole.vmdk").unwrap();
+    let mut writer = disk::create_stream(&req, Box::new(sink), &name).unwrap();
     disk::convert(reader.as_mut(), &mut [writer.as_mut()], &mut |_| {}).unwrap();
     let report = writer.finish().unwrap();
     let sink = report.sink.unwrap().downcast::<ShortWrites>().unwrap();
-    assert!(sink.out == std::fs::read(d.path("whole.vmdk")).unwrap());
+    assert!(
+        sink.out == std::fs::read(d.path(&name)).unwrap(),
+        "{fmt} {opts}: the stream differs from the file"
+    );
+}
+
+#[test]
+fn a_stream_vmdk_through_short_writes_equals_the_file() {
+    stream_equals_file(DiskFormat::Vmdk, "subformat=streamOptimized", "vmdk");
+}
+
+#[test]
+fn a_stream_raw_through_short_writes_equals_the_file() {
+    stream_equals_file(DiskFormat::Raw, "", "raw");
+}
+
+#[test]
+fn a_stream_fixed_vhd_through_short_writes_equals_the_file() {
+    stream_equals_file(DiskFormat::Vhd, "subformat=fixed", "vhd");
+}
+
+#[test]
+fn a_stream_azure_vhd_through_short_writes_equals_the_file() {
+    stream_equals_file(DiskFormat::Vhd, "subformat=fixed,azure=on", "vhd");
+}
+
+#[test]
+fn formats_that_patch_tables_are_refused_as_streams() {
+    let ctx = kiln::BuildContext::from_env("x");
+    let options = KvOptions::default();
+    let req = CreateRequest {
+        format: DiskFormat::Qcow2,
+        virtual_size: 1 << 20,
+        options: &options,
+        compress: false,
+        ctx: &ctx,
+    };
+    let sink = ShortWrites {
+        out: Vec::new(),
+        max: 1,
+        rng: Rng::new(1),
+    };
+    let err = disk::create_stream(&req, Box::new(sink), "x")
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("needs a seekable file"), "{err}");
 }

@@ -231,6 +231,36 @@ fn disk_size(requested: u64, o: &VhdOptions) -> Result<(u64, Geometry)> {
 }
 
 pub(super) fn create(req: &CreateRequest<'_>, out: &mut OutputSet) -> Result<Box<dyn DiskWriter>> {
+    let (o, footer) = footer_for(req)?;
+    let file = out.create_primary()?;
+    match o.disk_type {
+        DiskType::Fixed => Ok(Box::new(fixed::FixedWriter::new(file, footer))),
+        DiskType::Dynamic => Ok(Box::new(dynamic::DynamicWriter::new(
+            file,
+            footer,
+            o.block_size,
+        )?)),
+    }
+}
+
+/// The footer of a fixed VHD written front to back into a stream: its data area is the
+/// disk's bytes (`current_size` of them) and the 512-byte footer follows.
+///
+/// # Errors
+/// Invalid options, a size a VHD cannot hold, or `subformat=dynamic` (its BAT is written
+/// after the blocks, so it needs a seekable file).
+pub(super) fn stream_footer(req: &CreateRequest<'_>) -> Result<(u64, [u8; 512])> {
+    let (o, footer) = footer_for(req)?;
+    if o.disk_type != DiskType::Fixed {
+        return Err(Error::unsupported(
+            "a dynamic VHD needs a seekable file; a stream takes subformat=fixed",
+        ));
+    }
+    Ok((footer.current_size, footer.to_bytes()))
+}
+
+/// The writer's options and the footer the request asks for.
+fn footer_for(req: &CreateRequest<'_>) -> Result<(VhdOptions, VhdFooter)> {
     let o = parse_options(req.options)?;
     let (current_size, geometry) = disk_size(req.virtual_size, &o)?;
     let footer = VhdFooter {
@@ -251,15 +281,7 @@ pub(super) fn create(req: &CreateRequest<'_>, out: &mut OutputSet) -> Result<Box
         geometry,
         unique_id: *req.ctx.uuid("vhd/unique-id").as_bytes(),
     };
-    let file = out.create_primary()?;
-    match o.disk_type {
-        DiskType::Fixed => Ok(Box::new(fixed::FixedWriter::new(file, footer))),
-        DiskType::Dynamic => Ok(Box::new(dynamic::DynamicWriter::new(
-            file,
-            footer,
-            o.block_size,
-        )?)),
-    }
+    Ok((o, footer))
 }
 
 /// kiln's version as the footer's creator version (major in the high 16 bits).

@@ -97,7 +97,7 @@ pub(super) fn create(req: &CreateRequest<'_>, out: &mut OutputSet) -> Result<Box
 ///
 /// # Errors
 /// Invalid options or a capacity VMDK cannot hold.
-pub fn create_stream_into(
+pub(super) fn create_stream_into(
     req: &CreateRequest<'_>,
     out: Box<dyn crate::io::Sink>,
     extent_name: &str,

@@ -66,9 +66,13 @@ impl Checker<'_> {
             self.packaging(at, &key, spec);
             let disk = self.output_disk(o, &key, spec, disks);
             let options = self.output_options(o, &key);
+            let ami = self.ami(at, &key);
             let (Some(disk), Some(options)) = (disk, options) else {
                 continue;
             };
+            if o.container_format == ContainerFormat::Ami && ami.is_none() {
+                continue;
+            }
             outputs.push(ValidOutput {
                 index: i,
                 name,
@@ -80,6 +84,7 @@ impl Checker<'_> {
                 options,
                 target: o.target.as_ref().map_or(Target::Vmware, |t| t.value),
                 manifest: (o.manifest.as_ref()).map_or(ManifestDigest::Sha256, |m| m.value),
+                ami,
             });
         }
         outputs
@@ -129,13 +134,28 @@ impl Checker<'_> {
             );
             return;
         }
+        // The triplet is built; an EC2 bundle and a lone kernel or ramdisk are not.
         let missing = match c {
             C::Bare | C::Ova | C::Ovf => return,
-            _ => {
-                "Amazon aki/ari/ami containers (Glance triplet, EC2 bundle) are not implemented in this kiln yet"
+            C::Ami => match &at.value.bundle {
+                Some(b) => {
+                    let message = format!(
+                        "`bundle: {b}` cannot be built: EC2 bundles are not implemented in this kiln yet"
+                    );
+                    self.unsupported
+                        .push(Issue::at(&at.referenced, self.text, key, message));
+                    return;
+                }
+                None => return,
+            },
+            C::Aki => {
+                "a kernel is written beside its ami: set `kernel:` on an ami output (a path inside the image or `{ file: PATH }`)"
+            }
+            C::Ari => {
+                "a ramdisk is written beside its ami: set `ramdisk:` on an ami output (a path inside the image or `{ file: PATH }`)"
             }
         };
-        let message = format!("container_format `{cn}` cannot be built: {missing}");
+        let message = format!("container_format `{cn}` cannot be built alone: {missing}");
         self.unsupported
             .push(Issue::at(&at.referenced, self.text, key, message));
     }
