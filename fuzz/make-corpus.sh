@@ -2,18 +2,20 @@
 # Makes the seed corpora in fuzz/seeds/<target>/ with kiln and qemu-img (and genisoimage
 # for one ISO). Seeds larger than 256 KiB are stored gzip'ed (`.gz`): fuzz/run.sh unpacks
 # them into the working corpus, and tests/fuzz_replay.rs reads them either way. The
-# sources are fixed bytes, not random, so the script makes the same seeds every time.
+# sources are fixed bytes; qemu-img, genisoimage and openssl add timestamps, ids and keys
+# of their own, so those bytes differ from run to run.
 #
-#   fuzz/make-corpus.sh            # needs ../target/debug/kiln (cargo build) and qemu-img
+#   fuzz/make-corpus.sh   # needs ../target/debug/kiln (cargo build), qemu-img, genisoimage,
+#                         # sfdisk, mkfs.ext4 and openssl
 set -euo pipefail
 cd "$(dirname "$0")"
 KILN=${KILN:-$(cd .. && pwd)/target/debug/kiln}
-for tool in qemu-img genisoimage python3 "$KILN"; do
+for tool in qemu-img genisoimage python3 sfdisk mkfs.ext4 openssl "$KILN"; do
     command -v "$tool" >/dev/null || { echo "make-corpus.sh: $tool not found" >&2; exit 1; }
 done
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-targets="qcow2 vmdk vhd vhdx vdi iso probe spec_load tar"
+targets="qcow2 vmdk vhd vhdx vdi iso probe spec_load tar ovf ec2_manifest partitions ext4"
 rm -rf seeds
 for t in $targets; do mkdir -p "seeds/$t"; done
 
@@ -119,5 +121,57 @@ EOF
 cp "$tmp/out/app.ova" seeds/tar/app.ova
 head -c 4096 "$tmp/out/app.ova" > seeds/tar/app-cut.ova
 cp seeds/tar/app-cut.ova seeds/probe/ova-head.tar
+
+# OVF descriptors: the .ovf members of kiln-built packages for both targets, one with
+# cloud-init data in OVF properties.
+cat > "$tmp/vbox.yaml" <<'SPEC'
+name: vbox
+disks:
+  - name: root
+    source: { file: src.raw }
+  - name: data
+    source: { blank: true }
+    size: 1MiB
+outputs:
+  - { disk_format: vmdk, container_format: ova, target: virtualbox }
+SPEC
+cat > "$tmp/props.yaml" <<'SPEC'
+name: props
+disks:
+  - name: root
+    source: { file: src.raw }
+cloud_init:
+  user_data: { hostname: seed }
+  deliver: [ovf-properties]
+outputs:
+  - { disk_format: vmdk, container_format: ova }
+SPEC
+for spec in vbox props; do
+    (cd "$tmp" && "$KILN" build -q -o out "$spec.yaml" >/dev/null)
+    tar -xOf "$tmp/out/$spec.ova" "$spec.ovf" > "seeds/ovf/$spec.ovf"
+done
+tar -xOf "$tmp/out/app.ova" app.ovf > seeds/ovf/app.ovf
+
+# An EC2 bundle's manifest, made with throwaway keys.
+for who in user ec2; do
+    openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=$who" \
+        -keyout "$tmp/$who-key.pem" -out "$tmp/$who-cert.pem" 2>/dev/null
+done
+"$KILN" bundle "$tmp/src.raw" -u 123456789012 -c "$tmp/user-cert.pem" \
+    -k "$tmp/user-key.pem" --ec2-cert "$tmp/ec2-cert.pem" -d "$tmp/bundle" >/dev/null
+cp "$tmp"/bundle/*.manifest.xml seeds/ec2_manifest/
+
+# Partition tables: MBR and GPT on a 1 MiB disk, and an ISO's head (no table).
+truncate -s 1M "$tmp/dos.raw" "$tmp/gpt.raw"
+printf 'label: dos\nstart=64, size=256, type=83\n' | sfdisk -q "$tmp/dos.raw"
+printf 'label: gpt\nstart=64, size=256\n' | sfdisk -q "$tmp/gpt.raw"
+put "$tmp/dos.raw" partitions
+put "$tmp/gpt.raw" partitions
+head -c 65536 "$tmp/i-kiln.iso" > seeds/partitions/iso-head.iso
+
+# ext4: a 1 MiB file system holding the ISO's two-file tree.
+truncate -s 1M "$tmp/fs.ext4"
+mkfs.ext4 -q -F -b 1024 -O ^has_journal -d "$tmp/tree" -L seed "$tmp/fs.ext4"
+put "$tmp/fs.ext4" ext4
 
 du -sh seeds

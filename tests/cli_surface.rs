@@ -134,9 +134,7 @@ fn check_json_field_names_are_stable() {
         serde_json::json!({
             "filename": "x.qcow2",
             "format": "qcow2",
-            "check-errors": 0,
-            "corruptions": 0,
-            "leaks": 0
+            "check-errors": 0
         })
     );
 }

@@ -15,7 +15,7 @@ mod entry;
 type Entry = fn(&[u8]);
 
 /// Every fuzz target and its entry point.
-const TARGETS: [(&str, Entry); 9] = [
+const TARGETS: [(&str, Entry); 13] = [
     ("qcow2", entry::qcow2),
     ("vmdk", entry::vmdk),
     ("vhd", entry::vhd),
@@ -25,6 +25,10 @@ const TARGETS: [(&str, Entry); 9] = [
     ("probe", entry::probe),
     ("spec_load", entry::spec_load),
     ("tar", entry::tar),
+    ("ovf", entry::ovf),
+    ("ec2_manifest", entry::ec2_manifest),
+    ("partitions", entry::partitions),
+    ("ext4", entry::ext4),
 ];
 
 fn fuzz_dir() -> &'static Path {

@@ -119,3 +119,49 @@ pub fn tar(data: &[u8]) {
         }
     }
 }
+
+/// The OVF descriptor reader (untrusted XML: no DOCTYPE, bounded depth and size).
+pub fn ovf(data: &[u8]) {
+    let _ = kiln::container::ovf_read::read_descriptor(data, "fuzz.ovf");
+}
+
+/// The EC2 bundle manifest (`NAME.manifest.xml`) parser.
+pub fn ec2_manifest(data: &[u8]) {
+    let _ = kiln::container::ec2::parse::parse_manifest(data);
+}
+
+/// MBR and GPT partition tables of a disk that is the input.
+pub fn partitions(data: &[u8]) {
+    let len = data.len() as u64;
+    let _ = kiln::fs::partition::read(&data.to_vec(), len, len);
+}
+
+/// ext2/3/4: the superblock, the root directory, and the first bytes of each file in it
+/// (at most [`MAX_EXT4_ENTRIES`] entries, [`MAX_EXT4_READ`] bytes each).
+pub fn ext4(data: &[u8]) {
+    use kiln::fs::ext4::Ext4;
+    let Ok(fs) = Ext4::open(Arc::new(data.to_vec())) else {
+        return;
+    };
+    let _ = fs.label();
+    let Ok(root) = fs.root() else { return };
+    let Ok(entries) = fs.read_dir(&root) else {
+        return;
+    };
+    for entry in entries.iter().take(MAX_EXT4_ENTRIES) {
+        let _ = fs.lookup(&entry.name, false);
+        let Ok(inode) = fs.entry_inode(entry) else {
+            continue;
+        };
+        let _ = fs.read_dir(&inode);
+        if let Ok(mut file) = fs.open_file(&inode) {
+            let mut buf = vec![0u8; MAX_EXT4_READ];
+            let _ = file.read(&mut buf);
+        }
+    }
+}
+
+/// Directory entries the ext4 entry point follows.
+pub const MAX_EXT4_ENTRIES: usize = 64;
+/// Bytes read from each file.
+pub const MAX_EXT4_READ: usize = 64 << 10;

@@ -98,7 +98,7 @@ fn verdict(path: &Path, args: &CheckArgs) -> Result<Verdict> {
     {
         mbr_reasons(&src, &mut push)?;
     }
-    let format = match args.format.map_or_else(|| disk::probe(&src), Ok) {
+    let format = match args.format.map_or_else(|| disk::probe_any(&src), Ok) {
         Ok(format) => Some(format),
         Err(e) => {
             push("not-a-disk", e.to_string());

@@ -39,7 +39,8 @@ use serde::Serialize;
 pub use open::{OpenOptions, open, open_source};
 pub use options::KvOptions;
 pub use probe::{
-    Signature, inspector_polyglot, is_polyglot, mbr_problem, polyglot_message, probe, signatures,
+    Signature, inspector_polyglot, is_polyglot, mbr_problem, polyglot_message, probe, probe_any,
+    signatures,
 };
 pub use stream::create_stream;
 

@@ -18,14 +18,14 @@
 //!
 //! **Polyglots.** A file whose bytes carry the signatures of two formats reads as different
 //! disks in different tools (Glance may take it for an ISO and qemu for a qcow2 with a
-//! backing file), so opening one ([`probe_for_open`]) refuses it as OpenStack's format_inspector does
+//! backing file), so [`probe`] refuses it as OpenStack's format_inspector does
 //! ("Multiple formats detected: qcow2,iso"). [`signatures`] lists every signature
 //! format_inspector matches (plus a VMDK text descriptor, which kiln reads and
-//! format_inspector calls raw). One pair is read anyway: an ISO with an MBR (a hybrid,
+//! format_inspector calls raw). Two pairs are read anyway: an ISO with an MBR (a hybrid,
 //! bootable ISO, which both read as the same bytes), and a fixed VHD of a partitioned disk;
 //! `kiln check --safety` still reports the ISO, as format_inspector refuses it. kiln also
 //! counts a VHD footer at the end (a fixed VHD), which format_inspector does not look for,
-//! so a qcow2 that is also a fixed VHD is refused. `--allow-unsafe` (via [`probe_for_open`]) reads a
+//! so a qcow2 that is also a fixed VHD is refused. `--allow-unsafe` ([`probe_any`]) reads a
 //! polyglot as the first format in the order above.
 
 use super::DiskFormat;
@@ -215,33 +215,44 @@ pub fn polyglot_message(found: &[Signature]) -> String {
     format!("Multiple formats detected: {}", names.join(","))
 }
 
-/// [`probe`] for opening: a polyglot is refused unless `allow_unsafe`, which reads it as
-/// the first format in the probe order.
+/// [`probe`] for opening: `allow_unsafe` reads a polyglot as the first format in the probe
+/// order ([`probe_any`]).
 ///
 /// # Errors
-/// As [`probe`]; a polyglot without `allow_unsafe` ([`ErrorKind::Refused`]).
+/// As [`probe`].
 pub fn probe_for_open(file: &dyn ReadAt, allow_unsafe: bool) -> Result<DiskFormat> {
-    if !allow_unsafe {
-        let found = signatures(file)?;
-        if is_polyglot(&found) {
-            return Err(Error::new(
-                ErrorKind::Refused,
-                format!(
-                    "{}: the file is more than one format and reads differently in different tools; refused, pass -f FORMAT or --allow-unsafe to read it as one",
-                    polyglot_message(&found)
-                ),
-            ));
-        }
+    if allow_unsafe {
+        probe_any(file)
+    } else {
+        probe(file)
     }
-    probe(file)
 }
 
-/// Detects the format of `file` (see the module docs for the order). A polyglot is read as
-/// the first format in the order; [`probe_for_open`] refuses it.
+/// Detects the format of `file` (see the module docs for the order) and refuses a polyglot.
 ///
 /// # Errors
-/// I/O failures while reading the probed areas.
+/// I/O failures while reading the probed areas; a polyglot ([`ErrorKind::Refused`]); a tar
+/// archive, QED or LUKS ([`ErrorKind::Unsupported`]).
 pub fn probe(file: &dyn ReadAt) -> Result<DiskFormat> {
+    let found = signatures(file)?;
+    if is_polyglot(&found) {
+        return Err(Error::new(
+            ErrorKind::Refused,
+            format!(
+                "{}: the file is more than one format and reads differently in different tools; refused, pass -f FORMAT or --allow-unsafe to read it as one",
+                polyglot_message(&found)
+            ),
+        ));
+    }
+    probe_any(file)
+}
+
+/// [`probe`] without the polyglot refusal: a polyglot is the first format in the order
+/// (for `--allow-unsafe`, and for the safety verdict, which reports the polyglot itself).
+///
+/// # Errors
+/// As [`probe`], but for polyglots.
+pub fn probe_any(file: &dyn ReadAt) -> Result<DiskFormat> {
     let len = file.len();
     let head = read_up_to(file, 0, 512)?;
     let starts = |magic: &[u8]| head.starts_with(magic);

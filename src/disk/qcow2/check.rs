@@ -8,9 +8,10 @@
 //! Bounded by the file, never by the virtual disk or by header counts: one bit per host
 //! cluster of the file plus a capped map of clusters referenced more than once
 //! ([`Counted`]), one cluster of a table at a time, at most [`MAX_MESSAGES`] messages kept
-//! (all are counted), and at most [`L2_VISITS_PER_CLUSTER`] L2 table visits per host
-//! cluster, so an L1 table whose every entry names the same L2 table cannot make the walk
-//! quadratic. Persistent bitmaps are not counted: their clusters would show as leaks.
+//! (all are counted), and L2 tables read at most [`L2_READS_PER_FILE_BYTE`] times the
+//! file's length (plus one cluster) in all, so an L1 table whose every entry names the same
+//! L2 table, or 2 MiB L2 tables in a small file, cannot make the walk quadratic.
+//! Persistent bitmaps are not counted: their clusters would show as leaks.
 
 use super::Qcow2Error;
 use super::header::{INCOMPAT_DATA_FILE, Qcow2Header};
@@ -34,8 +35,9 @@ const QCOW2_SNAPSHOT_HEADER_LEN: usize = 40;
 const QCOW2_SNAPSHOT_MIN_EXTRA_V3: u32 = 16;
 /// Messages a report keeps (a zeroed refcount block of a large image yields one per cluster).
 pub const MAX_MESSAGES: usize = 1000;
-/// L2 table visits allowed per host cluster of the file (active L1, snapshots, copied flags).
-const L2_VISITS_PER_CLUSTER: u64 = 64;
+/// L2 table bytes a check reads, per byte of the file: every L2 table lies in the file, and a
+/// sound image reads each a few times (active L1, copied flags, snapshots sharing it).
+const L2_READS_PER_FILE_BYTE: u64 = 64;
 
 /// What a check found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -100,7 +102,8 @@ struct Check<'a> {
     stored: Stored<'a>,
     /// Clusters the comparison covers: the file's, or more when references reach past it.
     nb_clusters: u64,
-    l2_visits_left: u64,
+    /// L2 table bytes still allowed to be read.
+    l2_bytes_left: u64,
     report: CheckReport,
 }
 
@@ -123,7 +126,7 @@ impl<'a> Check<'a> {
                 h.refcount_table_clusters,
             ),
             nb_clusters,
-            l2_visits_left: (nb_clusters + 1) * L2_VISITS_PER_CLUSTER,
+            l2_bytes_left: file_len.saturating_add(cs) * L2_READS_PER_FILE_BYTE,
             report: CheckReport::default(),
         }
     }
@@ -255,14 +258,14 @@ impl<'a> Check<'a> {
             .collect())
     }
 
-    /// An L2 table's entries; every call counts against the visit budget.
+    /// An L2 table's entries; every read counts against the L2 read budget.
     fn l2_table(&mut self, offset: u64) -> Result<Vec<u64>, Stop> {
-        if self.l2_visits_left == 0 {
+        if self.l2_bytes_left < self.cs {
             return Err(self.check_error(
-                "ERROR: L2 tables are referenced more often than the file has clusters for; check stopped".into(),
+                "ERROR: L2 tables are referenced more often than the file can hold them; check stopped".into(),
             ));
         }
-        self.l2_visits_left -= 1;
+        self.l2_bytes_left -= self.cs;
         let mut bytes = vec![0u8; usize::try_from(self.cs).expect("at most 2 MiB")];
         self.read(&mut bytes, offset)?;
         Ok(bytes

@@ -85,7 +85,7 @@ fn too_many_snapshots_is_reported_without_reading_them() {
 }
 
 #[test]
-fn an_l1_whose_entries_all_name_one_l2_table_stops_within_the_visit_budget() {
+fn an_l1_whose_entries_all_name_one_l2_table_is_refused() {
     let mut img = image();
     img[36..40].copy_from_slice(&64u32.to_be_bytes()); // l1_size: the whole cluster
     for i in 0..64 {
