@@ -7,8 +7,11 @@
 mod build;
 mod cli;
 mod cli_surface;
+mod defects;
 mod ec2;
 mod formats;
+mod fuzz_replay;
+mod hostile;
 mod layering;
 mod ova;
 mod ova_input;

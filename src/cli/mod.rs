@@ -14,6 +14,7 @@ mod man;
 mod measure;
 mod package;
 mod progress;
+mod safety;
 mod seed;
 
 use std::path::PathBuf;
@@ -198,6 +199,18 @@ struct CheckArgs {
     /// Read this member of an OVA (default: the package's first disk).
     #[arg(long, value_name = "NAME")]
     member: Option<String>,
+    /// The verdict before converting an upload: the format, every format the bytes also
+    /// match, and each reason to refuse the image (at least what OpenStack's
+    /// format_inspector refuses); exits 1 when refused.
+    #[arg(long)]
+    safety: bool,
+    /// With --safety: refuse images whose virtual size is above SIZE.
+    #[arg(long, value_name = "SIZE", default_value = "16T", value_parser = parse_size_arg, requires = "safety")]
+    max_size: u64,
+    /// With --safety: accept a VMDK text descriptor whose extents lie beside it
+    /// (monolithicFlat, twoGbMaxExtentFlat/Sparse), which format_inspector refuses.
+    #[arg(long, requires = "safety")]
+    allow_descriptor: bool,
     /// Image to check, or an OVA whose disk is checked in place.
     file: PathBuf,
 }

@@ -38,7 +38,9 @@ use serde::Serialize;
 
 pub use open::{OpenOptions, open, open_source};
 pub use options::KvOptions;
-pub use probe::probe;
+pub use probe::{
+    Signature, inspector_polyglot, is_polyglot, mbr_problem, polyglot_message, probe, signatures,
+};
 pub use stream::create_stream;
 
 use crate::context::BuildContext;

@@ -65,7 +65,7 @@ fn open_named(
 fn open_format(src: Source, dir: Option<&Path>, opts: &OpenOptions) -> Result<Box<dyn DiskReader>> {
     let format = match opts.format {
         Some(format) => format,
-        None => probe(&*src)?,
+        None => probe::probe_for_open(&*src, opts.allow_unsafe)?,
     };
     match format {
         DiskFormat::Raw => raw::open(src),

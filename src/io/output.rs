@@ -149,7 +149,9 @@ impl OutputSet {
     }
 
     fn create(&mut self, target: &Path) -> Result<File> {
-        if !self.force && target.exists() {
+        // Any directory entry counts, a dangling symlink included: `exists()` follows links
+        // and would let the rename replace one without --force.
+        if !self.force && std::fs::symlink_metadata(target).is_ok() {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
                 OutputError::Exists {
@@ -158,21 +160,28 @@ impl OutputSet {
             ));
         }
         let partial = partial_path(target);
+        let create_error = |source| {
+            Error::new(
+                ErrorKind::Io,
+                OutputError::Create {
+                    path: partial.clone(),
+                    source,
+                },
+            )
+        };
+        // A stale partial from an interrupted run is replaced; the entry is removed rather
+        // than opened, so a symlink planted at the partial name is never followed, and
+        // `create_new` refuses anything that appears there in between.
+        match std::fs::remove_file(&partial) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(create_error(e)),
+            _ => {}
+        }
         let file = OpenOptions::new()
             .read(true)
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .open(&partial)
-            .map_err(|source| {
-                Error::new(
-                    ErrorKind::Io,
-                    OutputError::Create {
-                        path: partial.clone(),
-                        source,
-                    },
-                )
-            })?;
+            .map_err(create_error)?;
         register(&partial);
         let flusher = if self.sync {
             Flusher::start(&file)
@@ -239,6 +248,53 @@ impl Drop for OutputSet {
     }
 }
 
+/// Whether a file of `len` bytes fits on the filesystem that holds `dir`, or its nearest
+/// existing ancestor when `dir` is still to be created: `Some(false)` when the filesystem
+/// refuses a file that large (EFBIG: ext4 stops at 16 TiB), `None` when it cannot be told.
+///
+/// An anonymous file (Linux `O_TMPFILE`: it never has a name, so nothing appears in any
+/// directory and nothing is left behind) is extended to `len` without writing a byte and
+/// closed. This is what `kiln create -f raw x 1E` runs into at its end; a build asks before
+/// it starts, so it never hashes an artefact it cannot write.
+pub fn file_size_fits(dir: &Path, len: u64) -> Option<bool> {
+    // ftruncate takes an off_t.
+    if i64::try_from(len).is_err() {
+        return Some(false);
+    }
+    let existing = dir
+        .ancestors()
+        .find(|d| d.is_dir())
+        .unwrap_or(Path::new("."));
+    let file = anonymous_file(existing)?;
+    match file.set_len(len) {
+        Ok(()) => Some(true),
+        Err(e) if e.raw_os_error() == Some(FILE_TOO_LARGE) => Some(false),
+        Err(_) => None,
+    }
+}
+
+/// Linux's EFBIG.
+const FILE_TOO_LARGE: i32 = 27;
+
+#[cfg(target_os = "linux")]
+fn anonymous_file(dir: &Path) -> Option<File> {
+    use rustix::fs::{Mode, OFlags};
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let flags = OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC;
+    rustix::fs::open(dir, flags, Mode::from_raw_mode(0o600))
+        .ok()
+        .map(File::from)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn anonymous_file(_dir: &Path) -> Option<File> {
+    None
+}
+
 /// `<target>.partial`.
 pub fn partial_path(target: &Path) -> PathBuf {
     let mut name = target
@@ -298,6 +354,46 @@ mod tests {
         set.commit().unwrap();
         assert!(target.exists());
         assert!(!partial_path(&target).exists());
+    }
+
+    #[test]
+    fn dangling_symlink_at_the_target_is_refused_without_force() {
+        // issue 15, defect 7: `exists()` follows the link and said "no such file".
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.img");
+        std::os::unix::fs::symlink(dir.path().join("nowhere"), &target).unwrap();
+        let err = OutputSet::new(&target, false).create_primary().unwrap_err();
+        assert!(err.to_string().contains("--force"), "{err}");
+    }
+
+    #[test]
+    fn symlink_at_the_partial_name_is_replaced_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.img");
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"keep").unwrap();
+        std::os::unix::fs::symlink(&victim, partial_path(&target)).unwrap();
+        let mut set = OutputSet::new(&target, false);
+        std::io::Write::write_all(&mut set.create_primary().unwrap(), b"new").unwrap();
+        set.commit().unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
+        assert_eq!(std::fs::read(&target).unwrap(), b"new");
+    }
+
+    #[test]
+    fn a_file_larger_than_off_t_never_fits() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(file_size_fits(dir.path(), u64::MAX), Some(false));
+    }
+
+    #[test]
+    fn a_small_file_fits_and_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            file_size_fits(&dir.path().join("not/yet"), 1 << 20),
+            Some(true)
+        );
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
     #[test]

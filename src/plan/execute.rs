@@ -4,13 +4,11 @@
 
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
-use super::fetch;
 use super::package::PackageRun;
 use super::triplet;
 use super::{Artefact, BuildReport, Commit, Plan, is_package, locate};
-use crate::container::manifest::{self, hex};
+use super::{digest, fetch};
+use crate::container::manifest;
 use crate::disk::{
     self, Blank, CreateRequest, DiskFormat, DiskReader, DiskWriter, Grown, OpenOptions,
 };
@@ -51,7 +49,7 @@ impl Plan {
                 ));
             }
             let mut commits =
-                self.write_outputs(disk, &group, input.as_ref(), &mut packages, &ranges)?;
+                self.write_outputs(disk, &group, input.as_ref(), &mut packages, &ranges, log)?;
             // Packages are complete after the last disk; they are hashed and renamed
             // alongside that disk's outputs.
             if disk + 1 == inputs.len() {
@@ -175,6 +173,7 @@ impl Plan {
         input: Option<&PathBuf>,
         packages: &mut [PackageRun],
         ranges: &[Option<triplet::Range>],
+        log: &mut dyn FnMut(&str),
     ) -> Result<Vec<(usize, Commit)>> {
         let mut reader = self.reader(disk_index, input)?;
         let virtual_size = reader.virtual_size();
@@ -207,12 +206,13 @@ impl Plan {
         // be paced by the slowest writer (a compressing one) and hash the disk's zero runs
         // alone at the end; rather than by re-reading the finished image either.
         let raw = outputs.iter().any(|(_, o)| streams_disk(o));
-        let (converted, digest) = std::thread::scope(|scope| {
-            let digest = raw.then(|| scope.spawn(|| self.disk_digest(disk_index, input)));
-            let converted = disk::convert(reader.as_mut(), &mut lanes, &mut |_| {});
-            let digest = digest.map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
-            (converted, digest)
-        });
+        let (converted, digest) = digest::convert_and_hash(
+            || disk::convert(reader.as_mut(), &mut lanes, &mut |_| {}),
+            raw.then_some(|ticks: &digest::Ticks<'_>| self.disk_digest(disk_index, input, ticks)),
+            &self.spec.disks[disk_index].name,
+            virtual_size,
+            log,
+        );
         converted.map_err(|e| match input {
             Some(path) => e.with_path(path),
             None => e,
@@ -243,16 +243,17 @@ impl Plan {
     }
 
     /// SHA-256 of disk `disk_index`'s bytes, read by a reader of its own.
-    fn disk_digest(&self, disk_index: usize, input: Option<&PathBuf>) -> Result<String> {
+    fn disk_digest(
+        &self,
+        disk_index: usize,
+        input: Option<&PathBuf>,
+        ticks: &digest::Ticks<'_>,
+    ) -> Result<String> {
         let mut reader = self.reader(disk_index, input)?;
-        let mut hasher = Sha256::new();
-        while let Some(extent) = reader.next_extent().map_err(|e| match input {
+        digest::digest(reader.as_mut(), ticks).map_err(|e| match input {
             Some(path) => e.with_path(path),
             None => e,
-        })? {
-            manifest::hash_extent(&mut hasher, extent);
-        }
-        Ok(hex(&hasher.finalize()))
+        })
     }
 
     /// The writer of bare output `o` (a disk of `virtual_size` bytes), creating its file in

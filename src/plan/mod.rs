@@ -28,8 +28,10 @@
 mod commit;
 mod container;
 mod describe;
+mod digest;
 mod execute;
 pub mod fetch;
+pub mod fits;
 pub mod package;
 pub mod report;
 mod triplet;
@@ -174,6 +176,7 @@ impl Plan {
             };
             return Err(Error::new(ErrorKind::Unsupported, e));
         }
+        fits::check(&spec, &outputs, &opts.out_dir)?;
         Ok(Self {
             ctx: BuildContext::from_env(&spec.name),
             spec,

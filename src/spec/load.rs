@@ -8,6 +8,7 @@
 use std::io::Read;
 use std::path::Path;
 
+use serde_saphyr::budget::BudgetBreach;
 use serde_saphyr::{Budget, DuplicateKeyPolicy, Location, MergeKeyPolicy, Options};
 
 use super::model::Spec;
@@ -19,6 +20,16 @@ pub const MAX_SPEC_BYTES: u64 = 10_000_000;
 
 /// Alias limits: a spec has no reason to expand more than this many events through aliases.
 const MAX_ALIAS_REPLAY_EVENTS: usize = 10_000;
+
+/// Most aliases (`*name`) a spec may use.
+const MAX_ALIASES: usize = 1_000;
+/// Most anchors (`&name`) a spec may define.
+const MAX_ANCHORS: usize = 1_000;
+/// Deepest nesting of mappings and lists: a spec needs a handful of levels, and a bound
+/// keeps a hostile spec from exhausting the stack of every recursive walk over it.
+const MAX_DEPTH: usize = 64;
+/// Most values (scalars, mappings, lists) in a spec.
+const MAX_NODES: usize = 1_000_000;
 
 /// Reads and parses `path`.
 ///
@@ -95,10 +106,10 @@ fn not_utf8(path: &Path, bytes: &[u8], valid_up_to: usize) -> SpecErrors {
 
 fn options() -> Options {
     let mut budget = Budget::default();
-    budget.max_aliases = 1_000;
-    budget.max_anchors = 1_000;
-    budget.max_depth = 64;
-    budget.max_nodes = 1_000_000;
+    budget.max_aliases = MAX_ALIASES;
+    budget.max_anchors = MAX_ANCHORS;
+    budget.max_depth = MAX_DEPTH;
+    budget.max_nodes = MAX_NODES;
     let mut options = Options::default();
     options.budget = Some(budget);
     options.alias_limits.max_total_replayed_events = MAX_ALIAS_REPLAY_EVENTS;
@@ -119,11 +130,12 @@ fn describe(error: &serde_saphyr::Error, text: &str) -> (String, Option<Span>) {
         serde_saphyr::Error::SerdeUnknownVariant {
             variant, expected, ..
         } => unknown(variant, expected, "value"),
-        serde_saphyr::Error::Budget { .. }
-        | serde_saphyr::Error::AliasReplayLimitExceeded { .. }
+        serde_saphyr::Error::Budget { breach, .. } => budget_message(breach),
+        _ if first_line(error) == "recursion limit exceeded" => nesting_message(),
+        serde_saphyr::Error::AliasReplayLimitExceeded { .. }
         | serde_saphyr::Error::AliasExpansionLimitExceeded { .. }
         | serde_saphyr::Error::AliasReplayStackDepthExceeded { .. } => format!(
-            "anchors and aliases expand past kiln's limit ({MAX_ALIAS_REPLAY_EVENTS} replayed events, 1000 aliases, depth 64): {}",
+            "anchors and aliases expand past kiln's limit ({MAX_ALIAS_REPLAY_EVENTS} replayed events, {MAX_ALIASES} aliases): {}",
             first_line(error)
         ),
         serde_saphyr::Error::InvalidScalar { ty, .. } => {
@@ -133,6 +145,27 @@ fn describe(error: &serde_saphyr::Error, text: &str) -> (String, Option<Span>) {
         _ => untagged_hint(first_line(error)),
     };
     (message, span)
+}
+
+/// A budget breach in words (the parser's `Debug` text names Rust types, not the spec).
+fn budget_message(breach: &BudgetBreach) -> String {
+    match breach {
+        BudgetBreach::Depth { .. } => nesting_message(),
+        BudgetBreach::Aliases { .. } | BudgetBreach::AliasAnchorRatio { .. } => {
+            format!("the spec uses more than {MAX_ALIASES} aliases (`*name`)")
+        }
+        BudgetBreach::Anchors { .. } => {
+            format!("the spec defines more than {MAX_ANCHORS} anchors (`&name`)")
+        }
+        BudgetBreach::Nodes { .. } => {
+            format!("the spec has more than {MAX_NODES} values; a spec is a few hundred")
+        }
+        _ => "the spec exceeds kiln's YAML limits (documents, events or scalar bytes)".into(),
+    }
+}
+
+fn nesting_message() -> String {
+    format!("the spec nests mappings and lists deeper than {MAX_DEPTH} levels, kiln's limit")
 }
 
 fn inner(mut error: &serde_saphyr::Error) -> &serde_saphyr::Error {
@@ -257,6 +290,40 @@ mod tests {
     #[test]
     fn line_and_column_map_to_the_byte_offset() {
         assert_eq!(line_col_offset("ab\ncé\nx", 3, 1), Some(7));
+    }
+
+    #[test]
+    fn deep_nesting_without_anchors_is_named_as_nesting_at_its_place() {
+        // issue 15, defect 8: this blamed anchors and printed `Depth { depth: 65 }`.
+        let text = format!(
+            "name: x\ndisks: []\noutputs: []\ncloud_init:\n  user_data: {}1{}\n",
+            "{a: ".repeat(10_000),
+            "}".repeat(10_000)
+        );
+        let err = parse_bytes(Path::new("s.yaml"), text.as_bytes()).unwrap_err();
+        let issue = &err.issues[0];
+        assert_eq!(
+            issue.message,
+            "the spec nests mappings and lists deeper than 64 levels, kiln's limit"
+        );
+        assert_eq!(issue.span.map(|s| s.line), Some(5));
+    }
+
+    #[test]
+    fn deep_flow_nesting_in_a_struct_is_named_as_nesting() {
+        let text = format!(
+            "name: x\nvm: {}{}\n",
+            "{".repeat(10_000),
+            "}".repeat(10_000)
+        );
+        let err = parse_bytes(Path::new("s.yaml"), text.as_bytes()).unwrap_err();
+        assert!(
+            err.issues
+                .iter()
+                .any(|i| i.message.contains("deeper than 64 levels")),
+            "{:?}",
+            err.issues
+        );
     }
 
     #[test]

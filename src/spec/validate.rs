@@ -1,10 +1,15 @@
 //! Semantic checks on a parsed [`Spec`]: every problem is collected, none stops the others.
 //!
-//! Rules: names are file-name safe and unique; sizes parse (`kiln::size`), are positive and
-//! never shrink a file source; CPU counts are 1..=256; a source is exactly one of `blank`,
-//! `file`, `url`; URLs are http(s) and need `sha256`; files exist (relative to the spec's
-//! directory); disk/container pairs follow Glance's rules; `options` are keys the disk
-//! format's writer knows; cloud-init parts pass the seed module's checks (`cloud_init`).
+//! Rules: names are file-name safe and unique; sizes parse (`kiln::size`), are positive,
+//! never shrink a file source and fit every output format that holds the disk (`sizes`);
+//! CPU counts are 1..=256; a source is exactly one of `blank`, `file`, `url`; URLs are
+//! http(s) and need `sha256`; files exist (relative to the spec's directory; with
+//! [`ValidateOptions::confine`], resolved after symlinks and inside the spec's directory or
+//! an allowed one, before anything opens them); file sources open with the build's own
+//! safety checks (backing files, polyglots, tables outside the file are refused here, not
+//! mid-build); disk/container pairs follow Glance's rules; `options` are keys the disk
+//! format's writer knows; cloud-init parts pass the seed module's checks (`cloud_init`),
+//! and an error about a file the spec names never quotes the file.
 //! Requests that are valid but not implemented in this build (OVF, OVA and Amazon
 //! containers, cloud-init through OVF properties) are kept apart in
 //! [`ValidSpec::unsupported`]: `kiln validate` reports them as notes, `kiln build` refuses.
@@ -58,6 +63,16 @@ pub struct ValidDisk {
     pub size_span: Option<Span>,
     /// Controller in OVF packages.
     pub controller: Option<Controller>,
+    /// Virtual size of a file source, as opened at validation.
+    pub source_size: Option<u64>,
+}
+
+impl ValidDisk {
+    /// The disk's size when it is known before the build: the requested size (kiln grows,
+    /// never shrinks), else the file source's; `None` for a download without a `size`.
+    pub fn final_size(&self) -> Option<u64> {
+        self.size.or(self.source_size)
+    }
 }
 
 /// A checked output.
@@ -192,15 +207,51 @@ impl ContainerFormat {
     }
 }
 
-/// Checks `spec` (parsed from `text` at `path`).
+/// How validation treats the files a spec names.
+#[derive(Debug, Clone, Default)]
+pub struct ValidateOptions {
+    /// `--confine`: every input path must resolve, after symlinks, inside the spec's
+    /// directory or one of these directories; `None` leaves paths unconfined (a local user
+    /// may name any file they can read).
+    pub confine: Option<Vec<PathBuf>>,
+}
+
+impl ValidateOptions {
+    /// Confined to the spec's directory and `allow_dirs`.
+    pub fn confined(allow_dirs: &[PathBuf]) -> Self {
+        Self {
+            confine: Some(allow_dirs.to_vec()),
+        }
+    }
+}
+
+/// Checks `spec` (parsed from `text` at `path`), paths unconfined.
 ///
 /// # Errors
 /// Every problem found, located.
 pub fn validate(path: &Path, spec: Spec, text: String) -> Result<ValidSpec, SpecErrors> {
+    validate_with(path, spec, text, &ValidateOptions::default())
+}
+
+/// Checks `spec` as [`validate`] does, with `opts`.
+///
+/// # Errors
+/// Every problem found, located; an allowed directory that does not resolve.
+pub fn validate_with(
+    path: &Path,
+    spec: Spec,
+    text: String,
+    opts: &ValidateOptions,
+) -> Result<ValidSpec, SpecErrors> {
     let dir = path.parent().map_or_else(PathBuf::new, Path::to_path_buf);
+    let roots = match &opts.confine {
+        None => None,
+        Some(allowed) => Some(confine_roots(path, &dir, allowed, &text)?),
+    };
     let mut c = Checker {
         text: &text,
         dir,
+        roots,
         issues: Vec::new(),
         unsupported: Vec::new(),
     };
@@ -208,6 +259,7 @@ pub fn validate(path: &Path, spec: Spec, text: String) -> Result<ValidSpec, Spec
     let machine = c.machine(&spec);
     let disks = c.disks(&spec);
     let outputs = c.outputs(&spec, &name, &disks);
+    c.output_sizes(&spec, &outputs, &disks);
     let (seeds, ovf_properties) = c.cloud_init(&spec, &name, &outputs);
     let Checker {
         mut issues,
@@ -238,9 +290,35 @@ pub fn validate(path: &Path, spec: Spec, text: String) -> Result<ValidSpec, Spec
     })
 }
 
+/// The directories a confined spec's inputs must resolve into: the spec's own and the
+/// allowed ones, each resolved (after symlinks) once, here.
+fn confine_roots(
+    path: &Path,
+    dir: &Path,
+    allowed: &[PathBuf],
+    text: &str,
+) -> Result<Vec<PathBuf>, SpecErrors> {
+    let spec_dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    std::iter::once(spec_dir)
+        .chain(allowed.iter().map(PathBuf::as_path))
+        .map(|d| {
+            std::fs::canonicalize(d).map_err(|e| {
+                let message = format!("cannot resolve the directory `{}`: {e}", d.display());
+                SpecErrors::single(path, text.to_string(), message, None)
+            })
+        })
+        .collect()
+}
+
 struct Checker<'a> {
     text: &'a str,
     dir: PathBuf,
+    /// `Some` when confined: resolved directories every input must lie in.
+    roots: Option<Vec<PathBuf>>,
     issues: Vec<Issue>,
     unsupported: Vec<Issue>,
 }
@@ -320,10 +398,14 @@ impl Checker<'_> {
                 .as_ref()
                 .and_then(|s| self.size(s, &format!("{key}.size")));
             let source = self.source(&disk.value.source, &key, disk.value.size.is_some());
-            if let (Some(DiskPlanSource::File { path, .. }), Some(size), Some(at)) =
-                (&source, size, &disk.value.size)
-            {
-                self.no_shrink(path, size, at, &key);
+            let source_size = match (&source, &disk.value.source.value.file) {
+                (Some(DiskPlanSource::File { path, .. }), Some(at)) => {
+                    self.source_size(path, at, &key)
+                }
+                _ => None,
+            };
+            if let (Some(current), Some(size), Some(at)) = (source_size, size, &disk.value.size) {
+                self.no_shrink(current, size, at, &key);
             }
             let Some(source) = source else { continue };
             disks.push(ValidDisk {
@@ -333,6 +415,7 @@ impl Checker<'_> {
                 source_span: self.span(&disk.value.source),
                 size_span: disk.value.size.as_ref().and_then(|s| self.span(s)),
                 controller: disk.value.controller,
+                source_size,
             });
         }
         disks
@@ -448,8 +531,29 @@ impl Checker<'_> {
         None
     }
 
+    /// The file `at` names, relative to the spec's directory; when confined, resolved
+    /// (after symlinks, before anything opens it) and refused outside the allowed
+    /// directories. Every input path of a spec goes through here.
     fn existing_file(&mut self, at: &Spanned<String>, key: &str) -> Option<PathBuf> {
-        let path = self.dir.join(&at.value);
+        let mut path = self.dir.join(&at.value);
+        if let Some(roots) = &self.roots {
+            let message = match std::fs::canonicalize(&path) {
+                Ok(real) if roots.iter().any(|r| real.starts_with(r)) => {
+                    path = real;
+                    None
+                }
+                Ok(real) => Some(format!(
+                    "`{}` resolves to `{}`, outside the spec's directory and every --allow-dir; refused by --confine",
+                    at.value,
+                    real.display()
+                )),
+                Err(e) => Some(format!("cannot resolve `{}`: {e}", path.display())),
+            };
+            if let Some(message) = message {
+                self.err(at, key, message);
+                return None;
+            }
+        }
         match std::fs::metadata(&path) {
             Ok(m) if m.is_file() => Some(path),
             Ok(_) => {
@@ -464,17 +568,20 @@ impl Checker<'_> {
         }
     }
 
-    fn no_shrink(&mut self, path: &Path, size: u64, at: &Spanned<ByteSize>, key: &str) {
-        let current = match disk::open(path, &OpenOptions::default()) {
-            Ok(reader) => reader.virtual_size(),
+    /// Opens a file source as the build will (the same probe and the same refusals:
+    /// backing files, polyglots, tables outside the file, ...) and returns its virtual size.
+    fn source_size(&mut self, path: &Path, at: &Spanned<String>, key: &str) -> Option<u64> {
+        match disk::open(path, &OpenOptions::default()) {
+            Ok(reader) => Some(reader.virtual_size()),
             Err(e) => {
-                return self.err(
-                    at,
-                    &format!("{key}.source.file"),
-                    format!("cannot open the source image: {e}"),
-                );
+                let message = format!("cannot use the source image: {e}");
+                self.err(at, &format!("{key}.source.file"), message);
+                None
             }
-        };
+        }
+    }
+
+    fn no_shrink(&mut self, current: u64, size: u64, at: &Spanned<ByteSize>, key: &str) {
         if size < current {
             self.err(at, &format!("{key}.size"), format!("size {size} is smaller than the source image ({current} bytes); kiln grows disks but never shrinks them"));
         }
@@ -485,6 +592,7 @@ mod ami;
 mod cloud_init;
 mod machine;
 mod outputs;
+mod sizes;
 
 pub use ami::{AmiPart, AmiSource, PartitionChoice, ValidAmi};
 

@@ -30,6 +30,7 @@
 //! refcounts may be stale, which a reader does not use). Unsupported: encryption,
 //! zstd compression, extended L2 entries.
 
+mod check;
 mod header;
 mod layout;
 mod reader;
@@ -37,6 +38,8 @@ mod refcount;
 mod writer;
 
 use serde::Serialize;
+
+pub use check::{CheckReport, MAX_MESSAGES, check};
 
 use super::{CreateRequest, DiskReader, DiskWriter, Extent, KvOptions, OpenOptions};
 use crate::error::{Error, ErrorKind, Result};
@@ -160,6 +163,26 @@ pub enum Qcow2Error {
         "qcow2 image keeps its data in an external data file (incompatible bit 2 at offset 0x48); refused"
     )]
     ExternalDataFile,
+    /// The file ends before a byte it held when it was opened.
+    #[error(
+        "qcow2 image ends before offset {offset:#x}, though it was {file_len:#x} bytes when opened (it shrank while being read)"
+    )]
+    FileShrank {
+        /// The byte that is gone.
+        offset: u64,
+        /// Length when opened.
+        file_len: u64,
+    },
+    /// The metadata check found errors.
+    #[error(
+        "qcow2 metadata is inconsistent: {errors} errors as qemu-img check counts them, the first: {first}; refused (`kiln check` lists them), pass --allow-unsafe to read the image anyway"
+    )]
+    Inconsistent {
+        /// How many.
+        errors: u64,
+        /// The first, in qemu-img's words.
+        first: String,
+    },
     /// l1_size exceeds qemu's limit.
     #[error("qcow2 l1_size at offset 0x24 is {l1_size}, more than the {max} entries qemu allows")]
     L1TooLarge {
@@ -187,6 +210,16 @@ pub enum Qcow2Error {
     RefcountTableTooLarge {
         /// Value found.
         clusters: u32,
+    },
+    /// nb_snapshots exceeds qemu's limit.
+    #[error(
+        "qcow2 nb_snapshots at offset 0x3c is {nb_snapshots}, more than the {max} qemu allows: snapshot table too large"
+    )]
+    SnapshotTableTooLarge {
+        /// Value found.
+        nb_snapshots: u32,
+        /// Limit.
+        max: u32,
     },
     /// A table lies (partly) past the end of the file.
     #[error(
@@ -234,6 +267,7 @@ impl Qcow2Error {
     fn kind(&self) -> ErrorKind {
         match self {
             Qcow2Error::BackingFile { .. }
+            | Qcow2Error::Inconsistent { .. }
             | Qcow2Error::Corrupt
             | Qcow2Error::ExternalDataFile
             | Qcow2Error::UnknownIncompatible { .. } => ErrorKind::Refused,
@@ -331,8 +365,64 @@ fn check_refused_options(options: &KvOptions, version: u32) -> Result<()> {
     Ok(())
 }
 
+/// Every reason OpenStack's format_inspector (and kiln without `--allow-unsafe`) has to
+/// refuse the qcow2 image in `src`, from its header: a backing file, an external data file,
+/// the corrupt bit, incompatible feature bits format_inspector does not know (it allows
+/// bits 0 to 3 only, so extended L2 entries count). Structure is checked by [`check`].
+///
+/// # Errors
+/// I/O failures and a header that does not parse.
+pub fn safety_reasons(src: &dyn crate::io::ReadAt) -> Result<Vec<String>> {
+    let h = reader::read_header(src, src.len())?;
+    let mut reasons = Vec::new();
+    if h.backing_file_offset != 0 {
+        reasons.push(
+            Qcow2Error::BackingFile {
+                offset: h.backing_file_offset,
+            }
+            .to_string(),
+        );
+    }
+    if h.incompatible & header::INCOMPAT_DATA_FILE != 0 {
+        reasons.push(Qcow2Error::ExternalDataFile.to_string());
+    }
+    if h.incompatible & header::INCOMPAT_CORRUPT != 0 {
+        reasons.push(Qcow2Error::Corrupt.to_string());
+    }
+    // format_inspector's I_FEATURES_MAX_BIT: bits 4 and up are unknown to it.
+    let unknown = h.incompatible & !0xf;
+    if unknown != 0 {
+        reasons.push(Qcow2Error::UnknownIncompatible { bits: unknown }.to_string());
+    }
+    Ok(reasons)
+}
+
 pub(super) fn open(src: Source, opts: &OpenOptions) -> Result<Box<dyn DiskReader>> {
-    Ok(Box::new(reader::Qcow2Reader::open(src, opts.allow_unsafe)?))
+    let reader = reader::Qcow2Reader::open(src, opts.allow_unsafe)?;
+    if !opts.allow_unsafe {
+        refuse_inconsistent(reader.source())?;
+    }
+    Ok(Box::new(reader))
+}
+
+/// The check `kiln check --safety` runs, on every read: clusters shared between tables and
+/// data, tables past the end, refcounts below their references. A dirty image (lazy
+/// refcounts, not closed cleanly) may have stale refcounts by design, so only its
+/// structure is held to the rule then.
+fn refuse_inconsistent(src: &dyn crate::io::ReadAt) -> Result<()> {
+    let report = check(src)?;
+    let dirty = reader::read_header(src, src.len())?.incompatible & header::INCOMPAT_DIRTY != 0;
+    // References past the end are left to the read, whose error names the guest offset.
+    let errors = if dirty {
+        report.check_errors
+    } else {
+        report.errors() - report.past_end
+    };
+    if errors == 0 {
+        return Ok(());
+    }
+    let first = report.messages.first().cloned().unwrap_or_default();
+    Err(Qcow2Error::Inconsistent { errors, first }.into())
 }
 
 pub(super) fn create(req: &CreateRequest<'_>, out: &mut OutputSet) -> Result<Box<dyn DiskWriter>> {

@@ -15,9 +15,9 @@ use crate::error::Result;
 use crate::io::{ReadAt, Source, read_exact_at};
 
 /// Bits 9..=55 of an L1 or standard L2 entry hold the host offset.
-const QCOW2_OFFSET_MASK: u64 = 0x00ff_ffff_ffff_fe00;
+pub(super) const QCOW2_OFFSET_MASK: u64 = 0x00ff_ffff_ffff_fe00;
 /// L2 entry bit 0 (v3): the cluster reads as zeros.
-const QCOW2_OFLAG_ZERO: u64 = 1;
+pub(super) const QCOW2_OFLAG_ZERO: u64 = 1;
 /// Longest backing file name qemu accepts.
 const QCOW2_MAX_BACKING_NAME: u32 = 1023;
 
@@ -80,6 +80,11 @@ impl Qcow2Reader {
             compressed: Vec::new(),
             inflate: Decompress::new(false),
         })
+    }
+
+    /// The image's bytes.
+    pub fn source(&self) -> &dyn ReadAt {
+        &*self.src
     }
 
     fn cluster_size(&self) -> u64 {
@@ -217,6 +222,9 @@ impl Qcow2Reader {
         let data = self.src.next_data(host)?.unwrap_or(u64::MAX);
         if data > host {
             let hole = (data - host).min(*len) / cs * cs;
+            if hole > 0 {
+                self.check_not_shrunk(host + hole)?;
+            }
             return Ok((hole > 0).then_some(hole));
         }
         let hole = self.src.next_hole(host)?;
@@ -224,6 +232,21 @@ impl Qcow2Reader {
             *len = (hole - host).div_ceil(cs) * cs;
         }
         Ok(None)
+    }
+
+    /// SEEK_DATA reports "no data" past the end of a file as it does for a hole, so a file
+    /// that shrank since it was opened would read as zeros: the last byte of a hole read
+    /// as zeros must still be in the file.
+    fn check_not_shrunk(&self, end: u64) -> Result<()> {
+        let last = end.min(self.file_len) - 1;
+        if self.src.read_at(&mut [0u8; 1], last)? == 0 {
+            return Err(Qcow2Error::FileShrank {
+                offset: last,
+                file_len: self.file_len,
+            }
+            .into());
+        }
+        Ok(())
     }
 
     fn inflate_cluster(&mut self, value: u64) -> Result<()> {
@@ -383,7 +406,7 @@ impl Qcow2Reader {
     }
 }
 
-fn read_header(file: &dyn ReadAt, file_len: u64) -> Result<Qcow2Header> {
+pub(super) fn read_header(file: &dyn ReadAt, file_len: u64) -> Result<Qcow2Header> {
     let mut buf = [0u8; 112];
     let n = usize::try_from(file_len.min(112)).expect("at most 112");
     read_exact_at(file, &mut buf[..n], 0, "qcow2 header")?;
@@ -468,6 +491,7 @@ fn check_tables(h: &Qcow2Header, file_len: u64) -> Result<()> {
         .into());
     }
     check_table("L1 table", h.l1_table_offset, l1_size * 8, cs, file_len)?;
+    super::check::check_snapshot_table(h, file_len)?;
     let reftable_len = u64::from(h.refcount_table_clusters) * cs;
     if reftable_len > QCOW2_MAX_REFTABLE_BYTES {
         return Err(Qcow2Error::RefcountTableTooLarge {

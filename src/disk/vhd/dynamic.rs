@@ -196,6 +196,19 @@ fn read_bat(
         }
         .into());
     }
+    // The whole table the header declares must lie in the file, not only the entries this
+    // disk size uses: qemu refuses an oversized Max Table Entries too, and a reader that
+    // trusts the field would size a table by it (issue 15: 0x7fffffff in an 8 MiB file).
+    let declared = u64::from(header.max_table_entries) * 4;
+    if !fits(header.table_offset, declared, footer_offset) {
+        return Err(VhdError::OutsideFile {
+            what: "BAT",
+            offset: header.table_offset,
+            len: declared,
+            file_size: footer_offset + VHD_FOOTER_SIZE,
+        }
+        .into());
+    }
     let (offset, len) = (header.table_offset, needed * 4);
     if !fits(offset, len, footer_offset) {
         let file_size = footer_offset + VHD_FOOTER_SIZE;
@@ -478,6 +491,33 @@ mod tests {
     #[test]
     fn bitmap_of_a_2_mib_block_is_one_sector() {
         assert_eq!(bitmap_size(2 << 20), 512);
+    }
+
+    #[test]
+    fn max_table_entries_past_the_file_is_refused_where_it_is_declared() {
+        // issue 15, defect 3: 0x7fffffff entries (an 8 GiB BAT) in a small file passed.
+        let header = VhdHeader {
+            max_table_entries: 0x7fff_ffff,
+            ..sample()
+        };
+        let footer = VhdFooter {
+            disk_type: super::super::footer::DiskType::Dynamic,
+            data_offset: 512,
+            timestamp: 0,
+            creator_app: *b"kiln",
+            creator_version: 0,
+            original_size: 64 << 20,
+            current_size: 64 << 20,
+            geometry: super::super::footer::Geometry::for_sectors(131_072),
+            unique_id: [0; 16],
+        };
+        let file = vec![0u8; 8 << 20];
+        let err = read_bat(&file, &header, &footer, (8 << 20) - 512).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("BAT at 0x600 (8589934588 bytes) lies outside the file"),
+            "{err}"
+        );
     }
 
     #[test]

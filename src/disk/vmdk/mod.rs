@@ -56,6 +56,7 @@ use std::path::Path;
 
 use descriptor::CreateType;
 pub use error::VmdkError;
+pub use reader::safety_reasons;
 
 use super::{CreateRequest, DiskReader, DiskWriter};
 use crate::error::{Error, Result};

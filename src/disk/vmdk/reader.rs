@@ -12,10 +12,12 @@ use super::descriptor::{
 use super::error::VmdkError;
 use super::extent::{GdSource, SparseExtent};
 use super::flat::FlatExtent;
-use super::header::{SparseHeader, VMDK_MAX_CAPACITY_SECTORS, VMDK_SECTOR};
+use super::header::{
+    SparseHeader, VMDK_GD_AT_END, VMDK_MARKER_FOOTER, VMDK_MAX_CAPACITY_SECTORS, VMDK_SECTOR,
+};
 use crate::disk::{DiskFormat, DiskReader, Extent, ImageInfo};
 use crate::error::{Error, ErrorKind, Result};
-use crate::io::{FileSource, ReadAt, Source, read_exact_at};
+use crate::io::{FileSource, ReadAt, Source, is_zero, read_exact_at};
 
 /// One extent of the virtual disk.
 enum Part {
@@ -97,7 +99,15 @@ impl VmdkReader {
             .into());
         }
         let len = header.capacity * VMDK_SECTOR;
+        let mut head = [0u8; 512];
+        read_exact_at(&*src, &mut head, 0, "sparse header")?;
+        let footer = footer_reasons(&*src, &head)?;
         let extent = SparseExtent::open(None, src, header, len)?;
+        // format_inspector's footer rules hold for every read, not only for its verdict;
+        // checked after the extent's own checks, whose errors say more.
+        if let Some(problem) = footer.into_iter().next() {
+            return Err(Error::new(ErrorKind::Refused, problem));
+        }
         let mut info = base_info(create_type, len, descriptor.as_ref());
         info = sparse_details(info, &extent);
         if let Some(d) = &descriptor {
@@ -262,6 +272,76 @@ fn open_in_dir(path: &Path) -> Result<Source> {
         ));
     }
     Ok(FileSource::shared(file)?)
+}
+
+/// What OpenStack's format_inspector refuses in a VMDK kiln reads, beyond what opening it
+/// refuses anyway (descriptor grammar, extent names, embedded createTypes): a text
+/// descriptor whose data lives in other files (unless `allow_descriptor`), and for a
+/// stream whose header puts the grain directory at the end, a footer that disagrees with
+/// the header or end markers that are not exactly as the spec lays them out
+/// (format_inspector's `check_footer`).
+///
+/// # Errors
+/// I/O failures, and a text descriptor that does not parse.
+pub fn safety_reasons(src: &dyn ReadAt, allow_descriptor: bool) -> Result<Vec<String>> {
+    let mut head = [0u8; 512];
+    let n = read_prefix(src, &mut head)?;
+    if n >= 4 && &head[..4] == b"KDMV" {
+        return footer_reasons(src, &head);
+    }
+    if n >= 4 && &head[..4] == b"COWD" {
+        return Ok(Vec::new());
+    }
+    let len = src.len().min(VMDK_MAX_DESCRIPTOR_BYTES);
+    let mut bytes = vec![0u8; usize::try_from(len).expect("at most 1 MiB")];
+    read_exact_at(src, &mut bytes, 0, "descriptor")?;
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    let descriptor = Descriptor::parse(descriptor_text(&bytes[..end], 0)?)?;
+    if allow_descriptor {
+        return Ok(Vec::new());
+    }
+    Ok(vec![format!(
+        "descriptor-only VMDK (createType {}): its data lives in other files, which format_inspector refuses (Unsupported subformat); pass --allow-descriptor to accept one whose extents lie beside it",
+        descriptor.create_type.name()
+    )])
+}
+
+/// format_inspector's footer rules for a header whose gdOffset is GD_AT_END.
+fn footer_reasons(src: &dyn ReadAt, head: &[u8; 512]) -> Result<Vec<String>> {
+    let le32 = |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().expect("4"));
+    let le64 = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("8"));
+    if le64(head, 56) != VMDK_GD_AT_END {
+        return Ok(Vec::new());
+    }
+    let len = src.len();
+    let Some(start) = len.checked_sub(1536) else {
+        return Ok(vec!["stream VMDK too short for its footer".into()]);
+    };
+    let mut tail = vec![0u8; 1536];
+    read_exact_at(src, &mut tail, start, "footer")?;
+    let (marker, footer, eos) = (&tail[..512], &tail[512..1024], &tail[1024..]);
+    let problem = if footer[..4] != head[..4] {
+        "header and footer signature do not match"
+    } else if le32(footer, 4) != le32(head, 4) {
+        "header and footer versions do not match"
+    } else if footer[28..44] != head[28..44] {
+        "footer specifies a different descriptor than header"
+    } else if le64(footer, 56) == VMDK_GD_AT_END {
+        "footer indicates another footer"
+    } else if le32(marker, 8) != 0
+        || le32(marker, 12) != VMDK_MARKER_FOOTER
+        || !is_zero(&marker[16..])
+    {
+        "footer marker is invalid"
+    } else if !is_zero(eos) {
+        "end-of-stream marker is invalid"
+    } else {
+        return Ok(Vec::new());
+    };
+    Ok(vec![format!(
+        "stream VMDK footer at {:#x}: {problem}",
+        start + 512
+    )])
 }
 
 fn read_prefix(file: &dyn ReadAt, buf: &mut [u8]) -> Result<usize> {
