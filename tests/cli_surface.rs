@@ -131,7 +131,13 @@ fn check_json_field_names_are_stable() {
         serde_json::from_str(&d.kiln_ok(&["check", "--output", "json", "x.qcow2"])).unwrap();
     assert_eq!(
         v,
-        serde_json::json!({"filename": "x.qcow2", "format": "qcow2", "check-errors": 0})
+        serde_json::json!({
+            "filename": "x.qcow2",
+            "format": "qcow2",
+            "check-errors": 0,
+            "corruptions": 0,
+            "leaks": 0
+        })
     );
 }
 
