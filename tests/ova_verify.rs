@@ -662,3 +662,18 @@ fn a_key_that_is_not_the_certificates_is_refused() {
     let untouched = d.kiln_ok(&["inspect", "out/app.ova"]);
     assert!(untouched.contains("certificate: none"), "{untouched}");
 }
+
+#[test]
+fn an_ovf_file_that_links_outside_its_directory_is_not_opened() {
+    let d = Dir::new();
+    good_package(&d);
+    std::fs::rename(d.path("x/app-disk2.vmdk"), d.path("outside.vmdk")).unwrap();
+    std::os::unix::fs::symlink("../outside.vmdk", d.path("x/app-disk2.vmdk")).unwrap();
+    let out = d.kiln(&["verify", "x/app.ovf"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        text.contains("[ref.outside] (app-disk2.vmdk)") && text.contains("[ref.missing]"),
+        "{text}"
+    );
+}

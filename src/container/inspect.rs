@@ -209,22 +209,8 @@ fn machine(s: &VirtualSystem, config: Option<&str>) -> Machine {
             .copied()
             .filter(move |i| i.resource_type == Some(t))
     };
-    let memory_bytes = of(4).next().and_then(|m| {
-        // VMware and VirtualBox read memory without AllocationUnits as MiB.
-        let unit = match m.units.as_deref() {
-            None => 1 << 20,
-            units => parse_byte_unit(units)?.bytes,
-        };
-        m.quantity?.checked_mul(unit)
-    });
-    let os = s.os.as_ref().map(|o| {
-        let mut parts: Vec<String> = Vec::new();
-        parts.extend(o.id.map(|i| format!("CIM {i}")));
-        parts.extend(o.description.clone());
-        parts.extend(o.vmware_os_type.as_ref().map(|v| format!("vmw:{v}")));
-        parts.extend(o.virtualbox_os_type.as_ref().map(|v| format!("vbox:{v}")));
-        parts.join(", ")
-    });
+    let memory_bytes = of(4).next().and_then(memory_bytes);
+    let os = s.os.as_ref().map(os_text);
     Machine {
         id: s.common.id.clone(),
         name: s.common.name.clone(),
@@ -261,6 +247,25 @@ fn machine(s: &VirtualSystem, config: Option<&str>) -> Machine {
             })
             .collect(),
     }
+}
+
+/// Memory in bytes; VMware and VirtualBox read memory without AllocationUnits as MiB.
+fn memory_bytes(m: &Item) -> Option<u64> {
+    let unit = match m.units.as_deref() {
+        None => 1 << 20,
+        units => parse_byte_unit(units)?.bytes,
+    };
+    m.quantity?.checked_mul(unit)
+}
+
+/// `CIM 94, Ubuntu 64-bit, vmw:ubuntu64Guest, vbox:Ubuntu_64`.
+fn os_text(o: &super::ovf_read::OperatingSystem) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    parts.extend(o.id.map(|i| format!("CIM {i}")));
+    parts.extend(o.description.clone());
+    parts.extend(o.vmware_os_type.as_ref().map(|v| format!("vmw:{v}")));
+    parts.extend(o.virtualbox_os_type.as_ref().map(|v| format!("vbox:{v}")));
+    parts.join(", ")
 }
 
 /// Whether an item belongs to the deployment option in force (and is not a range bound).
@@ -422,19 +427,7 @@ impl Summary {
             out.push_str(&render_machine(m));
         }
         for d in &self.disks {
-            let cap = d
-                .capacity_bytes
-                .map_or(d.capacity.clone(), |b| format!("{b} bytes"));
-            let file = match (&d.file, d.file_present) {
-                (Some(f), true) => format!("{f} ({} bytes)", d.file_size.unwrap_or(0)),
-                (Some(f), false) => format!("{f} (missing)"),
-                (None, _) => "(no file: created empty)".into(),
-            };
-            out.push_str(&format!(
-                "disk {}: {cap}, file {file}, format {}\n",
-                d.id,
-                d.format.as_deref().unwrap_or("-")
-            ));
+            out.push_str(&render_disk(d));
         }
         list(&mut out, "networks", &self.networks);
         let props: Vec<String> = self
@@ -445,6 +438,17 @@ impl Summary {
         list(&mut out, "properties", &props);
         list(&mut out, "deployment options", &self.deployment_options);
         list(&mut out, "eula", &self.eulas);
+        out.push_str(&self.render_signing());
+        for n in &self.notes {
+            out.push_str(&format!("note: {}\n", n.render()));
+        }
+        out
+    }
+}
+
+impl Summary {
+    /// The manifest and certificate lines.
+    fn render_signing(&self) -> String {
         let mf = match &self.manifest.name {
             Some(n) => format!(
                 "{n} ({}, {} entries)",
@@ -453,26 +457,32 @@ impl Summary {
             ),
             None => "none".into(),
         };
-        out.push_str(&format!("manifest: {mf}\n"));
         let cert = match &self.certificate {
-            Some(c) => format!(
-                "{} ({}, signature {})",
-                c.subject,
-                c.algorithm,
-                if c.signature_valid {
+            Some(c) => {
+                let state = if c.signature_valid {
                     "valid"
                 } else {
                     "INVALID"
-                }
-            ),
+                };
+                format!("{} ({}, signature {state})", c.subject, c.algorithm)
+            }
             None => "none".into(),
         };
-        out.push_str(&format!("certificate: {cert}\n"));
-        for n in &self.notes {
-            out.push_str(&format!("note: {}\n", n.render()));
-        }
-        out
+        format!("manifest: {mf}\ncertificate: {cert}\n")
     }
+}
+
+fn render_disk(d: &DiskSummary) -> String {
+    let cap = d
+        .capacity_bytes
+        .map_or(d.capacity.clone(), |b| format!("{b} bytes"));
+    let file = match (&d.file, d.file_present) {
+        (Some(f), true) => format!("{f} ({} bytes)", d.file_size.unwrap_or(0)),
+        (Some(f), false) => format!("{f} (missing)"),
+        (None, _) => "(no file: created empty)".into(),
+    };
+    let format = d.format.as_deref().unwrap_or("-");
+    format!("disk {}: {cap}, file {file}, format {format}\n", d.id)
 }
 
 fn render_machine(m: &Machine) -> String {

@@ -170,17 +170,33 @@ fn list_ovf(pkg: &mut Package, src: Source) -> Result<()> {
     });
     pkg.descriptor_name = Some(name);
     for sibling in [format!("{stem}.mf"), format!("{stem}.cert")] {
-        if let Some(f) = sibling_file(&pkg.path, &sibling)? {
+        if let Some(f) = sibling_file(pkg, &sibling)? {
             pkg.files.push(f);
         }
     }
     Ok(())
 }
 
-/// The file `name` next to the descriptor at `descriptor`, when it exists.
-fn sibling_file(descriptor: &Path, name: &str) -> Result<Option<PackageFile>> {
-    let path = descriptor.parent().unwrap_or(Path::new("")).join(name);
-    let file = match File::open(&path) {
+/// The file `name` next to the descriptor, when it exists. A file that resolves (through
+/// symbolic links) outside the descriptor's directory is reported and not opened.
+fn sibling_file(pkg: &mut Package, name: &str) -> Result<Option<PackageFile>> {
+    let dir = pkg.path.parent().unwrap_or(Path::new(""));
+    let path = dir.join(name);
+    let (Ok(real), Ok(real_dir)) = (path.canonicalize(), dir.join(".").canonicalize()) else {
+        return Ok(None);
+    };
+    if !real.starts_with(&real_dir) {
+        let f = Finding::error(
+            "ref.outside",
+            format!(
+                "`{name}` resolves to {}, outside the descriptor's directory; kiln does not open it",
+                real.display()
+            ),
+        );
+        pkg.findings.push(f.at(name));
+        return Ok(None);
+    }
+    let file = match File::open(&real) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io(e).with_path(&path)),
@@ -296,7 +312,7 @@ fn add_referenced(pkg: &mut Package) -> Result<()> {
             pkg.findings.push(f.at(format!("{name}:{line}")));
             continue;
         }
-        if let Some(f) = sibling_file(&pkg.path, &href)? {
+        if let Some(f) = sibling_file(pkg, &href)? {
             pkg.files.push(f);
         }
     }
