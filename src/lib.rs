@@ -12,6 +12,7 @@ pub mod container;
 pub mod context;
 pub mod disk;
 pub mod error;
+pub mod fetch;
 pub mod fs;
 pub mod io;
 pub mod plan;

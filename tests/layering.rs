@@ -1,5 +1,5 @@
 //! The layering rules of STYLE.md, enforced by scanning `src/`:
-//! `cli → plan → container → disk → io`, `spec` below `plan` (the plan translates the spec
+//! `cli → plan → container → disk → io`, `spec` and `fetch` below `plan` (the plan translates the spec
 //! for the engine), and clap/miette/anyhow only in `main.rs` and `src/cli/`.
 
 use std::path::{Path, PathBuf};
@@ -56,7 +56,7 @@ fn cli_crates_stay_in_the_binary() {
 
 #[test]
 fn lower_layers_do_not_import_upper_ones() {
-    let rules: [(&str, &[&str]); 6] = [
+    let rules: [(&str, &[&str]); 7] = [
         (
             "io/",
             &[
@@ -84,6 +84,8 @@ fn lower_layers_do_not_import_upper_ones() {
             &["crate::plan", "crate::io::output", "crate::disk::vmdk"],
         ),
         ("plan/", &["crate::cli"]),
+        // Fetching (download, verify, unpack) serves the plan and reads with the engine.
+        ("fetch/", &["crate::plan", "crate::spec"]),
     ];
     for (layer, forbidden) in rules {
         for needle in forbidden {

@@ -4,15 +4,16 @@
 
 use std::path::{Path, PathBuf};
 
+use super::digest;
 use super::package::PackageRun;
 use super::triplet;
 use super::{Artefact, BuildReport, Commit, Plan, is_package, locate};
-use super::{digest, fetch};
 use crate::container::manifest;
 use crate::disk::{
     self, Blank, CreateRequest, DiskFormat, DiskReader, DiskWriter, Grown, OpenOptions,
 };
 use crate::error::{Error, Result};
+use crate::fetch;
 use crate::io::output::OutputSet;
 use crate::seed;
 use crate::spec::{DiskPlanSource, ValidOutput, ValidSeed};

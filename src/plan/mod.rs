@@ -30,7 +30,6 @@ mod container;
 mod describe;
 mod digest;
 mod execute;
-pub mod fetch;
 pub mod fits;
 pub mod package;
 pub mod report;
@@ -50,23 +49,6 @@ use crate::spec::{Span, ValidOutput, ValidSeed, ValidSpec};
 #[remain::sorted]
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
-    /// The HTTP request failed.
-    #[error("cannot download {url}")]
-    Download {
-        /// The URL.
-        url: String,
-        /// The client error.
-        #[source]
-        source: Box<ureq::Error>,
-    },
-    /// The server answered with an error status.
-    #[error("cannot download {url}: HTTP status {status}")]
-    DownloadStatus {
-        /// The URL.
-        url: String,
-        /// HTTP status.
-        status: u16,
-    },
     /// `--only` named no output.
     #[error("no output named `{only}`; the spec has {known}")]
     NoSuchOutput {
@@ -74,18 +56,6 @@ pub enum PlanError {
         only: String,
         /// The names there are.
         known: String,
-    },
-    /// A source's digest differs from the spec's `sha256`.
-    #[error("{at}: sha256 of {what} is {found}, but the spec says {expected}")]
-    Sha256Mismatch {
-        /// File or URL.
-        what: String,
-        /// From the spec.
-        expected: String,
-        /// Computed.
-        found: String,
-        /// Spec location, `spec.yaml:7:9 disks[0].source`.
-        at: String,
     },
     /// The spec asks for capabilities this build does not have.
     #[error("{issues}")]

@@ -13,9 +13,43 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::PlanError;
 use crate::container::manifest::{hash_file, hex};
 use crate::error::{Error, ErrorKind, Result};
+
+/// Why a source could not be fetched or verified.
+#[remain::sorted]
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// The HTTP request failed.
+    #[error("cannot download {url}")]
+    Download {
+        /// The URL.
+        url: String,
+        /// The client error.
+        #[source]
+        source: Box<ureq::Error>,
+    },
+    /// The server answered with an error status.
+    #[error("cannot download {url}: HTTP status {status}")]
+    DownloadStatus {
+        /// The URL.
+        url: String,
+        /// HTTP status.
+        status: u16,
+    },
+    /// A source's digest differs from the spec's `sha256`.
+    #[error("{at}: sha256 of {what} is {found}, but the spec says {expected}")]
+    Sha256Mismatch {
+        /// File or URL.
+        what: String,
+        /// From the spec.
+        expected: String,
+        /// Computed.
+        found: String,
+        /// Spec location, `spec.yaml:7:9 disks[0].source`.
+        at: String,
+    },
+}
 
 /// Buffer for hashing and copying.
 const COPY_BUFFER_BYTES: usize = 1 << 20;
@@ -54,7 +88,7 @@ pub fn verify_file(path: &Path, expected: Option<&str>, at: &str) -> Result<()> 
     let (found, _) = hash_file(path)?;
     if found != expected {
         let what = path.display().to_string();
-        let e = PlanError::Sha256Mismatch {
+        let e = FetchError::Sha256Mismatch {
             what,
             expected: expected.into(),
             found,
@@ -81,7 +115,7 @@ pub fn fetch_url(url: &str, sha256: &str, at: &str, log: &mut dyn FnMut(&str)) -
     let found = download(url, &partial, log)?;
     if found != sha256 {
         let _ = std::fs::remove_file(&partial);
-        let e = PlanError::Sha256Mismatch {
+        let e = FetchError::Sha256Mismatch {
             what: url.into(),
             expected: sha256.into(),
             found,
@@ -157,11 +191,11 @@ fn copy_hashing(reader: &mut dyn Read, out: &mut File, hasher: &mut Sha256) -> s
 
 fn http_error(url: &str, source: ureq::Error) -> Error {
     let e = match source {
-        ureq::Error::StatusCode(status) => PlanError::DownloadStatus {
+        ureq::Error::StatusCode(status) => FetchError::DownloadStatus {
             url: url.into(),
             status,
         },
-        source => PlanError::Download {
+        source => FetchError::Download {
             url: url.into(),
             source: Box::new(source),
         },
