@@ -9,25 +9,25 @@ use std::sync::OnceLock;
 use crate::util::{Dir, assert_same_file, describe, oracle, random_raw, require_tool, sparse_raw};
 
 const ACCOUNT: &str = "111122223333";
-const KEY: &str = "00112233445566778899aabbccddeeff";
-const IV: &str = "0f0e0d0c0b0a09080706050403020100";
+pub(crate) const KEY: &str = "00112233445566778899aabbccddeeff";
+pub(crate) const IV: &str = "0f0e0d0c0b0a09080706050403020100";
 /// What `Dir::kiln` sets SOURCE_DATE_EPOCH to: kiln's tar mtime.
 const EPOCH: &str = "1700000000";
 
 /// Throwaway keys made once per test run: the user's, EC2's, an unrelated one, and a
 /// 1024-bit one.
-struct Keys {
+pub(crate) struct Keys {
     _dir: tempfile::TempDir,
     path: PathBuf,
 }
 
 impl Keys {
-    fn get(&self, name: &str) -> String {
+    pub(crate) fn get(&self, name: &str) -> String {
         self.path.join(name).to_string_lossy().into_owned()
     }
 }
 
-fn keys() -> &'static Keys {
+pub(crate) fn keys() -> &'static Keys {
     static KEYS: OnceLock<Keys> = OnceLock::new();
     KEYS.get_or_init(|| {
         require_tool("openssl");
@@ -98,7 +98,7 @@ fn kiln_bundle(dir: &Dir, image: &str, dest: &str, extra: &[&str]) -> String {
 }
 
 /// Runs the reference decoder; panics with its report unless it verifies the bundle.
-fn ec2_unbundle(manifest: &Path, key: &str, dest: &Path) -> String {
+pub(crate) fn ec2_unbundle(manifest: &Path, key: &str, dest: &Path) -> String {
     let out = Command::new(oracle("ec2-unbundle"))
         .arg("--manifest")
         .arg(manifest)

@@ -20,4 +20,5 @@ mod partitions;
 mod seed;
 mod spec;
 mod triplet;
+mod triplet_bundle;
 mod util;

@@ -29,7 +29,7 @@ fn run(tool: &str, args: &[&str]) -> Vec<u8> {
 }
 
 /// A root file system of the partition's size with a Debian-style `/boot`.
-fn mkfs(d: &Dir, args: &[&str]) -> PathBuf {
+pub(crate) fn mkfs(d: &Dir, args: &[&str]) -> PathBuf {
     let root = d.path("tree");
     std::fs::create_dir_all(root.join("boot")).unwrap();
     let write = |name: &str, len: usize, seed: u64| {
@@ -52,7 +52,7 @@ fn mkfs(d: &Dir, args: &[&str]) -> PathBuf {
 
 /// A disk with a small first partition and `fs` in partition 2: GPT by sgdisk, or MBR
 /// (`dos`) by sfdisk. `root_type` is the second partition's type.
-fn disk(d: &Dir, label: &str, fs: &Path, second_linux: bool) -> PathBuf {
+pub(crate) fn disk(d: &Dir, label: &str, fs: &Path, second_linux: bool) -> PathBuf {
     let disk = d.path("disk.img");
     std::fs::File::create(&disk)
         .unwrap()
@@ -96,14 +96,14 @@ fn disk(d: &Dir, label: &str, fs: &Path, second_linux: bool) -> PathBuf {
     disk
 }
 
-fn spec(d: &Dir, source: &str, extra: &str) {
+pub(crate) fn spec(d: &Dir, source: &str, extra: &str) {
     let text = format!(
         "name: app\ndisks:\n  - name: root\n    source: {{ file: {source} }}\noutputs:\n  - disk_format: ami\n    container_format: ami\n{extra}"
     );
     std::fs::write(d.path("s.yaml"), text).unwrap();
 }
 
-const BOOT: &str = "    kernel: /boot/vmlinuz\n    ramdisk: /boot/initrd.img\n";
+pub(crate) const BOOT: &str = "    kernel: /boot/vmlinuz\n    ramdisk: /boot/initrd.img\n";
 
 /// Every oracle check of one build in `out`, from `disk`.
 fn check_triplet(d: &Dir, out: &str) {
@@ -233,7 +233,7 @@ fn without_kernel_and_ramdisk_only_the_ami_is_written() {
 
 /// `extra` on the ami output fails at spec line 7 (the key's line) with `wanted` in the one
 /// line of stderr, and the output directory holds nothing.
-fn refused(second_linux: bool, extra: &str, line: u32, wanted: &str) {
+pub(crate) fn refused(second_linux: bool, extra: &str, line: u32, wanted: &str) {
     let d = Dir::new();
     let fs = mkfs(&d, &[]);
     disk(&d, "gpt", &fs, second_linux);

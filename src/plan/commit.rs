@@ -46,7 +46,10 @@ impl Plan {
         artefact.files = files;
         let artefacts = match o.ami {
             Some(_) => {
-                self.commit_triplet(o, std::mem::take(&mut c.triplet), artefact, &mut c.set)?
+                let mut triplet =
+                    self.commit_triplet(o, std::mem::take(&mut c.triplet), artefact, &mut c.set)?;
+                self.write_bundles(o, &c.target, &mut triplet)?;
+                triplet
             }
             None => vec![artefact],
         };

@@ -107,6 +107,9 @@ fn triplet_text(o: &crate::spec::ValidOutput) -> String {
         names.push(file.with_extension("ari"));
     }
     names.push(file.with_extension("glance.json"));
-    let names: Vec<String> = names.iter().map(|n| n.display().to_string()).collect();
+    let mut names: Vec<String> = names.iter().map(|n| n.display().to_string()).collect();
+    if ami.bundle.is_some() {
+        names.push("an EC2 bundle of each image".into());
+    }
     format!(" (+ {})", names.join(", "))
 }

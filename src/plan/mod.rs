@@ -25,6 +25,7 @@
 //! Layering: `plan` is the one place that reads the checked spec and drives `container`,
 //! `disk` and `io`; only `cli` sits above it (`tests/layering.rs`).
 
+mod bundle;
 mod commit;
 mod container;
 mod describe;
@@ -147,13 +148,15 @@ impl Plan {
             return Err(Error::new(ErrorKind::Unsupported, e));
         }
         fits::check(&spec, &outputs, &opts.out_dir)?;
-        Ok(Self {
+        let plan = Self {
             ctx: BuildContext::from_env(&spec.name),
             spec,
             outputs,
             seeds,
             out_dir: opts.out_dir.clone(),
-        })
+        };
+        plan.preflight_bundles()?;
+        Ok(plan)
     }
 }
 

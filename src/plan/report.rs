@@ -275,6 +275,7 @@ mod tests {
             partition_span: None,
             kernel: Some(part("/boot/vmlinuz")),
             ramdisk: Some(part("/boot/initrd.img")),
+            bundle: None,
         });
         let args = glance_args(&o, "x.img", "app", None);
         assert!(

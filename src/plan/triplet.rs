@@ -105,6 +105,7 @@ impl Plan {
                 let key = format!("outputs[{}].partition", o.index);
                 self.located(ami.partition_span, &key, &e)
             })?;
+            self.check_bundle_size(o, range.1)?;
             ranges.push(Some(range));
         }
         Ok(ranges)

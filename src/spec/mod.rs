@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 
 pub use load::{MAX_SPEC_BYTES, load};
 pub use validate::{
-    AmiPart, AmiSource, DiskPlanSource, PartitionChoice, ValidAmi, ValidDisk, ValidOutput,
-    ValidSeed, ValidSpec, ValidateOptions, validate, validate_with,
+    AmiPart, AmiSource, DiskPlanSource, PartitionChoice, ValidAmi, ValidBundle, ValidDisk,
+    ValidOutput, ValidSeed, ValidSpec, ValidateOptions, validate, validate_with,
 };
 
 use crate::error::{Error, ErrorKind};

@@ -279,21 +279,41 @@ pub struct Output {
     #[serde(default)]
     #[schemars(with = "Option<AmiFile>")]
     pub ramdisk: Option<Spanned<AmiFile>>,
-    /// AMI: `ec2` for an EC2 bundle instead of a Glance triplet.
+    /// AMI: `ec2` also writes an EC2 instance-store bundle of the ami (and of its aki and
+    /// ari): `NAME.ami.manifest.xml` and `NAME.ami.part.NN`, as `kiln bundle` does.
     #[serde(default)]
-    pub bundle: Option<String>,
-    /// EC2 bundle: AWS account id.
+    #[schemars(with = "Option<String>")]
+    pub bundle: Option<Spanned<String>>,
+    /// EC2 bundle: AWS account number (12 digits).
     #[serde(default)]
-    pub user: Option<String>,
-    /// EC2 bundle: signing certificate.
+    #[schemars(with = "Option<String>")]
+    pub user: Option<Spanned<String>>,
+    /// EC2 bundle: your X.509 certificate (PEM), relative to the spec's directory.
     #[serde(default)]
-    pub cert: Option<String>,
-    /// EC2 bundle: signing private key.
+    #[schemars(with = "Option<String>")]
+    pub cert: Option<Spanned<String>>,
+    /// EC2 bundle: your RSA private key (PEM, unencrypted), which signs the manifest.
     #[serde(default)]
-    pub privatekey: Option<String>,
-    /// EC2 bundle: the EC2 certificate the key is encrypted to.
+    #[schemars(with = "Option<String>")]
+    pub privatekey: Option<Spanned<String>>,
+    /// EC2 bundle: EC2's X.509 certificate (PEM) for the region; required (kiln does not
+    /// ship region certificates).
     #[serde(default)]
-    pub ec2_cert: Option<String>,
+    #[schemars(with = "Option<String>")]
+    pub ec2_cert: Option<Spanned<String>>,
+    /// EC2 bundle: `x86_64` (default) or `i386`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub arch: Option<Spanned<String>>,
+    /// EC2 bundle: virtual name to device, e.g. `{ ami: sda1, root: /dev/sda1, ephemeral0:
+    /// sdb }`. Default: none.
+    #[serde(default)]
+    #[schemars(with = "Option<BTreeMap<String, String>>")]
+    pub block_device_mapping: Option<Spanned<BTreeMap<String, String>>>,
+    /// EC2 bundle: product codes. Default: none.
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>")]
+    pub product_codes: Option<Spanned<Vec<String>>>,
 }
 
 /// An AMI's partition as written: `auto`, `none` or a number; checked by `validate`.

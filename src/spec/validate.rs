@@ -589,12 +589,14 @@ impl Checker<'_> {
 }
 
 mod ami;
+mod bundle;
 mod cloud_init;
 mod machine;
 mod outputs;
 mod sizes;
 
 pub use ami::{AmiPart, AmiSource, PartitionChoice, ValidAmi};
+pub use bundle::ValidBundle;
 
 pub use cloud_init::ValidSeed;
 pub use machine::ValidMachine;

@@ -190,6 +190,18 @@ pub fn bundle(opts: &BundleOptions, ctx: &BuildContext) -> Result<BundleReport> 
     })
 }
 
+/// Checks what [`bundle`] checks before reading the image: the options, and that the keys
+/// load and the certificate matches the private key. A build runs it before its first
+/// pass, so a bad key writes nothing.
+///
+/// # Errors
+/// As [`bundle`]'s checks.
+pub fn preflight(opts: &BundleOptions) -> Result<()> {
+    bundle_name(opts)?;
+    check_options(opts)?;
+    load_keys(opts).map(drop)
+}
+
 fn bundle_name(opts: &BundleOptions) -> Result<String> {
     let name = match &opts.name {
         Some(n) => n.clone(),

@@ -30,7 +30,7 @@ pub mod unbundle;
 pub mod untar;
 pub mod validate;
 
-pub use bundle::{BundleOptions, BundleReport, bundle};
+pub use bundle::{BundleOptions, BundleReport, bundle, preflight};
 pub use unbundle::{Check, UnbundleOptions, VerifyOptions, unbundle, verify};
 
 /// Errors of the layers below a reader (the image changing, decryption, gzip) travel

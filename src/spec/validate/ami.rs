@@ -1,10 +1,12 @@
-//! The Glance triplet's keys on an `ami` output: `partition`, `kernel` and `ramdisk`. The
+//! The Glance triplet's keys on an `ami` output: `partition`, `kernel` and `ramdisk` (and
+//! its EC2 bundle, [`super::bundle`]). The
 //! partition and the paths inside the image can only be checked against the disk while
 //! building; here their shape is checked and `{ file: }` sources must exist.
 
 use std::path::PathBuf;
 
 use super::Checker;
+use super::bundle::ValidBundle;
 use crate::spec::Span;
 use crate::spec::model::{AmiFile, AmiPartition, ContainerFormat, Output, Spanned};
 
@@ -48,6 +50,8 @@ pub struct ValidAmi {
     pub kernel: Option<AmiPart>,
     /// `NAME.ari`'s source.
     pub ramdisk: Option<AmiPart>,
+    /// The EC2 bundle written of each image (`bundle: ec2`).
+    pub bundle: Option<ValidBundle>,
 }
 
 impl Checker<'_> {
@@ -55,6 +59,7 @@ impl Checker<'_> {
     /// keys is an error).
     pub(super) fn ami(&mut self, at: &Spanned<Output>, key: &str) -> Option<ValidAmi> {
         let o = &at.value;
+        let bundle = self.ec2_bundle(at, key);
         if o.container_format != ContainerFormat::Ami {
             let keys = [
                 ("partition", o.partition.as_ref().map(|p| p.referenced)),
@@ -85,6 +90,7 @@ impl Checker<'_> {
             partition_span,
             kernel: kernel.map_or(Some(None), |k| k.map(Some))?,
             ramdisk: ramdisk.map_or(Some(None), |r| r.map(Some))?,
+            bundle: bundle?,
         })
     }
 

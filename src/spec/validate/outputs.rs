@@ -134,20 +134,10 @@ impl Checker<'_> {
             );
             return;
         }
-        // The triplet is built; an EC2 bundle and a lone kernel or ramdisk are not.
+        // The triplet and its bundle are built; a lone kernel or ramdisk is not.
         let missing = match c {
             C::Bare | C::Ova | C::Ovf => return,
-            C::Ami => match &at.value.bundle {
-                Some(b) => {
-                    let message = format!(
-                        "`bundle: {b}` cannot be built: EC2 bundles are not implemented in this kiln yet"
-                    );
-                    self.unsupported
-                        .push(Issue::at(&at.referenced, self.text, key, message));
-                    return;
-                }
-                None => return,
-            },
+            C::Ami => return,
             C::Aki => {
                 "a kernel is written beside its ami: set `kernel:` on an ami output (a path inside the image or `{ file: PATH }`)"
             }
