@@ -17,6 +17,7 @@ mod ova;
 mod ova_input;
 mod ova_verify;
 mod partitions;
+mod progress;
 mod seed;
 mod spec;
 mod triplet;

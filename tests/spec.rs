@@ -43,7 +43,7 @@ fn build_error(files: &[(&str, &[u8])]) -> String {
         only: Vec::new(),
     };
     let err = Plan::new(valid, &opts)
-        .and_then(|p| p.execute(&mut |_| {}))
+        .and_then(|p| p.execute(&mut |_: &str| {}))
         .expect_err("build should fail");
     scrub(&err.to_string(), dir.path())
 }
@@ -218,7 +218,7 @@ fn seed_iso_delivery_builds_a_seed() {
         only: Vec::new(),
     };
     let report = Plan::new(valid, &opts)
-        .and_then(|p| p.execute(&mut |_| {}))
+        .and_then(|p| p.execute(&mut |_: &str| {}))
         .unwrap();
     let seed = &report.artefacts[1];
     assert_eq!(

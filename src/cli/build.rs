@@ -6,11 +6,12 @@
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use kiln::plan::{BuildOptions, Plan};
+use kiln::plan::{BuildOptions, Observer, Plan};
 use kiln::spec::{self, Issue, SpecErrors, ValidSpec};
 use miette::{Diagnostic, LabeledSpan, NamedSource, SourceSpan};
 
 use super::KilnDiagnostic;
+use super::progress::BuildProgress;
 
 /// Starter specs `kiln init --template NAME` writes (name, text).
 const TEMPLATES: &[(&str, &str)] = &[
@@ -83,9 +84,13 @@ pub(super) struct BuildArgs {
     /// everything else; with --only only when named.
     #[arg(long, value_name = "NAME", value_delimiter = ',')]
     only: Vec<String>,
-    /// No progress lines on stderr.
+    /// No progress on stderr.
     #[arg(short, long)]
     quiet: bool,
+    /// `text` (default): the artefacts' paths on stdout, one per line. `json`: the build
+    /// report (NAME.kiln.json) on stdout.
+    #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    output: String,
     /// More detail on stderr.
     #[arg(short, long)]
     verbose: bool,
@@ -132,21 +137,28 @@ pub(super) fn build(args: &BuildArgs) -> miette::Result<()> {
         print!("{}", plan.describe());
         return Ok(());
     }
-    let (quiet, verbose) = (args.quiet, args.verbose);
-    let mut log = |line: &str| {
-        if !quiet {
-            eprintln!("kiln: {line}");
-        }
+    let mut progress = BuildProgress::new();
+    let mut silent = |_: &str| {};
+    let obs: &mut dyn Observer = if args.quiet {
+        &mut silent
+    } else {
+        &mut progress
     };
-    if verbose {
-        log(&plan.describe());
+    if args.verbose {
+        obs.line(&plan.describe());
     }
-    let report = plan.execute(&mut log).map_err(wrap)?;
-    for a in &report.artefacts {
-        println!("{}", plan.out_dir.join(&a.path).display());
+    let report = plan.execute(obs).map_err(wrap)?;
+    if args.output == "json" {
+        let json = serde_json::to_string_pretty(&report)
+            .map_err(|e| wrap(kiln::Error::new(kiln::ErrorKind::Io, e)))?;
+        println!("{json}");
+    } else {
+        for a in &report.artefacts {
+            println!("{}", plan.out_dir.join(&a.path).display());
+        }
     }
     let name = &plan.spec.name;
-    log(&format!(
+    obs.line(&format!(
         "report: {}",
         plan.out_dir.join(format!("{name}.kiln.json")).display()
     ));

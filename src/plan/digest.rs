@@ -2,33 +2,34 @@
 //!
 //! SHA256SUMS covers every byte of a raw artefact, its zero runs included, so a large raw
 //! disk costs one SHA-256 pass over its whole virtual size (see the README). For disks of at
-//! least [`PROGRESS_MIN_BYTES`] the build logs each tenth hashed; the hashing stops as soon
-//! as the conversion fails, so an error is reported without waiting for the hash.
+//! least [`PROGRESS_MIN_BYTES`] the build reports the hashing as a task; the hashing stops as
+//! soon as the conversion fails, so an error is reported without waiting for the hash.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::mpsc::{Sender, channel};
 
 use sha2::{Digest, Sha256};
 
+use super::progress::{Observer, TaskId};
 use crate::container::manifest::{hash_extent, hex};
 use crate::disk::{DiskReader, Extent};
 use crate::error::{Error, ErrorKind, Result};
-use crate::size::HumanSize;
 
 /// Disks smaller than this hash in a second or two; no progress lines for them.
 const PROGRESS_MIN_BYTES: u64 = 1 << 30;
 /// How often the hashing thread reports (bytes hashed between reports).
 const TICK_BYTES: u64 = 256 << 20;
 
-/// Runs `convert` on this thread while `hash` digests the disk on another (when given).
-/// Logs the hashing's progress as `disk NAME`; stops the hashing when `convert` fails.
+/// Runs `convert` on this thread while `hash` digests the disk on another (when given);
+/// reports the hashing as task [`TaskId::Hash`] of disk `(index, name)` (disks of at least
+/// [`PROGRESS_MIN_BYTES`]); stops the hashing when `convert` fails.
 pub(super) fn convert_and_hash<H>(
-    convert: impl FnOnce() -> Result<()>,
+    convert: impl FnOnce(&mut dyn Observer) -> Result<()>,
     hash: Option<H>,
-    name: &str,
+    (index, name): (usize, &str),
     total: u64,
-    log: &mut dyn FnMut(&str),
+    obs: &mut dyn Observer,
 ) -> (Result<()>, Option<Result<String>>)
 where
     H: FnOnce(&Ticks) -> Result<String> + Send,
@@ -42,37 +43,22 @@ where
             last: Cell::new(0),
         };
         let handle = hash.map(|h| scope.spawn(move || h(&ticks)));
-        let converted = convert();
+        let converted = convert(obs);
         if converted.is_err() {
             stop.store(true, Ordering::Relaxed);
         }
-        if handle.is_some() && converted.is_ok() {
-            show_progress(&rx, name, total, log);
+        if handle.is_some() && converted.is_ok() && total >= PROGRESS_MIN_BYTES {
+            let task = TaskId::Hash(index);
+            obs.start(task, &format!("hashing disk {name} for SHA256SUMS"), total);
+            // Ends when the hashing thread drops its sender.
+            for done in &rx {
+                obs.advance(task, done);
+            }
+            obs.finish(task);
         }
         let digest = handle.map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
         (converted, digest)
     })
-}
-
-/// Logs each tenth of `total` the hashing thread reports, until it is done.
-fn show_progress(rx: &Receiver<u64>, name: &str, total: u64, log: &mut dyn FnMut(&str)) {
-    if total < PROGRESS_MIN_BYTES {
-        return;
-    }
-    let mut shown = 0u128;
-    // Ends when the hashing thread drops its sender.
-    for done in rx {
-        let tenth = u128::from(done) * 10 / u128::from(total);
-        if tenth > shown {
-            shown = tenth;
-            log(&format!(
-                "hashing disk {name} for SHA256SUMS: {} of {} ({}%)",
-                HumanSize(done),
-                HumanSize(total),
-                tenth * 10
-            ));
-        }
-    }
 }
 
 /// The hashing thread's side: progress reports out, a stop request in.

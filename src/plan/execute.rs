@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::digest;
 use super::package::PackageRun;
+use super::progress::{Observer, TaskId};
 use super::triplet;
 use super::{Artefact, BuildReport, Commit, Plan, is_package, locate};
 use crate::container::manifest;
@@ -23,14 +24,17 @@ impl Plan {
     ///
     /// # Errors
     /// The first failing step; artefacts finished before it stay in place.
-    pub fn execute(&self, log: &mut dyn FnMut(&str)) -> Result<BuildReport> {
+    pub fn execute(&self, obs: &mut dyn Observer) -> Result<BuildReport> {
         std::fs::create_dir_all(&self.out_dir)
             .map_err(|e| Error::io(e).with_path(&self.out_dir))?;
-        let inputs = self.fetch_inputs(log)?;
+        let inputs = self.fetch_inputs(obs)?;
         // An ami's partition is found before anything is written.
         let ranges = self.ami_ranges(&inputs)?;
-        let total = self.outputs.len() + self.seeds.len();
-        let mut packages = self.start_packages(&inputs, log)?;
+        let mut steps = Steps {
+            done: 0,
+            total: self.outputs.len() + self.seeds.len(),
+        };
+        let mut packages = self.start_packages(&inputs, &mut steps, obs)?;
         let mut numbered: Vec<(usize, Artefact)> = Vec::new();
         // One pass over each disk feeds all of its outputs and every package.
         for (disk, input) in inputs.iter().enumerate() {
@@ -40,21 +44,26 @@ impl Plan {
             if group.is_empty() && packages.is_empty() {
                 continue;
             }
-            for (i, o) in &group {
-                log(&format!(
-                    "[{}/{total}] writing {} ({} in {})",
-                    i + 1,
+            for (_, o) in &group {
+                obs.line(&steps.next(&format!(
+                    "writing {} ({} in {})",
                     o.file,
                     o.disk_format.name(),
                     o.container.name()
-                ));
+                )));
             }
-            let mut commits =
-                self.write_outputs(disk, &group, input.as_ref(), &mut packages, &ranges, log)?;
+            let pass = Pass {
+                disk,
+                outputs: &group,
+                input: input.as_ref(),
+                ranges: &ranges,
+            };
+            let mut commits = self.write_outputs(&pass, &mut packages, obs)?;
             // Packages are complete after the last disk; they are hashed and renamed
             // alongside that disk's outputs.
             if disk + 1 == inputs.len() {
                 for p in packages.drain(..) {
+                    obs.finish(TaskId::Write(p.index));
                     commits.push((p.index, p.finish(self.spec.disks.len())?));
                 }
             }
@@ -62,12 +71,8 @@ impl Plan {
         }
         numbered.sort_by_key(|(i, _)| *i);
         let mut artefacts: Vec<Artefact> = numbered.into_iter().map(|(_, a)| a).collect();
-        for (i, seed) in self.seeds.iter().enumerate() {
-            let n = self.outputs.len() + i + 1;
-            log(&format!(
-                "[{n}/{total}] writing {} (cloud-init NoCloud seed)",
-                seed.file
-            ));
+        for seed in &self.seeds {
+            obs.line(&steps.next(&format!("writing {} (cloud-init NoCloud seed)", seed.file)));
             artefacts.push(self.write_seed(seed)?);
         }
         let report = BuildReport::new(&self.spec, artefacts);
@@ -79,7 +84,8 @@ impl Plan {
     fn start_packages(
         &self,
         inputs: &[Option<PathBuf>],
-        log: &mut dyn FnMut(&str),
+        steps: &mut Steps,
+        obs: &mut dyn Observer,
     ) -> Result<Vec<PackageRun>> {
         if !self.outputs.iter().any(is_package) {
             return Ok(Vec::new());
@@ -87,16 +93,15 @@ impl Plan {
         let sizes = (inputs.iter().enumerate())
             .map(|(i, input)| Ok(self.reader(i, input.as_ref())?.virtual_size()))
             .collect::<Result<Vec<u64>>>()?;
-        let total = self.outputs.len() + self.seeds.len();
         let mut packages = Vec::new();
         for (i, o) in (self.outputs.iter().enumerate()).filter(|(_, o)| is_package(o)) {
-            log(&format!(
-                "[{}/{total}] writing {} ({} in {}, every disk)",
-                i + 1,
+            obs.line(&steps.next(&format!(
+                "writing {} ({} in {}, every disk)",
                 o.file,
                 o.disk_format.name(),
                 o.container.name()
-            ));
+            )));
+            obs.start(TaskId::Write(i), &o.file, sizes.iter().sum());
             packages.push(PackageRun::start(
                 &self.spec,
                 &self.ctx,
@@ -110,7 +115,8 @@ impl Plan {
     }
 
     /// Local paths of the disks the selected outputs use (`None` for blank disks).
-    fn fetch_inputs(&self, log: &mut dyn FnMut(&str)) -> Result<Vec<Option<PathBuf>>> {
+    fn fetch_inputs(&self, obs: &mut dyn Observer) -> Result<Vec<Option<PathBuf>>> {
+        let log = &mut |line: &str| obs.line(line);
         let mut inputs = Vec::new();
         for (i, d) in self.spec.disks.iter().enumerate() {
             if !self.outputs.iter().any(|o| o.disk == i || is_package(o)) {
@@ -169,15 +175,21 @@ impl Plan {
     /// it; returns the finished bare outputs, still to be hashed and renamed.
     fn write_outputs(
         &self,
-        disk_index: usize,
-        outputs: &[(usize, &ValidOutput)],
-        input: Option<&PathBuf>,
+        pass: &Pass<'_>,
         packages: &mut [PackageRun],
-        ranges: &[Option<triplet::Range>],
-        log: &mut dyn FnMut(&str),
+        obs: &mut dyn Observer,
     ) -> Result<Vec<(usize, Commit)>> {
+        let Pass {
+            disk: disk_index,
+            outputs,
+            input,
+            ranges,
+        } = *pass;
         let mut reader = self.reader(disk_index, input)?;
         let virtual_size = reader.virtual_size();
+        for (i, o) in outputs {
+            obs.start(TaskId::Write(*i), &o.file, virtual_size);
+        }
         let mut sets = Vec::new();
         let mut writers = Vec::new();
         for (i, o) in outputs {
@@ -207,13 +219,26 @@ impl Plan {
         // be paced by the slowest writer (a compressing one) and hash the disk's zero runs
         // alone at the end; rather than by re-reading the finished image either.
         let raw = outputs.iter().any(|(_, o)| streams_disk(o));
+        // Every lane moves with the reader (their queues are short): one position for all.
+        let packages_before: Vec<(usize, u64)> = (packages.iter())
+            .map(|p| (p.index, p.bytes_before(disk_index)))
+            .collect();
+        let tasks: Vec<TaskId> = outputs.iter().map(|(i, _)| TaskId::Write(*i)).collect();
         let (converted, digest) = digest::convert_and_hash(
-            || disk::convert(reader.as_mut(), &mut lanes, &mut |_| {}),
+            |obs: &mut dyn Observer| {
+                disk::convert(reader.as_mut(), &mut lanes, &mut |done| {
+                    tasks.iter().for_each(|t| obs.advance(*t, done));
+                    for (index, before) in &packages_before {
+                        obs.advance(TaskId::Write(*index), before + done);
+                    }
+                })
+            },
             raw.then_some(|ticks: &digest::Ticks<'_>| self.disk_digest(disk_index, input, ticks)),
-            &self.spec.disks[disk_index].name,
+            (disk_index, &self.spec.disks[disk_index].name),
             virtual_size,
-            log,
+            obs,
         );
+        tasks.iter().for_each(|t| obs.finish(*t));
         converted.map_err(|e| match input {
             Some(path) => e.with_path(path),
             None => e,
@@ -293,6 +318,30 @@ impl Plan {
 /// a crop of the disk, hashed from its file).
 fn streams_disk(o: &ValidOutput) -> bool {
     o.engine_format == DiskFormat::Raw && o.ami.is_none()
+}
+
+/// Step lines numbered in the order the steps start.
+struct Steps {
+    done: usize,
+    total: usize,
+}
+
+impl Steps {
+    /// `[N/TOTAL] what` for the next step.
+    fn next(&mut self, what: &str) -> String {
+        self.done += 1;
+        format!("[{}/{}] {what}", self.done, self.total)
+    }
+}
+
+/// One disk's pass: the disk, its bare outputs (with their positions), where its bytes
+/// are, and every ami's range.
+#[derive(Clone, Copy)]
+struct Pass<'a> {
+    disk: usize,
+    outputs: &'a [(usize, &'a ValidOutput)],
+    input: Option<&'a PathBuf>,
+    ranges: &'a [Option<triplet::Range>],
 }
 
 /// One output of a pass: a writer whose errors name its file (several write at once).

@@ -33,11 +33,13 @@ mod digest;
 mod execute;
 pub mod fits;
 pub mod package;
+pub mod progress;
 pub mod report;
 mod triplet;
 
 use std::path::{Path, PathBuf};
 
+pub use progress::{Observer, TaskId};
 pub use report::{Artefact, BuildReport, FileDigest};
 
 use self::commit::Commit;

@@ -99,8 +99,8 @@ pub(super) struct PackageRun {
     form: Form,
     writer: PackageWriter,
     set: OutputSet,
-    /// The boot disk's size, the artefact's `virtual_size`.
-    boot_size: u64,
+    /// Every disk's size; the first (the boot disk's) is the artefact's `virtual_size`.
+    sizes: Vec<u64>,
 }
 
 impl PackageRun {
@@ -134,8 +134,13 @@ impl PackageRun {
             form,
             writer,
             set,
-            boot_size: sizes.first().copied().unwrap_or_default(),
+            sizes: sizes.to_vec(),
         })
+    }
+
+    /// Bytes of the disks before disk `disk`: where its pass starts in the package.
+    pub fn bytes_before(&self, disk: usize) -> u64 {
+        self.sizes.iter().take(disk).sum()
     }
 
     /// The lane that writes disk `disk` (of `virtual_size` bytes) into the package.
@@ -190,7 +195,7 @@ impl PackageRun {
         };
         Ok(Commit {
             target: self.target,
-            virtual_size: self.boot_size,
+            virtual_size: self.sizes.first().copied().unwrap_or_default(),
             streamed: None,
             extras,
             triplet: Vec::new(),
