@@ -15,6 +15,7 @@ mod hostile;
 mod layering;
 mod ova;
 mod ova_input;
+mod ova_signed_build;
 mod ova_verify;
 mod partitions;
 mod progress;

@@ -41,6 +41,7 @@ fn build_error(files: &[(&str, &[u8])]) -> String {
     let opts = BuildOptions {
         out_dir: dir.path().join("out"),
         only: Vec::new(),
+        sign: None,
     };
     let err = Plan::new(valid, &opts)
         .and_then(|p| p.execute(&mut |_: &str| {}))
@@ -216,6 +217,7 @@ fn seed_iso_delivery_builds_a_seed() {
     let opts = BuildOptions {
         out_dir: dir.path().join("out"),
         only: Vec::new(),
+        sign: None,
     };
     let report = Plan::new(valid, &opts)
         .and_then(|p| p.execute(&mut |_: &str| {}))

@@ -84,6 +84,13 @@ pub(super) struct BuildArgs {
     /// everything else; with --only only when named.
     #[arg(long, value_name = "NAME", value_delimiter = ',')]
     only: Vec<String>,
+    /// Sign every ova/ovf output's manifest with this RSA private key (PEM), writing
+    /// NAME.cert as `kiln sign` does; replaces the spec's `sign:`. Needs --sign-cert.
+    #[arg(long, value_name = "PEM", requires = "sign_cert")]
+    sign_key: Option<PathBuf>,
+    /// The certificate chain (PEM, signer first) for --sign-key.
+    #[arg(long, value_name = "PEM", requires = "sign_key")]
+    sign_cert: Option<PathBuf>,
     /// No progress on stderr.
     #[arg(short, long)]
     quiet: bool,
@@ -131,6 +138,7 @@ pub(super) fn build(args: &BuildArgs) -> miette::Result<()> {
     let opts = BuildOptions {
         out_dir: args.out_dir.clone(),
         only: args.only.clone(),
+        sign: args.sign_key.clone().zip(args.sign_cert.clone()),
     };
     let plan = Plan::new(spec, &opts).map_err(wrap)?;
     if args.dry_run {

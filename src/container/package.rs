@@ -8,6 +8,12 @@
 //! and writes the head and the end-of-archive blocks when the last disk is complete. RAM:
 //! the VMDK writer's batches plus the descriptor. Tar framing is [`super::tar`]'s, so the
 //! same disk gives the same bytes.
+//!
+//! A signed package also has `NAME.cert` (the manifest's RSA signature and the certificate
+//! chain, [`PackageSigner`]) after the manifest, as `kiln sign` places it: the head reserves
+//! its member, whose length does not depend on what is signed, and the signature is made
+//! once the manifest is final. PKCS#1 v1.5 signatures are deterministic, so a signed build
+//! is as reproducible as an unsigned one.
 
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
@@ -16,6 +22,7 @@ use std::path::Path;
 
 use super::manifest::{self, Algorithm, Hasher};
 use super::ovf::{Bus, DiskFile, Machine, SIZE_WIDTH};
+use super::signature::PackageSigner;
 pub use super::tar::MAX_MEMBER_NAME;
 use super::tar::{self, TAR_BLOCK as BLOCK, TAR_END, padded};
 use crate::disk::{self, CreateRequest, DiskWriter, WriteReport};
@@ -26,6 +33,14 @@ use crate::io::output::OutputSet;
 #[remain::sorted]
 #[derive(Debug, thiserror::Error)]
 pub enum PackageError {
+    /// The certificate file changed length after the disk was written (a bug in kiln).
+    #[error("certificate file is {found} bytes, but {reserved} were reserved for it")]
+    CertLength {
+        /// Reserved bytes.
+        reserved: usize,
+        /// Final length.
+        found: usize,
+    },
     /// The descriptor changed length after the disk was written (a bug in kiln).
     #[error("OVF descriptor is {found} bytes, but {reserved} were reserved for it")]
     DescriptorLength {
@@ -47,7 +62,9 @@ pub enum PackageError {
 impl From<PackageError> for Error {
     fn from(e: PackageError) -> Self {
         let kind = match e {
-            PackageError::DescriptorLength { .. } => ErrorKind::Io,
+            PackageError::CertLength { .. } | PackageError::DescriptorLength { .. } => {
+                ErrorKind::Io
+            }
             PackageError::NameTooLong { .. } => ErrorKind::InvalidInput,
         };
         Error::new(kind, e)
@@ -81,6 +98,8 @@ pub struct Names {
     pub descriptor: String,
     /// `NAME.mf`.
     pub manifest: String,
+    /// `NAME.cert`, written when the package is signed.
+    pub cert: String,
     /// `NAME-disk1.vmdk`, `NAME-disk2.vmdk`, ...
     pub disks: Vec<String>,
 }
@@ -104,6 +123,7 @@ pub fn file_names(target: &Path, disks: usize) -> Names {
     Names {
         descriptor: format!("{stem}.ovf"),
         manifest: format!("{stem}.mf"),
+        cert: format!("{stem}.cert"),
         disks: (1..=disks)
             .map(|i| format!("{stem}-disk{i}.vmdk"))
             .collect(),
@@ -118,6 +138,8 @@ pub struct PackageWriter {
     file: File,
     /// The manifest file ([`Form::Files`]).
     manifest_file: Option<File>,
+    /// The certificate file ([`Form::Files`], signed).
+    cert_file: Option<File>,
     layout: Layout,
     /// Length and manifest digest of each disk written so far.
     done: Vec<(u64, String)>,
@@ -135,18 +157,26 @@ struct Layout {
     mtime: u64,
     /// The descriptor's length in an OVA (see [`DiskFile::size_width`]).
     descriptor_len: Option<usize>,
+    /// Signs the manifest, and the length of the certificate file it writes.
+    signer: Option<(PackageSigner, usize)>,
 }
 
 impl PackageWriter {
     /// Starts the package at `out`'s primary target (the `.ova`, or the `.ovf` beside which
-    /// the manifest and disks go); tar headers carry `mtime`.
+    /// the manifest and disks go), signed by `signer` when given; tar headers carry `mtime`.
     ///
     /// # Errors
     /// Member names too long for tar, failure creating the files.
-    pub fn new(package: Package, form: Form, mtime: u64, out: &mut OutputSet) -> Result<Self> {
+    pub fn new(
+        package: Package,
+        form: Form,
+        mtime: u64,
+        signer: Option<PackageSigner>,
+        out: &mut OutputSet,
+    ) -> Result<Self> {
         let names = file_names(out.primary_path(), package.disks.len());
         if form == Form::Ova {
-            let mut all = [&names.descriptor, &names.manifest]
+            let mut all = [&names.descriptor, &names.manifest, &names.cert]
                 .into_iter()
                 .chain(&names.disks);
             if let Some(long) = all.find(|n| n.len() > MAX_MEMBER_NAME) {
@@ -159,23 +189,42 @@ impl PackageWriter {
             names,
             mtime,
             descriptor_len: None,
+            signer: None,
         };
         let placeholder = "0".repeat(layout.package.digest.hex_len());
         let placeholders = vec![(0, placeholder); layout.package.disks.len()];
         let (descriptor, manifest) = layout.descriptor_and_manifest(&placeholders)?;
+        if let Some(signer) = signer {
+            let len = signer
+                .cert_text(manifest.as_bytes(), &layout.names.manifest)?
+                .len();
+            layout.signer = Some((signer, len));
+        }
+        let cert_len = layout.signer.as_ref().map(|(_, len)| *len);
         let file = out.create_primary()?;
-        let (manifest_file, next_header) = match form {
+        let (manifest_file, cert_file, next_header) = match form {
             Form::Ova => {
                 layout.descriptor_len = Some(descriptor.len());
-                let head =
-                    2 * BLOCK + padded(descriptor.len() as u64) + padded(manifest.len() as u64);
-                (None, head)
+                let cert = cert_len.map_or(0, |len| BLOCK + padded(len as u64));
+                let head = 2 * BLOCK
+                    + padded(descriptor.len() as u64)
+                    + padded(manifest.len() as u64)
+                    + cert;
+                (None, None, head)
             }
-            Form::Files => (Some(out.create_sibling(&layout.names.manifest)?), 0),
+            Form::Files => {
+                let manifest = out.create_sibling(&layout.names.manifest)?;
+                let cert = match cert_len {
+                    Some(_) => Some(out.create_sibling(&layout.names.cert)?),
+                    None => None,
+                };
+                (Some(manifest), cert, 0)
+            }
         };
         Ok(Self {
             file,
             manifest_file,
+            cert_file,
             layout,
             done: Vec::new(),
             open: false,
@@ -259,13 +308,17 @@ impl PackageWriter {
             ));
         }
         let (descriptor, manifest) = self.layout.descriptor_and_manifest(&self.done)?;
+        let cert = self.layout.cert(&manifest)?;
         if let Some(manifest_file) = &self.manifest_file {
             self.file.write_all_at(descriptor.as_bytes(), 0)?;
             manifest_file.write_all_at(manifest.as_bytes(), 0)?;
+            if let (Some(file), Some(cert)) = (&self.cert_file, &cert) {
+                file.write_all_at(cert.as_bytes(), 0)?;
+            }
             return Ok(());
         }
-        self.file
-            .write_all_at(&self.layout.head(&descriptor, &manifest)?, 0)?;
+        let head = self.layout.head(&descriptor, &manifest, cert.as_deref())?;
+        self.file.write_all_at(&head, 0)?;
         // The last disk's padding reads as zeros; two zero blocks end the archive.
         self.file.write_all_at(&TAR_END, self.next_header)?;
         Ok(())
@@ -314,14 +367,34 @@ impl Layout {
         Ok((descriptor, manifest::render(alg, &entries)))
     }
 
-    /// The archive's head: the descriptor and manifest members.
-    fn head(&self, descriptor: &str, manifest: &str) -> Result<Vec<u8>> {
+    /// The certificate file for the final `manifest` (signed packages), as long as the one
+    /// reserved.
+    fn cert(&self, manifest: &str) -> Result<Option<String>> {
+        let Some((signer, reserved)) = &self.signer else {
+            return Ok(None);
+        };
+        let cert = signer.cert_text(manifest.as_bytes(), &self.names.manifest)?;
+        if cert.len() != *reserved {
+            let e = PackageError::CertLength {
+                reserved: *reserved,
+                found: cert.len(),
+            };
+            return Err(e.into());
+        }
+        Ok(Some(cert))
+    }
+
+    /// The archive's head: the descriptor, manifest and (signed) certificate members.
+    fn head(&self, descriptor: &str, manifest: &str, cert: Option<&str>) -> Result<Vec<u8>> {
         let mut head = tar::member(&self.names.descriptor, descriptor.as_bytes(), self.mtime)?;
         head.extend(tar::member(
             &self.names.manifest,
             manifest.as_bytes(),
             self.mtime,
         )?);
+        if let Some(cert) = cert {
+            head.extend(tar::member(&self.names.cert, cert.as_bytes(), self.mtime)?);
+        }
         Ok(head)
     }
 
@@ -382,12 +455,13 @@ mod tests {
             names: file_names(Path::new("a.ova"), 1),
             mtime: 946_684_800,
             descriptor_len: None,
+            signer: None,
         }
     }
 
     #[test]
     fn head_is_block_aligned() {
-        let head = layout().head("<x/>", "SHA256(a.ovf)= 00\n").unwrap();
+        let head = layout().head("<x/>", "SHA256(a.ovf)= 00\n", None).unwrap();
         assert_eq!(head.len(), 4 * 512);
         assert_eq!(&head[..5], b"a.ovf");
         assert_eq!(&head[1024..1028], b"a.mf");

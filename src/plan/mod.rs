@@ -46,7 +46,7 @@ use self::commit::Commit;
 use self::container::Kind;
 use crate::context::BuildContext;
 use crate::error::{Error, ErrorKind, Result};
-use crate::spec::{Span, ValidOutput, ValidSeed, ValidSpec};
+use crate::spec::{Span, ValidOutput, ValidSeed, ValidSign, ValidSpec};
 
 /// Why a build step failed.
 #[remain::sorted]
@@ -76,6 +76,8 @@ pub struct BuildOptions {
     /// Build only the outputs and seeds with these names (all when empty). A seed is built
     /// only when named (`seed-iso`, `seed-vfat`) or when the list is empty.
     pub only: Vec<String>,
+    /// `(key, certificate)` that sign every ova/ovf output, replacing the spec's `sign:`.
+    pub sign: Option<(PathBuf, PathBuf)>,
 }
 
 /// What a build will do: the checked spec and the outputs selected.
@@ -106,6 +108,7 @@ impl Plan {
             .iter()
             .filter(|o| wanted(&o.name))
             .cloned()
+            .map(|o| with_signer(o, opts.sign.as_ref()))
             .collect();
         let seeds: Vec<ValidSeed> = spec
             .seeds
@@ -158,8 +161,23 @@ impl Plan {
             out_dir: opts.out_dir.clone(),
         };
         plan.preflight_bundles()?;
+        plan.preflight_signers()?;
         Ok(plan)
     }
+}
+
+/// `o` signed with the command line's key and certificate, when it is a package.
+fn with_signer(mut o: ValidOutput, sign: Option<&(PathBuf, PathBuf)>) -> ValidOutput {
+    if let Some((key, cert)) = sign
+        && is_package(&o)
+    {
+        o.sign = Some(ValidSign {
+            key: key.clone(),
+            cert: cert.clone(),
+            span: None,
+        });
+    }
+    o
 }
 
 /// Whether `o` is an ova/ovf package (which holds every disk).

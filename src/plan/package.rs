@@ -5,13 +5,14 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use super::Commit;
 use super::container::Kind;
+use super::{Commit, Plan, locate};
 
 use crate::container::cloud_init;
 use crate::container::manifest::Algorithm;
 use crate::container::ovf::{Adapter, Bus, Machine, Nic, Product};
 use crate::container::package::{Form, Package, PackageWriter, file_names};
+use crate::container::signature::PackageSigner;
 use crate::context::BuildContext;
 use crate::disk::{CreateRequest, DiskFormat, DiskWriter, KvOptions, WriteReport};
 use crate::error::{Error, ErrorKind, Result};
@@ -90,6 +91,36 @@ fn vmdk_options(spec: &ValidSpec, o: &ValidOutput, disk: usize) -> KvOptions {
     options
 }
 
+/// The signer of output `o`, when its package is signed.
+///
+/// # Errors
+/// The key or certificate cannot be read, or they do not belong together.
+pub(super) fn signer(o: &ValidOutput) -> Result<Option<PackageSigner>> {
+    (o.sign.as_ref())
+        .map(|s| PackageSigner::load(&s.key, &s.cert))
+        .transpose()
+}
+
+impl Plan {
+    /// Loads every package's signing key and certificate, so a bad pair writes nothing.
+    ///
+    /// # Errors
+    /// The signer's refusal, located at the output's `sign` key.
+    pub(super) fn preflight_signers(&self) -> Result<()> {
+        for o in &self.outputs {
+            if let Err(e) = signer(o) {
+                let key = format!("outputs[{}].sign", o.index);
+                let span = o.sign.as_ref().and_then(|s| s.span);
+                return Err(Error::new(
+                    e.kind(),
+                    locate(&self.spec.path, span, &key, &e.to_string()),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// One ova/ovf output being written across the disk passes.
 pub(super) struct PackageRun {
     /// Position in the plan's outputs.
@@ -101,6 +132,8 @@ pub(super) struct PackageRun {
     set: OutputSet,
     /// Every disk's size; the first (the boot disk's) is the artefact's `virtual_size`.
     sizes: Vec<u64>,
+    /// Whether the package has a `.cert`.
+    signed: bool,
 }
 
 impl PackageRun {
@@ -126,8 +159,11 @@ impl PackageRun {
         };
         let mut set = OutputSet::new(&target, true);
         let ctx = build.derive(&o.name);
-        let writer = PackageWriter::new(package(spec, o, sizes)?, form, ctx.epoch, &mut set)
-            .map_err(|e| e.with_path(&target))?;
+        let signer = signer(o)?;
+        let signed = signer.is_some();
+        let writer =
+            PackageWriter::new(package(spec, o, sizes)?, form, ctx.epoch, signer, &mut set)
+                .map_err(|e| e.with_path(&target))?;
         Ok(Self {
             index,
             target,
@@ -135,6 +171,7 @@ impl PackageRun {
             writer,
             set,
             sizes: sizes.to_vec(),
+            signed,
         })
     }
 
@@ -188,9 +225,13 @@ impl PackageRun {
             .finish()
             .map_err(|e| e.with_path(&self.target))?;
         let extras = match self.form {
-            Form::Files => (file_names(&self.target, disks).others().iter())
-                .map(|n| self.target.with_file_name(n))
-                .collect(),
+            Form::Files => {
+                let names = file_names(&self.target, disks);
+                let cert = self.signed.then_some(names.cert.clone());
+                (names.others().into_iter().chain(cert))
+                    .map(|n| self.target.with_file_name(n))
+                    .collect()
+            }
             Form::Ova => Vec::new(),
         };
         Ok(Commit {

@@ -259,6 +259,7 @@ mod tests {
             target: Target::Vmware,
             manifest: ManifestDigest::Sha256,
             ami: None,
+            sign: None,
         }
     }
 

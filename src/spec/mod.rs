@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 pub use load::{MAX_SPEC_BYTES, load};
 pub use validate::{
     AmiPart, AmiSource, DiskPlanSource, PartitionChoice, ValidAmi, ValidBundle, ValidDisk,
-    ValidOutput, ValidSeed, ValidSpec, ValidateOptions, validate, validate_with,
+    ValidOutput, ValidSeed, ValidSign, ValidSpec, ValidateOptions, validate, validate_with,
 };
 
 use crate::error::{Error, ErrorKind};

@@ -264,6 +264,11 @@ pub struct Output {
     #[serde(default)]
     #[schemars(with = "Option<ManifestDigest>")]
     pub manifest: Option<Spanned<ManifestDigest>>,
+    /// OVF/OVA: sign the manifest, writing `NAME.cert` as `kiln sign` does. Paths are
+    /// relative to the spec's directory; `kiln build --sign-key/--sign-cert` override them.
+    #[serde(default)]
+    #[schemars(with = "Option<SignKeys>")]
+    pub sign: Option<Spanned<SignKeys>>,
     /// AMI: which part of the disk is the image: `auto` (default: the whole disk without a
     /// partition table, else its one Linux root partition), `none` (the whole disk) or a
     /// partition number.
@@ -314,6 +319,16 @@ pub struct Output {
     #[serde(default)]
     #[schemars(with = "Option<Vec<String>>")]
     pub product_codes: Option<Spanned<Vec<String>>>,
+}
+
+/// The key and certificate that sign a package.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignKeys {
+    /// RSA private key (PEM, PKCS#8 or PKCS#1, unencrypted, at least 2048 bits).
+    pub key: String,
+    /// X.509 certificate chain (PEM), the signer's certificate first.
+    pub cert: String,
 }
 
 /// An AMI's partition as written: `auto`, `none` or a number; checked by `validate`.

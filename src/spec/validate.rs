@@ -100,6 +100,19 @@ pub struct ValidOutput {
     pub manifest: ManifestDigest,
     /// The Glance triplet's settings (ami outputs only).
     pub ami: Option<ValidAmi>,
+    /// The key and certificate that sign an ova/ovf package.
+    pub sign: Option<ValidSign>,
+}
+
+/// A package's signing key and certificate (files that exist).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidSign {
+    /// The RSA private key.
+    pub key: PathBuf,
+    /// The certificate chain.
+    pub cert: PathBuf,
+    /// Where the spec says `sign` (`None`: from the command line).
+    pub span: Option<Span>,
 }
 
 /// A spec that passed every check.

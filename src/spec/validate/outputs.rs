@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Checker, ValidDisk, ValidOutput};
+use super::{Checker, ValidDisk, ValidOutput, ValidSign};
 use std::path::Path;
 
 use crate::container::ovf::{Bus, max_disks};
@@ -67,7 +67,8 @@ impl Checker<'_> {
             let disk = self.output_disk(o, &key, spec, disks);
             let options = self.output_options(o, &key);
             let ami = self.ami(at, &key);
-            let (Some(disk), Some(options)) = (disk, options) else {
+            let sign = self.sign(at, &key);
+            let (Some(disk), Some(options), Some(sign)) = (disk, options, sign) else {
                 continue;
             };
             if o.container_format == ContainerFormat::Ami && ami.is_none() {
@@ -85,6 +86,7 @@ impl Checker<'_> {
                 target: o.target.as_ref().map_or(Target::Vmware, |t| t.value),
                 manifest: (o.manifest.as_ref()).map_or(ManifestDigest::Sha256, |m| m.value),
                 ami,
+                sign,
             });
         }
         outputs
@@ -163,6 +165,37 @@ impl Checker<'_> {
             let loc = o.file.as_ref().map_or(at.referenced, |f| f.referenced);
             self.err_loc(loc, &format!("{key}.file"), format!("the OVA's disk member `{disk}` would be longer than {MAX_MEMBER_NAME} bytes (a ustar limit); choose a shorter `file:` name"));
         }
+    }
+
+    /// `sign:` of output `at`: `Some(None)` without one, `None` after reporting errors.
+    fn sign(&mut self, at: &Spanned<Output>, key: &str) -> Option<Option<ValidSign>> {
+        let Some(sign) = &at.value.sign else {
+            return Some(None);
+        };
+        let key = format!("{key}.sign");
+        if !matches!(
+            at.value.container_format,
+            ContainerFormat::Ova | ContainerFormat::Ovf
+        ) {
+            self.err(
+                sign,
+                &key,
+                "`sign` applies only to ovf and ova containers".into(),
+            );
+            return None;
+        }
+        let file = |value: &String| Spanned {
+            value: value.clone(),
+            referenced: sign.referenced,
+            defined: sign.defined,
+        };
+        let private = self.existing_file(&file(&sign.value.key), &format!("{key}.key"));
+        let cert = self.existing_file(&file(&sign.value.cert), &format!("{key}.cert"));
+        Some(Some(ValidSign {
+            key: private?,
+            cert: cert?,
+            span: self.span(sign),
+        }))
     }
 
     /// Package rules: every disk (no `disk:`), a streamOptimized VMDK, hardware the target
