@@ -28,6 +28,9 @@
 # same plus `sha256sum` of the three files, the work kiln also does for SHA256SUMS (its
 # ratio: kiln / that pipeline).
 #
+# The `ova-disk` row makes an OVA of the corpus with `kiln ova --disk` against `kiln convert
+# -O vmdk -o subformat=streamOptimized` of the same disk, both synced (ratio: ova / convert).
+#
 # Without --raw it uses (and if needed builds) the `os` corpus of
 # ../shared/bench/make-corpus.sh (4 GiB virtual, ~1.2 GiB of real files).
 # For every row it runs each tool N times (best run kept), each after a `sync`, with the source warm in the
@@ -399,4 +402,24 @@ if [ -z "$ONLY" ] || [[ ",$ONLY," == *",triplet,"* ]]; then
   done
   unset res
   rm -rf "$tdir"
+fi
+
+# ova-disk: kiln ova --disk vs the streamOptimized convert it wraps (see the header).
+if [ -z "$ONLY" ] || [[ ",$ONLY," == *",ova-disk,"* ]]; then
+  odir="$OUT/cmp-ova-disk"; rm -rf "$odir"; mkdir -p "$odir"
+  c=$(time_cmd "$odir/c.vmdk" "$KILN" convert -f raw -O vmdk -o subformat=streamOptimized "$RAW" "$odir/c.vmdk")
+  o=$(time_cmd "$odir/o.ova" "$KILN" ova --quiet --force --disk "$RAW" -o "$odir/o.ova")
+  for tool in convert ova; do
+    case $tool in convert) r=$c; t="kiln convert" ;; *) r=$o; t="kiln ova" ;; esac
+    if [[ $r == fail* ]]; then printf '| %-34s | %-14s | %s |\n' ova-disk "$t" "${r#fail }"; continue; fi
+    read -r s rss out al <<<"$r"; tr=""; sr=""
+    if [ $tool = ova ] && [[ $c != fail* ]]; then
+      read -r cs _ co _ <<<"$c"
+      tr=$(awk -v k="$s" -v q="$cs" 'BEGIN{printf "%.2f", k/q}')
+      sr=$(awk -v k="$out" -v q="$co" 'BEGIN{printf "%.3f", k/q}')
+    fi
+    awk -v t="$t" -v s="$s" -v vs="$VSIZE" -v o="$out" -v a="$al" -v r="$rss" -v tr="$tr" -v sr="$sr" \
+      'BEGIN{printf "| %-34s | %-14s | %8.2f | %10.0f | %9.1f | %9.1f | %7.1f | %10s | %10s |\n", "ova-disk (OVA of one image)", t, s, vs/s/1e6, o/1048576, a/1048576, r/1024, tr, sr}'
+  done
+  rm -rf "$odir"
 fi

@@ -14,6 +14,7 @@ mod fuzz_replay;
 mod hostile;
 mod layering;
 mod ova;
+mod ova_from_disks;
 mod ova_input;
 mod ova_signed_build;
 mod ova_verify;

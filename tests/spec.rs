@@ -42,6 +42,7 @@ fn build_error(files: &[(&str, &[u8])]) -> String {
         out_dir: dir.path().join("out"),
         only: Vec::new(),
         sign: None,
+        report: true,
     };
     let err = Plan::new(valid, &opts)
         .and_then(|p| p.execute(&mut |_: &str| {}))
@@ -218,6 +219,7 @@ fn seed_iso_delivery_builds_a_seed() {
         out_dir: dir.path().join("out"),
         only: Vec::new(),
         sign: None,
+        report: true,
     };
     let report = Plan::new(valid, &opts)
         .and_then(|p| p.execute(&mut |_: &str| {}))

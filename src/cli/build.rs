@@ -139,6 +139,7 @@ pub(super) fn build(args: &BuildArgs) -> miette::Result<()> {
         out_dir: args.out_dir.clone(),
         only: args.only.clone(),
         sign: args.sign_key.clone().zip(args.sign_cert.clone()),
+        report: true,
     };
     let plan = Plan::new(spec, &opts).map_err(wrap)?;
     if args.dry_run {

@@ -12,6 +12,7 @@ mod info;
 mod input;
 mod man;
 mod measure;
+mod ova;
 mod package;
 mod progress;
 mod safety;
@@ -70,6 +71,9 @@ enum Command {
     Inspect(package::InspectArgs),
     /// Sign an OVF package's manifest with an RSA key and certificate (writes the .cert).
     Sign(package::SignArgs),
+    /// Make an OVA (or OVF) from disk images you already have, without a spec
+    /// (`kiln ova --disk root.qcow2 --cpus 2 --memory 4GiB -o app.ova`).
+    Ova(ova::OvaArgs),
     /// Print a shell completion script (`source <(kiln completions bash)`).
     Completions(completions::CompletionsArgs),
     /// Print a manual page in roff: kiln(1), or kiln-COMMAND(1) (`kiln man | man -l -`).
@@ -241,6 +245,7 @@ pub fn run(cli: Cli) -> miette::Result<()> {
         Command::Init(args) => return build::init(&args),
         Command::Inspect(args) => package::inspect(&args),
         Command::Sign(args) => package::sign(&args),
+        Command::Ova(args) => ova::ova(&args),
         Command::Bundle(args) => bundle::bundle(&args),
         Command::Unbundle(args) => bundle::unbundle(&args),
         Command::Verify(args) => package::verify(&args),

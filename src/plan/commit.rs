@@ -34,6 +34,8 @@ impl Plan {
     fn commit(&self, i: usize, mut c: Commit) -> Result<Vec<(usize, Artefact)>> {
         let (sha256, size) = match c.streamed {
             Some(digest) => digest,
+            // No report, no digest to put in it.
+            None if !self.report => (String::new(), file_len(&partial_path(&c.target))?),
             None => manifest::hash_file(&partial_path(&c.target))?,
         };
         let mut files = Vec::new();
@@ -56,6 +58,11 @@ impl Plan {
         c.set.commit().map_err(|e| e.with_path(&c.target))?;
         Ok(artefacts.into_iter().map(|a| (i, a)).collect())
     }
+}
+
+fn file_len(path: &std::path::Path) -> Result<u64> {
+    let meta = std::fs::metadata(path).map_err(|e| crate::Error::io(e).with_path(path))?;
+    Ok(meta.len())
 }
 
 /// A finished output waiting to be hashed, synced and renamed.

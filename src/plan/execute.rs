@@ -76,7 +76,9 @@ impl Plan {
             artefacts.push(self.write_seed(seed)?);
         }
         let report = BuildReport::new(&self.spec, artefacts);
-        report.write(&self.out_dir, &self.spec.name)?;
+        if self.report {
+            report.write(&self.out_dir, &self.spec.name)?;
+        }
         Ok(report)
     }
 

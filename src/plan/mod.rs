@@ -78,6 +78,9 @@ pub struct BuildOptions {
     pub only: Vec<String>,
     /// `(key, certificate)` that sign every ova/ovf output, replacing the spec's `sign:`.
     pub sign: Option<(PathBuf, PathBuf)>,
+    /// Write `NAME.kiln.json` and `SHA256SUMS` (and hash every artefact for them). `kiln
+    /// ova` writes only the package it was asked for.
+    pub report: bool,
 }
 
 /// What a build will do: the checked spec and the outputs selected.
@@ -94,6 +97,8 @@ pub struct Plan {
     /// The build's one context (time, creator, id seed from the spec's name); each
     /// artefact's context is derived from it.
     pub ctx: BuildContext,
+    /// Whether the report and SHA256SUMS are written ([`BuildOptions::report`]).
+    pub report: bool,
 }
 
 impl Plan {
@@ -159,6 +164,7 @@ impl Plan {
             outputs,
             seeds,
             out_dir: opts.out_dir.clone(),
+            report: opts.report,
         };
         plan.preflight_bundles()?;
         plan.preflight_signers()?;

@@ -15,7 +15,7 @@ pub mod validate;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use load::{MAX_SPEC_BYTES, load};
+pub use load::{MAX_SPEC_BYTES, load, parse_bytes};
 pub use validate::{
     AmiPart, AmiSource, DiskPlanSource, PartitionChoice, ValidAmi, ValidBundle, ValidDisk,
     ValidOutput, ValidSeed, ValidSign, ValidSpec, ValidateOptions, validate, validate_with,

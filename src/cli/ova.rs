@@ -1,0 +1,176 @@
+//! `kiln ova --disk IMAGE... -o NAME.ova`: a package from disks the user already has, with
+//! no spec to write. The options become a spec (shown by `--dry-run`), which the build
+//! checks and writes exactly as `kiln build` would; only the package is written (no report,
+//! no SHA256SUMS beside it).
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use kiln::plan::{BuildOptions, Observer, Plan};
+use kiln::{Error, Result};
+
+use super::progress::BuildProgress;
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Each disk (any format kiln reads) becomes a streamOptimized VMDK in \
+    the package, in the order given; the first is the boot disk. NAME.ova is one tar \
+    archive; NAME.ovf writes the descriptor, NAME.mf and NAME-diskN.vmdk side by side. The \
+    package is what `kiln build` writes for the same settings (see --dry-run for the spec \
+    they make): it passes `kiln verify` and imports in VMware and VirtualBox."
+)]
+pub(super) struct OvaArgs {
+    /// A disk image (repeat for more disks; the first boots).
+    #[arg(long = "disk", value_name = "IMAGE", required = true)]
+    disks: Vec<PathBuf>,
+    /// The package to write: NAME.ova, or NAME.ovf for loose files.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    output: PathBuf,
+    /// Appliance name in the descriptor (default: the output's file name without extension).
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+    /// Virtual CPUs.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    cpus: u16,
+    /// Memory, e.g. 4GiB.
+    #[arg(long, value_name = "SIZE", default_value = "1GiB")]
+    memory: String,
+    /// Guest OS: ubuntu-64, ubuntu, debian-64, debian, linux-64, linux, other-64, other.
+    #[arg(long, value_name = "OS", default_value = "linux-64")]
+    os: String,
+    /// Firmware: bios or efi.
+    #[arg(long, value_name = "FIRMWARE", default_value = "bios", value_parser = ["bios", "efi"])]
+    firmware: String,
+    /// Importer the descriptor is written for: vmware (also imports in VirtualBox) or
+    /// virtualbox.
+    #[arg(long, value_name = "TARGET", default_value = "vmware", value_parser = ["vmware", "virtualbox"])]
+    target: String,
+    /// Sign the manifest with this RSA private key (PEM); needs --sign-cert.
+    #[arg(long, value_name = "PEM", requires = "sign_cert")]
+    sign_key: Option<PathBuf>,
+    /// The certificate chain (PEM, signer first) for --sign-key.
+    #[arg(long, value_name = "PEM", requires = "sign_key")]
+    sign_cert: Option<PathBuf>,
+    /// Replace the package (and, for an .ovf, its manifest and disks) when they exist.
+    #[arg(long)]
+    force: bool,
+    /// Print the spec the options make and stop.
+    #[arg(long)]
+    dry_run: bool,
+    /// No progress on stderr.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+pub(super) fn ova(args: &OvaArgs) -> Result<()> {
+    let (dir, file, container) = output_parts(&args.output)?;
+    let text = spec_text(args, &file, container)?;
+    if args.dry_run {
+        print!("{text}");
+        return Ok(());
+    }
+    for disk in &args.disks {
+        let meta = std::fs::metadata(disk).map_err(|e| Error::io(e).with_path(disk))?;
+        if !meta.is_file() {
+            return Err(Error::invalid_input("not a regular file").with_path(disk));
+        }
+    }
+    refuse_existing(args, &dir, &file, container)?;
+    // The spec's name is only where its errors point; the options it came from are above.
+    let spec_path = dir.join(format!("{file} (kiln ova)"));
+    let (spec, text) = kiln::spec::parse_bytes(&spec_path, text.as_bytes())?;
+    let spec = kiln::spec::validate(&spec_path, spec, text)?;
+    let opts = BuildOptions {
+        out_dir: dir,
+        only: Vec::new(),
+        sign: args.sign_key.clone().zip(args.sign_cert.clone()),
+        report: false,
+    };
+    let plan = Plan::new(spec, &opts)?;
+    let mut progress = BuildProgress::new();
+    let mut silent = |_: &str| {};
+    let obs: &mut dyn Observer = if args.quiet {
+        &mut silent
+    } else {
+        &mut progress
+    };
+    plan.execute(obs)?;
+    println!("{}", args.output.display());
+    Ok(())
+}
+
+/// `(directory, file name, container)` of the output, from its extension.
+fn output_parts(output: &Path) -> Result<(PathBuf, String, &'static str)> {
+    let container = match output.extension().and_then(|e| e.to_str()) {
+        Some("ova") => "ova",
+        Some("ovf") => "ovf",
+        _ => {
+            return Err(
+                Error::invalid_input("the output must end in .ova or .ovf").with_path(output)
+            );
+        }
+    };
+    let file = (output.file_name().and_then(|n| n.to_str()))
+        .ok_or_else(|| Error::invalid_input("not a UTF-8 file name").with_path(output))?;
+    let dir = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    Ok((dir, file.to_string(), container))
+}
+
+/// The spec the options describe. Strings are written as JSON strings, which YAML reads
+/// as the same strings whatever they hold.
+fn spec_text(args: &OvaArgs, file: &str, container: &str) -> Result<String> {
+    let q = |s: &str| serde_json::to_string(s).unwrap_or_default();
+    let stem = Path::new(file)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or(file);
+    let name = args.name.as_deref().unwrap_or(stem);
+    let mut text = format!(
+        "name: {}\nvm: {{ cpus: {}, memory: {}, os: {}, firmware: {} }}\ndisks:\n",
+        q(name),
+        args.cpus,
+        q(&args.memory),
+        q(&args.os),
+        args.firmware
+    );
+    for (i, disk) in args.disks.iter().enumerate() {
+        let path = std::path::absolute(disk).map_err(|e| Error::io(e).with_path(disk))?;
+        let path = path
+            .to_str()
+            .ok_or_else(|| Error::invalid_input("not a UTF-8 path").with_path(disk))?;
+        text.push_str(&format!(
+            "  - {{ name: disk{}, source: {{ file: {} }} }}\n",
+            i + 1,
+            q(path)
+        ));
+    }
+    text.push_str(&format!(
+        "outputs:\n  - {{ disk_format: vmdk, container_format: {container}, file: {}, target: {} }}\n",
+        q(file),
+        args.target
+    ));
+    Ok(text)
+}
+
+/// Without --force an existing package (or loose file of one) is not replaced.
+fn refuse_existing(args: &OvaArgs, dir: &Path, file: &str, container: &str) -> Result<()> {
+    if args.force {
+        return Ok(());
+    }
+    let target = dir.join(file);
+    let names = kiln::container::package::file_names(&target, args.disks.len());
+    let mut paths = vec![target.clone()];
+    if container == "ovf" {
+        paths.extend(names.others().iter().map(|n| dir.join(n)));
+        paths.push(dir.join(&names.cert));
+    }
+    match paths.iter().find(|p| p.exists()) {
+        Some(p) => {
+            Err(Error::invalid_input("already exists; pass --force to replace it").with_path(p))
+        }
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,136 @@
+//! `kiln ova --disk ... -o X.ova|X.ovf`: a package from existing images, no spec. check-ova
+//! accepts it for VMware and VirtualBox, `qemu-img compare` finds each VMDK inside equal to
+//! its source image, nothing but the package is written, and bad requests write nothing.
+
+use std::path::Path;
+
+use crate::util::{Dir, check_ova, describe, run_ok, sparse_raw};
+
+fn sources(d: &Dir) {
+    sparse_raw(&d.path("root.raw"), 24 << 20, 20, 7);
+    run_ok(
+        "qemu-img",
+        &[
+            "convert",
+            "-f",
+            "raw",
+            "-O",
+            "qcow2",
+            d.path("root.raw").to_str().unwrap(),
+            d.path("root.qcow2").to_str().unwrap(),
+        ],
+    );
+    sparse_raw(&d.path("data.raw"), 8 << 20, 5, 8);
+}
+
+fn same_image(a: &Path, b: &Path) {
+    let out = run_ok(
+        "qemu-img",
+        &["compare", a.to_str().unwrap(), b.to_str().unwrap()],
+    );
+    assert!(out.contains("Images are identical"), "{out}");
+}
+
+#[test]
+fn an_ova_from_two_images_imports_and_holds_their_bytes() {
+    let d = Dir::new();
+    sources(&d);
+    std::fs::create_dir_all(d.path("out")).unwrap();
+    let args = [
+        "ova",
+        "--disk",
+        "root.qcow2",
+        "--disk",
+        "data.raw",
+        "--cpus",
+        "2",
+        "--memory",
+        "2GiB",
+        "--os",
+        "ubuntu-64",
+        "-o",
+        "out/app.ova",
+    ];
+    let stdout = d.kiln_ok(&args);
+    assert_eq!(stdout.trim(), "out/app.ova");
+    let left: Vec<String> = std::fs::read_dir(d.path("out"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, ["app.ova"], "only the package is written");
+    check_ova(&d.path("out/app.ova"), "vmware");
+    let x = d.path("x");
+    std::fs::create_dir_all(&x).unwrap();
+    run_ok(
+        "tar",
+        &[
+            "-xf",
+            d.path("out/app.ova").to_str().unwrap(),
+            "-C",
+            x.to_str().unwrap(),
+        ],
+    );
+    same_image(&d.path("root.qcow2"), &x.join("app-disk1.vmdk"));
+    same_image(&d.path("data.raw"), &x.join("app-disk2.vmdk"));
+    let ovf = std::fs::read_to_string(x.join("app.ovf")).unwrap();
+    assert!(
+        ovf.contains("<rasd:VirtualQuantity>2</rasd:VirtualQuantity>"),
+        "{ovf}"
+    );
+    assert!(ovf.contains("ubuntu64Guest"), "{ovf}");
+    let out = d.kiln_ok(&["verify", "out/app.ova"]);
+    assert!(out.contains("OK (0 errors"), "{out}");
+    // Refused without --force; replaced with it.
+    let again = d.kiln(&args);
+    assert!(!again.status.success(), "{}", describe(&again));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists; pass --force"));
+    let mut forced = args.to_vec();
+    forced.push("--force");
+    d.kiln_ok(&forced);
+}
+
+#[test]
+fn an_ovf_for_virtualbox_writes_its_files_side_by_side() {
+    let d = Dir::new();
+    sources(&d);
+    d.kiln_ok(&[
+        "ova",
+        "--disk",
+        "root.raw",
+        "--target",
+        "virtualbox",
+        "-o",
+        "vb.ovf",
+    ]);
+    check_ova(&d.path("vb.ovf"), "virtualbox");
+    same_image(&d.path("root.raw"), &d.path("vb-disk1.vmdk"));
+    assert!(d.path("vb.mf").exists());
+    assert!(!d.path("SHA256SUMS").exists());
+}
+
+#[test]
+fn a_missing_disk_or_a_bad_output_name_writes_nothing() {
+    let d = Dir::new();
+    sources(&d);
+    for (args, wanted) in [
+        (
+            vec!["ova", "--disk", "nope.qcow2", "-o", "a.ova"],
+            "nope.qcow2",
+        ),
+        (
+            vec!["ova", "--disk", "root.raw", "-o", "a.tar"],
+            "must end in .ova or .ovf",
+        ),
+        (
+            vec!["ova", "--disk", "root.raw", "--cpus", "0", "-o", "a.ova"],
+            "vm.cpus",
+        ),
+    ] {
+        let out = d.kiln(&args);
+        assert!(!out.status.success(), "{}", describe(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(wanted), "{err}");
+        assert!(!d.path("a.ova").exists() && !d.path("a.tar").exists());
+    }
+}
