@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::util::{Dir, check_ova, describe, run_ok, sparse_raw};
+use crate::util::{Dir, check_ova, describe, names_in, run_ok, sparse_raw};
 
 fn sources(d: &Dir) {
     sparse_raw(&d.path("root.raw"), 24 << 20, 20, 7);
@@ -53,11 +53,11 @@ fn an_ova_from_two_images_imports_and_holds_their_bytes() {
     ];
     let stdout = d.kiln_ok(&args);
     assert_eq!(stdout.trim(), "out/app.ova");
-    let left: Vec<String> = std::fs::read_dir(d.path("out"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    assert_eq!(left, ["app.ova"], "only the package is written");
+    assert_eq!(
+        names_in(&d.path("out")),
+        ["app.ova"],
+        "only the package is written"
+    );
     check_ova(&d.path("out/app.ova"), "vmware");
     let x = d.path("x");
     std::fs::create_dir_all(&x).unwrap();

@@ -3,9 +3,9 @@
 //! `.cert` signature against the manifest; check-ova and `sha256sum -c` accept the
 //! packages; a key that does not match its certificate writes nothing.
 
-use std::path::Path;
-
-use crate::util::{Dir, assert_same_file, check_ova, describe, run_ok, sparse_raw};
+use crate::util::{
+    Dir, assert_same_file, check_ova, describe, names_in, openssl_verifies_cert, run_ok, sparse_raw,
+};
 
 /// A throwaway RSA key and self-signed certificate as `key.pem` and `cert.pem` in `d`, and
 /// an unrelated key as `other.pem`.
@@ -40,42 +40,6 @@ fn spec(d: &Dir, extra: &str) {
         "name: app\ndisks:\n  - {{ name: root, source: {{ file: src.raw }} }}\n  - {{ name: data, source: {{ blank: true }}, size: 8MiB }}\noutputs:\n  - {{ disk_format: vmdk, container_format: ova{extra} }}\n  - {{ disk_format: vmdk, container_format: ovf{extra} }}\n"
     );
     std::fs::write(d.path("s.yaml"), text).unwrap();
-}
-
-/// openssl verifies `dir/app.cert`'s signature of `dir/app.mf` with the certificate's key.
-fn openssl_verifies(dir: &Path) {
-    let cert = std::fs::read_to_string(dir.join("app.cert")).unwrap();
-    let line = cert.lines().next().unwrap();
-    let hex = line.strip_prefix("SHA256(app.mf)= ").expect(line);
-    let sig: Vec<u8> = (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-        .collect();
-    std::fs::write(dir.join("sig.bin"), sig).unwrap();
-    let pubkey = run_ok(
-        "openssl",
-        &[
-            "x509",
-            "-in",
-            dir.join("app.cert").to_str().unwrap(),
-            "-pubkey",
-            "-noout",
-        ],
-    );
-    std::fs::write(dir.join("pub.pem"), pubkey).unwrap();
-    let verified = run_ok(
-        "openssl",
-        &[
-            "dgst",
-            "-sha256",
-            "-verify",
-            dir.join("pub.pem").to_str().unwrap(),
-            "-signature",
-            dir.join("sig.bin").to_str().unwrap(),
-            dir.join("app.mf").to_str().unwrap(),
-        ],
-    );
-    assert!(verified.contains("Verified OK"), "{verified}");
 }
 
 #[test]
@@ -121,8 +85,8 @@ fn a_signed_build_is_what_build_then_sign_writes_and_openssl_verifies_it() {
             "app-disk2.vmdk"
         ]
     );
-    openssl_verifies(&x);
-    openssl_verifies(&d.path("signed"));
+    openssl_verifies_cert(&x.join("app.cert"), &x.join("app.mf"));
+    openssl_verifies_cert(&d.path("signed/app.cert"), &d.path("signed/app.mf"));
     let out = d.kiln_ok(&["verify", "signed/app.ovf"]);
     assert!(out.contains("OK (0 errors"), "{out}");
     let sums = std::process::Command::new("sha256sum")
@@ -160,7 +124,7 @@ fn the_command_line_key_signs_a_spec_without_sign() {
             x.to_str().unwrap(),
         ],
     );
-    openssl_verifies(&x);
+    openssl_verifies_cert(&x.join("app.cert"), &x.join("app.mf"));
 }
 
 #[test]
@@ -175,10 +139,7 @@ fn a_key_that_does_not_match_its_certificate_writes_nothing() {
         err.contains("s.yaml:6:") && err.contains("outputs[0].sign"),
         "{err}"
     );
-    let left: Vec<_> = std::fs::read_dir(d.path("out"))
-        .map(|r| r.map(|e| e.unwrap().file_name()).collect())
-        .unwrap_or_default();
-    assert!(left.is_empty(), "{left:?}");
+    assert_eq!(names_in(&d.path("out")), Vec::<String>::new());
 }
 
 #[test]

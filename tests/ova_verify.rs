@@ -164,32 +164,7 @@ fn a_signed_package_verifies_with_openssl_and_kiln() {
         std::fs::read_to_string(s.join("order")).unwrap(),
         "app.ovf app.mf app.cert app-disk1.vmdk app-disk2.vmdk"
     );
-    let sig = "import binascii; l=open('app.cert').readline(); assert l.startswith('SHA256(app.mf)= '), l; open('sig.bin','wb').write(binascii.unhexlify(l.split('= ')[1].strip()))";
-    python(&s, sig, &[]);
-    let pubkey = run_ok(
-        "openssl",
-        &[
-            "x509",
-            "-in",
-            s.join("app.cert").to_str().unwrap(),
-            "-pubkey",
-            "-noout",
-        ],
-    );
-    std::fs::write(s.join("pub.pem"), pubkey).unwrap();
-    let verified = run_ok(
-        "openssl",
-        &[
-            "dgst",
-            "-sha256",
-            "-verify",
-            s.join("pub.pem").to_str().unwrap(),
-            "-signature",
-            s.join("sig.bin").to_str().unwrap(),
-            s.join("app.mf").to_str().unwrap(),
-        ],
-    );
-    assert!(verified.contains("Verified OK"), "{verified}");
+    openssl_verifies_cert(&s.join("app.cert"), &s.join("app.mf"));
     let out = d.kiln_ok(&["verify", "signed.ova"]);
     assert!(
         out.contains("[cert.self-signed]") && out.contains("OK (0 errors"),

@@ -9,7 +9,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::util::{Dir, Rng, assert_same_file, describe, require_tool};
+use crate::util::{Dir, Rng, assert_same_file, describe, names_in, require_tool};
 
 /// Root partition: 24 MiB from sector 10240 of a 40 MiB disk.
 const ROOT_START: u64 = 10240;
@@ -249,10 +249,7 @@ pub(crate) fn refused(second_linux: bool, extra: &str, line: u32, wanted: &str) 
     let err = lines[0];
     assert!(err.contains(&format!("s.yaml:{line}:")), "{err}");
     assert!(err.contains(wanted), "{err}");
-    let left: Vec<_> = std::fs::read_dir(d.path("out"))
-        .map(|r| r.map(|e| e.unwrap().file_name()).collect())
-        .unwrap_or_default();
-    assert!(left.is_empty(), "{left:?}");
+    assert_eq!(names_in(&d.path("out")), Vec::<String>::new());
 }
 
 #[test]

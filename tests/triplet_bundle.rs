@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 use crate::ec2::{IV, KEY, ec2_unbundle, keys};
 use crate::triplet::{BOOT, disk, mkfs, refused, spec};
 
-use crate::util::{Dir, assert_same_file, describe};
+use crate::util::{Dir, assert_same_file, describe, names_in};
 
 /// The bundle keys of an ami output, signing with `private_key` (a file in the test keys).
 fn bundle_keys(private_key: &str) -> String {
@@ -35,13 +35,9 @@ fn build(d: &Dir, out: &str) -> Output {
 }
 
 fn bundle_files(out: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(out)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+    (names_in(out).into_iter())
         .filter(|n| n.contains(".manifest.xml") || n.contains(".part."))
-        .collect();
-    names.sort();
-    names
+        .collect()
 }
 
 #[test]
@@ -168,8 +164,5 @@ fn an_ami_over_ec2s_limit_is_refused_before_it_is_written() {
         err.contains("s.yaml:10:") && err.contains("10 GiB"),
         "{err}"
     );
-    let left: Vec<_> = std::fs::read_dir(d.path("out"))
-        .map(|r| r.map(|e| e.unwrap().file_name()).collect())
-        .unwrap_or_default();
-    assert!(left.is_empty(), "{left:?}");
+    assert_eq!(names_in(&d.path("out")), Vec::<String>::new());
 }

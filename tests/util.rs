@@ -69,6 +69,55 @@ impl Dir {
     }
 }
 
+/// The file names in `dir`, sorted; none when it does not exist.
+pub fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|r| {
+            r.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// openssl checks the signature line of the `.cert` file `cert` (`SHA256(NAME.mf)= HEX`
+/// then the PEM certificate) against the manifest `mf` beside it, with the certificate's
+/// public key.
+pub fn openssl_verifies_cert(cert: &Path, mf: &Path) {
+    let text = std::fs::read_to_string(cert).unwrap();
+    let line = text.lines().next().unwrap();
+    let name = mf.file_name().unwrap().to_str().unwrap();
+    let hex = line
+        .strip_prefix(&format!("SHA256({name})= "))
+        .unwrap_or_else(|| panic!("{line}"));
+    let sig: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let (sig_path, pub_path) = (dir.path().join("sig.bin"), dir.path().join("pub.pem"));
+    std::fs::write(&sig_path, sig).unwrap();
+    let public = run_ok(
+        "openssl",
+        &["x509", "-in", cert.to_str().unwrap(), "-pubkey", "-noout"],
+    );
+    std::fs::write(&pub_path, public).unwrap();
+    let verified = run_ok(
+        "openssl",
+        &[
+            "dgst",
+            "-sha256",
+            "-verify",
+            pub_path.to_str().unwrap(),
+            "-signature",
+            sig_path.to_str().unwrap(),
+            mf.to_str().unwrap(),
+        ],
+    );
+    assert!(verified.contains("Verified OK"), "{verified}");
+}
+
 pub fn describe(out: &Output) -> String {
     format!(
         "status: {}\n--- stdout\n{}\n--- stderr\n{}",

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use kiln::plan::{BuildOptions, Observer, Plan};
+use kiln::plan::{BuildOptions, Plan};
 use kiln::spec::{self, Issue, SpecErrors, ValidSpec};
 use miette::{Diagnostic, LabeledSpan, NamedSource, SourceSpan};
 
@@ -146,13 +146,8 @@ pub(super) fn build(args: &BuildArgs) -> miette::Result<()> {
         print!("{}", plan.describe());
         return Ok(());
     }
-    let mut progress = BuildProgress::new();
-    let mut silent = |_: &str| {};
-    let obs: &mut dyn Observer = if args.quiet {
-        &mut silent
-    } else {
-        &mut progress
-    };
+    let mut obs = BuildProgress::observer(args.quiet);
+    let obs = obs.as_mut();
     if args.verbose {
         obs.line(&plan.describe());
     }

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use kiln::plan::{BuildOptions, Observer, Plan};
+use kiln::plan::{BuildOptions, Plan};
 use kiln::{Error, Result};
 
 use super::progress::BuildProgress;
@@ -87,13 +87,8 @@ pub(super) fn ova(args: &OvaArgs) -> Result<()> {
         report: false,
     };
     let plan = Plan::new(spec, &opts)?;
-    let mut progress = BuildProgress::new();
-    let mut silent = |_: &str| {};
-    let obs: &mut dyn Observer = if args.quiet {
-        &mut silent
-    } else {
-        &mut progress
-    };
+    let mut obs = BuildProgress::observer(args.quiet);
+    let obs = obs.as_mut();
     plan.execute(obs)?;
     println!("{}", args.output.display());
     Ok(())

@@ -56,7 +56,16 @@ struct Task {
 }
 
 impl BuildProgress {
-    pub(super) fn new() -> Self {
+    /// What a build reports to: nothing when `quiet`, else a new [`BuildProgress`].
+    pub(super) fn observer(quiet: bool) -> Box<dyn Observer> {
+        if quiet {
+            Box::new(|_: &str| {})
+        } else {
+            Box::new(Self::new())
+        }
+    }
+
+    fn new() -> Self {
         let terminal = std::io::stderr().is_terminal();
         Self {
             bars: terminal.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())),
