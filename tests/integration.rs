@@ -18,6 +18,7 @@ mod ova_input;
 mod ova_verify;
 mod partitions;
 mod seed;
+mod sources;
 mod spec;
 mod triplet;
 mod util;

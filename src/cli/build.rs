@@ -36,6 +36,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/virtualbox-ova.yaml"),
     ),
     ("aws-ami", include_str!("../../templates/aws-ami.yaml")),
+    (
+        "fedora-cloud",
+        include_str!("../../templates/fedora-cloud.yaml"),
+    ),
 ];
 
 /// Where a spec's input files may come from.
@@ -52,7 +56,7 @@ pub(super) struct ConfineArgs {
 }
 
 impl ConfineArgs {
-    fn options(&self) -> spec::ValidateOptions {
+    pub(super) fn options(&self) -> spec::ValidateOptions {
         if self.confine {
             spec::ValidateOptions::confined(&self.allow_dir)
         } else {
@@ -89,6 +93,10 @@ pub(super) struct BuildArgs {
     /// More detail on stderr.
     #[arg(short, long)]
     verbose: bool,
+    /// Download nothing: every source, checksum and signature file must be in the cache
+    /// (`kiln fetch SPEC` fills it); otherwise fail at once, naming every one missing.
+    #[arg(long)]
+    offline: bool,
 }
 
 #[derive(Debug, Args)]
@@ -110,8 +118,8 @@ pub(super) struct ValidateArgs {
 
 #[derive(Debug, Args)]
 pub(super) struct InitArgs {
-    /// Template: minimal, ubuntu-cloud, debian-cloud, openstack-qcow2, vmware-ova,
-    /// virtualbox-ova, aws-ami.
+    /// Template: minimal, ubuntu-cloud, debian-cloud, fedora-cloud, openstack-qcow2,
+    /// vmware-ova, virtualbox-ova, aws-ami.
     #[arg(short, long, value_name = "NAME", default_value = "minimal")]
     template: String,
     /// Replace an existing kiln.yaml.
@@ -141,6 +149,7 @@ pub(super) fn build(args: &BuildArgs) -> miette::Result<()> {
     if verbose {
         log(&plan.describe());
     }
+    super::fetch::for_build(&plan, args.offline, quiet)?;
     let report = plan.execute(&mut log).map_err(wrap)?;
     for a in &report.artefacts {
         println!("{}", plan.out_dir.join(&a.path).display());
@@ -208,7 +217,7 @@ fn wrap(e: kiln::Error) -> miette::Report {
     miette::Report::new(KilnDiagnostic(e))
 }
 
-fn load(path: &Path, opts: &spec::ValidateOptions) -> miette::Result<ValidSpec> {
+pub(super) fn load(path: &Path, opts: &spec::ValidateOptions) -> miette::Result<ValidSpec> {
     let (parsed, text) = spec::load(path).map_err(|e| report(&e))?;
     spec::validate_with(path, parsed, text, opts).map_err(|e| report(&e))
 }

@@ -3,7 +3,8 @@
 //! ```text
 //! <cache>/<sha256>             a verified image, named by its SHA-256
 //! <cache>/<sha256>.json        sidecar: size, SHA-512, the URLs it came from
-//! <cache>/url-<H>.partial      a download in progress (H: SHA-256 of the URL), resumable
+//! <cache>/<sha256>.partial     a download in progress whose SHA-256 is known, resumable
+//! <cache>/url-<H>.partial      one whose SHA-256 is not (H: SHA-256 of the URL)
 //! <cache>/by-url/<H>           the last fetched checksum or signature file of a URL
 //! <cache>/by-url/<H>.json      sidecar: its URL
 //! ```
@@ -100,9 +101,13 @@ impl Cache {
         self.dir.join(sha256)
     }
 
-    /// Where a download of `url` is kept while it runs.
-    pub fn partial(&self, url: &str) -> PathBuf {
-        self.dir.join(format!("url-{}.partial", url_key(url)))
+    /// Where a download is kept while it runs: `<sha256>.partial` when the content's
+    /// SHA-256 is known in advance, else `url-<H>.partial` by the URL.
+    pub fn partial(&self, url: &str, sha256: Option<&str>) -> PathBuf {
+        match sha256 {
+            Some(h) => self.dir.join(format!("{h}.partial")),
+            None => self.dir.join(format!("url-{}.partial", url_key(url))),
+        }
     }
 
     /// Where the last fetched checksum/signature file of `url` is kept.

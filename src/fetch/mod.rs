@@ -5,7 +5,7 @@
 //! Verification, in this order: a `signature` is checked over the checksum file's bytes
 //! (or the image's, when there is no checksum file) before anything in it is believed; the
 //! checksum file's line for the image's name gives a SHA-256 and/or SHA-512; every digest
-//! (the spec's and the file's) must match. A download streams into `url-<H>.partial` while
+//! (the spec's and the file's) must match. A download streams into a `.partial` file while
 //! SHA-256 and SHA-512 are computed in one pass; an interrupted download resumes with an
 //! HTTP `Range` request (the existing prefix is re-hashed first); transient failures are
 //! retried (`http`). The file is renamed to its SHA-256 only after every check passed, so
@@ -369,7 +369,11 @@ impl Ctx<'_> {
         }
         let dir = self.cache.dir();
         std::fs::create_dir_all(dir).map_err(|e| Error::io(e).with_path(dir))?;
-        let partial = self.cache.partial(url);
+        let known = expect
+            .iter()
+            .find(|e| e.algo == "sha256")
+            .map(|e| e.hex.as_str());
+        let partial = self.cache.partial(url, known);
         let hashes = Client::for_url(url)?.download(url, &partial, on)?;
         let verified = self
             .compare(url, &hashes, expect)
