@@ -422,7 +422,7 @@ fn refused_md5_only_checksum_file() {
 fn refused_offline_with_an_empty_cache_naming_every_source() {
     let f = fixture(&[]);
     let text = format!(
-        "name: two\ndisks:\n  - name: a\n    source: {{ url: \"{0}/img/disk.raw\", checksum: {{ file: \"{0}/img/GNU256\" }} }}\n  - name: b\n    source: {{ url: \"{0}/copy/disk.raw\", sha256: {1} }}\noutputs:\n  - {{ disk: a, disk_format: qcow2, container_format: bare }}\n  - {{ disk: b, disk_format: qcow2, container_format: bare }}\n",
+        "name: two\ndisks:\n  - name: a\n    source: {{ url: \"{0}/img/disk.raw\", checksum: {{ file: \"{0}/img/GNU256\" }} }}\n  - name: b\n    source: {{ url: \"{0}/copy/disk.raw\", sha256: {1} }}\noutputs:\n  - {{ name: a, file: a.qcow2, disk: a, disk_format: qcow2, container_format: bare }}\n  - {{ name: b, file: b.qcow2, disk: b, disk_format: qcow2, container_format: bare }}\n",
         f.base,
         sha256(&f.src)
     );
@@ -452,8 +452,8 @@ fn refused_offline_with_an_empty_cache_naming_every_source() {
         &["build", "two.yaml", "-o", "out", "--offline", "--quiet"],
     );
     assert_eq!(f.seen.lock().unwrap().len(), before);
-    assert_identical(&f.src, &f.d.path("out/two-a.qcow2"));
-    assert_identical(&f.src, &f.d.path("out/two-b.qcow2"));
+    assert_identical(&f.src, &f.d.path("out/a.qcow2"));
+    assert_identical(&f.src, &f.d.path("out/b.qcow2"));
     assert_eq!(cache_entries(&f.d).0.len(), 1);
 }
 
