@@ -56,10 +56,10 @@ pub enum FetchError {
         algo: &'static str,
         /// File or URL.
         what: String,
-        /// Computed.
-        found: String,
+        /// Computed (boxed: keeps the enum small).
+        found: Box<str>,
         /// Expected.
-        expected: String,
+        expected: Box<str>,
         /// Where the expected digest came from: `the spec` or the checksum file.
         source_of: String,
     },

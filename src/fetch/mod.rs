@@ -314,8 +314,8 @@ impl Ctx<'_> {
                     at: self.at.into(),
                     algo: e.algo,
                     what: what.into(),
-                    found: found.clone(),
-                    expected: e.hex.clone(),
+                    found: found.as_str().into(),
+                    expected: e.hex.as_str().into(),
                     source_of: e.from.clone(),
                 };
                 return Err(Error::new(ErrorKind::InvalidImage, err));
