@@ -40,7 +40,18 @@ fn serve(files: BTreeMap<String, Vec<u8>>) -> (String, Seen) {
                 }
             }
             let path = first.split_whitespace().nth(1).unwrap_or("/").to_string();
+            let earlier = log
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|r| **r == format!("GET {path}"))
+                .count();
             log.lock().unwrap().push(format!("GET {path}"));
+            // `/flaky/...` answers 503 the first time, as an overloaded mirror might.
+            if path.starts_with("/flaky/") && earlier == 0 {
+                let _ = stream.write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                continue;
+            }
             let Some(body) = files.get(&path) else {
                 let _ = stream.write_all(
                     b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
@@ -225,7 +236,8 @@ fn fixture(extra: &[(&str, Vec<u8>)]) -> Fixture {
     let other = "0".repeat(64);
     let mut files = BTreeMap::new();
     files.insert("/img/disk.raw".to_string(), body.clone());
-    files.insert("/copy/disk.raw".to_string(), body);
+    files.insert("/copy/disk.raw".to_string(), body.clone());
+    files.insert("/flaky/disk.raw".to_string(), body);
     let sums: [(&str, String); 6] = [
         ("GNU256", format!("{other}  other.raw\n{s256}  disk.raw\n")),
         ("GNU512", format!("{s512} *disk.raw\n")),
@@ -730,4 +742,91 @@ fn distribution_templates_validate() {
             "{t}"
         );
     }
+}
+
+#[test]
+fn a_503_is_retried_and_a_404_is_not() {
+    let f = fixture(&[]);
+    let sha = sha256(&f.src);
+    let file = spec(
+        &f.d,
+        "f",
+        &format!("url: \"{}/flaky/disk.raw\", sha256: {sha}", f.base),
+    );
+    let out = kiln_env(&f.d, &["build", &file, "-o", "out"], &[]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("retrying"));
+    assert_identical(&f.src, &f.d.path("out/f.qcow2"));
+    let file = spec(
+        &f.d,
+        "n",
+        // Another digest, so the cache cannot answer for it.
+        &format!(
+            "url: \"{}/nothing/disk.raw\", sha256: {}",
+            f.base,
+            "cd".repeat(32)
+        ),
+    );
+    let err = kiln_fails(&f.d, &["build", &file, "-o", "out2"], &[]);
+    assert!(err.contains("HTTP status 404"), "{err}");
+    let gets = f
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.starts_with("GET /nothing/"))
+        .count();
+    assert_eq!(gets, 1, "a 404 is not retried");
+}
+
+#[test]
+fn refused_signature_by_an_expired_key() {
+    require_tool("gpg");
+    // A key made, and used, in 2020 with a one-day lifetime: expired long before now.
+    let home = tempfile::tempdir().unwrap();
+    let gpg = |args: &[&str]| {
+        let out = Command::new("gpg")
+            .env("GNUPGHOME", home.path())
+            .args([
+                "--batch",
+                "--yes",
+                "--pinentry-mode",
+                "loopback",
+                "--faked-system-time",
+                "20200101T000000",
+            ])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "gpg {args:?}:\n{}", describe(&out));
+        out.stdout
+    };
+    gpg(&[
+        "--passphrase",
+        "",
+        "--quick-gen-key",
+        "old <old@example.org>",
+        "ed25519",
+        "sign",
+        "1d",
+    ]);
+    let f = fixture(&[]);
+    let sums = format!("{}  disk.raw\n", sha256(&f.src));
+    std::fs::write(f.d.path("SUMS"), &sums).unwrap();
+    gpg(&[
+        "--detach-sign",
+        "-o",
+        f.d.path("SUMS.gpg").to_str().unwrap(),
+        f.d.path("SUMS").to_str().unwrap(),
+    ]);
+    std::fs::write(f.d.path("keys.gpg"), gpg(&["--export"])).unwrap();
+    let source = format!(
+        "url: \"{}/img/disk.raw\", checksum: {{ file: SUMS }}, signature: {{ file: SUMS.gpg, keyring: keys.gpg }}",
+        f.base
+    );
+    let file = spec(&f.d, "x", &source);
+    let err = kiln_fails(&f.d, &["build", &file, "-o", "out"], &[]);
+    assert!(err.contains("which expired at"), "{err}");
+    assert_nothing_left(&f, "out");
+    assert_eq!(image_gets(&f.seen), 0);
 }
