@@ -304,9 +304,18 @@ fn every_checksum_form_builds_the_image_and_the_cache_holds_it_once() {
     assert!(partials.is_empty(), "{partials:?}");
     let ls = kiln_ok(&f.d, &["cache", "ls"]);
     assert!(ls.contains(&sha256(&f.src)) && ls.contains(&url), "{ls}");
+    // prune --partials drops unfinished downloads only; files kiln did not name stay.
+    let dir = f.d.path("cache/kiln/downloads");
+    let partial = dir.join(format!("url-{}.partial", "1".repeat(64)));
+    std::fs::write(&partial, b"half").unwrap();
+    std::fs::write(dir.join("notes.txt"), b"mine").unwrap();
+    kiln_ok(&f.d, &["cache", "prune", "--partials"]);
+    assert!(!partial.exists());
+    assert_eq!(cache_entries(&f.d).0, [sha256(&f.src)]);
     let pruned = kiln_ok(&f.d, &["cache", "prune", "--all"]);
     assert!(pruned.contains("removed"), "{pruned}");
     assert_eq!(cache_entries(&f.d).0.len(), 0);
+    assert!(dir.join("notes.txt").exists());
 }
 
 #[test]
