@@ -21,6 +21,7 @@ mod ova_verify;
 mod partitions;
 mod progress;
 mod seed;
+mod sources;
 mod spec;
 mod triplet;
 mod triplet_bundle;

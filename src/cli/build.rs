@@ -37,6 +37,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/virtualbox-ova.yaml"),
     ),
     ("aws-ami", include_str!("../../templates/aws-ami.yaml")),
+    (
+        "fedora-cloud",
+        include_str!("../../templates/fedora-cloud.yaml"),
+    ),
 ];
 
 /// Where a spec's input files may come from.
@@ -53,7 +57,7 @@ pub(super) struct ConfineArgs {
 }
 
 impl ConfineArgs {
-    fn options(&self) -> spec::ValidateOptions {
+    pub(super) fn options(&self) -> spec::ValidateOptions {
         if self.confine {
             spec::ValidateOptions::confined(&self.allow_dir)
         } else {
@@ -101,6 +105,10 @@ pub(super) struct BuildArgs {
     /// More detail on stderr.
     #[arg(short, long)]
     verbose: bool,
+    /// Download nothing: every source, checksum and signature file must be in the cache
+    /// (`kiln fetch SPEC` fills it); otherwise fail at once, naming every one missing.
+    #[arg(long)]
+    offline: bool,
 }
 
 #[derive(Debug, Args)]
@@ -122,8 +130,8 @@ pub(super) struct ValidateArgs {
 
 #[derive(Debug, Args)]
 pub(super) struct InitArgs {
-    /// Template: minimal, ubuntu-cloud, debian-cloud, openstack-qcow2, vmware-ova,
-    /// virtualbox-ova, aws-ami.
+    /// Template: minimal, ubuntu-cloud, debian-cloud, fedora-cloud, openstack-qcow2,
+    /// vmware-ova, virtualbox-ova, aws-ami.
     #[arg(short, long, value_name = "NAME", default_value = "minimal")]
     template: String,
     /// Replace an existing kiln.yaml.
@@ -151,6 +159,7 @@ pub(super) fn build(args: &BuildArgs) -> miette::Result<()> {
     if args.verbose {
         obs.line(&plan.describe());
     }
+    super::fetch::for_build(&plan, args.offline, args.quiet)?;
     let report = plan.execute(obs).map_err(wrap)?;
     if args.output == "json" {
         let json = serde_json::to_string_pretty(&report)
@@ -224,7 +233,7 @@ fn wrap(e: kiln::Error) -> miette::Report {
     miette::Report::new(KilnDiagnostic(e))
 }
 
-fn load(path: &Path, opts: &spec::ValidateOptions) -> miette::Result<ValidSpec> {
+pub(super) fn load(path: &Path, opts: &spec::ValidateOptions) -> miette::Result<ValidSpec> {
     let (parsed, text) = spec::load(path).map_err(|e| report(&e))?;
     spec::validate_with(path, parsed, text, opts).map_err(|e| report(&e))
 }

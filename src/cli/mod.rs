@@ -7,6 +7,7 @@ mod build;
 mod bundle;
 mod completions;
 mod convert;
+mod fetch;
 mod fs;
 mod info;
 mod input;
@@ -62,6 +63,11 @@ enum Command {
     /// packages (OVF descriptor, manifest, streamOptimized VMDK) for VMware and VirtualBox,
     /// with NAME.kiln.json and SHA256SUMS.
     Build(build::BuildArgs),
+    /// Download and verify every source a spec names into the cache (for air-gapped
+    /// builders: fetch on one machine, copy the cache, `kiln build --offline`).
+    Fetch(fetch::FetchArgs),
+    /// List or prune the download cache (`kiln cache ls`, `kiln cache prune --partials`).
+    Cache(fetch::CacheArgs),
     /// Check an appliance spec and list every problem.
     Validate(build::ValidateArgs),
     /// Write a starter spec from a template.
@@ -242,6 +248,8 @@ pub fn run(cli: Cli) -> miette::Result<()> {
         Command::Man(args) => man::man(&args),
         Command::Build(args) => return build::build(&args),
         Command::Validate(args) => return build::validate(&args),
+        Command::Fetch(args) => return fetch::fetch(&args),
+        Command::Cache(args) => fetch::cache(&args),
         Command::Init(args) => return build::init(&args),
         Command::Inspect(args) => package::inspect(&args),
         Command::Sign(args) => package::sign(&args),

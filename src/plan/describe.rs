@@ -7,7 +7,7 @@ use super::container::{self, Kind};
 use crate::container::package::{Form, file_names};
 use crate::seed::{self, SeedFormat};
 use crate::size::HumanSize;
-use crate::spec::{DiskPlanSource, ValidOutput};
+use crate::spec::{DiskPlanSource, SourceCheck, ValidOutput};
 
 impl Plan {
     /// The plan in words, for `--dry-run`.
@@ -77,11 +77,39 @@ fn source_text(source: &DiskPlanSource) -> String {
         DiskPlanSource::Blank => "blank".into(),
         DiskPlanSource::File {
             path,
-            sha256: Some(_),
-        } => format!("file {} (sha256 checked)", path.display()),
-        DiskPlanSource::File { path, sha256: None } => format!("file {}", path.display()),
-        DiskPlanSource::Url { url, sha256 } => format!("url {url} (sha256 {sha256})"),
+            sha256,
+            check,
+        } => match check_text(sha256.as_deref(), check, false) {
+            Some(how) => format!("file {} ({how})", path.display()),
+            None => format!("file {}", path.display()),
+        },
+        DiskPlanSource::Url { url, sha256, check } => {
+            match check_text(sha256.as_deref(), check, true) {
+                Some(how) => format!("url {url} ({how})"),
+                None => format!("url {url}"),
+            }
+        }
     }
+}
+
+/// How a source is verified, e.g. `sha256 checked` or `sha256 <hex>, signature checked`.
+fn check_text(sha256: Option<&str>, check: &SourceCheck, show_digest: bool) -> Option<String> {
+    let mut parts = Vec::new();
+    match sha256 {
+        Some(hex) if show_digest => parts.push(format!("sha256 {hex}")),
+        Some(_) => parts.push("sha256 checked".to_string()),
+        None => {}
+    }
+    if check.sha512.is_some() {
+        parts.push("sha512 checked".into());
+    }
+    if let Some(c) = &check.checksum {
+        parts.push(format!("checksum file {}", c.display()));
+    }
+    if check.signature.is_some() {
+        parts.push("signature checked".into());
+    }
+    (!parts.is_empty()).then(|| parts.join(", "))
 }
 
 fn options_text(o: &ValidOutput) -> String {

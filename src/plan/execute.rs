@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::fetch;
 use crate::io::output::OutputSet;
 use crate::seed;
-use crate::spec::{DiskPlanSource, ValidOutput, ValidSeed};
+use crate::spec::{ValidOutput, ValidSeed};
 
 impl Plan {
     /// Fetches sources, writes every artefact, then the report and SHA256SUMS.
@@ -116,33 +116,58 @@ impl Plan {
         Ok(packages)
     }
 
-    /// Local paths of the disks the selected outputs use (`None` for blank disks).
+    /// Local paths of the disks the selected outputs use (`None` for blank disks). Checksum
+    /// and signature files already in the cache are reused: `kiln build` has just refreshed
+    /// them with [`Plan::fetch_sources`], and `--offline` needs them as they are.
     fn fetch_inputs(&self, obs: &mut dyn Observer) -> Result<Vec<Option<PathBuf>>> {
-        let log = &mut |line: &str| obs.line(line);
-        let mut inputs = Vec::new();
-        for (i, d) in self.spec.disks.iter().enumerate() {
-            if !self.outputs.iter().any(|o| o.disk == i || is_package(o)) {
-                inputs.push(None);
-                continue;
+        let opts = fetch::Options {
+            offline: false,
+            reuse_files: true,
+        };
+        let mut on = |e: fetch::Event<'_>| {
+            if let fetch::Event::Log(line) = e {
+                obs.line(line);
             }
+        };
+        self.fetch_sources(false, opts, &mut on)
+    }
+
+    /// Fetches and verifies the sources of the disks the selected outputs use (every disk's
+    /// when `all`), in disk order; `None` for disks not needed and blank disks. With
+    /// `opts.offline`, one error names every source missing from the cache.
+    ///
+    /// # Errors
+    /// Verification and download failures (`kiln::fetch`).
+    pub fn fetch_sources(
+        &self,
+        all: bool,
+        opts: fetch::Options,
+        on: &mut dyn FnMut(fetch::Event<'_>),
+    ) -> Result<Vec<Option<PathBuf>>> {
+        let mut ats = Vec::new();
+        for (i, d) in self.spec.disks.iter().enumerate() {
             let at = locate(
                 &self.spec.path,
                 d.source_span,
                 &format!("disks[{i}].source"),
                 "",
             );
-            let at = at.trim_end_matches(": ");
-            let path = match &d.source {
-                DiskPlanSource::Blank => None,
-                DiskPlanSource::File { path, sha256 } => {
-                    fetch::verify_file(path, sha256.as_deref(), at)?;
-                    Some(path.clone())
-                }
-                DiskPlanSource::Url { url, sha256 } => {
-                    Some(fetch::fetch_url(url, sha256, at, log)?)
-                }
-            };
-            inputs.push(path);
+            ats.push(at.trim_end_matches(": ").to_string());
+        }
+        let used: Vec<usize> = (0..self.spec.disks.len())
+            .filter(|i| all || self.outputs.iter().any(|o| o.disk == *i || is_package(o)))
+            .collect();
+        let wanted: Vec<fetch::Wanted<'_>> = (used.iter())
+            .map(|&i| fetch::Wanted {
+                source: &self.spec.disks[i].source,
+                at: &ats[i],
+            })
+            .collect();
+        let cache = fetch::Cache::new(fetch::cache_dir());
+        let paths = fetch::resolve_all(&cache, &wanted, opts, on)?;
+        let mut inputs = vec![None; self.spec.disks.len()];
+        for (i, p) in used.into_iter().zip(paths) {
+            inputs[i] = p;
         }
         Ok(inputs)
     }

@@ -105,7 +105,9 @@ pub struct Disk {
     pub controller: Option<Controller>,
 }
 
-/// Where a disk's contents come from: exactly one of `blank`, `file` or `url`.
+/// Where a disk's contents come from: exactly one of `blank`, `file` or `url`, and how it is
+/// verified: `sha256`, `sha512`, a `checksum` file and/or an OpenPGP `signature` (a `url`
+/// needs at least one; every one given must hold).
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Source {
@@ -116,7 +118,8 @@ pub struct Source {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub file: Option<Spanned<String>>,
-    /// An http(s) URL; `sha256` is required. Downloads are cached by digest.
+    /// An http(s) URL, verified by `sha256`, `sha512`, `checksum` or `signature` (at least
+    /// one). Downloads are cached by SHA-256 (`kiln cache ls`).
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub url: Option<Spanned<String>>,
@@ -124,6 +127,45 @@ pub struct Source {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub sha256: Option<Spanned<String>>,
+    /// Expected SHA-512 of the file or download (128 hex digits), as Debian publishes it.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub sha512: Option<Spanned<String>>,
+    /// A checksum file listing the image's digest: GNU (`HEX  NAME`, `HEX *NAME`) or BSD
+    /// (`SHA256 (NAME) = HEX`) lines, SHA-256 or SHA-512; the line for the image's file name
+    /// (the URL's last path segment) is used. Packer's `file:` checksum.
+    #[serde(default)]
+    #[schemars(with = "Option<ChecksumFile>")]
+    pub checksum: Option<Spanned<ChecksumFile>>,
+    /// A detached OpenPGP signature over the checksum file (or over the image when there is
+    /// no `checksum`), checked against `keyring` before any digest is trusted.
+    #[serde(default)]
+    #[schemars(with = "Option<SignatureFile>")]
+    pub signature: Option<Spanned<SignatureFile>>,
+}
+
+/// A checksum file (`SHA256SUMS`, `SHA512SUMS`, Fedora's `CHECKSUM`).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChecksumFile {
+    /// An http(s) URL (fetched, at most 1 MiB, cached for `--offline`) or a path relative to
+    /// the spec's directory.
+    #[schemars(with = "String")]
+    pub file: Spanned<String>,
+}
+
+/// A detached OpenPGP signature and the keys trusted to make it.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignatureFile {
+    /// The signature, binary or ASCII-armored (`SHA256SUMS.gpg`, `SHA512SUMS.sign`): an
+    /// http(s) URL or a path relative to the spec's directory.
+    #[schemars(with = "String")]
+    pub file: Spanned<String>,
+    /// The public keys (binary or armored, e.g. `gpg --export KEYID > keyring.gpg`), relative
+    /// to the spec's directory: the only keys trusted.
+    #[schemars(with = "String")]
+    pub keyring: Spanned<String>,
 }
 
 /// Disk controller.

@@ -3,7 +3,7 @@
 //! Rules: names are file-name safe and unique; sizes parse (`kiln::size`), are positive,
 //! never shrink a file source and fit every output format that holds the disk (`sizes`);
 //! CPU counts are 1..=256; a source is exactly one of `blank`, `file`, `url`; URLs are
-//! http(s) and need `sha256`; files exist (relative to the spec's directory; with
+//! http(s) and need `sha256`, `sha512`, `checksum` or `signature` (`sources`); files exist (relative to the spec's directory; with
 //! [`ValidateOptions::confine`], resolved after symlinks and inside the spec's directory or
 //! an allowed one, before anything opens them); file sources open with the build's own
 //! safety checks (backing files, polyglots, tables outside the file are refused here, not
@@ -38,13 +38,17 @@ pub enum DiskPlanSource {
         path: PathBuf,
         /// Expected digest, lower-case hex.
         sha256: Option<String>,
+        /// SHA-512, checksum file, signature.
+        check: SourceCheck,
     },
     /// A download.
     Url {
         /// http(s) URL.
         url: String,
-        /// Expected digest, lower-case hex.
-        sha256: String,
+        /// Expected digest, lower-case hex (else `check` has another way to verify it).
+        sha256: Option<String>,
+        /// SHA-512, checksum file, signature.
+        check: SourceCheck,
     },
 }
 
@@ -458,14 +462,20 @@ impl Checker<'_> {
             .as_ref()
             .and_then(|h| self.sha256(h, &format!("{key}.sha256")));
         if let Some(blank) = s.blank {
-            return self.blank(at, &key, blank, has_size, s.sha256.is_some());
+            return self.blank(at, &key, blank, has_size, Self::has_verification(s));
         }
+        let check = self.source_check(s, &key);
         if let Some(file) = &s.file {
             let path = self.existing_file(file, &format!("{key}.file"))?;
-            return Some(DiskPlanSource::File { path, sha256 });
+            return Some(DiskPlanSource::File {
+                path,
+                sha256,
+                check,
+            });
         }
         let url = s.url.as_ref()?;
-        self.url(url, &key, s.sha256.is_some(), sha256)
+        let verified = Self::has_verification(s);
+        self.url(url, &key, verified, sha256, check)
     }
 
     fn blank(
@@ -489,7 +499,9 @@ impl Checker<'_> {
                 "a blank disk needs a `size` (e.g. `size: 8GiB`)".into(),
             );
         } else if has_sha {
-            self.err(at, key, "a blank disk has no `sha256` to check".into());
+            let message =
+                "a blank disk has no `sha256`, `sha512`, `checksum` or `signature` to check";
+            self.err(at, key, message.into());
         }
         (blank && has_size && !has_sha).then_some(DiskPlanSource::Blank)
     }
@@ -500,6 +512,7 @@ impl Checker<'_> {
         key: &str,
         has_sha: bool,
         sha256: Option<String>,
+        check: SourceCheck,
     ) -> Option<DiskPlanSource> {
         let value = &url.value;
         if !(value.starts_with("http://") || value.starts_with("https://")) {
@@ -514,13 +527,15 @@ impl Checker<'_> {
             self.err(
                 url,
                 &format!("{key}.url"),
-                "a `url` source needs `sha256: <64 hex digits>` so the download can be verified"
+                "a `url` source needs `sha256`, `sha512`, `checksum: {file: URL}` or `signature` so the download can be verified"
                     .into(),
             );
+            return None;
         }
         Some(DiskPlanSource::Url {
             url: value.clone(),
-            sha256: sha256?,
+            sha256,
+            check,
         })
     }
 
@@ -607,9 +622,11 @@ mod cloud_init;
 mod machine;
 mod outputs;
 mod sizes;
+mod sources;
 
 pub use ami::{AmiPart, AmiSource, PartitionChoice, ValidAmi};
 pub use bundle::ValidBundle;
 
 pub use cloud_init::ValidSeed;
 pub use machine::ValidMachine;
+pub use sources::{Location, SignatureCheck, SourceCheck};
