@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 
-use flate2::{Decompress, FlushDecompress, Status};
+use libdeflater::{DecompressionError, Decompressor};
 
 use super::error::VmdkError;
 use super::header::{
@@ -51,7 +51,7 @@ pub(super) struct SparseExtent {
     gt_loaded: Option<usize>,
     buf: Vec<u8>,
     compressed: Vec<u8>,
-    inflater: Decompress,
+    inflater: Decompressor,
 }
 
 impl SparseExtent {
@@ -86,7 +86,7 @@ impl SparseExtent {
             gt_loaded: None,
             buf: Vec::new(),
             compressed: Vec::new(),
-            inflater: Decompress::new(true),
+            inflater: Decompressor::new(),
         })
     }
 
@@ -113,7 +113,7 @@ impl SparseExtent {
             usize::try_from(self.grain_bytes.min(self.remaining())).expect("at most one grain");
         let offset = u64::from(entry) * VMDK_SECTOR;
         if self.header.compressed() {
-            self.read_compressed(offset, grain * self.header.grain_sectors)?;
+            self.read_compressed(offset, grain * self.header.grain_sectors, want)?;
         } else {
             self.read_plain(offset, want)?;
         }
@@ -152,7 +152,9 @@ impl SparseExtent {
         read_exact_at(&*self.src, &mut self.buf, offset, "grain")
     }
 
-    fn read_compressed(&mut self, offset: u64, lba: u64) -> Result<()> {
+    /// Reads and inflates the compressed grain whose marker is at `offset`; `want` is the
+    /// grain's size, or what is left of the disk for the last grain.
+    fn read_compressed(&mut self, offset: u64, lba: u64, want: usize) -> Result<()> {
         self.check_inside("grain marker", offset, 12)?;
         let mut head = [0u8; 16];
         let n = (self.file_len - offset).min(16);
@@ -193,27 +195,17 @@ impl SparseExtent {
             data_offset,
             "compressed grain",
         )?;
-        self.inflate(offset)
+        self.inflate(offset, want)
     }
 
-    fn inflate(&mut self, offset: u64) -> Result<()> {
+    /// Inflates `self.compressed` (one whole zlib stream) into `self.buf`. A grain holds
+    /// exactly one grain of data, except the disk's last, which writers such as qemu-img
+    /// store short (`want` bytes) when the capacity is not a whole number of grains.
+    fn inflate(&mut self, offset: u64, want: usize) -> Result<()> {
         let grain = usize::try_from(self.grain_bytes).expect("at most 4 MiB");
-        self.buf.clear();
-        self.buf.reserve(grain);
-        self.inflater.reset(true);
-        let status =
-            self.inflater
-                .decompress_vec(&self.compressed, &mut self.buf, FlushDecompress::Finish);
-        let reason = match status {
-            Ok(Status::StreamEnd) if self.buf.len() == grain => return Ok(()),
-            Ok(Status::StreamEnd) => format!(
-                "inflates to {} bytes, not one grain of {grain}",
-                self.buf.len()
-            ),
-            Ok(_) => "zlib stream does not end within one grain".to_string(),
-            Err(e) => e.to_string(),
-        };
-        Err(self.err(VmdkError::BadCompressedGrain { offset, reason }))
+        self.buf.resize(grain, 0);
+        inflate_grain(&mut self.inflater, &self.compressed, &mut self.buf, want)
+            .map_err(|reason| self.err(VmdkError::BadCompressedGrain { offset, reason }))
     }
 
     fn check_inside(&self, what: &'static str, offset: u64, len: u64) -> Result<()> {
@@ -235,6 +227,31 @@ impl SparseExtent {
         match &self.path {
             Some(path) => e.at(path),
             None => e.into(),
+        }
+    }
+}
+
+/// Inflates the zlib stream `data` into `out` (one grain long); on success `out` starts
+/// with `want` bytes of the grain. The whole stream must fit in `out` and inflate to all of
+/// `out` or to exactly `want` bytes (the short last grain); anything else is the reason.
+fn inflate_grain(
+    inflater: &mut Decompressor,
+    data: &[u8],
+    out: &mut [u8],
+    want: usize,
+) -> std::result::Result<(), String> {
+    let grain = out.len();
+    match inflater.zlib_decompress(data, out) {
+        Ok(n) if n == grain || n == want => Ok(()),
+        Ok(n) if want < grain => Err(format!(
+            "inflates to {n} bytes, neither one grain of {grain} nor the {want} left of the disk"
+        )),
+        Ok(n) => Err(format!("inflates to {n} bytes, not one grain of {grain}")),
+        Err(DecompressionError::InsufficientSpace) => {
+            Err(format!("inflates to more than one grain of {grain} bytes"))
+        }
+        Err(DecompressionError::BadData) => {
+            Err("not a valid zlib stream (bad header, data or Adler-32)".to_string())
         }
     }
 }
