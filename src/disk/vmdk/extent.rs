@@ -1,16 +1,17 @@
 //! Reading one hosted sparse extent: header (and footer for `GD_AT_END`), grain directory,
-//! grain tables loaded one at a time, plain or zlib-compressed grains.
+//! grain tables loaded one at a time, plain or zlib-compressed grains (these read ahead
+//! within one grain table and inflated in parallel, see `grains`).
 //!
 //! Everything a table points at is checked against the file before it is read; the grain
 //! directory is checked once when the extent is opened (every table inside the file, none
 //! overlapping another, the header or the directory). RAM: the grain directory (at most
-//! 16 MiB), one grain table, one grain and one compressed grain.
+//! 16 MiB), one grain table, one plain grain, and for compressed extents one batch of
+//! inflated grains and their compressed bytes (each about 4 MiB, at least one grain).
 
 use std::path::PathBuf;
 
-use libdeflater::{DecompressionError, Decompressor};
-
 use super::error::VmdkError;
+use super::grains::GrainQueue;
 use super::header::{
     Marker, SparseHeader, VMDK_FLAG_ZERO_GRAIN, VMDK_GD_AT_END, VMDK_GTES_PER_GT, VMDK_MARKER_EOS,
     VMDK_MARKER_FOOTER, VMDK_SECTOR,
@@ -49,9 +50,10 @@ pub(super) struct SparseExtent {
     gd: Vec<u32>,
     gt: Vec<u32>,
     gt_loaded: Option<usize>,
+    /// The last plain grain read.
     buf: Vec<u8>,
-    compressed: Vec<u8>,
-    inflater: Decompressor,
+    /// Compressed grains read ahead and inflated.
+    queue: GrainQueue,
 }
 
 impl SparseExtent {
@@ -85,8 +87,7 @@ impl SparseExtent {
             gt: vec![0; VMDK_GTES_PER_GT as usize],
             gt_loaded: None,
             buf: Vec::new(),
-            compressed: Vec::new(),
-            inflater: Decompressor::new(),
+            queue: GrainQueue::new(usize::try_from(grain_bytes).expect("at most 4 MiB")),
         })
     }
 
@@ -111,14 +112,73 @@ impl SparseExtent {
         }
         let want =
             usize::try_from(self.grain_bytes.min(self.remaining())).expect("at most one grain");
-        let offset = u64::from(entry) * VMDK_SECTOR;
         if self.header.compressed() {
-            self.read_compressed(offset, grain * self.header.grain_sectors, want)?;
-        } else {
-            self.read_plain(offset, want)?;
+            return self.next_compressed(grain, slot, want);
         }
+        self.read_plain(u64::from(entry) * VMDK_SECTOR, want)?;
         self.pos += want as u64;
         Ok(Extent::Data(&self.buf[..want]))
+    }
+
+    /// Hands out compressed grain `grain` (table slot `slot`) from the queue, filling the
+    /// queue first when it does not hold it.
+    fn next_compressed(&mut self, grain: u64, slot: usize, want: usize) -> Result<Extent<'_>> {
+        if !self.queue.has(grain) {
+            self.fill_queue(grain, slot)?;
+        }
+        match self.queue.take() {
+            Ok(bytes) => {
+                self.pos += want as u64;
+                Ok(Extent::Data(bytes))
+            }
+            Err((offset, reason)) => {
+                let e = VmdkError::BadCompressedGrain { offset, reason };
+                Err(match &self.path {
+                    Some(path) => e.at(path),
+                    None => e.into(),
+                })
+            }
+        }
+    }
+
+    /// Reads the allocated grains of the loaded table from `grain` (at `slot`) on, up to
+    /// the queue's bound, and inflates them. A grain whose marker or data cannot be read
+    /// ends the batch early; its error is reported when the reader reaches it.
+    fn fill_queue(&mut self, grain: u64, slot: usize) -> Result<()> {
+        self.queue.clear();
+        let first = grain - slot as u64;
+        let zero_flag = self.header.flags & VMDK_FLAG_ZERO_GRAIN != 0;
+        for s in slot..self.gt.len() {
+            let g = first + s as u64;
+            let start = g * self.grain_bytes;
+            if start >= self.len || self.queue.is_full() {
+                break;
+            }
+            let entry = self.gt[s];
+            if entry == 0 || (entry == 1 && zero_flag) {
+                continue;
+            }
+            let want = usize::try_from(self.grain_bytes.min(self.len - start)).expect("≤ grain");
+            match self.queue_grain(g, u64::from(entry) * VMDK_SECTOR, want) {
+                Ok(()) => {}
+                Err(e) if s == slot => return Err(e),
+                Err(_) => break,
+            }
+        }
+        self.queue.inflate();
+        Ok(())
+    }
+
+    /// Checks the marker of grain `grain` at `offset` and queues its compressed bytes.
+    fn queue_grain(&mut self, grain: u64, offset: u64, want: usize) -> Result<()> {
+        let size = self.read_marker(offset, grain * self.header.grain_sectors)?;
+        let len = usize::try_from(size).expect("bounded by the marker check");
+        let buf = self.queue.push(grain, offset, len, want);
+        let read = read_exact_at(&*self.src, buf, offset + 12, "compressed grain");
+        if read.is_err() {
+            self.queue.pop_last();
+        }
+        read
     }
 
     /// Advances over `grains` grains that hold no data.
@@ -152,9 +212,9 @@ impl SparseExtent {
         read_exact_at(&*self.src, &mut self.buf, offset, "grain")
     }
 
-    /// Reads and inflates the compressed grain whose marker is at `offset`; `want` is the
-    /// grain's size, or what is left of the disk for the last grain.
-    fn read_compressed(&mut self, offset: u64, lba: u64, want: usize) -> Result<()> {
+    /// Reads and checks the grain marker at `offset`, which must name sector `lba`, and
+    /// returns the size of the compressed data that follows it (inside the file).
+    fn read_marker(&self, offset: u64, lba: u64) -> Result<u32> {
         self.check_inside("grain marker", offset, 12)?;
         let mut head = [0u8; 16];
         let n = (self.file_len - offset).min(16);
@@ -185,27 +245,8 @@ impl SparseExtent {
                 expected: lba,
             }));
         }
-        let data_offset = offset + 12;
-        self.check_inside("compressed grain", data_offset, marker.size.into())?;
-        self.compressed
-            .resize(usize::try_from(marker.size).expect("bounded above"), 0);
-        read_exact_at(
-            &*self.src,
-            &mut self.compressed,
-            data_offset,
-            "compressed grain",
-        )?;
-        self.inflate(offset, want)
-    }
-
-    /// Inflates `self.compressed` (one whole zlib stream) into `self.buf`. A grain holds
-    /// exactly one grain of data, except the disk's last, which writers such as qemu-img
-    /// store short (`want` bytes) when the capacity is not a whole number of grains.
-    fn inflate(&mut self, offset: u64, want: usize) -> Result<()> {
-        let grain = usize::try_from(self.grain_bytes).expect("at most 4 MiB");
-        self.buf.resize(grain, 0);
-        inflate_grain(&mut self.inflater, &self.compressed, &mut self.buf, want)
-            .map_err(|reason| self.err(VmdkError::BadCompressedGrain { offset, reason }))
+        self.check_inside("compressed grain", offset + 12, marker.size.into())?;
+        Ok(marker.size)
     }
 
     fn check_inside(&self, what: &'static str, offset: u64, len: u64) -> Result<()> {
@@ -227,31 +268,6 @@ impl SparseExtent {
         match &self.path {
             Some(path) => e.at(path),
             None => e.into(),
-        }
-    }
-}
-
-/// Inflates the zlib stream `data` into `out` (one grain long); on success `out` starts
-/// with `want` bytes of the grain. The whole stream must fit in `out` and inflate to all of
-/// `out` or to exactly `want` bytes (the short last grain); anything else is the reason.
-fn inflate_grain(
-    inflater: &mut Decompressor,
-    data: &[u8],
-    out: &mut [u8],
-    want: usize,
-) -> std::result::Result<(), String> {
-    let grain = out.len();
-    match inflater.zlib_decompress(data, out) {
-        Ok(n) if n == grain || n == want => Ok(()),
-        Ok(n) if want < grain => Err(format!(
-            "inflates to {n} bytes, neither one grain of {grain} nor the {want} left of the disk"
-        )),
-        Ok(n) => Err(format!("inflates to {n} bytes, not one grain of {grain}")),
-        Err(DecompressionError::InsufficientSpace) => {
-            Err(format!("inflates to more than one grain of {grain} bytes"))
-        }
-        Err(DecompressionError::BadData) => {
-            Err("not a valid zlib stream (bad header, data or Adler-32)".to_string())
         }
     }
 }

@@ -49,6 +49,7 @@ mod descriptor;
 mod error;
 mod extent;
 mod flat;
+mod grains;
 mod header;
 mod reader;
 mod sparse;
