@@ -154,7 +154,7 @@ mod tests {
     }
 
     fn pattern(len: usize, seed: u8) -> Vec<u8> {
-        (0..len).map(|i| (i / 7) as u8 ^ seed).collect()
+        (0..len).map(|i| (i / 7).to_le_bytes()[0] ^ seed).collect()
     }
 
     fn inflate(data: &[u8], grain: usize, want: usize) -> Result<Vec<u8>, String> {

@@ -104,7 +104,7 @@ fn sparse_file_whose_descriptor_claims_flat_is_rejected() {
 /// each marker + data padded to a sector).
 fn stream_image(dir: &std::path::Path, grains: usize) -> (std::path::PathBuf, Vec<u8>, Vec<usize>) {
     let disk: Vec<u8> = (0..grains * 65536)
-        .map(|i| ((i / 65536) as u8).wrapping_mul(37) ^ (i / 13) as u8)
+        .map(|i| (i / 65536).to_le_bytes()[0].wrapping_mul(37) ^ (i / 13).to_le_bytes()[0])
         .collect();
     let path = dir.join("s.vmdk");
     let options = KvOptions::parse("subformat=streamOptimized").unwrap();
