@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 
 use super::error::VmdkError;
-use super::grains::GrainQueue;
+use super::grains::{GrainQueue, Next};
 use super::header::{
     Marker, SparseHeader, VMDK_FLAG_ZERO_GRAIN, VMDK_GD_AT_END, VMDK_GTES_PER_GT, VMDK_MARKER_EOS,
     VMDK_MARKER_FOOTER, VMDK_SECTOR,
@@ -145,40 +145,45 @@ impl SparseExtent {
     /// the queue's bound, and inflates them. A grain whose marker or data cannot be read
     /// ends the batch early; its error is reported when the reader reaches it.
     fn fill_queue(&mut self, grain: u64, slot: usize) -> Result<()> {
-        self.queue.clear();
         let first = grain - slot as u64;
         let zero_flag = self.header.flags & VMDK_FLAG_ZERO_GRAIN != 0;
-        for s in slot..self.gt.len() {
+        // The queue is taken out while the closure reads through `self` (a placeholder
+        // allocates nothing).
+        let mut queue = std::mem::replace(&mut self.queue, GrainQueue::new(1));
+        let this = &*self;
+        // Table slots of the grains to queue, in disk order.
+        let mut slots = (slot..this.gt.len())
+            .take_while(|&s| (first + s as u64) * this.grain_bytes < this.len)
+            .filter(|&s| !(this.gt[s] == 0 || (this.gt[s] == 1 && zero_flag)));
+        let filled = queue.fill(|i, buf| {
+            let Some(s) = slots.next() else {
+                return Ok(Next::Stop);
+            };
             let g = first + s as u64;
-            let start = g * self.grain_bytes;
-            if start >= self.len || self.queue.is_full() {
-                break;
+            let offset = u64::from(this.gt[s]) * VMDK_SECTOR;
+            match this.read_grain(g, offset, buf) {
+                Ok(()) => {
+                    let want = this.grain_bytes.min(this.len - g * this.grain_bytes);
+                    let want = usize::try_from(want).expect("at most one grain");
+                    Ok(Next::Grain(g, offset, want))
+                }
+                Err(e) if i == 0 => Err(e),
+                Err(_) => Ok(Next::Stop),
             }
-            let entry = self.gt[s];
-            if entry == 0 || (entry == 1 && zero_flag) {
-                continue;
-            }
-            let want = usize::try_from(self.grain_bytes.min(self.len - start)).expect("≤ grain");
-            match self.queue_grain(g, u64::from(entry) * VMDK_SECTOR, want) {
-                Ok(()) => {}
-                Err(e) if s == slot => return Err(e),
-                Err(_) => break,
-            }
-        }
-        self.queue.inflate();
-        Ok(())
+        });
+        self.queue = queue;
+        filled
     }
 
-    /// Checks the marker of grain `grain` at `offset` and queues its compressed bytes.
-    fn queue_grain(&mut self, grain: u64, offset: u64, want: usize) -> Result<()> {
+    /// Checks the marker of grain `grain` at `offset` and reads its compressed bytes into
+    /// `buf`.
+    fn read_grain(&self, grain: u64, offset: u64, buf: &mut Vec<u8>) -> Result<()> {
         let size = self.read_marker(offset, grain * self.header.grain_sectors)?;
-        let len = usize::try_from(size).expect("bounded by the marker check");
-        let buf = self.queue.push(grain, offset, len, want);
-        let read = read_exact_at(&*self.src, buf, offset + 12, "compressed grain");
-        if read.is_err() {
-            self.queue.pop_last();
-        }
-        read
+        buf.resize(
+            usize::try_from(size).expect("bounded by the marker check"),
+            0,
+        );
+        read_exact_at(&*self.src, buf, offset + 12, "compressed grain")
     }
 
     /// Advances over `grains` grains that hold no data.

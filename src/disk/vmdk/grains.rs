@@ -7,31 +7,37 @@
 //! function of each grain's bytes, so the output does not depend on the thread count.
 //! RAM: [`GRAIN_BATCH_BYTES`] of inflated grains and about as much compressed data.
 
-use std::ops::Range;
-
 use libdeflater::{DecompressionError, Decompressor};
-use rayon::prelude::*;
+
+use crate::error::Result;
 
 /// Inflated bytes one batch holds: 64 grains of the usual 64 KiB, at least one grain.
 pub(super) const GRAIN_BATCH_BYTES: usize = 4 << 20;
 
-/// One queued grain: its marker's file offset, its compressed bytes in the queue's
-/// buffer and the bytes of disk it supplies.
+/// One queued grain: its marker's file offset and the bytes of disk it supplies.
 struct Queued {
     grain: u64,
     marker: u64,
-    data: Range<usize>,
     want: usize,
+}
+
+/// What [`GrainQueue::fill`]'s reader says about the next grain: queue it (its compressed
+/// bytes are in the buffer), or stop the batch before it.
+pub(super) enum Next {
+    /// Grain index, marker offset and bytes of disk it supplies.
+    Grain(u64, u64, usize),
+    Stop,
 }
 
 /// Up to [`GRAIN_BATCH_BYTES`] of grains, filled in disk order and handed out in it.
 pub(super) struct GrainQueue {
     grain_bytes: usize,
     cap: usize,
-    compressed: Vec<u8>,
+    /// One compressed-bytes buffer per slot, kept between batches.
+    compressed: Vec<Vec<u8>>,
     queued: Vec<Queued>,
     inflated: Vec<u8>,
-    /// Per queued grain: `Ok` or why it did not inflate.
+    /// Per slot: `Ok` or why the grain did not inflate.
     results: Vec<Result<(), String>>,
     next: usize,
 }
@@ -54,56 +60,50 @@ impl GrainQueue {
         self.queued.get(self.next).is_some_and(|q| q.grain == grain)
     }
 
-    /// Empties the queue for a new batch.
-    pub fn clear(&mut self) {
-        self.compressed.clear();
-        self.queued.clear();
-        self.results.clear();
-        self.next = 0;
-    }
-
-    pub fn is_full(&self) -> bool {
-        self.queued.len() >= self.cap
-    }
-
-    /// Queues `grain` (marker at file offset `marker`, `want` bytes of disk) and returns
-    /// the `len` bytes its compressed data must be read into.
-    pub fn push(&mut self, grain: u64, marker: u64, len: usize, want: usize) -> &mut [u8] {
-        let start = self.compressed.len();
-        self.compressed.resize(start + len, 0);
-        self.queued.push(Queued {
-            grain,
-            marker,
-            data: start..start + len,
-            want,
-        });
-        &mut self.compressed[start..]
-    }
-
-    /// Drops the grain queued last (its compressed bytes could not be read).
-    pub fn pop_last(&mut self) {
-        if let Some(q) = self.queued.pop() {
-            self.compressed.truncate(q.data.start);
-        }
-    }
-
-    /// Inflates every queued grain, in parallel.
-    pub fn inflate(&mut self) {
+    /// Replaces the queue with a new batch. `read(i, buf)` reads the `i`th grain of the
+    /// batch into `buf` (i = 0, 1, ... below the bound) and says what it is; each grain is
+    /// inflated on the pool as soon as it is read, while the next is being read, so reading
+    /// and inflating overlap. An error from `read` ends the batch and is returned.
+    pub fn fill<F>(&mut self, mut read: F) -> Result<()>
+    where
+        F: FnMut(usize, &mut Vec<u8>) -> Result<Next> + Send,
+    {
         let g = self.grain_bytes;
-        self.inflated.resize(self.queued.len() * g, 0);
-        let compressed = &self.compressed;
-        self.inflated[..self.queued.len() * g]
-            .par_chunks_mut(g)
-            .zip(self.queued.par_iter())
-            .map_init(Decompressor::new, |d, (out, q)| {
-                inflate_grain(d, &compressed[q.data.clone()], out, q.want)
-            })
-            .collect_into_vec(&mut self.results);
+        self.queued.clear();
+        self.next = 0;
+        self.inflated.resize(self.cap * g, 0);
+        self.results.clear();
+        self.results.resize_with(self.cap, || Ok(()));
+        self.compressed.resize_with(self.cap, Vec::new);
+        let queued = &mut self.queued;
+        let slots = self
+            .inflated
+            .chunks_mut(g)
+            .zip(self.compressed.iter_mut())
+            .zip(self.results.iter_mut());
+        rayon::scope(|scope| {
+            for (i, ((out, buf), result)) in slots.enumerate() {
+                let (grain, marker, want) = match read(i, buf)? {
+                    Next::Grain(grain, marker, want) => (grain, marker, want),
+                    Next::Stop => break,
+                };
+                queued.push(Queued {
+                    grain,
+                    marker,
+                    want,
+                });
+                let data: &Vec<u8> = buf;
+                scope.spawn(move |_| {
+                    *result = inflate_grain(&mut Decompressor::new(), data, out, want);
+                });
+            }
+            Ok(())
+        })
     }
 
     /// The next grain's bytes, or its marker's offset and why it did not inflate; the
     /// caller checks [`GrainQueue::has`] first.
-    pub fn take(&mut self) -> Result<&[u8], (u64, String)> {
+    pub fn take(&mut self) -> std::result::Result<&[u8], (u64, String)> {
         let i = self.next;
         self.next += 1;
         let q = &self.queued[i];
@@ -123,7 +123,7 @@ pub(super) fn inflate_grain(
     data: &[u8],
     out: &mut [u8],
     want: usize,
-) -> Result<(), String> {
+) -> std::result::Result<(), String> {
     let grain = out.len();
     match inflater.zlib_decompress(data, out) {
         Ok(n) if n == grain || n == want => Ok(()),
@@ -157,7 +157,7 @@ mod tests {
         (0..len).map(|i| (i / 7).to_le_bytes()[0] ^ seed).collect()
     }
 
-    fn inflate(data: &[u8], grain: usize, want: usize) -> Result<Vec<u8>, String> {
+    fn inflate(data: &[u8], grain: usize, want: usize) -> std::result::Result<Vec<u8>, String> {
         let mut out = vec![0xee; grain];
         inflate_grain(&mut Decompressor::new(), data, &mut out, want)?;
         out.truncate(want);
@@ -207,12 +207,19 @@ mod tests {
     fn queue_hands_grains_out_in_order_with_their_errors() {
         let mut q = GrainQueue::new(4096);
         let grains: Vec<Vec<u8>> = (0..40).map(|i| pattern(4096, i)).collect();
-        for (i, g) in grains.iter().enumerate() {
-            let z = if i == 17 { zlib(&g[..100]) } else { zlib(g) };
-            q.push(i as u64 * 2, 1000 + i as u64, z.len(), 4096)
-                .copy_from_slice(&z);
-        }
-        q.inflate();
+        let streams: Vec<Vec<u8>> = grains
+            .iter()
+            .enumerate()
+            .map(|(i, g)| if i == 17 { zlib(&g[..100]) } else { zlib(g) })
+            .collect();
+        q.fill(|i, buf| {
+            let Some(z) = streams.get(i) else {
+                return Ok(Next::Stop);
+            };
+            buf.clone_from(z);
+            Ok(Next::Grain(i as u64 * 2, 1000 + i as u64, 4096))
+        })
+        .unwrap();
         for (i, g) in grains.iter().enumerate() {
             assert!(q.has(i as u64 * 2));
             match q.take() {
@@ -226,18 +233,41 @@ mod tests {
         assert!(!q.has(80));
     }
 
+    /// How many grains one batch asks `read` for.
+    fn batch_len(grain_bytes: usize) -> usize {
+        let mut q = GrainQueue::new(grain_bytes);
+        let mut asked = 0;
+        q.fill(|i, buf| {
+            asked = i + 1;
+            buf.clone_from(&zlib(&[0]));
+            Ok(Next::Grain(i as u64, 0, 1))
+        })
+        .unwrap();
+        asked
+    }
+
     #[test]
     fn queue_is_bounded() {
-        let mut q = GrainQueue::new(64 << 10);
-        for i in 0..64 {
-            assert!(!q.is_full(), "{i}");
-            q.push(i, 0, 1, 1);
-        }
-        assert!(q.is_full());
+        assert_eq!(batch_len(64 << 10), 64);
         // Huge grains still make progress one at a time.
-        let mut big = GrainQueue::new(16 << 20);
-        assert!(!big.is_full());
-        big.push(0, 0, 1, 1);
-        assert!(big.is_full());
+        assert_eq!(batch_len(8 << 20), 1);
+    }
+
+    #[test]
+    fn read_error_ends_the_batch() {
+        let mut q = GrainQueue::new(4096);
+        let e = q
+            .fill(|i, buf| {
+                if i == 3 {
+                    return Err(crate::error::Error::new(
+                        crate::error::ErrorKind::InvalidImage,
+                        "boom",
+                    ));
+                }
+                buf.clone_from(&zlib(&pattern(4096, 0)));
+                Ok(Next::Grain(i as u64, 0, 4096))
+            })
+            .unwrap_err();
+        assert!(e.to_string().contains("boom"), "{e}");
     }
 }
