@@ -2,21 +2,24 @@
 # cmp-old-new.sh -- prove that a redesign changed no output byte: the same commands run with
 # two kiln binaries, every artefact compared with `cmp`.
 #
-#   bench/cmp-old-new.sh OLD_KILN NEW_KILN [RAW] [--out DIR]
+#   bench/cmp-old-new.sh OLD_KILN NEW_KILN [RAW] [--out DIR] [--only-stream]
 #
 # RAW defaults to the `os` corpus of ../shared/bench/make-corpus.sh (4 GiB). For every
 # format and option the benchmark and the tests use, it converts RAW with both binaries and
 # compares; reads every output back to raw with both and compares; builds a spec with
 # qcow2 + OVA + OVF + raw + VHD outputs with both and compares every file; writes an ISO
-# from a directory with both. Prints one line per comparison and a final count; exits 1 on
+# from a directory with both; reads streamOptimized VMDKs (kiln's and qemu-img's) and an
+# OVA as sources into raw, qcow2 and vhdx with both (--only-stream: just this part, the
+# one that exercises the VMDK reader's grain inflation). Prints one line per comparison and a final count; exits 1 on
 # any difference.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 OLD="$1"; NEW="$2"; shift 2
-RAW=""; OUT=""
+RAW=""; OUT=""; ONLY_STREAM=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --out) OUT="$2"; shift 2 ;;
+    --only-stream) ONLY_STREAM=1; shift ;;
     *) RAW="$1"; shift ;;
   esac
 done
@@ -32,6 +35,7 @@ check() {  # check LABEL A B
   else differ=$((differ + 1)); echo "DIFFERS  $1 ($2 vs $3)"; fi
 }
 
+if [ -z "$ONLY_STREAM" ]; then
 # format | options | extension
 CASES=(
   "raw||raw"
@@ -112,5 +116,29 @@ for who in old new; do
 done
 check "convert -O iso DIR" "$OUT/old/t.iso" "$OUT/new/t.iso"
 rm -rf "$tree" "$OUT"/old "$OUT"/new
+fi
+
+# Stream VMDKs and an OVA as sources: one written by the old kiln, one by qemu-img (its
+# layout differs), and an OVA built by the old kiln, each read into raw, qcow2 and vhdx by
+# both binaries.
+mkdir -p "$OUT/old" "$OUT/new" "$OUT/src"
+"$OLD" convert -t unsafe -f raw -O vmdk -o subformat=streamOptimized "$RAW" "$OUT/src/k.vmdk"
+qemu-img convert -f raw -O vmdk -o subformat=streamOptimized "$RAW" "$OUT/src/q.vmdk"
+printf '%s\n' "name: s" "disks:" "  - name: root" "    source: { file: $RAW }" "outputs:" \
+  "  - { disk_format: vmdk, container_format: ova }" > "$OUT/src/s.yaml"
+"$OLD" build --quiet "$OUT/src/s.yaml" -o "$OUT/src/build" > /dev/null
+for src in "$OUT/src/k.vmdk" "$OUT/src/q.vmdk" "$OUT/src/build/s.ova"; do
+  for fmt in raw qcow2 vhdx; do
+    for who in old new; do
+      bin=$OLD; [ $who = new ] && bin=$NEW
+      rm -f "$OUT/$who/s.$fmt"
+      "$bin" convert -t unsafe -O "$fmt" "$src" "$OUT/$who/s.$fmt"
+    done
+    check "convert $(basename "$src") -O $fmt" "$OUT/old/s.$fmt" "$OUT/new/s.$fmt"
+    if [ "$fmt" = raw ]; then check "  new raw equals the source" "$RAW" "$OUT/new/s.raw"; fi
+  done
+done
+rm -rf "$OUT/src" "$OUT"/old "$OUT"/new
+
 echo "$same same, $differ differ"
 [ "$differ" -eq 0 ]

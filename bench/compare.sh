@@ -8,6 +8,8 @@
 # builds of one output each (ratio: build / slowest single build).
 # The `ova-read` row converts the disk inside an OVA (read in place) and the same VMDK
 # extracted, to raw (ratio: OVA / extracted).
+# The `stream-read` row converts a streamOptimized VMDK of the corpus to raw, kiln -t unsafe
+# against qemu-img (neither syncs; ratio kiln / qemu-img).
 # The `verify` row checks an OVA of the corpus with `kiln verify` against `sha256sum` of the
 # OVA plus `qemu-img check` of its extracted VMDK (ratio: kiln / that pair).
 # The `iso-tree` row writes a directory tree into an ISO (kiln convert -O iso DIR vs
@@ -234,6 +236,27 @@ if [ -z "$ONLY" ] || [[ ",$ONLY," == *",ova-read,"* ]]; then
       'BEGIN{printf "| %-34s | %-14s | %8.2f | %10.0f | %9.1f | %9.1f | %7.1f | %10s | %10s |\n", "ova-read (to raw)", t, s, vs/s/1e6, o/1048576, a/1048576, r/1024, tr, ""}'
   done
   rm -rf "$odir"
+fi
+
+# stream-read: a streamOptimized VMDK of the corpus (written by kiln) to raw, grain
+# inflation being most of the work; kiln -t unsafe vs qemu-img, ratio kiln / qemu-img.
+if [ -z "$ONLY" ] || [[ ",$ONLY," == *",stream-read,"* ]]; then
+  sdir="$OUT/cmp-stream"; rm -rf "$sdir"; mkdir -p "$sdir"
+  "$KILN" convert -t unsafe -f raw -O vmdk -o subformat=streamOptimized "$RAW" "$sdir/s.vmdk"
+  cat "$sdir/s.vmdk" > /dev/null
+  q=$(time_cmd "$sdir/q.raw" qemu-img convert -f vmdk -O raw "$sdir/s.vmdk" "$sdir/q.raw")
+  k=$(time_cmd "$sdir/k.raw" "$KILN" convert -t unsafe -f vmdk -O raw "$sdir/s.vmdk" "$sdir/k.raw")
+  for tool in qemu-img kiln; do
+    case $tool in kiln) r=$k; t="kiln -t unsafe" ;; *) r=$q; t="qemu-img" ;; esac
+    if [[ $r == fail* ]]; then printf '| %-34s | %-14s | %s |\n' stream-read "$t" "${r#fail }"; continue; fi
+    read -r s rss out al <<<"$r"; tr=""
+    if [ $tool = kiln ] && [[ $q != fail* ]]; then
+      read -r qs _ _ _ <<<"$q"; tr=$(awk -v k="$s" -v q="$qs" 'BEGIN{printf "%.2f", k/q}')
+    fi
+    awk -v t="$t" -v s="$s" -v vs="$VSIZE" -v o="$out" -v a="$al" -v r="$rss" -v tr="$tr" \
+      'BEGIN{printf "| %-34s | %-14s | %8.2f | %10.0f | %9.1f | %9.1f | %7.1f | %10s | %10s |\n", "stream-read (vmdk to raw)", t, s, vs/s/1e6, o/1048576, a/1048576, r/1024, tr, ""}'
+  done
+  rm -rf "$sdir"
 fi
 
 # verify: `kiln verify` of an OVA of the corpus (every digest, the VMDK read through) against

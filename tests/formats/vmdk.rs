@@ -208,6 +208,30 @@ fn kiln_reads_qemu_img_vmdk_of_every_subformat() {
     }
 }
 
+/// qemu-img stores the last grain of a disk whose size is not a whole number of grains
+/// short: it inflates to what is left of the disk, not to a whole grain.
+#[test]
+fn kiln_reads_qemu_img_stream_whose_last_grain_is_short() {
+    let d = Dir::new();
+    let src = random_raw(&d.path("odd.raw"), (1 << 20) + 17 * 512, 9);
+    run_ok(
+        "qemu-img",
+        &[
+            "convert",
+            "-f",
+            "raw",
+            "-O",
+            "vmdk",
+            "-o",
+            "subformat=streamOptimized",
+            src.to_str().unwrap(),
+            d.path("q.vmdk").to_str().unwrap(),
+        ],
+    );
+    d.kiln_ok(&["convert", "-O", "raw", "q.vmdk", "back.raw"]);
+    assert_same_file(&src, &d.path("back.raw"));
+}
+
 #[test]
 fn kiln_reads_qemu_img_split_extents_across_the_2gb_boundary() {
     let d = Dir::new();

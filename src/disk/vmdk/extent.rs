@@ -1,16 +1,17 @@
 //! Reading one hosted sparse extent: header (and footer for `GD_AT_END`), grain directory,
-//! grain tables loaded one at a time, plain or zlib-compressed grains.
+//! grain tables loaded one at a time, plain or zlib-compressed grains (these read ahead
+//! within one grain table and inflated in parallel, see `grains`).
 //!
 //! Everything a table points at is checked against the file before it is read; the grain
 //! directory is checked once when the extent is opened (every table inside the file, none
 //! overlapping another, the header or the directory). RAM: the grain directory (at most
-//! 16 MiB), one grain table, one grain and one compressed grain.
+//! 16 MiB), one grain table, one plain grain, and for compressed extents one batch of
+//! inflated grains and their compressed bytes (each about 4 MiB, at least one grain).
 
 use std::path::PathBuf;
 
-use flate2::{Decompress, FlushDecompress, Status};
-
 use super::error::VmdkError;
+use super::grains::{GrainQueue, Next};
 use super::header::{
     Marker, SparseHeader, VMDK_FLAG_ZERO_GRAIN, VMDK_GD_AT_END, VMDK_GTES_PER_GT, VMDK_MARKER_EOS,
     VMDK_MARKER_FOOTER, VMDK_SECTOR,
@@ -49,9 +50,10 @@ pub(super) struct SparseExtent {
     gd: Vec<u32>,
     gt: Vec<u32>,
     gt_loaded: Option<usize>,
+    /// The last plain grain read.
     buf: Vec<u8>,
-    compressed: Vec<u8>,
-    inflater: Decompress,
+    /// Compressed grains read ahead and inflated.
+    queue: GrainQueue,
 }
 
 impl SparseExtent {
@@ -85,8 +87,7 @@ impl SparseExtent {
             gt: vec![0; VMDK_GTES_PER_GT as usize],
             gt_loaded: None,
             buf: Vec::new(),
-            compressed: Vec::new(),
-            inflater: Decompress::new(true),
+            queue: GrainQueue::new(usize::try_from(grain_bytes).expect("at most 4 MiB")),
         })
     }
 
@@ -111,14 +112,78 @@ impl SparseExtent {
         }
         let want =
             usize::try_from(self.grain_bytes.min(self.remaining())).expect("at most one grain");
-        let offset = u64::from(entry) * VMDK_SECTOR;
         if self.header.compressed() {
-            self.read_compressed(offset, grain * self.header.grain_sectors)?;
-        } else {
-            self.read_plain(offset, want)?;
+            return self.next_compressed(grain, slot, want);
         }
+        self.read_plain(u64::from(entry) * VMDK_SECTOR, want)?;
         self.pos += want as u64;
         Ok(Extent::Data(&self.buf[..want]))
+    }
+
+    /// Hands out compressed grain `grain` (table slot `slot`) from the queue, filling the
+    /// queue first when it does not hold it.
+    fn next_compressed(&mut self, grain: u64, slot: usize, want: usize) -> Result<Extent<'_>> {
+        if !self.queue.has(grain) {
+            self.fill_queue(grain, slot)?;
+        }
+        match self.queue.take() {
+            Ok(bytes) => {
+                self.pos += want as u64;
+                Ok(Extent::Data(bytes))
+            }
+            Err((offset, reason)) => {
+                let e = VmdkError::BadCompressedGrain { offset, reason };
+                Err(match &self.path {
+                    Some(path) => e.at(path),
+                    None => e.into(),
+                })
+            }
+        }
+    }
+
+    /// Reads the allocated grains of the loaded table from `grain` (at `slot`) on, up to
+    /// the queue's bound, and inflates them. A grain whose marker or data cannot be read
+    /// ends the batch early; its error is reported when the reader reaches it.
+    fn fill_queue(&mut self, grain: u64, slot: usize) -> Result<()> {
+        let first = grain - slot as u64;
+        let zero_flag = self.header.flags & VMDK_FLAG_ZERO_GRAIN != 0;
+        // The queue is taken out while the closure reads through `self` (a placeholder
+        // allocates nothing).
+        let mut queue = std::mem::replace(&mut self.queue, GrainQueue::new(1));
+        let this = &*self;
+        // Table slots of the grains to queue, in disk order.
+        let mut slots = (slot..this.gt.len())
+            .take_while(|&s| (first + s as u64) * this.grain_bytes < this.len)
+            .filter(|&s| !(this.gt[s] == 0 || (this.gt[s] == 1 && zero_flag)));
+        let filled = queue.fill(|i, buf| {
+            let Some(s) = slots.next() else {
+                return Ok(Next::Stop);
+            };
+            let g = first + s as u64;
+            let offset = u64::from(this.gt[s]) * VMDK_SECTOR;
+            match this.read_grain(g, offset, buf) {
+                Ok(()) => {
+                    let want = this.grain_bytes.min(this.len - g * this.grain_bytes);
+                    let want = usize::try_from(want).expect("at most one grain");
+                    Ok(Next::Grain(g, offset, want))
+                }
+                Err(e) if i == 0 => Err(e),
+                Err(_) => Ok(Next::Stop),
+            }
+        });
+        self.queue = queue;
+        filled
+    }
+
+    /// Checks the marker of grain `grain` at `offset` and reads its compressed bytes into
+    /// `buf`.
+    fn read_grain(&self, grain: u64, offset: u64, buf: &mut Vec<u8>) -> Result<()> {
+        let size = self.read_marker(offset, grain * self.header.grain_sectors)?;
+        buf.resize(
+            usize::try_from(size).expect("bounded by the marker check"),
+            0,
+        );
+        read_exact_at(&*self.src, buf, offset + 12, "compressed grain")
     }
 
     /// Advances over `grains` grains that hold no data.
@@ -152,7 +217,9 @@ impl SparseExtent {
         read_exact_at(&*self.src, &mut self.buf, offset, "grain")
     }
 
-    fn read_compressed(&mut self, offset: u64, lba: u64) -> Result<()> {
+    /// Reads and checks the grain marker at `offset`, which must name sector `lba`, and
+    /// returns the size of the compressed data that follows it (inside the file).
+    fn read_marker(&self, offset: u64, lba: u64) -> Result<u32> {
         self.check_inside("grain marker", offset, 12)?;
         let mut head = [0u8; 16];
         let n = (self.file_len - offset).min(16);
@@ -183,37 +250,8 @@ impl SparseExtent {
                 expected: lba,
             }));
         }
-        let data_offset = offset + 12;
-        self.check_inside("compressed grain", data_offset, marker.size.into())?;
-        self.compressed
-            .resize(usize::try_from(marker.size).expect("bounded above"), 0);
-        read_exact_at(
-            &*self.src,
-            &mut self.compressed,
-            data_offset,
-            "compressed grain",
-        )?;
-        self.inflate(offset)
-    }
-
-    fn inflate(&mut self, offset: u64) -> Result<()> {
-        let grain = usize::try_from(self.grain_bytes).expect("at most 4 MiB");
-        self.buf.clear();
-        self.buf.reserve(grain);
-        self.inflater.reset(true);
-        let status =
-            self.inflater
-                .decompress_vec(&self.compressed, &mut self.buf, FlushDecompress::Finish);
-        let reason = match status {
-            Ok(Status::StreamEnd) if self.buf.len() == grain => return Ok(()),
-            Ok(Status::StreamEnd) => format!(
-                "inflates to {} bytes, not one grain of {grain}",
-                self.buf.len()
-            ),
-            Ok(_) => "zlib stream does not end within one grain".to_string(),
-            Err(e) => e.to_string(),
-        };
-        Err(self.err(VmdkError::BadCompressedGrain { offset, reason }))
+        self.check_inside("compressed grain", offset + 12, marker.size.into())?;
+        Ok(marker.size)
     }
 
     fn check_inside(&self, what: &'static str, offset: u64, len: u64) -> Result<()> {

@@ -15,7 +15,9 @@
 //!   Compression is libdeflate's whole-buffer zlib encoder: on the benchmark corpus its
 //!   level 6 is ~1% smaller than qemu's zlib level 6 at ~1/3 of the CPU time, while
 //!   flate2's zlib-rs backend at level 6 was ~2-3% larger than zlib (it follows zlib-ng's
-//!   faster level 6) at ~1/2 of the CPU time. Reading uses flate2 (zlib-rs).
+//!   faster level 6) at ~1/2 of the CPU time. Reading inflates each grain whole with
+//!   libdeflate (~40% less CPU than the flate2/zlib-rs streaming it replaced, on the
+//!   corpus), up to 4 MiB of grains at a time in parallel, handed out in order.
 //!   The previous batch is written while the next compresses (`rayon::join`). RAM: one
 //!   batch in (8 MiB), two batches of compressed grains (each ≤ ~8 MiB), one grain table
 //!   and the grain directory (4 bytes per 32 MiB of disk); ~30-40 MiB peak RSS measured.
@@ -41,12 +43,14 @@
 //! disks (`parentCID`), VMFS/ESX (`COWD`) extents, unknown createTypes, capacities above
 //! 64 TiB, grain directories above 16 MiB, grain tables outside the file or overlapping each
 //! other, the header or the directory, compressed grains whose marker names another LBA or
-//! whose data does not inflate to exactly one grain.
+//! whose data does not inflate to exactly one grain (or, for the disk's last grain, to
+//! exactly what is left of the disk, as qemu-img writes it).
 
 mod descriptor;
 mod error;
 mod extent;
 mod flat;
+mod grains;
 mod header;
 mod reader;
 mod sparse;
