@@ -7,6 +7,8 @@
 //! renamed to its digest only after the digest matches, so a cache entry is always verified.
 //! A server that ignores `Range` (200 instead of 206) restarts the download from zero.
 
+pub mod unpack;
+
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};

@@ -9,11 +9,10 @@ use super::package::PackageRun;
 use super::triplet;
 use super::{Artefact, BuildReport, Commit, Plan, is_package, locate};
 use crate::container::manifest;
-use crate::disk::{
-    self, Blank, CreateRequest, DiskFormat, DiskReader, DiskWriter, Grown, OpenOptions,
-};
+use crate::disk::{self, Blank, CreateRequest, DiskFormat, DiskReader, DiskWriter, Grown};
 use crate::error::{Error, Result};
 use crate::fetch;
+use crate::fetch::unpack::{self, UnpackOptions};
 use crate::io::output::OutputSet;
 use crate::seed;
 use crate::spec::{DiskPlanSource, ValidOutput, ValidSeed};
@@ -134,6 +133,11 @@ impl Plan {
                     Some(fetch::fetch_url(url, sha256, at, log)?)
                 }
             };
+            // Compressed images that cannot be streamed are unpacked into the cache here.
+            let path = match path {
+                Some(p) => Some(unpack::prepare(&p, &self.unpack_options(i), log)?),
+                None => None,
+            };
             inputs.push(path);
         }
         Ok(inputs)
@@ -148,7 +152,7 @@ impl Plan {
         let Some(path) = input else {
             return Ok(Box::new(Blank::new(disk.size.unwrap_or_default())));
         };
-        let reader = disk::open(path, &OpenOptions::default())?;
+        let reader = unpack::open(path, &self.unpack_options(disk_index))?;
         match disk.size {
             Some(size) if size != reader.virtual_size() => {
                 let at = locate(
@@ -162,6 +166,25 @@ impl Plan {
                 })?))
             }
             _ => Ok(reader),
+        }
+    }
+
+    /// How disk `disk_index`'s source is unpacked: its `member` and `max_size`, its
+    /// digest (the cache key), and whether an ami output needs it as a file (to read its
+    /// partition table) rather than as a stream.
+    fn unpack_options(&self, disk_index: usize) -> UnpackOptions {
+        let disk = &self.spec.disks[disk_index];
+        let sha256 = match &disk.source {
+            DiskPlanSource::File { sha256, .. } => sha256.clone(),
+            DiskPlanSource::Url { sha256, .. } => Some(sha256.clone()),
+            DiskPlanSource::Blank => None,
+        };
+        let force_cache = (self.outputs.iter()).any(|o| o.disk == disk_index && o.ami.is_some());
+        UnpackOptions {
+            member: disk.member.clone(),
+            max_size: disk.max_size,
+            sha256,
+            force_cache,
         }
     }
 
