@@ -218,6 +218,14 @@ pub fn is_packed(path: &Path) -> Result<bool> {
     Ok(packing(path)? != Packing::Plain)
 }
 
+/// True when `path` is compressed (xz, gzip, zstd, bzip2), whatever it holds.
+///
+/// # Errors
+/// The file cannot be read.
+pub fn is_compressed(path: &Path) -> Result<bool> {
+    Ok(matches!(packing(path)?, Packing::Compressed(_)))
+}
+
 /// Makes `path` ready for [`open`]: returns `path` itself when it is plain, a plain tar, or
 /// a compressed raw image that can be streamed; otherwise decompresses it (or its archive
 /// member) into the cache, once, and returns the cached image.
