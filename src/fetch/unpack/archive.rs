@@ -29,6 +29,8 @@ pub const DISK_SUFFIXES: [&str; 11] = [
 pub const TAR_MAX_ENTRIES: usize = 4096;
 /// Largest PAX or GNU long-name record read into memory.
 const TAR_MAX_META_BYTES: u64 = 64 << 10;
+/// Most bytes read after the end-of-archive blocks (tar pads archives to 10 KiB records).
+pub const TAR_MAX_TRAILER_BYTES: u64 = 1 << 20;
 /// Tar block size.
 const BLOCK: u64 = 512;
 
@@ -230,24 +232,30 @@ impl<R: TarInput> Walker<R> {
         .into())
     }
 
-    /// After the chosen member's data: walks the rest of the archive and refuses a second
-    /// disk image (only when the member was chosen by default).
+    /// After the chosen member's data: walks the rest of the archive, refusing a second
+    /// disk image when the member was chosen by default, then reads the input to its end
+    /// (a decoder checks its trailing checksums only there).
     ///
     /// # Errors
-    /// [`UnpackError::SeveralDiskMembers`]; header errors.
+    /// [`UnpackError::SeveralDiskMembers`]; header errors; more than
+    /// [`TAR_MAX_TRAILER_BYTES`] after the end of the archive; decoding errors.
     pub fn check_rest(&mut self, chosen: &Entry, read: u64, by_default: bool) -> Result<()> {
-        if !by_default {
-            return Ok(());
-        }
         self.skip_data(chosen.len, read)?;
         let mut another = false;
         while let Some(entry) = self.next_entry()? {
             another |= entry.regular && is_disk_name(&entry.name);
             self.skip_data(entry.len, 0)?;
         }
-        if another {
+        if another && by_default {
             let members = self.seen();
             return Err(UnpackError::SeveralDiskMembers { members }.into());
+        }
+        let limit = TAR_MAX_TRAILER_BYTES + 1;
+        let trailer = io::copy(&mut self.input.by_ref().take(limit), &mut io::sink());
+        if trailer.map_err(Error::io)? == limit {
+            let reason =
+                format!("more than {TAR_MAX_TRAILER_BYTES} bytes after the end of the archive");
+            return Err(bad(self.pos, reason));
         }
         Ok(())
     }

@@ -60,6 +60,7 @@ pub(super) trait ImageInput: Read + Send {
 struct Whole {
     decoder: Box<dyn Read + Send>,
     codec: Codec,
+    consumed: Consumed,
     size: Option<u64>,
     from: &'static str,
 }
@@ -71,12 +72,14 @@ impl Read for Whole {
 }
 
 impl ImageInput for Whole {
-    fn finish(&mut self, _read: u64) -> Result<()> {
+    fn finish(&mut self, read: u64) -> Result<()> {
         let Some(declared) = self.size else {
             return Ok(());
         };
         let mut byte = [0u8; 1];
-        if self.decoder.read(&mut byte).map_err(Error::io)? == 0 {
+        let n = (self.decoder.read(&mut byte))
+            .map_err(|e| codec::corrupt(self.codec, &self.consumed, read, e))?;
+        if n == 0 {
             return Ok(());
         }
         let (codec, from) = (self.codec, self.from);
@@ -102,6 +105,10 @@ impl Read for Member {
         let max = usize::try_from(self.left)
             .unwrap_or(usize::MAX)
             .min(buf.len());
+        // Never ask the decoder for zero bytes: zstd's reader reports that as no progress.
+        if max == 0 {
+            return Ok(0);
+        }
         let n = self.walker.input().read(&mut buf[..max])?;
         self.left -= n as u64;
         self.walker.advance(n as u64);
@@ -110,7 +117,8 @@ impl Read for Member {
 }
 
 impl ImageInput for Member {
-    fn finish(&mut self, read: u64) -> Result<()> {
+    fn finish(&mut self, _read: u64) -> Result<()> {
+        let read = self.entry.len - self.left;
         (self.walker).check_rest(&self.entry, read, self.by_default)
     }
 }
@@ -153,6 +161,7 @@ fn start_whole(
         input: Box::new(Whole {
             decoder,
             codec,
+            consumed: consumed.clone(),
             size,
             from,
         }),
@@ -215,8 +224,7 @@ impl Read for Prefixed {
 
 impl ImageInput for Prefixed {
     fn finish(&mut self, read: u64) -> Result<()> {
-        let head_len = self.head.get_ref().len() as u64;
-        self.rest.finish(read.saturating_sub(head_len))
+        self.rest.finish(read)
     }
 }
 
