@@ -62,7 +62,7 @@ fn xz_size(src: &dyn ReadAt) -> Result<u64> {
 
 /// Moves `end` back over zero stream padding (in 4-byte units).
 fn skip_stream_padding(src: &dyn ReadAt, mut end: u64) -> Result<u64> {
-    if end % 4 != 0 {
+    if !end.is_multiple_of(4) {
         return Err(xz_error(end, "file length is not a multiple of four"));
     }
     let mut word = [0u8; 4];
