@@ -15,7 +15,7 @@ use super::archive::{self, Entry, Walker};
 use super::codec::{self, Codec, Consumed};
 use super::{UnpackError, UnpackOptions, read_full, size};
 use crate::disk::{DiskFormat, DiskReader, Extent, ImageInfo, MAX_EXTENT_BYTES, OwnedExtent};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::io::{FileSource, is_zero};
 
 /// Bytes decoded ahead to recognise the image (and the tar header) before choosing a path.
@@ -98,6 +98,8 @@ struct Member {
     entry: Entry,
     left: u64,
     by_default: bool,
+    codec: Codec,
+    consumed: Consumed,
 }
 
 impl Read for Member {
@@ -119,7 +121,15 @@ impl Read for Member {
 impl ImageInput for Member {
     fn finish(&mut self, _read: u64) -> Result<()> {
         let read = self.entry.len - self.left;
-        (self.walker).check_rest(&self.entry, read, self.by_default)
+        let end = self.entry.offset + read;
+        (self.walker.check_rest(&self.entry, read, self.by_default)).map_err(|e| {
+            // A decoding error past the image (its trailing checksum, most often).
+            if e.kind() != ErrorKind::Io {
+                return e;
+            }
+            let source = io::Error::other(e.to_string());
+            codec::corrupt(self.codec, &self.consumed, end, source)
+        })
     }
 }
 
@@ -187,6 +197,8 @@ fn start_member(
         entry,
         left: size,
         by_default: opts.member.is_none(),
+        codec,
+        consumed: consumed.clone(),
     };
     let mut head = vec![0u8; HEAD_BYTES.min(usize::try_from(size).unwrap_or(HEAD_BYTES))];
     let n =
