@@ -383,6 +383,55 @@ impl DiskReader for StreamReader {
 mod tests {
     use super::*;
 
+    use std::io::Write;
+
+    fn gzip_file(data: &[u8]) -> tempfile::NamedTempFile {
+        let mut tmp = tempfile::NamedTempFile::new().unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(data).unwrap();
+        tmp.write_all(&gz.finish().unwrap()).unwrap();
+        tmp
+    }
+
+    #[test]
+    fn a_raw_gzip_streams_with_zero_chunks_as_holes() {
+        let mut data = vec![0u8; MAX_EXTENT_BYTES];
+        data.extend_from_slice(b"hello");
+        let tmp = gzip_file(&data);
+        let mut reader = open(tmp.path(), Codec::Gzip, &UnpackOptions::default()).unwrap();
+        let first = reader.next_extent().unwrap().map(|e| e.len());
+        let second = reader
+            .next_extent()
+            .unwrap()
+            .map(|e| e == Extent::Data(b"hello"));
+        assert_eq!((first, second), (Some(MAX_EXTENT_BYTES as u64), Some(true)));
+    }
+
+    #[test]
+    fn a_declared_size_past_max_size_is_refused_before_reading() {
+        let tmp = gzip_file(&[1u8; 4096]);
+        let opts = UnpackOptions {
+            max_size: Some(1024),
+            ..UnpackOptions::default()
+        };
+        let err = open(tmp.path(), Codec::Gzip, &opts).err().unwrap();
+        assert!(err.to_string().contains("more than 1024 bytes"), "{err}");
+    }
+
+    #[test]
+    fn a_gzip_trailer_that_lies_is_refused() {
+        let tmp = gzip_file(&[1u8; 4096]);
+        let mut bytes = std::fs::read(tmp.path()).unwrap();
+        let n = bytes.len();
+        bytes[n - 4..].copy_from_slice(&8192u32.to_le_bytes());
+        std::fs::write(tmp.path(), &bytes).unwrap();
+        // The whole stream fits the bytes read ahead to recognise the image.
+        let err = open(tmp.path(), Codec::Gzip, &UnpackOptions::default())
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("gzip data is corrupt"), "{err}");
+    }
+
     #[test]
     fn a_qcow2_head_is_not_raw() {
         assert!(!is_raw(b"QFI\xfb\0\0\0\x03"));
