@@ -166,6 +166,7 @@ fn gzip_size(src: &dyn ReadAt) -> Result<Option<u64>> {
 /// The sum of every zstd frame's content size, walking frame and block headers; `None`
 /// when a frame does not record its size or the walk does not end at the end of the file.
 fn zstd_size(src: &dyn ReadAt) -> Result<Option<u64>> {
+    let src = &mut Window::new(src);
     let len = src.len();
     let mut at = 0u64;
     let mut total = 0u64;
@@ -182,24 +183,59 @@ fn zstd_size(src: &dyn ReadAt) -> Result<Option<u64>> {
     Ok((at == len).then_some(total))
 }
 
-fn read_le(src: &dyn ReadAt, at: u64, n: usize) -> Result<Option<u64>> {
-    let mut buf = [0u8; 8];
-    if src.len() < at.saturating_add(n as u64) {
-        return Ok(None);
+/// Reads of a few bytes through a cached window: block headers of highly compressible
+/// data lie a few bytes apart, and one `pread` per header would cost tens of thousands of
+/// system calls for one image.
+struct Window<'a> {
+    src: &'a dyn ReadAt,
+    start: u64,
+    buf: Vec<u8>,
+}
+
+/// Bytes the zstd walk reads at once.
+const WINDOW_BYTES: u64 = 1 << 20;
+
+impl<'a> Window<'a> {
+    fn new(src: &'a dyn ReadAt) -> Self {
+        Self {
+            src,
+            start: 0,
+            buf: Vec::new(),
+        }
     }
-    read_exact_at(src, &mut buf[..n], at, "zstd frame header")?;
-    Ok(Some(u64::from_le_bytes(buf)))
+
+    fn len(&self) -> u64 {
+        self.src.len()
+    }
+
+    /// `n` (at most 8) bytes at `at`, little-endian; `None` past the end of the file.
+    fn read_le(&mut self, at: u64, n: usize) -> Result<Option<u64>> {
+        let len = self.src.len();
+        let Some(end) = at.checked_add(n as u64).filter(|&end| end <= len) else {
+            return Ok(None);
+        };
+        if at < self.start || end > self.start + self.buf.len() as u64 {
+            let take = WINDOW_BYTES.min(len - at);
+            self.buf.resize(usize::try_from(take).unwrap_or(0), 0);
+            read_exact_at(self.src, &mut self.buf, at, "zstd frame header")?;
+            self.start = at;
+        }
+        let from = usize::try_from(at - self.start).unwrap_or(0);
+        let mut bytes = [0u8; 8];
+        bytes[..n].copy_from_slice(&self.buf[from..from + n]);
+        Ok(Some(u64::from_le_bytes(bytes)))
+    }
 }
 
 /// The frame at `at`: where the next one starts and its content size (0 for skippable
 /// frames); `None` when the size is not recorded or the frame is malformed.
-fn zstd_frame(src: &dyn ReadAt, at: u64) -> Result<Option<(u64, u64)>> {
-    let Some(magic) = read_le(src, at, 4)? else {
+fn zstd_frame(src: &mut Window<'_>, at: u64) -> Result<Option<(u64, u64)>> {
+    let Some(magic) = src.read_le(at, 4)? else {
         return Ok(None);
     };
     let magic = u32::try_from(magic).unwrap_or_default();
     if magic & ZSTD_SKIPPABLE_MASK == ZSTD_SKIPPABLE {
-        let Some(skip) = read_le(src, at + 4, 4)? else {
+        let Some(skip) = src.read_le(at + 4, 4)? else {
             return Ok(None);
         };
         return Ok(Some((at + 8 + skip, 0)));
@@ -207,7 +243,7 @@ fn zstd_frame(src: &dyn ReadAt, at: u64) -> Result<Option<(u64, u64)>> {
     if magic != ZSTD_FRAME {
         return Ok(None);
     }
-    let Some(descriptor) = read_le(src, at + 4, 1)? else {
+    let Some(descriptor) = src.read_le(at + 4, 1)? else {
         return Ok(None);
     };
     let fcs_flag = descriptor >> 6;
@@ -223,7 +259,7 @@ fn zstd_frame(src: &dyn ReadAt, at: u64) -> Result<Option<(u64, u64)>> {
     };
     let window_bytes = u64::from(!single_segment);
     let fcs_at = at + 5 + window_bytes + dict_bytes;
-    let Some(mut size) = read_le(src, fcs_at, fcs_bytes)? else {
+    let Some(mut size) = src.read_le(fcs_at, fcs_bytes)? else {
         return Ok(None);
     };
     if fcs_bytes == 2 {
@@ -236,9 +272,9 @@ fn zstd_frame(src: &dyn ReadAt, at: u64) -> Result<Option<(u64, u64)>> {
 }
 
 /// Walks the blocks starting at `at`; returns where the last one ends.
-fn zstd_blocks(src: &dyn ReadAt, mut at: u64) -> Result<Option<u64>> {
+fn zstd_blocks(src: &mut Window<'_>, mut at: u64) -> Result<Option<u64>> {
     loop {
-        let Some(header) = read_le(src, at, 3)? else {
+        let Some(header) = src.read_le(at, 3)? else {
             return Ok(None);
         };
         let last = header & 1 == 1;
