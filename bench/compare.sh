@@ -33,6 +33,13 @@
 # The `ova-disk` row makes an OVA of the corpus with `kiln ova --disk` against `kiln convert
 # -O vmdk -o subformat=streamOptimized` of the same disk, both synced (ratio: ova / convert).
 #
+# The `source-xz` and `source-zst` rows build a qcow2 from the corpus compressed with xz
+# (`xz -T2 -3`) and zstd (`zstd -T2 -3`) as a `file:` source, streamed through the decoder
+# (kiln build, synced), against the decompressor alone in the same run (`xz -dc -T1 >
+# /dev/null`, `zstd -dc > /dev/null`); ratio kiln / decompressor (targets: <= 1.1 for xz,
+# <= 1.11, i.e. >= 90% of zstd's speed, for zstd). The compressed corpus is made once next
+# to the raw one ($RAW.xz, $RAW.zst).
+#
 # Without --raw it uses (and if needed builds) the `os` corpus of
 # ../shared/bench/make-corpus.sh (4 GiB virtual, ~1.2 GiB of real files).
 # For every row it runs each tool N times (best run kept), each after a `sync`, with the source warm in the
@@ -285,6 +292,38 @@ if [ -z "$ONLY" ] || [[ ",$ONLY," == *",verify,"* ]]; then
   done
   rm -rf "$vdir"
 fi
+
+# source-xz / source-zst: a compressed source streamed into a qcow2 build against the
+# decompressor alone (see the header).
+for codec in xz zst; do
+  id="source-$codec"
+  if [ -n "$ONLY" ] && [[ ",$ONLY," != *",$id,"* ]]; then continue; fi
+  case $codec in
+    xz) tool=xz; make=(xz -T2 -3 -c); dec=(xz -dc -T1) ;;
+    zst) tool=zstd; make=(zstd -q -T2 -3 -c); dec=(zstd -q -dc) ;;
+  esac
+  command -v $tool >/dev/null || { echo "$tool missing (apt-get install ${tool/xz/xz-utils})" >&2; exit 1; }
+  packed="$RAW.$codec"
+  if [ ! -f "$packed" ]; then "${make[@]}" "$RAW" > "$packed.new" && mv "$packed.new" "$packed"; fi
+  sdir="$OUT/cmp-$id"; ddir="$OUT/cmp-$id-dec"; rm -rf "$sdir" "$ddir"; mkdir -p "$sdir" "$ddir"
+  printf '%s\n' "name: s" "disks:" "  - name: root" "    source: { file: $packed }" "outputs:" \
+    "  - { disk_format: qcow2, container_format: bare }" > "$OUT/cmp-$id.yaml"
+  cat "$packed" > /dev/null   # warm for both
+  d=$(time_cmd "$ddir" bash -c '"${@:1}" "$0" > /dev/null' "$packed" "${dec[@]}")
+  k=$(time_cmd "$sdir" "$KILN" build --quiet "$OUT/cmp-$id.yaml" -o "$sdir")
+  for t in "$tool -dc" "kiln build"; do
+    case $t in kiln*) r=$k ;; *) r=$d ;; esac
+    if [[ $r == fail* ]]; then printf '| %-34s | %-14s | %s |\n' "$id" "$t" "${r#fail }"; continue; fi
+    read -r s rss o a <<<"$r"; tr=""
+    if [[ $t == kiln* ]] && [[ $d != fail* ]]; then
+      read -r ds _ _ _ <<<"$d"; tr=$(awk -v k="$s" -v q="$ds" 'BEGIN{printf "%.2f", k/q}')
+      o=$(stat -c %s "$sdir/s.qcow2" 2>/dev/null || echo 0); a=$(( $(du -k "$sdir/s.qcow2" | cut -f1) * 1024 ))
+    fi
+    awk -v id="source raw.$codec -> qcow2" -v t="$t" -v s="$s" -v vs="$VSIZE" -v o="$o" -v a="$a" -v r="$rss" -v tr="$tr" \
+      'BEGIN{printf "| %-34s | %-14s | %8.2f | %10.0f | %9.1f | %9.1f | %7.1f | %10s | %10s |\n", id, t, s, vs/s/1e6, o/1048576, a/1048576, r/1024, tr, ""}'
+  done
+  rm -rf "$sdir" "$ddir"
+done
 
 # iso-tree: a directory into an ISO, kiln vs xorriso (both synced, as kiln always is).
 if [ -z "$ONLY" ] || [[ ",$ONLY," == *",iso-tree,"* ]]; then

@@ -7,6 +7,7 @@
 mod build;
 mod cli;
 mod cli_surface;
+mod compressed;
 mod defects;
 mod ec2;
 mod formats;

@@ -24,6 +24,7 @@ packages=(
   qemu-utils:qemu-img 7zip:7zz xorriso:xorriso genisoimage:isoinfo libxml2-utils:xmllint
   mtools:mdir dosfstools:fsck.fat e2fsprogs:debugfs openssl:openssl gdisk:sgdisk
   fdisk:sfdisk util-linux:blkid man-db:man git:git diffutils:diff gnupg:gpg
+  xz-utils:xz zstd:zstd bzip2:bzip2 gzip:gzip tar:tar
 )
 
 sudo=""

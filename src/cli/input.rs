@@ -1,10 +1,12 @@
 //! The image a reading command was given: a disk image, or a disk inside an OVA (the first
-//! disk, or `--member NAME`), read in place.
+//! disk, or `--member NAME`), read in place; a compressed image (`.xz`, `.gz`, `.zst`,
+//! `.bz2`, by magic) or compressed tar is read through `fetch::unpack`.
 
 use std::path::{Path, PathBuf};
 
 use kiln::container::ova;
 use kiln::disk::{self, DiskFormat, DiskReader, OpenOptions};
+use kiln::fetch::unpack::{self, UnpackOptions};
 use kiln::io::FileSource;
 use kiln::{Error, Result};
 
@@ -27,6 +29,20 @@ pub(super) fn open(path: &Path, member: Option<&str>, opts: &OpenOptions) -> Res
     let file = std::fs::File::open(path).map_err(|e| Error::io(e).with_path(path))?;
     let src = FileSource::shared(file).map_err(|e| Error::io(e).with_path(path))?;
     let raw_bytes = opts.format == Some(DiskFormat::Raw) && member.is_none();
+    if !raw_bytes && opts.format.is_none() && unpack::is_compressed(path)? {
+        let unpack_opts = UnpackOptions {
+            member: member.map(str::to_string),
+            ..UnpackOptions::default()
+        };
+        // Images that need random access are unpacked once into the cache.
+        let reader = unpack::open_any(path, &unpack_opts, &mut |_| {})?;
+        let name = path.to_path_buf();
+        return Ok(Input {
+            reader,
+            name,
+            member_len: None,
+        });
+    }
     if raw_bytes || !ova::is_package(&*src).map_err(|e| e.with_path(path))? {
         if member.is_some() {
             return Err(

@@ -19,6 +19,7 @@ pub mod checksum;
 mod error;
 pub mod http;
 mod signature;
+pub mod unpack;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

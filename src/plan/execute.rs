@@ -10,14 +10,13 @@ use super::progress::{Observer, TaskId};
 use super::triplet;
 use super::{Artefact, BuildReport, Commit, Plan, is_package, locate};
 use crate::container::manifest;
-use crate::disk::{
-    self, Blank, CreateRequest, DiskFormat, DiskReader, DiskWriter, Grown, OpenOptions,
-};
+use crate::disk::{self, Blank, CreateRequest, DiskFormat, DiskReader, DiskWriter, Grown};
 use crate::error::{Error, Result};
 use crate::fetch;
+use crate::fetch::unpack::{self, UnpackOptions};
 use crate::io::output::OutputSet;
 use crate::seed;
-use crate::spec::{ValidOutput, ValidSeed};
+use crate::spec::{DiskPlanSource, ValidOutput, ValidSeed};
 
 impl Plan {
     /// Fetches sources, writes every artefact, then the report and SHA256SUMS.
@@ -129,7 +128,15 @@ impl Plan {
                 obs.line(line);
             }
         };
-        self.fetch_sources(false, opts, &mut on)
+        let fetched = self.fetch_sources(false, opts, &mut on)?;
+        // Compressed images that cannot be streamed are unpacked into the cache here.
+        let mut log = |line: &str| obs.line(line);
+        (fetched.into_iter().enumerate())
+            .map(|(i, path)| {
+                path.map(|p| unpack::prepare(&p, &self.unpack_options(i), &mut log))
+                    .transpose()
+            })
+            .collect()
     }
 
     /// Fetches and verifies the sources of the disks the selected outputs use (every disk's
@@ -181,7 +188,7 @@ impl Plan {
         let Some(path) = input else {
             return Ok(Box::new(Blank::new(disk.size.unwrap_or_default())));
         };
-        let reader = disk::open(path, &OpenOptions::default())?;
+        let reader = unpack::open(path, &self.unpack_options(disk_index))?;
         match disk.size {
             Some(size) if size != reader.virtual_size() => {
                 let at = locate(
@@ -195,6 +202,27 @@ impl Plan {
                 })?))
             }
             _ => Ok(reader),
+        }
+    }
+
+    /// How disk `disk_index`'s source is unpacked: its `member` and `max_size`, its
+    /// digest (the cache key), and whether an ami output needs it as a file (to read its
+    /// partition table) rather than as a stream.
+    fn unpack_options(&self, disk_index: usize) -> UnpackOptions {
+        let disk = &self.spec.disks[disk_index];
+        // The compressed file's digest keys its unpacked copy; without one it is hashed.
+        let sha256 = match &disk.source {
+            DiskPlanSource::File { sha256, .. } | DiskPlanSource::Url { sha256, .. } => {
+                sha256.clone()
+            }
+            DiskPlanSource::Blank => None,
+        };
+        let force_cache = (self.outputs.iter()).any(|o| o.disk == disk_index && o.ami.is_some());
+        UnpackOptions {
+            member: disk.member.clone(),
+            max_size: disk.max_size,
+            sha256,
+            force_cache,
         }
     }
 

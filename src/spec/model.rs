@@ -142,6 +142,16 @@ pub struct Source {
     #[serde(default)]
     #[schemars(with = "Option<SignatureFile>")]
     pub signature: Option<Spanned<SignatureFile>>,
+    /// The member of a tar archive source (`.tar`, `.tar.xz`, ...) that holds the disk;
+    /// default: the archive's one disk image (by name: `.raw`, `.img`, `.qcow2`, ...).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub member: Option<Spanned<String>>,
+    /// Bound on the bytes a compressed source may decompress to, e.g. `64GiB`; default
+    /// 256 GiB. Stops a decompression bomb before it fills the disk.
+    #[serde(default)]
+    #[schemars(with = "Option<ByteSize>")]
+    pub max_size: Option<Spanned<ByteSize>>,
 }
 
 /// A checksum file (`SHA256SUMS`, `SHA512SUMS`, Fedora's `CHECKSUM`).

@@ -24,6 +24,7 @@ use super::model::{
 use super::{Issue, Span, SpecErrors, load};
 use crate::container::ovf::{self, Bus};
 use crate::disk::{self, DiskFormat, KvOptions, OpenOptions};
+use crate::fetch::unpack::{self, UnpackOptions};
 use crate::seed::SeedSpec;
 use crate::size::parse_size;
 
@@ -69,6 +70,10 @@ pub struct ValidDisk {
     pub controller: Option<Controller>,
     /// Virtual size of a file source, as opened at validation.
     pub source_size: Option<u64>,
+    /// The archive member holding the disk (`source.member`).
+    pub member: Option<String>,
+    /// Bound on the decompressed size (`source.max_size`).
+    pub max_size: Option<u64>,
 }
 
 impl ValidDisk {
@@ -415,9 +420,10 @@ impl Checker<'_> {
                 .as_ref()
                 .and_then(|s| self.size(s, &format!("{key}.size")));
             let source = self.source(&disk.value.source, &key, disk.value.size.is_some());
+            let unpack = self.unpack_options(&disk.value.source.value, &key);
             let source_size = match (&source, &disk.value.source.value.file) {
                 (Some(DiskPlanSource::File { path, .. }), Some(at)) => {
-                    self.source_size(path, at, &key)
+                    self.source_size(path, at, &key, &unpack)
                 }
                 _ => None,
             };
@@ -433,6 +439,8 @@ impl Checker<'_> {
                 size_span: disk.value.size.as_ref().and_then(|s| self.span(s)),
                 controller: disk.value.controller,
                 source_size,
+                member: unpack.member,
+                max_size: unpack.max_size,
             });
         }
         disks
@@ -598,14 +606,42 @@ impl Checker<'_> {
 
     /// Opens a file source as the build will (the same probe and the same refusals:
     /// backing files, polyglots, tables outside the file, ...) and returns its virtual size.
-    fn source_size(&mut self, path: &Path, at: &Spanned<String>, key: &str) -> Option<u64> {
-        match disk::open(path, &OpenOptions::default()) {
-            Ok(reader) => Some(reader.virtual_size()),
+    fn source_size(
+        &mut self,
+        path: &Path,
+        at: &Spanned<String>,
+        key: &str,
+        unpack: &UnpackOptions,
+    ) -> Option<u64> {
+        // Compressed images and archives are opened as the build opens them; a size known
+        // only after decompressing (a qcow2 inside, bzip2) is checked at build time.
+        let size = match unpack::is_packed(path) {
+            Ok(true) => unpack::peek_size(path, unpack),
+            Ok(false) if unpack.member.is_some() => {
+                let message = "`member` needs a tar archive source (.tar, .tar.xz, ...)";
+                self.err(at, &format!("{key}.source.member"), message.into());
+                return None;
+            }
+            _ => disk::open(path, &OpenOptions::default()).map(|r| Some(r.virtual_size())),
+        };
+        match size {
+            Ok(size) => size,
             Err(e) => {
                 let message = format!("cannot use the source image: {e}");
                 self.err(at, &format!("{key}.source.file"), message);
                 None
             }
+        }
+    }
+
+    /// The `member` and `max_size` keys of a source.
+    fn unpack_options(&mut self, source: &Source, key: &str) -> UnpackOptions {
+        let max_size = (source.max_size.as_ref())
+            .and_then(|s| self.size(s, &format!("{key}.source.max_size")));
+        UnpackOptions {
+            member: source.member.as_ref().map(|m| m.value.clone()),
+            max_size,
+            ..UnpackOptions::default()
         }
     }
 

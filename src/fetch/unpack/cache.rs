@@ -1,0 +1,163 @@
+//! Unpacking into the cache: images that need random access are decompressed once into
+//! `<cache>/kiln/unpacked/<key>`, where the key is the SHA-256 of the compressed file (and,
+//! for a named archive member, a digest of its name), so every build of the same content
+//! reuses one entry.
+//!
+//! The entry is written as `<key>.<pid>.partial` (zero blocks left as holes) and renamed
+//! only once the stream has ended where it should and passed every check; on any error the
+//! partial file is removed. Decompression stops at the source's bound.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::codec::{self, Codec};
+use super::stream::{self, Started};
+use super::{UnpackError, UnpackOptions, read_full};
+use crate::container::manifest::{hash_file, hex};
+use crate::error::{Error, Result};
+use crate::io::is_zero;
+
+/// Bytes decompressed per read.
+const CHUNK_BYTES: usize = 1 << 20;
+/// Zero blocks of this size are left as holes.
+const HOLE_BYTES: usize = 64 << 10;
+
+/// The directory of unpacked images, next to the downloads.
+pub fn unpacked_dir() -> PathBuf {
+    let downloads = super::super::cache_dir();
+    downloads
+        .parent()
+        .map_or_else(|| PathBuf::from("unpacked"), |p| p.join("unpacked"))
+}
+
+/// The cache entry name for `path` read with `opts`.
+fn key(path: &Path, opts: &UnpackOptions) -> Result<String> {
+    let digest = match &opts.sha256 {
+        Some(digest) => digest.clone(),
+        None => hash_file(path)?.0,
+    };
+    Ok(match &opts.member {
+        Some(member) => {
+            let name = hex(&Sha256::digest(member.as_bytes()));
+            format!("{digest}-{}", &name[..16])
+        }
+        None => digest,
+    })
+}
+
+/// Returns the cached image `path` (compressed with `codec`) unpacks to, unpacking it
+/// first when it is not cached yet.
+///
+/// # Errors
+/// As [`stream::start`]; corrupt or truncated data; the bound exceeded; I/O failures in
+/// the cache.
+pub fn unpack(
+    path: &Path,
+    codec: Codec,
+    opts: &UnpackOptions,
+    log: &mut dyn FnMut(&str),
+) -> Result<PathBuf> {
+    let dir = unpacked_dir();
+    let key = key(path, opts)?;
+    let done = dir.join(&key);
+    if done.is_file() {
+        log(&format!(
+            "using unpacked {} ({})",
+            path.display(),
+            done.display()
+        ));
+        return Ok(done);
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(e).with_path(&dir))?;
+    log(&format!(
+        "unpacking {} ({codec}) into {}",
+        path.display(),
+        done.display()
+    ));
+    let started = stream::start(path, codec, opts)?;
+    let partial = dir.join(format!("{key}.{}.partial", std::process::id()));
+    let written = write_partial(started, &partial, opts.limit())
+        .and_then(|()| std::fs::rename(&partial, &done).map_err(Error::io));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&partial);
+        return Err(e);
+    }
+    Ok(done)
+}
+
+/// Decompresses the started image into `partial`, with holes for zero blocks.
+fn write_partial(mut started: Started, partial: &Path, limit: u64) -> Result<()> {
+    let file = File::create(partial).map_err(|e| Error::io(e).with_path(partial))?;
+    let mut buf = vec![0u8; CHUNK_BYTES];
+    let mut total = 0u64;
+    loop {
+        let n = read_full(&mut started.input, &mut buf)
+            .map_err(|e| codec::corrupt(started.codec, &started.consumed, total, e))?;
+        if n == 0 {
+            break;
+        }
+        if total + n as u64 > limit {
+            let what = format!("{} bytes so far", total + n as u64);
+            return Err(UnpackError::TooLarge { limit, what }.into());
+        }
+        write_sparse(&file, &buf[..n], total).map_err(|e| Error::io(e).with_path(partial))?;
+        total += n as u64;
+    }
+    if let Some(declared) = started.size.filter(|&s| s != total) {
+        return Err(UnpackError::Truncated {
+            codec: started.codec,
+            uncompressed: total,
+            compressed: started.consumed.get(),
+            declared,
+            from: started.from,
+        }
+        .into());
+    }
+    started.input.finish(total)?;
+    file.set_len(total)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| Error::io(e).with_path(partial))
+}
+
+/// Writes the non-zero blocks of `data` at `offset`.
+fn write_sparse(file: &File, data: &[u8], offset: u64) -> std::io::Result<()> {
+    let mut at = offset;
+    for block in data.chunks(HOLE_BYTES) {
+        if !is_zero(block) {
+            file.write_all_at(block, at)?;
+        }
+        at += block.len() as u64;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_blocks_are_left_as_holes() {
+        let tmp = tempfile::tempfile().unwrap();
+        let mut data = vec![0u8; 3 * HOLE_BYTES];
+        data[2 * HOLE_BYTES] = 7;
+        write_sparse(&tmp, &data, 0).unwrap();
+        // Only the last block was written, so the file ends where it ends.
+        assert_eq!(tmp.metadata().unwrap().len(), 3 * HOLE_BYTES as u64);
+        let mut byte = [0u8; 1];
+        tmp.read_exact_at(&mut byte, 2 * HOLE_BYTES as u64).unwrap();
+        assert_eq!(byte, [7]);
+    }
+
+    #[test]
+    fn a_member_gets_a_key_of_its_own() {
+        let opts = UnpackOptions {
+            member: Some("disk.raw".into()),
+            sha256: Some("ab".into()),
+            ..UnpackOptions::default()
+        };
+        assert!(key(Path::new("x"), &opts).unwrap().starts_with("ab-"));
+    }
+}

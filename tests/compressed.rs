@@ -1,0 +1,299 @@
+//! Compressed sources and archives (#17, part B): images compressed with the real tools
+//! (xz, gzip, zstd, bzip2, tar) as `file:` sources build to a qcow2 that `qemu-img compare`
+//! finds identical to the uncompressed original; images that need random access are
+//! unpacked into the cache once; corrupt, truncated, oversized and ambiguous sources are
+//! refused with nothing left in the cache or the output directory.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::util::*;
+
+/// `sh -c SCRIPT` in `d`, after checking every tool it uses is installed.
+fn sh(d: &Dir, tools: &[&str], script: &str) {
+    for tool in tools {
+        require_tool(tool);
+    }
+    let out = Command::new("sh")
+        .args(["-c", script])
+        .current_dir(d.tmp.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{script}:\n{}", describe(&out));
+}
+
+/// `kiln build s.yaml -o OUT` with the cache under `d/cache`.
+fn build(d: &Dir, out: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["build", "s.yaml", "-o", out])
+        .current_dir(d.tmp.path())
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .env("XDG_CACHE_HOME", d.path("cache"))
+        .output()
+        .unwrap()
+}
+
+/// A spec building `file` (with extra source keys) to a bare qcow2.
+fn spec(d: &Dir, file: &str, extra: &str) {
+    let text = format!(
+        "name: c\ndisks:\n  - name: root\n    source: {{ file: {file}{extra} }}\noutputs:\n  - {{ disk_format: qcow2, container_format: bare }}\n"
+    );
+    std::fs::write(d.path("s.yaml"), text).unwrap();
+}
+
+/// Builds and asserts the output equals `original` by `qemu-img compare`.
+fn builds_identical(d: &Dir, out: &str, original: &Path) -> String {
+    let result = build(d, out);
+    assert!(result.status.success(), "{}", describe(&result));
+    let built = d.path(&format!("{out}/c.qcow2"));
+    let compared = run_ok(
+        "qemu-img",
+        &[
+            "compare",
+            &original.display().to_string(),
+            &built.display().to_string(),
+        ],
+    );
+    assert!(compared.contains("identical"), "{compared}");
+    String::from_utf8_lossy(&result.stderr).into_owned() + &String::from_utf8_lossy(&result.stdout)
+}
+
+/// The entries of the unpacked-image cache (none when it does not exist).
+fn unpacked(d: &Dir) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(d.path("cache/kiln/unpacked")) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = dir
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// A 24 MiB sparse raw image with random runs, `d/disk.raw`.
+fn raw(d: &Dir) -> PathBuf {
+    sparse_raw(&d.path("disk.raw"), 24 << 20, 12, 17)
+}
+
+/// Asserts a refused build: exit `code`, `needle` in stderr, and nothing left in the
+/// output directory or the unpacked cache.
+fn refused(d: &Dir, code: i32, needle: &str) {
+    let result = build(d, "out");
+    assert_eq!(result.status.code(), Some(code), "{}", describe(&result));
+    let err = String::from_utf8_lossy(&result.stderr);
+    assert!(err.contains(needle), "expected `{needle}` in:\n{err}");
+    let left: Vec<_> = std::fs::read_dir(d.path("out"))
+        .map(|dir| dir.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left in out/: {left:?}");
+    assert_eq!(unpacked(d), Vec::<String>::new());
+}
+
+#[test]
+fn raw_xz_streams_into_an_identical_qcow2_without_a_cache_entry() {
+    let d = Dir::new();
+    let original = raw(&d);
+    sh(&d, &["xz"], "xz -k -T1 disk.raw");
+    spec(&d, "disk.raw.xz", "");
+    builds_identical(&d, "out", &original);
+    assert_eq!(
+        unpacked(&d),
+        Vec::<String>::new(),
+        "a raw xz image is streamed"
+    );
+}
+
+#[test]
+fn raw_zst_streams_into_an_identical_qcow2() {
+    let d = Dir::new();
+    let original = raw(&d);
+    sh(&d, &["zstd"], "zstd -q disk.raw");
+    spec(&d, "disk.raw.zst", "");
+    builds_identical(&d, "out", &original);
+    assert_eq!(
+        unpacked(&d),
+        Vec::<String>::new(),
+        "a raw zstd image is streamed"
+    );
+}
+
+#[test]
+fn raw_gz_builds_an_identical_qcow2() {
+    let d = Dir::new();
+    let original = raw(&d);
+    sh(&d, &["gzip"], "gzip -k disk.raw");
+    spec(&d, "disk.raw.gz", "");
+    builds_identical(&d, "out", &original);
+}
+
+#[test]
+fn raw_bz2_is_unpacked_once_and_reused() {
+    let d = Dir::new();
+    let original = raw(&d);
+    sh(&d, &["bzip2"], "bzip2 -k disk.raw");
+    spec(&d, "disk.raw.bz2", "");
+    builds_identical(&d, "out", &original);
+    let first = unpacked(&d);
+    assert_eq!(
+        first,
+        [sha256(&d.path("disk.raw.bz2"))],
+        "keyed by the compressed digest"
+    );
+    let log = builds_identical(&d, "again", &original);
+    assert_eq!(unpacked(&d), first, "one entry per content");
+    assert!(log.contains("using unpacked"), "{log}");
+}
+
+#[test]
+fn qcow2_xz_is_unpacked_once_into_the_cache() {
+    let d = Dir::new();
+    let original = raw(&d);
+    sh(
+        &d,
+        &["qemu-img", "xz"],
+        "qemu-img convert -O qcow2 disk.raw d.qcow2 && xz -k d.qcow2",
+    );
+    spec(&d, "d.qcow2.xz", "");
+    builds_identical(&d, "out", &original);
+    assert_eq!(unpacked(&d).len(), 1);
+    let log = builds_identical(&d, "again", &original);
+    assert_eq!(unpacked(&d).len(), 1, "one entry per content");
+    assert!(log.contains("using unpacked"), "{log}");
+}
+
+#[test]
+fn stream_optimized_vmdk_gz_builds_an_identical_qcow2() {
+    let d = Dir::new();
+    let original = raw(&d);
+    sh(
+        &d,
+        &["qemu-img", "gzip"],
+        "qemu-img convert -O vmdk -o subformat=streamOptimized disk.raw d.vmdk && gzip -k d.vmdk",
+    );
+    spec(&d, "d.vmdk.gz", "");
+    builds_identical(&d, "out", &original);
+}
+
+#[test]
+fn tar_xz_with_one_disk_raw_builds_by_default() {
+    let d = Dir::new();
+    let original = raw(&d);
+    sh(
+        &d,
+        &["tar", "xz"],
+        "echo hi > README && tar -cJf d.tar.xz README disk.raw",
+    );
+    spec(&d, "d.tar.xz", "");
+    builds_identical(&d, "out", &original);
+}
+
+#[test]
+fn tar_zst_member_picks_one_of_two_images() {
+    let d = Dir::new();
+    let original = raw(&d);
+    sh(
+        &d,
+        &["tar", "zstd", "qemu-img"],
+        "qemu-img convert -O qcow2 disk.raw other.qcow2 && tar -cf d.tar disk.raw other.qcow2 && zstd -q d.tar",
+    );
+    spec(&d, "d.tar.zst", ", member: other.qcow2");
+    builds_identical(&d, "out", &original);
+    assert_eq!(unpacked(&d).len(), 1, "the qcow2 member is unpacked");
+}
+
+#[test]
+fn plain_tar_member_is_read_in_place() {
+    let d = Dir::new();
+    let original = raw(&d);
+    sh(&d, &["tar", "bzip2"], "tar -cf d.tar ./disk.raw");
+    spec(&d, "d.tar", ", member: disk.raw");
+    builds_identical(&d, "out", &original);
+    assert_eq!(
+        unpacked(&d),
+        Vec::<String>::new(),
+        "a plain tar is not copied"
+    );
+}
+
+#[test]
+fn tar_bz2_member_builds_an_identical_qcow2() {
+    let d = Dir::new();
+    let original = raw(&d);
+    sh(&d, &["tar", "bzip2"], "tar -cjf d.tar.bz2 disk.raw");
+    spec(&d, "d.tar.bz2", "");
+    builds_identical(&d, "out", &original);
+}
+
+#[test]
+fn truncated_xz_is_refused() {
+    let d = Dir::new();
+    raw(&d);
+    sh(
+        &d,
+        &["xz", "head"],
+        "xz -k disk.raw && head -c 20000 disk.raw.xz > t.raw.xz",
+    );
+    spec(&d, "t.raw.xz", "");
+    refused(&d, 1, "xz file has no valid index");
+}
+
+#[test]
+fn decompression_bomb_past_max_size_is_refused() {
+    let d = Dir::new();
+    // 64 MiB of one repeated non-zero byte: bzip2 shrinks it to a few hundred bytes.
+    sh(
+        &d,
+        &["bzip2", "head", "tr"],
+        "head -c 67108864 /dev/zero | tr '\\0' 'A' | bzip2 > bomb.raw.bz2",
+    );
+    spec(&d, "bomb.raw.bz2", ", max_size: 8MiB");
+    refused(&d, 1, "decompresses to more than 8388608 bytes");
+}
+
+#[test]
+fn tar_with_two_images_and_no_member_is_refused() {
+    let d = Dir::new();
+    raw(&d);
+    sh(
+        &d,
+        &["tar", "xz"],
+        "cp disk.raw b.img && tar -cJf d.tar.xz disk.raw b.img",
+    );
+    spec(&d, "d.tar.xz", "");
+    refused(
+        &d,
+        2,
+        "several disk images; name one with `member:`; its members are: disk.raw, b.img",
+    );
+}
+
+#[test]
+fn member_that_is_not_there_is_refused() {
+    let d = Dir::new();
+    raw(&d);
+    sh(&d, &["tar", "gzip"], "tar -czf d.tar.gz disk.raw");
+    spec(&d, "d.tar.gz", ", member: root.img");
+    refused(
+        &d,
+        1,
+        "the archive has no member `root.img`; its members are: disk.raw",
+    );
+}
+
+#[test]
+fn corrupt_gzip_is_refused() {
+    let d = Dir::new();
+    raw(&d);
+    // Overwrite 64 bytes in the middle of the deflate data.
+    sh(
+        &d,
+        &["gzip", "dd"],
+        "gzip -k disk.raw && n=$(stat -c %s disk.raw.gz) && head -c 64 /dev/urandom | dd of=disk.raw.gz bs=1 seek=$((n / 2)) conv=notrunc status=none",
+    );
+    spec(&d, "disk.raw.gz", "");
+    refused(
+        &d,
+        1,
+        "gzip data is corrupt or truncated near compressed byte",
+    );
+}
