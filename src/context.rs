@@ -72,6 +72,18 @@ impl BuildContext {
     }
 }
 
+/// kiln's cache directory, `$XDG_CACHE_HOME/kiln` (else `~/.cache/kiln`): downloads
+/// (`fetch`) and unpacked images (`unpack`) live below it.
+pub fn cache_root() -> std::path::PathBuf {
+    use std::path::PathBuf;
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from(".cache"));
+    base.join("kiln")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,6 +20,7 @@ pub mod seed;
 pub mod size;
 pub mod spec;
 pub mod suggest;
+pub mod unpack;
 
 pub use context::BuildContext;
 pub use error::{Error, ErrorKind, Result};

@@ -1,6 +1,7 @@
 //! The layering rules of STYLE.md, enforced by scanning `src/`:
-//! `cli → plan → container → disk → io`, `spec` and `fetch` below `plan` (the plan translates the spec
-//! for the engine), and clap/miette/anyhow only in `main.rs` and `src/cli/`.
+//! `cli → plan → container → disk → io`, `spec` and `fetch` below `plan` (the plan translates
+//! the spec for the engine; `fetch` acts on the spec's sources), `unpack` below both, and
+//! clap/miette/anyhow only in `main.rs` and `src/cli/`.
 
 use std::path::{Path, PathBuf};
 
@@ -56,7 +57,7 @@ fn cli_crates_stay_in_the_binary() {
 
 #[test]
 fn lower_layers_do_not_import_upper_ones() {
-    let rules: [(&str, &[&str]); 7] = [
+    let rules: [(&str, &[&str]); 8] = [
         (
             "io/",
             &[
@@ -81,11 +82,19 @@ fn lower_layers_do_not_import_upper_ones() {
         ("fs/", &["crate::container", "crate::plan", "crate::spec"]),
         (
             "spec/",
-            &["crate::plan", "crate::io::output", "crate::disk::vmdk"],
+            &[
+                "crate::plan",
+                "crate::io::output",
+                "crate::disk::vmdk",
+                "crate::fetch",
+            ],
         ),
         ("plan/", &["crate::cli"]),
-        // Fetching (download, verify, unpack) serves the plan and reads with the engine.
-        ("fetch/", &["crate::plan", "crate::spec"]),
+        // Fetching (download, verify) serves the plan and acts on the spec's sources.
+        ("fetch/", &["crate::plan", "crate::cli"]),
+        // Unpacking (compressed images, archive members) reads with the engine; the spec
+        // and the plan both use it.
+        ("unpack/", &["crate::plan", "crate::spec", "crate::fetch"]),
     ];
     for (layer, forbidden) in rules {
         for needle in forbidden {

@@ -1,13 +1,13 @@
 //! The image a reading command was given: a disk image, or a disk inside an OVA (the first
 //! disk, or `--member NAME`), read in place; a compressed image (`.xz`, `.gz`, `.zst`,
-//! `.bz2`, by magic) or compressed tar is read through `fetch::unpack`.
+//! `.bz2`, by magic) or compressed tar is read through `kiln::unpack`.
 
 use std::path::{Path, PathBuf};
 
 use kiln::container::ova;
 use kiln::disk::{self, DiskFormat, DiskReader, OpenOptions};
-use kiln::fetch::unpack::{self, UnpackOptions};
 use kiln::io::FileSource;
+use kiln::unpack::{self, UnpackOptions};
 use kiln::{Error, Result};
 
 /// An opened input image.

@@ -19,7 +19,6 @@ pub mod checksum;
 mod error;
 pub mod http;
 mod signature;
-pub mod unpack;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -68,12 +67,7 @@ pub struct Options {
 
 /// The download cache directory.
 pub fn cache_dir() -> PathBuf {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from(".cache"));
-    base.join("kiln").join("downloads")
+    crate::context::cache_root().join("downloads")
 }
 
 /// One source to fetch and the spec location errors name (`spec.yaml:7:9: disks[0].source`).

@@ -13,10 +13,10 @@ use crate::container::manifest;
 use crate::disk::{self, Blank, CreateRequest, DiskFormat, DiskReader, DiskWriter, Grown};
 use crate::error::{Error, Result};
 use crate::fetch;
-use crate::fetch::unpack::{self, UnpackOptions};
 use crate::io::output::OutputSet;
 use crate::seed;
 use crate::spec::{DiskPlanSource, ValidOutput, ValidSeed};
+use crate::unpack::{self, UnpackOptions};
 
 impl Plan {
     /// Fetches sources, writes every artefact, then the report and SHA256SUMS.

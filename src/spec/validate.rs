@@ -24,9 +24,9 @@ use super::model::{
 use super::{Issue, Span, SpecErrors, load};
 use crate::container::ovf::{self, Bus};
 use crate::disk::{self, DiskFormat, KvOptions, OpenOptions};
-use crate::fetch::unpack::{self, UnpackOptions};
 use crate::seed::SeedSpec;
 use crate::size::parse_size;
+use crate::unpack::{self, UnpackOptions};
 
 /// Where a disk's bytes come from, resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]

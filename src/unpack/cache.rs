@@ -27,10 +27,7 @@ const HOLE_BYTES: usize = 64 << 10;
 
 /// The directory of unpacked images, next to the downloads.
 pub fn unpacked_dir() -> PathBuf {
-    let downloads = super::super::cache_dir();
-    downloads
-        .parent()
-        .map_or_else(|| PathBuf::from("unpacked"), |p| p.join("unpacked"))
+    crate::context::cache_root().join("unpacked")
 }
 
 /// The cache entry name for `path` read with `opts`.
