@@ -17,18 +17,13 @@ use crate::util::*;
 /// Peak RSS allowed for any command on any hostile image.
 const MAX_RSS_KIB: u64 = 256 << 10;
 
-/// The oracle venv's python (oslo.utils' format_inspector).
+/// The test venv's python (oslo.utils' format_inspector), made by `tests/setup.sh`.
 fn oracle_python() -> PathBuf {
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache"));
-    let python = std::env::var_os("KILN_ORACLES_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| cache.join("kiln/oracles-venv"))
-        .join("bin/python");
+    let python = test_cache().join("venv/bin/python");
     assert!(
         python.exists(),
-        "the oracle venv is missing; run `bash ../shared/oracles/install.sh`"
+        "the test venv is missing under {}; run `{SETUP}`",
+        test_cache().display()
     );
     python
 }
