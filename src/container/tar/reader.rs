@@ -165,7 +165,8 @@ pub fn list(src: &dyn ReadAt) -> Result<Vec<Member>> {
     let mut offset = 0u64;
     let mut block = [0u8; 512];
     loop {
-        if archive_len - offset < TAR_BLOCK {
+        // A last member without its padding leaves `offset` past the end.
+        if archive_len.saturating_sub(offset) < TAR_BLOCK {
             return Err(TarReadError::MissingEnd { offset }.into());
         }
         read_exact_at(src, &mut block, offset, "tar header")?;
@@ -361,6 +362,16 @@ mod tests {
         let mut buf = [0u8; 5];
         read_exact_at(&*m.view(&bytes), &mut buf, 0, "t").unwrap();
         assert_eq!(&buf, b"hello");
+    }
+
+    /// Found by the tar fuzz target (2026-12-04, fuzz/regressions/tar/unpadded-last-member):
+    /// a member whose data ends at the end of the file, without its padding, overflowed the
+    /// subtraction that looks for the end-of-archive blocks.
+    #[test]
+    fn a_last_member_without_padding_is_a_missing_end() {
+        let mut bytes = member("d.vmdk", b"hello", 0).unwrap();
+        bytes.truncate(512 + 5);
+        assert!(error_of(bytes).contains("end"), "missing end");
     }
 
     #[test]
