@@ -29,10 +29,15 @@ fn main() {
 }
 
 /// `git ARGS` in the package directory: its trimmed stdout, or None when git fails.
+///
+/// The directory is read when the script runs, not with `env!` when it is compiled: cargo
+/// reuses a compiled build script across checkouts sharing a target directory, and a path
+/// baked in would name a checkout that may be gone (a CI clone), giving `unknown`.
 fn git(args: &[&str]) -> Option<String> {
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR")?;
     let out = Command::new("git")
         .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .current_dir(dir)
         .output()
         .ok()?;
     let text = String::from_utf8(out.stdout).ok()?;
