@@ -2,6 +2,9 @@
 //!
 //! Format modules keep their own `thiserror` enums whose messages carry byte offsets; they
 //! fold into [`Error`] at the module edge with a kind that tells the CLI how to report it.
+//! The context a caller may want as data rather than text (the file, and for failed reads
+//! and refused tables the byte offset and what was being read) travels in fields, attached
+//! once: the place by the read that failed, the path by the edge that opened the file.
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -26,11 +29,21 @@ pub enum ErrorKind {
     Refused,
 }
 
-/// The crate error: kind, optional file path, and the underlying cause.
+/// Where in a file an error arose: the byte offset and what was being read there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Place {
+    /// Byte offset in the file (or in the member or partition read as one).
+    pub offset: u64,
+    /// What was being read ("VHD BAT", "grain table").
+    pub operation: &'static str,
+}
+
+/// The crate error: kind, optional file path and place, and the underlying cause.
 #[derive(Debug)]
 pub struct Error {
     kind: ErrorKind,
     path: Option<PathBuf>,
+    place: Option<Place>,
     source: Box<dyn StdError + Send + Sync>,
 }
 
@@ -40,6 +53,7 @@ impl Error {
         Self {
             kind,
             path: None,
+            place: None,
             source: source.into(),
         }
     }
@@ -66,6 +80,21 @@ impl Error {
             self.path = Some(path.to_path_buf());
         }
         self
+    }
+
+    /// Records where in the file the error arose, unless a place is already recorded. The
+    /// message text is unchanged: module errors already name the offset in words.
+    #[must_use]
+    pub fn at(mut self, offset: u64, operation: &'static str) -> Self {
+        if self.place.is_none() {
+            self.place = Some(Place { offset, operation });
+        }
+        self
+    }
+
+    /// Where in the file the error arose, when the failing read or table recorded it.
+    pub fn place(&self) -> Option<Place> {
+        self.place
     }
 
     /// The broad kind.

@@ -23,4 +23,4 @@ pub mod suggest;
 pub mod unpack;
 
 pub use context::BuildContext;
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Error, ErrorKind, Place, Result};

@@ -36,6 +36,7 @@ use super::{
 use crate::error::{Error, ErrorKind, Result};
 use crate::io::output::OutputSet;
 use crate::io::sparse_out::SparseOut;
+use crate::io::table::{self, TableAt};
 use crate::io::{ReadAt, Source, read_exact_at};
 
 /// The `-o` keys the vdi writer accepts.
@@ -373,18 +374,13 @@ pub(super) fn open(src: Source) -> Result<Box<dyn DiskReader>> {
 }
 
 fn read_map(file: &dyn ReadAt, offset: u64, entries: u64) -> Result<Vec<u32>> {
-    let len = usize::try_from(entries * 4).map_err(|_| {
-        Error::new(
-            ErrorKind::InvalidImage,
-            format!("VDI block map at {offset:#x} is too large"),
-        )
-    })?;
-    let mut bytes = vec![0u8; len];
-    read_exact_at(file, &mut bytes, offset, "VDI block map")?;
-    Ok(bytes
-        .chunks_exact(4)
-        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect())
+    let at = TableAt {
+        what: "VDI block map",
+        offset,
+        entries,
+        max_bytes: VDI_MAX_BLOCKS * 4,
+    };
+    table::load(file, at, u32::from_le_bytes)
 }
 
 /// Every stored block lies in the file and no two entries share a data block.

@@ -1,6 +1,6 @@
 //! I/O: sources readers read from (files and views of them), sinks writers write to
 //! (atomic output files, sparse positioned writes), positioned reads with error context,
-//! and OS specifics.
+//! the one bounded loader for on-disk tables ([`table`]), and OS specifics.
 //!
 //! `io` is the bottom layer: it imports nothing of the crate but the error type, so disk
 //! formats, containers and the plan all build on it (enforced by `tests/layering.rs`).
@@ -10,6 +10,7 @@ pub mod output;
 pub mod source;
 pub(crate) mod sparse_out;
 pub mod sys;
+pub mod table;
 
 pub use source::{FileSource, ReadAt, Source, View};
 
@@ -95,6 +96,7 @@ pub fn read_exact_at(
                 },
             )
         }
+        .at(offset, what)
     })
 }
 
@@ -112,4 +114,25 @@ fn fill_at(source: &dyn ReadAt, mut buf: &mut [u8], mut offset: u64) -> std::io:
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_short_read_names_what_and_where_in_text_and_in_fields() {
+        let bytes = vec![0u8; 10];
+        let mut buf = [0u8; 8];
+        let err = read_exact_at(&bytes, &mut buf, 6, "grain table").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidImage);
+        assert!(
+            err.to_string().contains("grain table at offset 0x6"),
+            "{err}"
+        );
+        let place = err.place().expect("the read records its place");
+        assert_eq!((place.offset, place.operation), (6, "grain table"));
+        // The first place recorded is kept: the read that failed knows best.
+        assert_eq!(err.at(0, "outer").place(), Some(place));
+    }
 }

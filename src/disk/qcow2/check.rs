@@ -19,7 +19,7 @@ use super::reader::{QCOW2_OFFSET_MASK, QCOW2_OFLAG_ZERO, read_header};
 use super::refcount::{Counted, QCOW2_REFT_OFFSET_MASK, Stored, read_zero_filled};
 use super::writer::QCOW2_OFLAG_COMPRESSED;
 use crate::error::Result;
-use crate::io::ReadAt;
+use crate::io::{ReadAt, table};
 
 /// L1 and L2 entry bit 63: the cluster's refcount is exactly 1.
 const QCOW2_OFLAG_COPIED: u64 = 1 << 63;
@@ -252,10 +252,7 @@ impl<'a> Check<'a> {
         let n = (self.cs / 8).min(size - first);
         let mut bytes = vec![0u8; usize::try_from(n * 8).expect("one cluster")];
         self.read(&mut bytes, offset.saturating_add(first * 8))?;
-        Ok(bytes
-            .chunks_exact(8)
-            .map(|b| u64::from_be_bytes(b.try_into().expect("8 bytes")))
-            .collect())
+        Ok(table::decode_all(&bytes, u64::from_be_bytes))
     }
 
     /// An L2 table's entries; every read counts against the L2 read budget.
@@ -268,10 +265,7 @@ impl<'a> Check<'a> {
         self.l2_bytes_left -= self.cs;
         let mut bytes = vec![0u8; usize::try_from(self.cs).expect("at most 2 MiB")];
         self.read(&mut bytes, offset)?;
-        Ok(bytes
-            .chunks_exact(8)
-            .map(|b| u64::from_be_bytes(b.try_into().expect("8 bytes")))
-            .collect())
+        Ok(table::decode_all(&bytes, u64::from_be_bytes))
     }
 
     /// qemu's `check_refcounts_l2` for one entry.

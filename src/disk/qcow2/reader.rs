@@ -12,6 +12,7 @@ use super::header::{
 use super::writer::QCOW2_OFLAG_COMPRESSED;
 use crate::disk::{DiskFormat, DiskReader, Extent, ImageInfo, MAX_EXTENT_BYTES};
 use crate::error::Result;
+use crate::io::table::{self, TableAt};
 use crate::io::{ReadAt, Source, read_exact_at};
 
 /// Bits 9..=55 of an L1 or standard L2 entry hold the host offset.
@@ -124,10 +125,7 @@ impl Qcow2Reader {
         }
         let mut bytes = vec![0u8; usize::try_from(cs).expect("cluster fits usize")];
         read_exact_at(&*self.src, &mut bytes, offset, "qcow2 L2 table")?;
-        self.l2 = bytes
-            .chunks_exact(8)
-            .map(|c| u64::from_be_bytes(c.try_into().expect("8 bytes")))
-            .collect();
+        self.l2 = table::decode_all(&bytes, u64::from_be_bytes);
         self.l2_index = Some(index);
         self.l2_offset = offset;
         Ok(true)
@@ -528,12 +526,13 @@ fn check_table(what: &'static str, offset: u64, len: u64, cs: u64, file_len: u64
 }
 
 fn read_l1(file: &dyn ReadAt, h: &Qcow2Header) -> Result<Vec<u64>> {
-    let mut bytes = vec![0u8; usize::try_from(h.l1_size).expect("checked against 4M entries") * 8];
-    read_exact_at(file, &mut bytes, h.l1_table_offset, "qcow2 L1 table")?;
-    Ok(bytes
-        .chunks_exact(8)
-        .map(|c| u64::from_be_bytes(c.try_into().expect("8 bytes")))
-        .collect())
+    let at = TableAt {
+        what: "qcow2 L1 table",
+        offset: h.l1_table_offset,
+        entries: u64::from(h.l1_size),
+        max_bytes: QCOW2_MAX_L1_BYTES,
+    };
+    table::load(file, at, u64::from_be_bytes)
 }
 
 /// The backing file name (only reached with allow_unsafe); bounded to qemu's 1023 bytes.

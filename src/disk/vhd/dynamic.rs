@@ -15,6 +15,7 @@ use crate::disk::blockmap::{BlockMapReader, BlockState, BlockTable, Stored, firs
 use crate::disk::{DiskFormat, DiskReader, DiskWriter, Extent, ImageInfo, WriteReport};
 use crate::error::{Error, Result};
 use crate::io::sparse_out::SparseOut;
+use crate::io::table::{self, TableAt};
 use crate::io::{ReadAt, Source, read_exact_at};
 
 /// "cxsparse": the dynamic header cookie.
@@ -220,18 +221,13 @@ fn read_bat(
         }
         .into());
     }
-    let too_large = || {
-        Error::new(
-            crate::ErrorKind::InvalidImage,
-            format!("VHD BAT at {offset:#x} is too large"),
-        )
+    let at = TableAt {
+        what: "VHD BAT",
+        offset,
+        entries: needed,
+        max_bytes: u64::from(u32::MAX) * 4,
     };
-    let mut bytes = vec![0u8; usize::try_from(len).map_err(|_| too_large())?];
-    read_exact_at(file, &mut bytes, offset, "VHD BAT")?;
-    Ok(bytes
-        .chunks_exact(4)
-        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
-        .collect())
+    table::load(file, at, u32::from_be_bytes)
 }
 
 /// The footer copy at offset 0 must be a valid footer describing the same disk.

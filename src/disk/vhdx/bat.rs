@@ -8,7 +8,7 @@ use super::region::Region;
 use super::{MIB, VhdxError};
 use crate::disk::block::is_zero;
 use crate::error::Result;
-use crate::io::{ReadAt, read_exact_at};
+use crate::io::{ReadAt, read_exact_at, table};
 
 /// Payload block state: not stored; reads as zeros (no parent).
 pub(super) const PAYLOAD_BLOCK_NOT_PRESENT: u64 = 0;
@@ -128,12 +128,7 @@ impl BatCursor {
             self.region.offset + index * 8,
             "VHDX BAT",
         )?;
-        self.entries.clear();
-        self.entries.extend(
-            self.raw
-                .chunks_exact(8)
-                .map(|c| u64::from_le_bytes(c.try_into().expect("chunks are 8 bytes"))),
-        );
+        self.entries = table::decode_all(&self.raw, u64::from_le_bytes);
         self.first = index;
         Ok(self.entries[0])
     }

@@ -18,6 +18,7 @@ use super::header::{
 };
 use crate::disk::Extent;
 use crate::error::{Error, Result};
+use crate::io::table::{self, TableAt};
 use crate::io::{ReadAt, Source, read_exact_at};
 
 /// Most grain directory entries kiln loads (16 MiB of directory).
@@ -396,12 +397,13 @@ fn read_gd(
         }
         .into());
     };
-    let mut bytes = vec![0u8; usize::try_from(gd_len).expect("at most 16 MiB")];
-    read_exact_at(file, &mut bytes, gd_offset, "grain directory")?;
-    let gd: Vec<u32> = bytes
-        .chunks_exact(4)
-        .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
-        .collect();
+    let at = TableAt {
+        what: "grain directory",
+        offset: gd_offset,
+        entries,
+        max_bytes: VMDK_MAX_GD_ENTRIES * 4,
+    };
+    let gd = table::load(file, at, u32::from_le_bytes)?;
     check_tables(&gd, gd_offset, gd_len, file_len)?;
     Ok(gd)
 }
