@@ -4,32 +4,15 @@
 //! packages; a key that does not match its certificate writes nothing.
 
 use crate::util::{
-    Dir, assert_same_file, check_ova, describe, names_in, openssl_verifies_cert, run_ok, sparse_raw,
+    Dir, assert_same_file, check_ova, describe, names_in, openssl_key_and_cert,
+    openssl_verifies_cert, run_ok, sparse_raw,
 };
 
 /// A throwaway RSA key and self-signed certificate as `key.pem` and `cert.pem` in `d`, and
 /// an unrelated key as `other.pem`.
 fn keys(d: &Dir) {
     for (key, cert) in [("key.pem", "cert.pem"), ("other.pem", "other-cert.pem")] {
-        let (key, cert) = (d.path(key), d.path(cert));
-        run_ok(
-            "openssl",
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                key.to_str().unwrap(),
-                "-out",
-                cert.to_str().unwrap(),
-                "-days",
-                "365",
-                "-subj",
-                "/CN=kiln build signer",
-            ],
-        );
+        openssl_key_and_cert(&d.path(key), &d.path(cert), "kiln build signer");
     }
 }
 

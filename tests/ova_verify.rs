@@ -116,24 +116,7 @@ fn every_package_kiln_builds_passes_check_ova_and_verify() {
 fn a_signed_package_verifies_with_openssl_and_kiln() {
     let d = Dir::new();
     good_package(&d);
-    run_ok(
-        "openssl",
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            d.path("key.pem").to_str().unwrap(),
-            "-out",
-            d.path("cert.pem").to_str().unwrap(),
-            "-days",
-            "365",
-            "-subj",
-            "/CN=kiln test signer",
-        ],
-    );
+    openssl_key_and_cert(&d.path("key.pem"), &d.path("cert.pem"), "kiln test signer");
     d.kiln_ok(&[
         "sign",
         "out/app.ova",
@@ -181,24 +164,7 @@ fn a_signed_package_verifies_with_openssl_and_kiln() {
 fn a_tampered_signature_is_caught() {
     let d = Dir::new();
     good_package(&d);
-    run_ok(
-        "openssl",
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            d.path("key.pem").to_str().unwrap(),
-            "-out",
-            d.path("cert.pem").to_str().unwrap(),
-            "-days",
-            "365",
-            "-subj",
-            "/CN=signer",
-        ],
-    );
+    openssl_key_and_cert(&d.path("key.pem"), &d.path("cert.pem"), "signer");
     d.kiln_ok(&[
         "sign",
         "out/app.ova",
@@ -610,24 +576,7 @@ fn a_key_that_is_not_the_certificates_is_refused() {
     let d = Dir::new();
     good_package(&d);
     for (key, cert) in [("a.key", "a.pem"), ("b.key", "b.pem")] {
-        run_ok(
-            "openssl",
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                d.path(key).to_str().unwrap(),
-                "-out",
-                d.path(cert).to_str().unwrap(),
-                "-days",
-                "30",
-                "-subj",
-                "/CN=x",
-            ],
-        );
+        openssl_key_and_cert(&d.path(key), &d.path(cert), "x");
     }
     let err = d.kiln_err(
         &["sign", "out/app.ova", "--key", "a.key", "--cert", "b.pem"],

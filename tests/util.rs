@@ -81,6 +81,30 @@ pub fn names_in(dir: &Path) -> Vec<String> {
     names
 }
 
+/// openssl makes a throwaway 2048-bit RSA key `key` and a self-signed certificate `cert`
+/// for it (valid a year, subject `CN=cn`).
+pub fn openssl_key_and_cert(key: &Path, cert: &Path, cn: &str) {
+    let subject = format!("/CN={cn}");
+    run_ok(
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            key.to_str().unwrap(),
+            "-out",
+            cert.to_str().unwrap(),
+            "-days",
+            "365",
+            "-subj",
+            &subject,
+        ],
+    );
+}
+
 /// openssl checks the signature line of the `.cert` file `cert` (`SHA256(NAME.mf)= HEX`
 /// then the PEM certificate) against the manifest `mf` beside it, with the certificate's
 /// public key.
