@@ -128,6 +128,15 @@ printf '%s\n' "name: s" "disks:" "  - name: root" "    source: { file: $RAW }" "
   "  - { disk_format: vmdk, container_format: ova }" > "$OUT/src/s.yaml"
 "$OLD" build --quiet "$OUT/src/s.yaml" -o "$OUT/src/build" > /dev/null
 for src in "$OUT/src/k.vmdk" "$OUT/src/q.vmdk" "$OUT/src/build/s.ova"; do
+  # An old binary from before OVA reading refuses the package: that is a missing feature,
+  # not a changed byte, so the OVA is then compared only with what the new one reads.
+  if [[ $src == *.ova ]] && ! "$OLD" info "$src" > /dev/null 2>&1; then
+    rm -f "$OUT/new/s.raw"
+    "$NEW" convert -t unsafe -O raw "$src" "$OUT/new/s.raw"
+    echo "skip     $(basename "$src"): the old binary cannot read OVAs"
+    check "  new raw of the OVA equals the source" "$RAW" "$OUT/new/s.raw"
+    continue
+  fi
   for fmt in raw qcow2 vhdx; do
     for who in old new; do
       bin=$OLD; [ $who = new ] && bin=$NEW
