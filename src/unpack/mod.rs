@@ -33,6 +33,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+pub use cache::unpacked_dir;
 pub use codec::Codec;
 
 use crate::disk::{self, DiskReader, OpenOptions};
