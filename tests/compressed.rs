@@ -175,7 +175,7 @@ fn cache_ls_and_prune_cover_unpacked_images() {
     spec(&d, "d.qcow2.xz", "");
     builds_identical(&d, "out", &original);
     let key = sha256(&d.path("d.qcow2.xz"));
-    assert_eq!(unpacked(&d), [key.clone()]);
+    assert_eq!(unpacked(&d), std::slice::from_ref(&key));
     let entry = d.path(&format!("cache/kiln/unpacked/{key}"));
     // The oracle for what the entry is: qemu-img reads it as the qcow2 that was packed.
     let info = run_ok("qemu-img", &["info", &entry.display().to_string()]);
