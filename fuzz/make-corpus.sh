@@ -15,7 +15,7 @@ for tool in qemu-img genisoimage python3 sfdisk mkfs.ext4 openssl "$KILN"; do
 done
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-targets="qcow2 vmdk vhd vhdx vdi iso probe spec_load tar ovf ec2_manifest partitions ext4"
+targets="qcow2 vmdk vhd vhdx vdi iso probe spec_load tar ovf ec2_manifest partitions ext4 unpack"
 rm -rf seeds
 for t in $targets; do mkdir -p "seeds/$t"; done
 
@@ -173,5 +173,38 @@ head -c 65536 "$tmp/i-kiln.iso" > seeds/partitions/iso-head.iso
 truncate -s 1M "$tmp/fs.ext4"
 mkfs.ext4 -q -F -b 1024 -O ^has_journal -d "$tmp/tree" -L seed "$tmp/fs.ext4"
 put "$tmp/fs.ext4" ext4
+
+# Compressed sources (`unpack`): a small raw image with data and zero runs, and a qcow2 of
+# it, compressed by each tool; tar archives of them, plain and compressed. Gzip'ed seeds are
+# named `-gz`, not `.gz` (run.sh and the replay would unpack them first).
+unpack_seeds() {
+    local u="$1/unpack" out="$2"
+    mkdir -p "$u"
+    seq 1 12000 > "$u/disk.raw"
+    truncate -s 128K "$u/disk.raw"
+    printf 'kiln fuzz seed' >> "$u/disk.raw"
+    truncate -s 192K "$u/disk.raw"
+    qemu-img convert -q -f raw -O qcow2 "$u/disk.raw" "$u/disk.qcow2"
+    xz -T1 -c "$u/disk.raw" > "$out/raw.xz"
+    zstd -q -c "$u/disk.raw" > "$out/raw.zst"
+    gzip -9n -c "$u/disk.raw" > "$out/raw-gz"
+    bzip2 -c "$u/disk.raw" > "$out/raw.bz2"
+    xz -T1 -c "$u/disk.qcow2" > "$out/qcow2.xz"
+    zstd -q -c "$u/disk.qcow2" > "$out/qcow2.zst"
+    (cd "$u" && tar --format=gnu --owner=0 --group=0 --mtime=@0 -cf disk.tar disk.raw)
+    (cd "$u" && cp disk.raw other.img && tar --format=ustar --owner=0 --group=0 --mtime=@0 \
+        -cf two.tar disk.raw other.img)
+    cp "$u/disk.tar" "$out/disk.tar"
+    xz -T1 -c "$u/disk.tar" > "$out/disk.tar.xz"
+    zstd -q -c "$u/two.tar" > "$out/two.tar.zst"
+    gzip -9n -c "$u/disk.tar" > "$out/disk.tar-gz"
+    # A truncated stream and a concatenation of two.
+    head -c 2000 "$out/raw.xz" > "$out/raw-cut.xz"
+    cat "$out/raw.zst" "$out/raw.zst" > "$out/raw-twice.zst"
+}
+for tool in xz zstd gzip bzip2 tar; do
+    command -v "$tool" >/dev/null || { echo "make-corpus.sh: $tool not found" >&2; exit 1; }
+done
+unpack_seeds "$tmp" seeds/unpack
 
 du -sh seeds

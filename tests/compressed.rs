@@ -58,13 +58,15 @@ fn builds_identical(d: &Dir, out: &str, original: &Path) -> String {
     String::from_utf8_lossy(&result.stderr).into_owned() + &String::from_utf8_lossy(&result.stdout)
 }
 
-/// The entries of the unpacked-image cache (none when it does not exist).
+/// The entries of the unpacked-image cache (none when it does not exist), without their
+/// `.json` sidecars.
 fn unpacked(d: &Dir) -> Vec<String> {
     let Ok(dir) = std::fs::read_dir(d.path("cache/kiln/unpacked")) else {
         return Vec::new();
     };
     let mut names: Vec<String> = dir
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.ends_with(".json"))
         .collect();
     names.sort();
     names
@@ -142,6 +144,77 @@ fn raw_bz2_is_unpacked_once_and_reused() {
     let log = builds_identical(&d, "again", &original);
     assert_eq!(unpacked(&d), first, "one entry per content");
     assert!(log.contains("using unpacked"), "{log}");
+}
+
+/// `kiln cache ARGS` with the cache under `d/cache`.
+fn cache_cmd(d: &Dir, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .arg("cache")
+        .args(args)
+        .current_dir(d.tmp.path())
+        .env("XDG_CACHE_HOME", d.path("cache"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "kiln cache {args:?}:\n{}",
+        describe(&out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn cache_ls_and_prune_cover_unpacked_images() {
+    let d = Dir::new();
+    let original = raw(&d);
+    sh(
+        &d,
+        &["qemu-img", "xz"],
+        "qemu-img convert -O qcow2 disk.raw d.qcow2 && xz -k d.qcow2",
+    );
+    spec(&d, "d.qcow2.xz", "");
+    builds_identical(&d, "out", &original);
+    let key = sha256(&d.path("d.qcow2.xz"));
+    assert_eq!(unpacked(&d), std::slice::from_ref(&key));
+    let entry = d.path(&format!("cache/kiln/unpacked/{key}"));
+    // The oracle for what the entry is: qemu-img reads it as the qcow2 that was packed.
+    let info = run_ok("qemu-img", &["info", &entry.display().to_string()]);
+    assert!(info.contains("file format: qcow2"), "{info}");
+    let bytes = std::fs::metadata(&entry).unwrap().len();
+    let ls = cache_cmd(&d, &["ls"]);
+    let line = (ls.lines())
+        .find(|l| l.starts_with("unpacked\t"))
+        .unwrap_or_else(|| panic!("no unpacked line:\n{ls}"));
+    let fields: Vec<&str> = line.split('\t').collect();
+    assert_eq!(fields[2], format!("unpacked/{key}"), "{ls}");
+    assert!(
+        fields[3].ends_with("/d.qcow2.xz"),
+        "came from the source: {ls}"
+    );
+    // The size shown (`1.5 MiB`) is the file's, to its three decimals.
+    let (number, unit) = fields[1].split_once(' ').unwrap();
+    let scale = match unit {
+        "B" => 1.0,
+        "KiB" => 1024.0,
+        "MiB" => 1048576.0,
+        other => panic!("unit {other}: {ls}"),
+    };
+    let shown = number.parse::<f64>().unwrap() * scale;
+    assert!(
+        (shown - bytes as f64).abs() <= bytes as f64 / 1000.0,
+        "{bytes} bytes shown as {}: {ls}",
+        fields[1]
+    );
+    // Pruning removes the image and its sidecar; the next build unpacks it again.
+    let pruned = cache_cmd(&d, &["prune", "--all"]);
+    assert!(pruned.contains(&format!("unpacked/{key}")), "{pruned}");
+    let left: Vec<_> = std::fs::read_dir(d.path("cache/kiln/unpacked"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    let log = builds_identical(&d, "again", &original);
+    assert!(log.contains("unpacking"), "{log}");
 }
 
 #[test]

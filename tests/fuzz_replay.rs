@@ -15,7 +15,7 @@ mod entry;
 type Entry = fn(&[u8]);
 
 /// Every fuzz target and its entry point.
-const TARGETS: [(&str, Entry); 13] = [
+const TARGETS: [(&str, Entry); 14] = [
     ("qcow2", entry::qcow2),
     ("vmdk", entry::vmdk),
     ("vhd", entry::vhd),
@@ -29,6 +29,7 @@ const TARGETS: [(&str, Entry); 13] = [
     ("ec2_manifest", entry::ec2_manifest),
     ("partitions", entry::partitions),
     ("ext4", entry::ext4),
+    ("unpack", entry::unpack),
 ];
 
 fn fuzz_dir() -> &'static Path {

@@ -5,6 +5,7 @@
 //! everything; every build is judged by `qemu-img compare` against the original image,
 //! every refusal leaves no cache entry and no artefact.
 
+mod more;
 mod net;
 
 use std::collections::BTreeMap;
@@ -479,6 +480,29 @@ impl Gpg {
         args.push(input.to_str().unwrap());
         self.run(&args);
         std::fs::read(output).unwrap()
+    }
+
+    /// The fingerprint of the (one) key, as gpg prints it.
+    fn fingerprint(&self) -> String {
+        let out = self.run(&["--with-colons", "--list-keys"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let line = text.lines().find(|l| l.starts_with("fpr:")).unwrap();
+        line.split(':').nth(9).unwrap().to_string()
+    }
+
+    /// What `gpg --verify --status-fd 1` says about `sig` over `data`.
+    fn verify_status(&self, sig: &[u8], data: &[u8]) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("d"), data).unwrap();
+        std::fs::write(dir.path().join("d.sig"), sig).unwrap();
+        let out = Command::new("gpg")
+            .env("GNUPGHOME", self.home.path())
+            .args(["--batch", "--status-fd", "1", "--verify"])
+            .arg(dir.path().join("d.sig"))
+            .arg(dir.path().join("d"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// `gpg --verify` as the oracle: true when gpg calls the signature good.

@@ -27,22 +27,7 @@ pub fn read_disk(format: Option<DiskFormat>, data: &[u8]) {
     let Ok(mut reader) = disk::open_source(src, Path::new("fuzz"), &opts) else {
         return;
     };
-    let size = reader.virtual_size();
-    let _ = reader.info();
-    let mut walked = 0u64;
-    for _ in 0..MAX_EXTENTS {
-        match reader.next_extent() {
-            Ok(Some(extent)) => {
-                walked += extent.len();
-                assert!(walked <= size, "extents run past the virtual size {size}");
-            }
-            Ok(None) => {
-                assert_eq!(walked, size, "extents end before the virtual size");
-                return;
-            }
-            Err(_) => return,
-        }
-    }
+    walk(reader.as_mut());
 }
 
 /// qcow2: the reader, the metadata check and the safety reasons.
@@ -116,6 +101,63 @@ pub fn tar(data: &[u8]) {
                 m.name
             );
             let _ = m.view(&archive);
+        }
+    }
+}
+
+/// Largest image the `unpack` target lets a source decompress to: keeps an execution short
+/// while a declared size past it exercises the refusal.
+pub const UNPACK_MAX_SIZE: u64 = 16 << 20;
+
+/// Compressed sources and archives (`kiln::unpack`): magic detection, the size the xz
+/// index, zstd frames or gzip trailer declare, the tar walk and member choice, and the
+/// streamed decode of a raw image (on its read-ahead thread). The reader is path-based, so
+/// the input is written to a file of this process first. An input whose first byte is odd
+/// asks for the member `disk.raw`; otherwise the archive's one disk image is chosen.
+pub fn unpack(data: &[u8]) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("kiln-fuzz-unpack-{}-{n}", std::process::id()));
+    if std::fs::write(&path, data).is_err() {
+        return;
+    }
+    let opts = kiln::unpack::UnpackOptions {
+        member: (data.first().is_some_and(|b| b % 2 == 1)).then(|| "disk.raw".to_string()),
+        max_size: Some(UNPACK_MAX_SIZE),
+        // A digest is given so nothing hashes the input; nothing is unpacked into a cache.
+        sha256: Some("0".repeat(64)),
+        force_cache: false,
+    };
+    let _ = kiln::unpack::is_packed(&path);
+    if let Ok(Some(size)) = kiln::unpack::peek_size(&path, &opts) {
+        assert!(
+            size <= UNPACK_MAX_SIZE,
+            "declared {size} bytes past the bound"
+        );
+    }
+    if let Ok(mut reader) = kiln::unpack::open(&path, &opts) {
+        walk(reader.as_mut());
+    }
+    let _ = std::fs::remove_file(&path);
+}
+
+/// Reads a disk's extents (up to [`MAX_EXTENTS`]): they must tile its virtual size.
+fn walk(reader: &mut dyn disk::DiskReader) {
+    let size = reader.virtual_size();
+    let _ = reader.info();
+    let mut walked = 0u64;
+    for _ in 0..MAX_EXTENTS {
+        match reader.next_extent() {
+            Ok(Some(extent)) => {
+                walked += extent.len();
+                assert!(walked <= size, "extents run past the virtual size {size}");
+            }
+            Ok(None) => {
+                assert_eq!(walked, size, "extents end before the virtual size");
+                return;
+            }
+            Err(_) => return,
         }
     }
 }

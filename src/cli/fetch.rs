@@ -1,17 +1,17 @@
-//! `kiln fetch SPEC` (fill the download cache), `kiln cache ls|prune`, and the progress bar
-//! `kiln build` shows while sources download.
+//! `kiln fetch SPEC` (fill the download cache), `kiln cache ls|prune`, and how downloads
+//! are shown: through the build's progress drawer on stderr (stdout is for results).
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use clap::{Args, Subcommand};
 use kiln::fetch::{self, Cache, Event, cache::Kind};
-use kiln::plan::Plan;
+use kiln::plan::{Observer, Plan, TaskId};
 use kiln::size::HumanSize;
 
 use super::KilnDiagnostic;
 use super::build::ConfineArgs;
-use super::progress::Progress;
+use super::progress::BuildProgress;
 
 #[derive(Debug, Args)]
 pub(super) struct FetchArgs {
@@ -36,8 +36,9 @@ pub(super) struct CacheArgs {
 
 #[derive(Debug, Subcommand)]
 enum CacheCommand {
-    /// List the cache: verified images (by SHA-256), checksum and signature files (by URL)
-    /// and unfinished downloads, with sizes and the URLs they came from.
+    /// List the cache: verified images (by SHA-256), checksum and signature files (by URL),
+    /// decompressed images (unpacked/) and unfinished downloads, with sizes and the URLs
+    /// or files they came from.
     Ls,
     /// Remove cache entries: unfinished downloads (--partials), entries not used for a
     /// while (--older-than), or everything (--all).
@@ -77,35 +78,43 @@ fn parse_age(s: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("`{s}` is too long"))
 }
 
-/// Draws one progress bar per download (on stdout, only when it is a terminal) and prints
-/// log lines on stderr unless quiet.
-pub(super) struct Observer {
-    quiet: bool,
-    bar: Option<Progress>,
+/// Shows a fetch's events through a build's [`Observer`] (the one drawer, on stderr): log
+/// lines as lines, each download as a task with a bar on a terminal. Downloads are
+/// numbered in the order they start.
+pub(super) struct Downloads<'a> {
+    obs: &'a mut dyn Observer,
+    count: usize,
+    running: Option<TaskId>,
 }
 
-impl Observer {
-    pub(super) fn new(quiet: bool) -> Self {
-        Self { quiet, bar: None }
+impl<'a> Downloads<'a> {
+    pub(super) fn new(obs: &'a mut dyn Observer) -> Self {
+        Self {
+            obs,
+            count: 0,
+            running: None,
+        }
     }
 
     pub(super) fn on(&mut self, e: Event<'_>) {
         match e {
-            Event::Log(line) if !self.quiet => eprintln!("kiln: {line}"),
-            Event::Log(_) => {}
-            Event::Start { total, at, .. } => {
-                let bar = Progress::new(total.unwrap_or(0));
-                bar.set(at);
-                self.bar = Some(bar);
+            Event::Log(line) => self.obs.line(line),
+            Event::Start { url, total, at } => {
+                let id = TaskId::Download(self.count);
+                self.count += 1;
+                self.obs
+                    .start(id, &fetch::file_name_of(url), total.unwrap_or(0));
+                self.obs.advance(id, at);
+                self.running = Some(id);
             }
             Event::Progress(done) => {
-                if let Some(bar) = &self.bar {
-                    bar.set(done);
+                if let Some(id) = self.running {
+                    self.obs.advance(id, done);
                 }
             }
             Event::Finish => {
-                if let Some(bar) = self.bar.take() {
-                    bar.finish();
+                if let Some(id) = self.running.take() {
+                    self.obs.finish(id);
                 }
             }
         }
@@ -113,15 +122,19 @@ impl Observer {
 }
 
 /// Before `kiln build` writes anything: every source the selected outputs need, fetched
-/// (checksum and signature files refreshed) or, with `offline`, found in the cache.
-pub(super) fn for_build(plan: &Plan, offline: bool, quiet: bool) -> miette::Result<()> {
+/// (checksum and signature files refreshed) or, with `offline`, found in the cache; the
+/// paths go to [`Plan::execute_with`], so nothing is fetched or verified twice.
+pub(super) fn for_build(
+    plan: &Plan,
+    offline: bool,
+    obs: &mut dyn Observer,
+) -> miette::Result<Vec<Option<PathBuf>>> {
     let opts = fetch::Options {
         offline,
         reuse_files: false,
     };
-    let mut obs = Observer::new(quiet);
-    plan.fetch_sources(false, opts, &mut |e| obs.on(e))
-        .map(|_| ())
+    let mut downloads = Downloads::new(obs);
+    plan.fetch_sources(false, opts, &mut |e| downloads.on(e))
         .map_err(wrap)
 }
 
@@ -138,9 +151,10 @@ pub(super) fn fetch(args: &FetchArgs) -> miette::Result<()> {
         offline: args.offline,
         reuse_files: false,
     };
-    let mut obs = Observer::new(args.quiet);
+    let mut obs = BuildProgress::observer(args.quiet);
+    let mut downloads = Downloads::new(obs.as_mut());
     let paths = plan
-        .fetch_sources(true, fetch_opts, &mut |e| obs.on(e))
+        .fetch_sources(true, fetch_opts, &mut |e| downloads.on(e))
         .map_err(wrap)?;
     for (disk, path) in plan.spec.disks.iter().zip(paths) {
         if let Some(path) = path {
@@ -151,7 +165,7 @@ pub(super) fn fetch(args: &FetchArgs) -> miette::Result<()> {
 }
 
 pub(super) fn cache(args: &CacheArgs) -> kiln::Result<()> {
-    let cache = Cache::new(fetch::cache_dir());
+    let cache = Cache::new(fetch::cache_dir()).with_unpacked(kiln::unpack::unpacked_dir());
     match &args.command {
         CacheCommand::Ls => {
             ls(&cache);
@@ -166,6 +180,7 @@ fn kind_name(k: Kind) -> &'static str {
         Kind::Image => "image",
         Kind::File => "file",
         Kind::Partial => "partial",
+        Kind::Unpacked => "unpacked",
     }
 }
 
@@ -175,7 +190,11 @@ fn ls(cache: &Cache) {
     let mut total = 0u64;
     for e in &entries {
         total = total.saturating_add(e.size);
-        let name = e.path.strip_prefix(cache.dir()).unwrap_or(&e.path);
+        // Unpacked images live next to the downloads: `unpacked/<key>`.
+        let root = cache.dir().parent().unwrap_or(cache.dir());
+        let name = (e.path.strip_prefix(cache.dir()))
+            .or_else(|_| e.path.strip_prefix(root))
+            .unwrap_or(&e.path);
         let url = e.meta.urls.last().map_or("-", String::as_str);
         println!(
             "{}\t{}\t{}\t{url}",

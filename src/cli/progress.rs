@@ -38,9 +38,10 @@ impl Progress {
     }
 }
 
-/// `kiln build`'s progress on stderr: on a terminal, a bar per artefact being written and
-/// per disk being hashed, with the step lines printed above them; otherwise the step lines
-/// alone, in order, and each tenth of a disk's hashing.
+/// `kiln build`'s (and `kiln fetch`'s) progress on stderr: on a terminal, a bar per
+/// download, per artefact being written and per disk being hashed, with the step lines
+/// printed above them; otherwise the step lines alone, in order, and each tenth of a disk's
+/// hashing.
 pub(super) struct BuildProgress {
     /// `None`: stderr is not a terminal.
     bars: Option<MultiProgress>,

@@ -7,6 +7,9 @@
 //! <cache>/url-<H>.partial      one whose SHA-256 is not (H: SHA-256 of the URL)
 //! <cache>/by-url/<H>           the last fetched checksum or signature file of a URL
 //! <cache>/by-url/<H>.json      sidecar: its URL
+//! <unpacked>/<key>             a decompressed image (`kiln::unpack`), when listed with it
+//! <unpacked>/<key>.json        sidecar: its size and the source it was unpacked from
+//! <unpacked>/<key>.<pid>.partial  an unpacking in progress (or interrupted)
 //! ```
 //!
 //! Images are content-addressed, so one content is one entry however many URLs serve it.
@@ -52,8 +55,10 @@ pub enum Kind {
     Image,
     /// A checksum or signature file, kept by URL.
     File,
-    /// An unfinished download.
+    /// An unfinished download (or unpacking).
     Partial,
+    /// A decompressed image in the unpacked directory (see [`Cache::with_unpacked`]).
+    Unpacked,
 }
 
 /// One entry of `kiln cache ls`.
@@ -75,6 +80,8 @@ pub struct Entry {
 #[derive(Debug, Clone)]
 pub struct Cache {
     dir: PathBuf,
+    /// The directory of unpacked images, listed and pruned with the downloads when set.
+    unpacked: Option<PathBuf>,
 }
 
 fn url_key(url: &str) -> String {
@@ -88,7 +95,18 @@ fn is_hex64(name: &str) -> bool {
 impl Cache {
     /// A cache in `dir`.
     pub fn new(dir: PathBuf) -> Self {
-        Self { dir }
+        Self {
+            dir,
+            unpacked: None,
+        }
+    }
+
+    /// The same cache, whose [`Cache::list`] and [`Cache::prune`] also cover the unpacked
+    /// images in `dir` (`kiln cache ls|prune`).
+    #[must_use]
+    pub fn with_unpacked(mut self, dir: PathBuf) -> Self {
+        self.unpacked = Some(dir);
+        self
     }
 
     /// The directory.
@@ -169,10 +187,16 @@ impl Cache {
     /// Every entry, sorted by path.
     pub fn list(&self) -> Vec<Entry> {
         let mut out = Vec::new();
-        for (dir, kind_of) in [
+        let mut dirs = vec![
             (self.dir.clone(), image_kind as fn(&str) -> Option<Kind>),
             (self.dir.join("by-url"), file_kind),
-        ] {
+        ];
+        dirs.extend(
+            self.unpacked
+                .clone()
+                .map(|d| (d, unpacked_kind as fn(&str) -> _)),
+        );
+        for (dir, kind_of) in dirs {
             let Ok(rd) = std::fs::read_dir(&dir) else {
                 continue;
             };
@@ -229,6 +253,25 @@ fn image_kind(name: &str) -> Option<Kind> {
     let partial = name.strip_suffix(".partial")?;
     let key = partial.strip_prefix("url-").unwrap_or(partial);
     is_hex64(key).then_some(Kind::Partial)
+}
+
+/// `<sha256>` or `<sha256>-<16 hex>` (an archive member), or either with `.<pid>.partial`.
+fn unpacked_kind(name: &str) -> Option<Kind> {
+    let key_ok = |key: &str| {
+        let (digest, member) = key.split_once('-').unwrap_or((key, "0000000000000000"));
+        is_hex64(digest)
+            && member.len() == 16
+            && member
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    };
+    if key_ok(name) {
+        return Some(Kind::Unpacked);
+    }
+    let rest = name.strip_suffix(".partial")?;
+    let (key, pid) = rest.rsplit_once('.')?;
+    (key_ok(key) && !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+        .then_some(Kind::Partial)
 }
 
 fn file_kind(name: &str) -> Option<Kind> {

@@ -24,9 +24,39 @@ impl Plan {
     /// # Errors
     /// The first failing step; artefacts finished before it stay in place.
     pub fn execute(&self, obs: &mut dyn Observer) -> Result<BuildReport> {
+        let opts = fetch::Options {
+            offline: false,
+            reuse_files: false,
+        };
+        let mut on = |e: fetch::Event<'_>| {
+            if let fetch::Event::Log(line) = e {
+                obs.line(line);
+            }
+        };
+        let fetched = self.fetch_sources(false, opts, &mut on)?;
+        self.execute_with(fetched, obs)
+    }
+
+    /// Writes every artefact from sources already fetched and verified by
+    /// [`Plan::fetch_sources`] (`fetched`, as it returned them), then the report and
+    /// SHA256SUMS. `kiln build` fetches first (to fail early, and to show download bars),
+    /// and each source is then read for its digest once, not again here.
+    ///
+    /// # Errors
+    /// The first failing step; artefacts finished before it stay in place.
+    pub fn execute_with(
+        &self,
+        fetched: Vec<Option<PathBuf>>,
+        obs: &mut dyn Observer,
+    ) -> Result<BuildReport> {
+        if fetched.len() != self.spec.disks.len() {
+            return Err(Error::invalid_input(
+                "execute_with: one fetched path per disk of the spec is needed",
+            ));
+        }
         std::fs::create_dir_all(&self.out_dir)
             .map_err(|e| Error::io(e).with_path(&self.out_dir))?;
-        let inputs = self.fetch_inputs(obs)?;
+        let inputs = self.unpack_inputs(fetched, obs)?;
         // An ami's partition is found before anything is written.
         let ranges = self.ami_ranges(&inputs)?;
         let mut steps = Steps {
@@ -115,21 +145,13 @@ impl Plan {
         Ok(packages)
     }
 
-    /// Local paths of the disks the selected outputs use (`None` for blank disks). Checksum
-    /// and signature files already in the cache are reused: `kiln build` has just refreshed
-    /// them with [`Plan::fetch_sources`], and `--offline` needs them as they are.
-    fn fetch_inputs(&self, obs: &mut dyn Observer) -> Result<Vec<Option<PathBuf>>> {
-        let opts = fetch::Options {
-            offline: false,
-            reuse_files: true,
-        };
-        let mut on = |e: fetch::Event<'_>| {
-            if let fetch::Event::Log(line) = e {
-                obs.line(line);
-            }
-        };
-        let fetched = self.fetch_sources(false, opts, &mut on)?;
-        // Compressed images that cannot be streamed are unpacked into the cache here.
+    /// The fetched sources as the engine reads them: compressed images that cannot be
+    /// streamed are unpacked into the cache here (`None` stays `None`).
+    fn unpack_inputs(
+        &self,
+        fetched: Vec<Option<PathBuf>>,
+        obs: &mut dyn Observer,
+    ) -> Result<Vec<Option<PathBuf>>> {
         let mut log = |line: &str| obs.line(line);
         (fetched.into_iter().enumerate())
             .map(|(i, path)| {

@@ -1,6 +1,6 @@
 //! What a build reports while it runs: step lines, in the order the steps start, and
-//! byte-counted tasks (an artefact being written, a disk being hashed for SHA256SUMS) that
-//! a terminal shows as bars. The plan only reports; the CLI decides how to show it.
+//! byte-counted tasks (an artefact being written, a disk being hashed for SHA256SUMS, a
+//! source downloading) that a terminal shows as bars. The plan only reports; the CLI decides how to show it.
 
 /// Receives a build's progress. A closure taking `&str` is an observer of lines alone.
 pub trait Observer {
@@ -30,4 +30,6 @@ pub enum TaskId {
     Write(usize),
     /// Hashing disk N's bytes for a raw artefact's SHA256SUMS line.
     Hash(usize),
+    /// Downloading a source (the Nth download to start).
+    Download(usize),
 }

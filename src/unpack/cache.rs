@@ -18,6 +18,7 @@ use super::stream::{self, Started};
 use super::{UnpackError, UnpackOptions, read_full};
 use crate::container::manifest::{hash_file, hex};
 use crate::error::{Error, Result};
+use crate::fetch::cache::{Cache, Sidecar};
 use crate::io::is_zero;
 
 /// Bytes decompressed per read.
@@ -76,17 +77,36 @@ pub fn unpack(
     ));
     let started = stream::start(path, codec, opts)?;
     let partial = dir.join(format!("{key}.{}.partial", std::process::id()));
-    let written = write_partial(started, &partial, opts.limit())
-        .and_then(|()| std::fs::rename(&partial, &done).map_err(Error::io));
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&partial);
-        return Err(e);
-    }
+    let written = write_partial(started, &partial, opts.limit()).and_then(|size| {
+        std::fs::rename(&partial, &done)
+            .map_err(Error::io)
+            .map(|()| size)
+    });
+    let size = match written {
+        Ok(size) => size,
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            return Err(e);
+        }
+    };
+    // What `kiln cache ls` shows: the image's size and the source it came from. The
+    // entry is complete without it (a lost sidecar only loses that line's origin).
+    let source = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let from = match &opts.member {
+        Some(member) => format!("{} (member {member})", source.display()),
+        None => source.display().to_string(),
+    };
+    let meta = Sidecar {
+        size,
+        ..Sidecar::default()
+    };
+    Cache::new(dir).record(&done, meta, &from)?;
     Ok(done)
 }
 
-/// Decompresses the started image into `partial`, with holes for zero blocks.
-fn write_partial(mut started: Started, partial: &Path, limit: u64) -> Result<()> {
+/// Decompresses the started image into `partial`, with holes for zero blocks; returns its
+/// size.
+fn write_partial(mut started: Started, partial: &Path, limit: u64) -> Result<u64> {
     let file = File::create(partial).map_err(|e| Error::io(e).with_path(partial))?;
     let mut buf = vec![0u8; CHUNK_BYTES];
     let mut total = 0u64;
@@ -116,7 +136,8 @@ fn write_partial(mut started: Started, partial: &Path, limit: u64) -> Result<()>
     started.input.finish(total)?;
     file.set_len(total)
         .and_then(|()| file.sync_all())
-        .map_err(|e| Error::io(e).with_path(partial))
+        .map_err(|e| Error::io(e).with_path(partial))?;
+    Ok(total)
 }
 
 /// Writes the non-zero blocks of `data` at `offset`.

@@ -23,6 +23,7 @@
 //! capped at [`XZ_MEMLIMIT`]. Corrupt or truncated data is a one-line error naming the
 //! compressed and uncompressed byte offsets; nothing half-written stays in the cache.
 
+mod ahead;
 mod archive;
 mod cache;
 mod codec;
@@ -33,6 +34,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+pub use cache::unpacked_dir;
 pub use codec::Codec;
 
 use crate::disk::{self, DiskReader, OpenOptions};
