@@ -8,7 +8,7 @@
 //!
 //! | | `vmware` (default) | `virtualbox` |
 //! |---|---|---|
-//! | `VirtualSystemType` | `vmx-13` | `virtualbox-2.2` |
+//! | `VirtualSystemType` | `vmx-13` (a profile's version, see `profile`) | `virtualbox-2.2` |
 //! | default disk controller | SCSI `lsilogic` | SATA `AHCI` |
 //! | SATA / NVMe subtype | `vmware.sata.ahci` / `vmware.nvme.controller` | `AHCI` / `NVMe` |
 //! | default NIC | `VmxNet3` | `E1000` |
@@ -120,6 +120,8 @@ pub struct Machine {
     pub efi: bool,
     /// Importer.
     pub target: Target,
+    /// VMware hardware version (`vmx-N`); `None` writes `vmx-13`. Ignored for VirtualBox.
+    pub hardware: Option<u32>,
     /// Network adapters, in order.
     pub adapters: Vec<Adapter>,
     /// OVF environment properties (ProductSection), handed to the guest through VMware's
@@ -315,14 +317,14 @@ impl Machine {
         }
         x.leaf(3, "Info", "Virtual hardware requirements");
         let system_type = match self.target {
-            Target::Vmware => "vmx-13",
-            Target::Virtualbox => "virtualbox-2.2",
+            Target::Vmware => format!("vmx-{}", self.hardware.unwrap_or(13)),
+            Target::Virtualbox => "virtualbox-2.2".to_string(),
         };
         x.line(3, "<System>");
         x.leaf(4, "vssd:ElementName", "Virtual Hardware Family");
         x.leaf(4, "vssd:InstanceID", "0");
         x.leaf(4, "vssd:VirtualSystemIdentifier", &self.name);
-        x.leaf(4, "vssd:VirtualSystemType", system_type);
+        x.leaf(4, "vssd:VirtualSystemType", &system_type);
         x.line(3, "</System>");
         let cpus = self.cpus.to_string();
         x.item(&[
@@ -516,6 +518,7 @@ mod tests {
             memory_mib: 2048,
             efi: false,
             target,
+            hardware: None,
             adapters: vec![Adapter {
                 network: "VM Network".into(),
                 model: None,

@@ -442,6 +442,7 @@ mod tests {
             memory_mib: 512,
             efi: false,
             target: Target::Vmware,
+            hardware: None,
             adapters: Vec::new(),
             properties: Vec::new(),
         };

@@ -17,6 +17,7 @@ fn kiln_machine(target: Target) -> Machine {
         memory_mib: 3072,
         efi: true,
         target,
+        hardware: None,
         adapters: vec![Adapter {
             network: "VM Network".into(),
             model: None,
