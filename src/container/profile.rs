@@ -28,6 +28,11 @@
 
 use super::ovf::{Bus, Nic, Target};
 
+/// What Glance's OVA import task says when a package holds more than one disk (glance
+/// `async_/flows/ovf_process.py`).
+pub const GLANCE_ONE_DISK: &str =
+    "Currently, OVA packages containing multiple disk are not supported.";
+
 /// A named importer profile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Profile {

@@ -4,15 +4,10 @@
 
 use super::Checker;
 use crate::container::ovf::Bus;
-use crate::container::profile::{Profile, Resolved, Rules, bus_name, nic_name};
+use crate::container::profile::{GLANCE_ONE_DISK, Profile, Resolved, Rules, bus_name, nic_name};
 use crate::spec::Issue;
 use crate::spec::model::{Controller, Firmware, Output, Spanned, Spec};
 use crate::suggest::closest;
-
-/// What Glance's OVA import task says when a package holds more than one disk (glance
-/// `async_/flows/ovf_process.py`).
-pub const GLANCE_ONE_DISK: &str =
-    "Currently, OVA packages containing multiple disk are not supported.";
 
 impl Checker<'_> {
     /// The profiles `target:` names and what they agree on; today's `vmware` when absent.
