@@ -122,6 +122,8 @@ pub struct Machine {
     pub target: Target,
     /// VMware hardware version (`vmx-N`); `None` writes `vmx-13`. Ignored for VirtualBox.
     pub hardware: Option<u32>,
+    /// Write `ovf:capacityAllocationUnits` (profiles other than `vmware`/`virtualbox`).
+    pub capacity_units: bool,
     /// Network adapters, in order.
     pub adapters: Vec<Adapter>,
     /// OVF environment properties (ProductSection), handed to the guest through VMware's
@@ -192,7 +194,7 @@ impl Machine {
                 2,
                 &format!(
                     r#"<Disk ovf:capacity="{}" ovf:diskId="vmdisk{n}" ovf:fileRef="file{n}" ovf:format="{VMDK_STREAM_FORMAT}"/>"#,
-                    disk.capacity,
+                    self.capacity(disk.capacity),
                     n = i + 1
                 ),
             );
@@ -422,6 +424,24 @@ impl Machine {
         next_id
     }
 
+    /// The `ovf:capacity` value, with `ovf:capacityAllocationUnits` when asked: govmomi's
+    /// vCenter simulator reads a capacity without units as kilobytes (1024 times too
+    /// large), so profiles write the largest whole unit as ovftool does.
+    fn capacity(&self, bytes: u64) -> String {
+        if !self.capacity_units {
+            return bytes.to_string();
+        }
+        let (n, unit) = [
+            (30, "byte * 2^30"),
+            (20, "byte * 2^20"),
+            (10, "byte * 2^10"),
+        ]
+        .into_iter()
+        .find(|(shift, _)| bytes.trailing_zeros() >= *shift)
+        .map_or((bytes, "byte"), |(shift, unit)| (bytes >> shift, unit));
+        format!(r#"{n}" ovf:capacityAllocationUnits="{unit}"#)
+    }
+
     /// `bus`, or the target's default controller.
     fn bus(&self, bus: Option<Bus>) -> Bus {
         bus.unwrap_or(self.target.default_bus())
@@ -519,6 +539,7 @@ mod tests {
             efi: false,
             target,
             hardware: None,
+            capacity_units: false,
             adapters: vec![Adapter {
                 network: "VM Network".into(),
                 model: None,

@@ -443,6 +443,8 @@ mod tests {
             efi: false,
             target: Target::Vmware,
             hardware: None,
+            capacity_units: false,
+            capacity_units: false,
             adapters: Vec::new(),
             properties: Vec::new(),
         };

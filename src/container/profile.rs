@@ -239,6 +239,9 @@ pub struct Resolved {
     pub hardware: Option<u32>,
     /// The NIC for adapters without a model; `None` for the dialect's default.
     pub nic: Option<Nic>,
+    /// Write `ovf:capacityAllocationUnits` (every profile but the `vmware` and
+    /// `virtualbox` aliases, whose descriptors stay byte for byte what they were).
+    pub capacity_units: bool,
 }
 
 impl Default for Resolved {
@@ -282,11 +285,14 @@ impl Resolved {
         } else {
             ALL_NICS.iter().copied().find(|n| accepted(*n))
         };
+        let capacity_units =
+            (list.iter()).any(|p| !matches!(p, Profile::Vmware | Profile::Virtualbox7));
         Self {
             profiles: list,
             target,
             hardware,
             nic,
+            capacity_units,
         }
     }
 

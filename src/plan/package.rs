@@ -50,6 +50,7 @@ pub fn package(spec: &ValidSpec, o: &ValidOutput, sizes: &[u64]) -> Result<Packa
         efi: m.firmware == Firmware::Efi,
         target: o.target.target,
         hardware: o.target.hardware,
+        capacity_units: o.target.capacity_units,
         adapters: (m.networks.iter())
             .map(|(network, adapter)| Adapter {
                 network: network.clone(),

@@ -18,6 +18,7 @@ fn kiln_machine(target: Target) -> Machine {
         efi: true,
         target,
         hardware: None,
+        capacity_units: false,
         adapters: vec![Adapter {
             network: "VM Network".into(),
             model: None,
