@@ -444,7 +444,6 @@ mod tests {
             target: Target::Vmware,
             hardware: None,
             capacity_units: false,
-            capacity_units: false,
             adapters: Vec::new(),
             properties: Vec::new(),
         };

@@ -156,7 +156,7 @@ fn files(env: &Envelope, name: &str, p: Profile, findings: &mut Vec<Finding>) {
                     .quoting("vSphere", VSPHERE_COMPRESSED),
             ),
             Tolerance::Warning => {
-                findings.push(Finding::warning("target.compression", message).at(place))
+                findings.push(Finding::warning("target.compression", message).at(place));
             }
             Tolerance::Tolerated => {}
         }
