@@ -17,6 +17,7 @@ mod layering;
 mod ova;
 mod ova_from_disks;
 mod ova_input;
+mod ova_profiles;
 mod ova_signed_build;
 mod ova_verify;
 mod partitions;

@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::Args;
 use kiln::container::inspect;
+use kiln::container::profile::Profile;
 use kiln::container::sign::sign_package;
 use kiln::container::signature::PackageSigner;
 use kiln::container::verify::{self, VerifyOptions, package};
@@ -30,6 +31,12 @@ pub(super) struct VerifyAnyArgs {
     /// Output style (OVF packages).
     #[arg(long, value_enum, default_value_t)]
     output: OutputMode,
+    /// OVF packages: also check the rules of these importers (comma separated): vmware,
+    /// esxi-6.7 (<= vmx-14), esxi-7 (<= vmx-19), esxi-8 (<= vmx-21), workstation-17
+    /// (<= vmx-21), virtualbox-7 (alias virtualbox), aws-vmimport, glance (one disk),
+    /// generic. Quotes the importer's own error where it has one
+    #[arg(long = "target", value_name = "T[,T...]", value_delimiter = ',')]
+    targets: Vec<String>,
     #[command(flatten)]
     target: super::bundle::VerifyArgs,
 }
@@ -129,7 +136,14 @@ pub(super) fn verify(args: &VerifyAnyArgs) -> Result<()> {
         )
         .with_path(file));
     }
-    let report = verify::verify_package(file, &VerifyOptions { now: now() })?;
+    let targets = profiles(&args.targets)?;
+    let report = verify::verify_package(
+        file,
+        &VerifyOptions {
+            now: now(),
+            targets,
+        },
+    )?;
     let text = match args.output {
         OutputMode::Human => report.render(),
         OutputMode::Json => json(&report)?,
@@ -140,6 +154,22 @@ pub(super) fn verify(args: &VerifyAnyArgs) -> Result<()> {
     }
     let message = format!("the package failed verification ({} errors)", report.errors);
     Err(Error::new(ErrorKind::InvalidImage, message).with_path(file))
+}
+
+/// The profiles `--target` names; an unknown one is an error with the closest name.
+fn profiles(names: &[String]) -> Result<Vec<Profile>> {
+    let known = Profile::names();
+    (names.iter().map(|n| n.trim()))
+        .map(|n| {
+            Profile::from_name(n).ok_or_else(|| {
+                let hint = kiln::suggest::closest(n, &known).map_or_else(
+                    || format!("; known: {}", known.join(", ")),
+                    |k| format!("; did you mean `{k}`?"),
+                );
+                Error::invalid_input(format!("--target: unknown target `{n}`{hint}"))
+            })
+        })
+        .collect()
 }
 
 pub(super) fn sign(args: &SignArgs) -> Result<()> {

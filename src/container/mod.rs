@@ -24,6 +24,7 @@ pub mod ova;
 pub mod ovf;
 pub mod ovf_read;
 pub mod package;
+pub mod profile;
 pub mod sign;
 pub mod signature;
 pub mod tar;

@@ -8,7 +8,7 @@
 //!
 //! | | `vmware` (default) | `virtualbox` |
 //! |---|---|---|
-//! | `VirtualSystemType` | `vmx-13` | `virtualbox-2.2` |
+//! | `VirtualSystemType` | `vmx-13` (a profile's version, see `profile`) | `virtualbox-2.2` |
 //! | default disk controller | SCSI `lsilogic` | SATA `AHCI` |
 //! | SATA / NVMe subtype | `vmware.sata.ahci` / `vmware.nvme.controller` | `AHCI` / `NVMe` |
 //! | default NIC | `VmxNet3` | `E1000` |
@@ -120,6 +120,10 @@ pub struct Machine {
     pub efi: bool,
     /// Importer.
     pub target: Target,
+    /// VMware hardware version (`vmx-N`); `None` writes `vmx-13`. Ignored for VirtualBox.
+    pub hardware: Option<u32>,
+    /// Write `ovf:capacityAllocationUnits` (profiles other than `vmware`/`virtualbox`).
+    pub capacity_units: bool,
     /// Network adapters, in order.
     pub adapters: Vec<Adapter>,
     /// OVF environment properties (ProductSection), handed to the guest through VMware's
@@ -190,7 +194,7 @@ impl Machine {
                 2,
                 &format!(
                     r#"<Disk ovf:capacity="{}" ovf:diskId="vmdisk{n}" ovf:fileRef="file{n}" ovf:format="{VMDK_STREAM_FORMAT}"/>"#,
-                    disk.capacity,
+                    self.capacity(disk.capacity),
                     n = i + 1
                 ),
             );
@@ -315,14 +319,14 @@ impl Machine {
         }
         x.leaf(3, "Info", "Virtual hardware requirements");
         let system_type = match self.target {
-            Target::Vmware => "vmx-13",
-            Target::Virtualbox => "virtualbox-2.2",
+            Target::Vmware => format!("vmx-{}", self.hardware.unwrap_or(13)),
+            Target::Virtualbox => "virtualbox-2.2".to_string(),
         };
         x.line(3, "<System>");
         x.leaf(4, "vssd:ElementName", "Virtual Hardware Family");
         x.leaf(4, "vssd:InstanceID", "0");
         x.leaf(4, "vssd:VirtualSystemIdentifier", &self.name);
-        x.leaf(4, "vssd:VirtualSystemType", system_type);
+        x.leaf(4, "vssd:VirtualSystemType", &system_type);
         x.line(3, "</System>");
         let cpus = self.cpus.to_string();
         x.item(&[
@@ -418,6 +422,24 @@ impl Machine {
             ]);
         }
         next_id
+    }
+
+    /// The `ovf:capacity` value, with `ovf:capacityAllocationUnits` when asked: govmomi's
+    /// vCenter simulator reads a capacity without units as kilobytes (1024 times too
+    /// large), so profiles write the largest whole unit as ovftool does.
+    fn capacity(&self, bytes: u64) -> String {
+        if !self.capacity_units {
+            return bytes.to_string();
+        }
+        let (n, unit) = [
+            (30, "byte * 2^30"),
+            (20, "byte * 2^20"),
+            (10, "byte * 2^10"),
+        ]
+        .into_iter()
+        .find(|(shift, _)| bytes.trailing_zeros() >= *shift)
+        .map_or((bytes, "byte"), |(shift, unit)| (bytes >> shift, unit));
+        format!(r#"{n}" ovf:capacityAllocationUnits="{unit}"#)
     }
 
     /// `bus`, or the target's default controller.
@@ -516,6 +538,8 @@ mod tests {
             memory_mib: 2048,
             efi: false,
             target,
+            hardware: None,
+            capacity_units: false,
             adapters: vec![Adapter {
                 network: "VM Network".into(),
                 model: None,

@@ -442,6 +442,8 @@ mod tests {
             memory_mib: 512,
             efi: false,
             target: Target::Vmware,
+            hardware: None,
+            capacity_units: false,
             adapters: Vec::new(),
             properties: Vec::new(),
         };

@@ -10,14 +10,14 @@ use super::{Commit, Plan, locate};
 
 use crate::container::cloud_init;
 use crate::container::manifest::Algorithm;
-use crate::container::ovf::{Adapter, Bus, Machine, Nic, Product};
+use crate::container::ovf::{Adapter, Bus, Machine, Product};
 use crate::container::package::{Form, Package, PackageWriter, file_names};
 use crate::container::signature::PackageSigner;
 use crate::context::BuildContext;
 use crate::disk::{CreateRequest, DiskFormat, DiskWriter, KvOptions, WriteReport};
 use crate::error::{Error, ErrorKind, Result};
 use crate::io::output::OutputSet;
-use crate::spec::model::{self, Controller, Firmware, ManifestDigest};
+use crate::spec::model::{Controller, Firmware, ManifestDigest};
 use crate::spec::{ValidOutput, ValidSpec};
 
 /// Largest licence text kiln puts into a descriptor.
@@ -48,16 +48,13 @@ pub fn package(spec: &ValidSpec, o: &ValidOutput, sizes: &[u64]) -> Result<Packa
         cpus: m.cpus,
         memory_mib: m.memory_mib,
         efi: m.firmware == Firmware::Efi,
-        target: o.target.importer(),
+        target: o.target.target,
+        hardware: o.target.hardware,
+        capacity_units: o.target.capacity_units,
         adapters: (m.networks.iter())
             .map(|(network, adapter)| Adapter {
                 network: network.clone(),
-                model: adapter.map(|a| match a {
-                    model::Adapter::E1000 => Nic::E1000,
-                    model::Adapter::E1000e => Nic::E1000e,
-                    model::Adapter::Vmxnet3 => Nic::Vmxnet3,
-                    model::Adapter::Virtio => Nic::Virtio,
-                }),
+                model: adapter.map(|a| a.nic()).or(o.target.nic),
             })
             .collect(),
         properties: match &spec.ovf_properties {
@@ -83,8 +80,7 @@ pub fn package(spec: &ValidSpec, o: &ValidOutput, sizes: &[u64]) -> Result<Packa
 /// The VMDK options of packaged disk `disk`: a SCSI disk says so in its own descriptor.
 fn vmdk_options(spec: &ValidSpec, o: &ValidOutput, disk: usize) -> KvOptions {
     let mut options = o.options.clone();
-    let bus =
-        (spec.disks[disk].controller).map_or(o.target.importer().default_bus(), Controller::bus);
+    let bus = (spec.disks[disk].controller).map_or(o.target.target.default_bus(), Controller::bus);
     if bus == Bus::Scsi && options.get("adapter_type").is_none() {
         options.set("adapter_type", "lsilogic");
     }

@@ -244,7 +244,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 mod tests {
     use super::*;
     use crate::disk::{DiskFormat, KvOptions};
-    use crate::spec::model::{ContainerFormat, ManifestDigest, OutputDiskFormat, Target};
+    use crate::spec::model::{ContainerFormat, ManifestDigest, OutputDiskFormat};
 
     fn output(disk_format: OutputDiskFormat, container: ContainerFormat) -> ValidOutput {
         ValidOutput {
@@ -256,7 +256,7 @@ mod tests {
             engine_format: DiskFormat::Raw,
             container,
             options: KvOptions::default(),
-            target: Target::Vmware,
+            target: crate::container::profile::Resolved::default(),
             manifest: ManifestDigest::Sha256,
             ami: None,
             sign: None,

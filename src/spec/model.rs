@@ -307,8 +307,10 @@ pub struct Output {
     #[serde(default)]
     #[schemars(with = "Option<BTreeMap<String, OptionValue>>")]
     pub options: Option<Spanned<BTreeMap<String, OptionValue>>>,
-    /// OVA/OVF target hypervisor; default `vmware` (such packages also import in
-    /// VirtualBox).
+    /// OVA/OVF target importer: a profile name or a list (`[esxi-7, virtualbox-7]`);
+    /// default `vmware` (such packages also import in VirtualBox). Profiles: `vmware`,
+    /// `esxi-6.7`, `esxi-7`, `esxi-8`, `workstation-17`, `virtualbox-7` (alias
+    /// `virtualbox`), `aws-vmimport`, `glance`, `generic`; see the README's table.
     #[serde(default)]
     #[schemars(with = "Option<Target>")]
     pub target: Option<Spanned<Target>>,
@@ -448,14 +450,72 @@ pub enum ContainerFormat {
     Ami,
 }
 
-/// OVA/OVF target hypervisor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
+/// OVA/OVF target importer(s): one profile name or a list of them. With a list, kiln
+/// writes the common denominator (lowest hardware version, controllers and NICs every
+/// target accepts) or refuses the spec at validation.
+///
+/// | name | descriptor | hardware ceiling | notes |
+/// |---|---|---|---|
+/// | `vmware` (default) | `vmx-13` | none | VMware rules; also imports in VirtualBox |
+/// | `esxi-6.7` | `vmx-14` | `vmx-14` | refuses `ovf:compression` |
+/// | `esxi-7` | `vmx-17` | `vmx-19` (7.0 U2) | refuses `ovf:compression` |
+/// | `esxi-8` | `vmx-20` | `vmx-21` (8.0 U2) | refuses `ovf:compression` |
+/// | `workstation-17` | `vmx-20` | `vmx-21` (17.5) | |
+/// | `virtualbox-7` (alias `virtualbox`) | `virtualbox-2.2` | none | e1000/virtio NICs, no EFI |
+/// | `aws-vmimport` | `vmx-13` | none | IDE/SATA/SCSI, 64-bit Linux `os`, BIOS or UEFI |
+/// | `glance` | `vmx-13` | none | exactly one disk |
+/// | `generic` | `vmx-13` | none | only the DMTF rules |
+#[derive(Debug, Clone, PartialEq, Eq, JsonSchema)]
+#[schemars(untagged)]
 pub enum Target {
-    /// VMware (vSphere, Workstation, Fusion).
-    Vmware,
-    /// Oracle VirtualBox.
-    Virtualbox,
+    /// One profile name.
+    One(String),
+    /// Several profile names.
+    Many(Vec<String>),
+}
+
+impl Target {
+    /// The names as written.
+    pub fn names(&self) -> Vec<&str> {
+        match self {
+            Target::One(n) => vec![n.as_str()],
+            Target::Many(v) => v.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Target {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(TargetVisitor)
+    }
+}
+
+struct TargetVisitor;
+
+/// Most names a target list may hold (there are nine profiles).
+const MAX_TARGETS: usize = 16;
+
+impl<'de> Visitor<'de> for TargetVisitor {
+    type Value = Target;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a target name such as esxi-7, or a list of them")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Target, E> {
+        Ok(Target::One(v.to_string()))
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Target, A::Error> {
+        let mut names = Vec::new();
+        while let Some(name) = seq.next_element::<String>()? {
+            if names.len() == MAX_TARGETS {
+                return Err(de::Error::custom("more than 16 targets"));
+            }
+            names.push(name);
+        }
+        Ok(Target::Many(names))
+    }
 }
 
 /// Manifest digest.

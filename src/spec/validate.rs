@@ -18,8 +18,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::model::{
-    ByteSize, ContainerFormat, Controller, Firmware, ManifestDigest, OutputDiskFormat, Source,
-    Spanned, Spec, Target,
+    Adapter, ByteSize, ContainerFormat, Controller, Firmware, ManifestDigest, OutputDiskFormat,
+    Source, Spanned, Spec,
 };
 use super::{Issue, Span, SpecErrors, load};
 use crate::container::ovf::{self, Bus};
@@ -103,8 +103,8 @@ pub struct ValidOutput {
     pub container: ContainerFormat,
     /// Writer options.
     pub options: KvOptions,
-    /// OVF/OVA importer.
-    pub target: Target,
+    /// OVF/OVA importer profiles and what they agree on.
+    pub target: crate::container::profile::Resolved,
     /// OVF/OVA manifest digest.
     pub manifest: ManifestDigest,
     /// The Glance triplet's settings (ami outputs only).
@@ -205,12 +205,14 @@ impl Controller {
     }
 }
 
-impl Target {
-    /// The importer a descriptor is written for.
-    pub fn importer(self) -> ovf::Target {
+impl Adapter {
+    /// The descriptor's NIC model.
+    pub fn nic(self) -> ovf::Nic {
         match self {
-            Target::Vmware => ovf::Target::Vmware,
-            Target::Virtualbox => ovf::Target::Virtualbox,
+            Adapter::E1000 => ovf::Nic::E1000,
+            Adapter::E1000e => ovf::Nic::E1000e,
+            Adapter::Vmxnet3 => ovf::Nic::Vmxnet3,
+            Adapter::Virtio => ovf::Nic::Virtio,
         }
     }
 }
@@ -657,6 +659,7 @@ mod bundle;
 mod cloud_init;
 mod machine;
 mod outputs;
+mod profiles;
 mod sizes;
 mod sources;
 

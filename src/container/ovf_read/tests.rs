@@ -17,6 +17,8 @@ fn kiln_machine(target: Target) -> Machine {
         memory_mib: 3072,
         efi: true,
         target,
+        hardware: None,
+        capacity_units: false,
         adapters: vec![Adapter {
             network: "VM Network".into(),
             model: None,

@@ -7,8 +7,7 @@
 //!
 //! One read of the package: the descriptor, manifest and certificate are read into memory
 //! (bounded), and every other file once, front to back, hashing it while a disk is decoded
-//! ([`content`]). Target rules (hardware families, controller kinds per importer) are not
-//! checked here.
+//! ([`content`]). With `--target`, each importer profile's rules too ([`targets`]).
 //!
 //! Layering: builds on `ovf_read`, `signature`, `disk` and `io`; never imports `plan` or `spec`.
 
@@ -17,6 +16,7 @@ pub mod content;
 pub mod mf;
 pub mod package;
 pub mod tar_walk;
+pub mod targets;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -31,10 +31,12 @@ use crate::container::signature::{self, CertStatus};
 use crate::error::Result;
 
 /// What checking needs from the caller.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Default)]
 pub struct VerifyOptions {
     /// The current time, Unix seconds (certificate validity).
     pub now: u64,
+    /// Importer profiles whose rules apply too (`--target`); none for the generic checks.
+    pub targets: Vec<crate::container::profile::Profile>,
 }
 
 /// The outcome of checking a package.
@@ -111,6 +113,9 @@ pub fn verify_package(path: &Path, opts: &VerifyOptions) -> Result<Report> {
     }
     checks::manifest(&pkg, &computed, &mut findings);
     checks::disks(&pkg, &computed, &mut findings);
+    if let (Some(env), Some(name)) = (pkg.envelope(), &pkg.descriptor_name) {
+        targets::check(env, name, &opts.targets, &mut findings);
+    }
     let files = pkg
         .files
         .iter()

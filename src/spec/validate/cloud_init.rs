@@ -17,10 +17,9 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::{Checker, ValidOutput};
+use crate::container::profile::Profile;
 use crate::seed::{self, SeedFormat, SeedSpec};
-use crate::spec::model::{
-    CloudInit, CloudInitPart, ContainerFormat, Delivery, Spanned, Spec, Target,
-};
+use crate::spec::model::{CloudInit, CloudInitPart, ContainerFormat, Delivery, Spanned, Spec};
 use crate::spec::{Issue, Span, load};
 
 /// A NoCloud seed to build.
@@ -127,7 +126,7 @@ impl Checker<'_> {
             let message = "`ovf-properties` needs an output with `container_format: ova` or `ovf`; add one or deliver a seed (`seed-iso`)";
             self.err_loc(at, "cloud_init.deliver", message.into());
         }
-        for o in packages.iter().filter(|o| o.target == Target::Virtualbox) {
+        for o in (packages.iter()).filter(|o| o.target.has(Profile::Virtualbox7)) {
             let message = format!(
                 "`ovf-properties` cannot reach a VirtualBox guest (VirtualBox has no OVF environment transport), but outputs[{}] targets virtualbox; deliver `seed-iso` instead",
                 o.index

@@ -8,11 +8,11 @@ use std::path::Path;
 
 use crate::container::ovf::{Bus, max_disks};
 use crate::container::package::{MAX_MEMBER_NAME, file_names};
+use crate::container::profile::Resolved;
 use crate::disk::KvOptions;
 use crate::spec::Issue;
 use crate::spec::model::{
-    Adapter, ContainerFormat, Controller, Firmware, ManifestDigest, Output, OutputDiskFormat,
-    Spanned, Spec, Target,
+    ContainerFormat, Controller, ManifestDigest, Output, OutputDiskFormat, Spanned, Spec,
 };
 use crate::suggest::closest;
 
@@ -63,7 +63,7 @@ impl Checker<'_> {
                 );
             }
             self.pair(at, &key);
-            self.packaging(at, &key, spec);
+            let target = self.packaging(at, &key, spec);
             let disk = self.output_disk(o, &key, spec, disks);
             let options = self.output_options(o, &key);
             let ami = self.ami(at, &key);
@@ -83,7 +83,7 @@ impl Checker<'_> {
                 engine_format: o.disk_format.engine(),
                 container: o.container_format,
                 options,
-                target: o.target.as_ref().map_or(Target::Vmware, |t| t.value),
+                target,
                 manifest: (o.manifest.as_ref()).map_or(ManifestDigest::Sha256, |m| m.value),
                 ami,
                 sign,
@@ -199,8 +199,9 @@ impl Checker<'_> {
     }
 
     /// Package rules: every disk (no `disk:`), a streamOptimized VMDK, hardware the target
-    /// can express; `target` and `manifest` only on ovf/ova outputs.
-    fn packaging(&mut self, at: &Spanned<Output>, key: &str, spec: &Spec) {
+    /// can express; `target` and `manifest` only on ovf/ova outputs. Returns the target
+    /// profiles' common denominator.
+    fn packaging(&mut self, at: &Spanned<Output>, key: &str, spec: &Spec) -> Resolved {
         let o = &at.value;
         if !matches!(
             o.container_format,
@@ -220,7 +221,7 @@ impl Checker<'_> {
                     "`manifest` applies only to ovf and ova containers".into(),
                 );
             }
-            return;
+            return Resolved::default();
         }
         if let Some(sub) = (o.options.as_ref()).and_then(|opts| opts.value.get("subformat"))
             && sub.to_string() != "streamOptimized"
@@ -235,33 +236,14 @@ impl Checker<'_> {
             );
             self.err(d, &format!("{key}.disk"), message);
         }
-        let target = o.target.as_ref().map_or(Target::Vmware, |t| t.value);
-        let efi = spec.vm.as_ref().and_then(|v| v.firmware) == Some(Firmware::Efi);
-        if target == Target::Virtualbox && efi {
-            let message = "EFI firmware for VirtualBox needs its vbox:Machine OVF section, which kiln does not write yet; use `target: vmware` (VirtualBox imports it too, booting BIOS) or `firmware: bios`".to_string();
-            self.unsupported.push(Issue::at(
-                &at.referenced,
-                self.text,
-                &format!("{key}.target"),
-                message,
-            ));
-        }
-        self.controller_counts(at, key, spec, target);
-        let (name, refused): (&str, &[Adapter]) = match target {
-            Target::Vmware => ("vmware", &[Adapter::Virtio]),
-            Target::Virtualbox => ("virtualbox", &[Adapter::Vmxnet3, Adapter::E1000e]),
-        };
-        for (i, n) in spec.networks.iter().enumerate() {
-            if let Some(a) = n.adapter.filter(|a| refused.contains(a)) {
-                let loc = o.target.as_ref().map_or(at.referenced, |t| t.referenced);
-                self.err_loc(loc, &format!("{key}.target"), format!("target `{name}` has no `{}` network adapter (networks[{i}]); choose another `adapter`", adapter_name(a)));
-            }
-        }
+        let target = self.target_profiles(at, key);
+        self.target_rules(at, key, spec, &target);
+        self.controller_counts(at, key, spec, target.target.default_bus());
+        target
     }
 
     /// Disks per controller within what the importers allow (one controller per bus).
-    fn controller_counts(&mut self, at: &Spanned<Output>, key: &str, spec: &Spec, target: Target) {
-        let default = target.importer().default_bus();
+    fn controller_counts(&mut self, at: &Spanned<Output>, key: &str, spec: &Spec, default: Bus) {
         for bus in [Bus::Ide, Bus::Sata, Bus::Scsi, Bus::Nvme] {
             let n = (spec.disks.iter())
                 .filter(|d| d.value.controller.map_or(default, Controller::bus) == bus)
@@ -331,15 +313,5 @@ fn default_name(o: &Output) -> &'static str {
     match o.container_format {
         ContainerFormat::Ova | ContainerFormat::Ovf => o.container_format.name(),
         _ => o.disk_format.name(),
-    }
-}
-
-/// The spec's name for an adapter model.
-fn adapter_name(a: Adapter) -> &'static str {
-    match a {
-        Adapter::E1000 => "e1000",
-        Adapter::E1000e => "e1000e",
-        Adapter::Vmxnet3 => "vmxnet3",
-        Adapter::Virtio => "virtio",
     }
 }

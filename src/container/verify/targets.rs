@@ -1,0 +1,207 @@
+//! `kiln verify --target`: the rules of each named importer profile (see `profile`) on a
+//! package read into the model: the hardware family and its version ceiling, compressed
+//! files, `vmw:ExtraConfig` keys outside kiln's allow-list, `vbox:Machine` for VMware, the
+//! disk count (Glance) and the disk format (AWS VM Import). Findings quote the importer's
+//! own words where it has them.
+
+use crate::container::finding::Finding;
+use crate::container::ovf::VMDK_STREAM_FORMAT;
+use crate::container::ovf_read::{Envelope, NS_VBOX};
+use crate::container::profile::{GLANCE_ONE_DISK, Profile, Tolerance};
+
+/// vSphere's words for a family it does not run (ovftool and the vSphere Client).
+fn unsupported_family(family: &str) -> String {
+    format!("Unsupported hardware family '{family}'.")
+}
+
+/// What vSphere's OVF deploy says of `ovf:compression`.
+pub const VSPHERE_COMPRESSED: &str =
+    "OVF package with compressed disks is currently not supported for OVF import";
+
+/// What AWS VM Import reports for an OVA whose disks it cannot take.
+pub const AWS_UNSUPPORTED_OVA: &str =
+    "ClientError: Disk validation failed [Unsupported OVA format]";
+
+/// Every finding of `profiles` on `env`, descriptor `name`.
+pub fn check(env: &Envelope, name: &str, profiles: &[Profile], findings: &mut Vec<Finding>) {
+    for p in profiles {
+        hardware(env, name, *p, findings);
+        extensions(env, name, *p, findings);
+        files(env, name, *p, findings);
+    }
+}
+
+fn hardware(env: &Envelope, name: &str, p: Profile, findings: &mut Vec<Finding>) {
+    let rules = p.rules();
+    for system in env.systems() {
+        for hw in &system.hardware {
+            let versions: Vec<Option<u32>> = hw.system_types.iter().map(|t| vmx(t)).collect();
+            let shown = hw.system_types.join(" ");
+            if rules.needs_vmx && !versions.iter().any(Option::is_some) {
+                findings.push(
+                    Finding::error(
+                        "target.hardware-family",
+                        format!(
+                            "{}: VirtualSystemType `{shown}` is not a VMware family (vmx-NN)",
+                            p.name()
+                        ),
+                    )
+                    .at(name)
+                    .quoting("vSphere", unsupported_family(&shown)),
+                );
+                continue;
+            }
+            let Some(lowest) = versions.iter().flatten().min().copied() else {
+                continue;
+            };
+            if let Some(ceiling) = rules.ceiling
+                && lowest > ceiling
+            {
+                let message = format!(
+                    "{}: the descriptor asks for vmx-{lowest}; {} runs hardware up to vmx-{ceiling}",
+                    p.name(),
+                    p.name()
+                );
+                findings.push(
+                    Finding::error("target.hardware-family", message)
+                        .at(name)
+                        .quoting("vSphere", unsupported_family(&format!("vmx-{lowest}"))),
+                );
+            } else if let Some(base) = p.base_hardware()
+                && lowest > base
+            {
+                let message = format!(
+                    "{}: vmx-{lowest} needs a later update than the first release (vmx-{base})",
+                    p.name()
+                );
+                findings.push(Finding::warning("target.hardware-update", message).at(name));
+            }
+        }
+    }
+}
+
+/// The version of a `vmx-NN` family.
+fn vmx(family: &str) -> Option<u32> {
+    family.strip_prefix("vmx-")?.parse().ok()
+}
+
+fn extensions(env: &Envelope, name: &str, p: Profile, findings: &mut Vec<Finding>) {
+    let rules = p.rules();
+    let mut vbox = env
+        .extensions
+        .iter()
+        .filter(|e| e.ns.as_deref() == Some(NS_VBOX))
+        .map(|e| e.line)
+        .collect::<Vec<_>>();
+    for system in env.systems() {
+        vbox.extend(
+            (system.common.extensions.iter())
+                .filter(|e| e.ns.as_deref() == Some(NS_VBOX))
+                .map(|e| e.line),
+        );
+        for hw in &system.hardware {
+            let Some(allowed) = rules.extra_config else {
+                continue;
+            };
+            let settings = hw
+                .settings
+                .iter()
+                .chain(hw.items.iter().flat_map(|i| i.settings.iter()));
+            for s in settings.filter(|s| s.extra) {
+                if !allowed
+                    .iter()
+                    .any(|a| s.key == *a || (a.ends_with('.') && s.key.starts_with(a)))
+                {
+                    let message = format!(
+                        "{}: vmw:ExtraConfig key `{}` is outside the keys kiln lets through for VMware ({})",
+                        p.name(),
+                        s.key,
+                        allowed.join(", ")
+                    );
+                    findings.push(Finding::error("target.extra-config", message).at(name));
+                }
+            }
+        }
+    }
+    if rules.vbox_machine != Tolerance::Tolerated {
+        for line in vbox {
+            let message = format!(
+                "{}: a vbox:Machine section is VirtualBox's; {} ignores it",
+                p.name(),
+                p.name()
+            );
+            findings.push(
+                Finding::warning("target.vbox-machine", message).at(format!("{name}:{line}")),
+            );
+        }
+    }
+}
+
+fn files(env: &Envelope, name: &str, p: Profile, findings: &mut Vec<Finding>) {
+    let rules = p.rules();
+    for f in &env.files {
+        let Some(c) = f.compression.as_deref().filter(|c| *c != "identity") else {
+            continue;
+        };
+        let place = format!("{name}:{}", f.line);
+        let message = format!(
+            "{}: File `{}` has ovf:compression=\"{c}\"",
+            p.name(),
+            f.href
+        );
+        match rules.compression {
+            Tolerance::Error => findings.push(
+                Finding::error("target.compression", message)
+                    .at(place)
+                    .quoting("vSphere", VSPHERE_COMPRESSED),
+            ),
+            Tolerance::Warning => {
+                findings.push(Finding::warning("target.compression", message).at(place));
+            }
+            Tolerance::Tolerated => {}
+        }
+    }
+    if let Some(max) = rules.max_disks
+        && env.disks.len() > max
+    {
+        let message = format!(
+            "{}: the package has {} disks; Glance's OVA import takes exactly {max}",
+            p.name(),
+            env.disks.len()
+        );
+        findings.push(
+            Finding::error("target.disk-count", message)
+                .at(name)
+                .quoting("Glance", GLANCE_ONE_DISK),
+        );
+    }
+    if p == Profile::AwsVmimport {
+        for d in env
+            .disks
+            .iter()
+            .filter(|d| d.format.as_deref() != Some(VMDK_STREAM_FORMAT))
+        {
+            let message = format!(
+                "{}: Disk `{}` is not a streamOptimized VMDK, the only disk AWS VM Import reads in an OVA",
+                p.name(),
+                d.id
+            );
+            findings.push(
+                Finding::error("target.disk-format", message)
+                    .at(format!("{name}:{}", d.line))
+                    .quoting("AWS VM Import", AWS_UNSUPPORTED_OVA),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vmx_versions_parse() {
+        assert_eq!(vmx("vmx-20"), Some(20));
+        assert_eq!(vmx("virtualbox-2.2"), None);
+    }
+}

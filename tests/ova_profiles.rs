@@ -1,0 +1,314 @@
+//! Target profiles (`target:` one name or a list) and `kiln verify --target`.
+//!
+//! Every profile's packages (BIOS and EFI where the profile allows EFI, one and two disks
+//! where it allows two, with and without a NIC) pass the repo's check-ova with the matching
+//! importer profile (DMTF schema through xmllint, tar order, digests, importer rules), and
+//! Python's xml.etree reads the hardware family each profile promises. Broken packages are
+//! made from good ones with Python's tarfile and hashlib, never by kiln.
+
+use std::path::Path;
+
+use crate::util::*;
+
+/// (profile, check-ova profile, VirtualSystemType written, EFI allowed, disks allowed).
+const PROFILES: [(&str, &str, &str, bool, usize); 10] = [
+    ("vmware", "vmware", "vmx-13", true, 2),
+    ("esxi-6.7", "vmware", "vmx-14", true, 2),
+    ("esxi-7", "vmware", "vmx-17", true, 2),
+    ("esxi-8", "vmware", "vmx-20", true, 2),
+    ("workstation-17", "vmware", "vmx-20", true, 2),
+    ("virtualbox-7", "virtualbox", "virtualbox-2.2", false, 2),
+    ("virtualbox", "virtualbox", "virtualbox-2.2", false, 2),
+    ("aws-vmimport", "vmware", "vmx-13", true, 2),
+    ("glance", "generic", "vmx-13", true, 1),
+    ("generic", "generic", "vmx-13", true, 2),
+];
+
+/// Python: prints the VirtualSystemType of the descriptor inside the OVA argv[1].
+const FAMILY: &str = r#"
+import sys, tarfile, xml.etree.ElementTree as ET
+t = tarfile.open(sys.argv[1])
+ovf = [m for m in t.getmembers() if m.name.endswith('.ovf')][0]
+root = ET.fromstring(t.extractfile(ovf).read())
+vssd = '{http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_VirtualSystemSettingData}'
+print(' '.join(e.text for e in root.iter(vssd + 'VirtualSystemType')))
+"#;
+
+/// Python: `edit.py SRC DST OLD NEW` replaces OLD by NEW once in the descriptor, re-hashes
+/// every manifest line with its own algorithm and writes DST as a ustar OVA in the same
+/// member order.
+const EDIT: &str = r#"
+import hashlib, io, re, sys, tarfile
+src, dst, old, new = sys.argv[1:5]
+t = tarfile.open(src)
+members = t.getmembers()
+data = {m.name: t.extractfile(m).read() for m in members}
+ovf = [n for n in data if n.endswith('.ovf')][0]
+text = data[ovf].decode()
+assert old in text, old
+data[ovf] = text.replace(old, new, 1).encode()
+mf = [n for n in data if n.endswith('.mf')][0]
+lines = []
+for line in data[mf].decode().splitlines():
+    alg, name = re.match(r'(\w+)\((.+)\)= ', line).groups()
+    lines.append('%s(%s)= %s' % (alg, name, hashlib.new(alg.lower(), data[name]).hexdigest()))
+data[mf] = ('\n'.join(lines) + '\n').encode()
+with tarfile.open(dst, 'w', format=tarfile.USTAR_FORMAT) as out:
+    for m in members:
+        info = tarfile.TarInfo(m.name)
+        info.size, info.mode, info.mtime = len(data[m.name]), m.mode, m.mtime
+        out.addfile(info, io.BytesIO(data[m.name]))
+"#;
+
+fn python(dir: &Path, script: &str, args: &[&str]) -> String {
+    require_tool("python3");
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "python3 failed:\n{}", describe(&out));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A spec with `disks` blank disks, EFI or BIOS, an optional NIC and one ova output per
+/// profile in `outputs`.
+fn spec(efi: bool, disks: usize, nic: bool, outputs: &[&str]) -> String {
+    let firmware = if efi { "efi" } else { "bios" };
+    let mut s = format!(
+        "name: app\nvm: {{ cpus: 2, memory: 1GiB, firmware: {firmware}, os: ubuntu-64 }}\ndisks:\n"
+    );
+    for i in 0..disks {
+        s.push_str(&format!(
+            "  - {{ name: d{i}, source: {{ blank: true }}, size: {}MiB }}\n",
+            8 + i * 4
+        ));
+    }
+    if nic {
+        s.push_str("networks: [ { name: VM Network } ]\n");
+    }
+    s.push_str("outputs:\n");
+    for p in outputs {
+        s.push_str(&format!("  - {{ disk_format: vmdk, container_format: ova, name: {p}, file: {p}.ova, target: {p} }}\n"));
+    }
+    s
+}
+
+#[test]
+fn every_profile_builds_packages_its_importer_accepts() {
+    let d = Dir::new();
+    for efi in [false, true] {
+        for disks in [1, 2] {
+            for nic in [false, true] {
+                let wanted: Vec<_> = (PROFILES.iter())
+                    .filter(|(_, _, _, efi_ok, most)| (!efi || *efi_ok) && disks <= *most)
+                    .collect();
+                let names: Vec<&str> = wanted.iter().map(|p| p.0).collect();
+                let dir = format!("b-{efi}-{disks}-{nic}");
+                std::fs::write(d.path("spec.yaml"), spec(efi, disks, nic, &names)).unwrap();
+                d.kiln_ok(&["build", "spec.yaml", "-o", &dir]);
+                for (name, oracle_profile, family, ..) in wanted {
+                    let ova = d.path(&format!("{dir}/{name}.ova"));
+                    check_ova(&ova, oracle_profile);
+                    let got = python(&d.path("."), FAMILY, &[ova.to_str().unwrap()]);
+                    assert_eq!(got, *family, "{name} in {dir}");
+                    let out = d.kiln_ok(&["verify", "--target", name, ova.to_str().unwrap()]);
+                    assert!(out.contains("OK (0 errors"), "{name} in {dir}: {out}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_target_list_writes_the_common_denominator() {
+    let d = Dir::new();
+    let text = spec(false, 1, true, &[]).replace(
+        "outputs:\n",
+        "outputs:\n  - { disk_format: vmdk, container_format: ova, target: [esxi-8, esxi-6.7, virtualbox-7] }\n",
+    );
+    std::fs::write(d.path("spec.yaml"), text).unwrap();
+    d.kiln_ok(&["build", "spec.yaml", "-o", "out"]);
+    let ova = d.path("out/app.ova");
+    check_ova(&ova, "vmware");
+    check_ova(&ova, "virtualbox");
+    assert_eq!(
+        python(&d.path("."), FAMILY, &[ova.to_str().unwrap()]),
+        "vmx-14"
+    );
+    // The NIC is one VirtualBox accepts too (e1000, not vmxnet3).
+    let script = "import sys,tarfile; t=tarfile.open(sys.argv[1]); print(t.extractfile('app.ovf').read().decode())";
+    let ovf = python(&d.path("."), script, &[ova.to_str().unwrap()]);
+    assert!(
+        ovf.contains("<rasd:ResourceSubType>E1000</rasd:ResourceSubType>"),
+        "{ovf}"
+    );
+    let out = d.kiln_ok(&[
+        "verify",
+        "--target",
+        "esxi-6.7,esxi-8,virtualbox-7",
+        "out/app.ova",
+    ]);
+    assert!(out.contains("OK (0 errors"), "{out}");
+}
+
+#[test]
+fn glance_report_carries_its_formats() {
+    let d = Dir::new();
+    std::fs::write(d.path("spec.yaml"), spec(false, 1, false, &["glance"])).unwrap();
+    d.kiln_ok(&["build", "spec.yaml", "-o", "out"]);
+    let script = "import json,sys; a=[a for a in json.load(open(sys.argv[1]))['artefacts'] if a['name']=='glance'][0]; print(a['disk_format'], a['container_format'], ' '.join(a['glance_args']))";
+    let got = python(&d.path("."), script, &["out/app.kiln.json"]);
+    assert!(
+        got.starts_with(
+            "vmdk ova openstack image create --disk-format vmdk --container-format ova"
+        ),
+        "{got}"
+    );
+}
+
+#[test]
+fn golden_descriptors_per_profile() {
+    let d = Dir::new();
+    let names: Vec<&str> = PROFILES.iter().map(|p| p.0).collect();
+    std::fs::write(d.path("spec.yaml"), spec(false, 1, true, &names)).unwrap();
+    d.kiln_ok(&["build", "spec.yaml", "-o", "out"]);
+    let script = "import sys,tarfile; t=tarfile.open(sys.argv[1]); m=[m for m in t.getmembers() if m.name.endswith('.ovf')][0]; print(t.extractfile(m).read().decode())";
+    for name in names {
+        let ova = d.path(&format!("out/{name}.ova"));
+        let text = python(&d.path("."), script, &[ova.to_str().unwrap()]);
+        insta::assert_snapshot!(format!("profile-descriptor-{name}"), text);
+    }
+}
+
+/// Builds a one-disk `vmware` OVA in `d/out/app.ova`, writes `d/bad.ova` with `old`
+/// replaced by `new` in its descriptor, and returns `kiln verify --target TARGETS` stdout,
+/// asserting it fails.
+fn verify_edited(d: &Dir, disks: usize, old: &str, new: &str, targets: &str) -> String {
+    std::fs::write(
+        d.path("spec.yaml"),
+        spec(false, disks, true, &[]).replace(
+            "outputs:\n",
+            "outputs:\n  - { disk_format: vmdk, container_format: ova }\n",
+        ),
+    )
+    .unwrap();
+    d.kiln_ok(&["build", "spec.yaml", "-o", "out"]);
+    python(&d.path("."), EDIT, &["out/app.ova", "bad.ova", old, new]);
+    let out = d.kiln(&["verify", "--target", targets, "bad.ova"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn verify_catches_a_hardware_family_the_target_does_not_run() {
+    let d = Dir::new();
+    let out = verify_edited(&d, 1, ">vmx-13<", ">vmx-20<", "esxi-7");
+    assert!(out.contains("error [target.hardware-family]"), "{out}");
+    assert!(
+        out.contains("vSphere says: \"Unsupported hardware family 'vmx-20'.\""),
+        "{out}"
+    );
+    // Without the target the package is fine, and esxi-8 runs vmx-20.
+    assert!(d.kiln_ok(&["verify", "bad.ova"]).contains("OK (0 errors"));
+    assert!(
+        d.kiln_ok(&["verify", "--target", "esxi-8", "bad.ova"])
+            .contains("OK (0 errors")
+    );
+}
+
+#[test]
+fn verify_catches_compression_for_an_esxi_target() {
+    let d = Dir::new();
+    let out = verify_edited(&d, 1, "<File ", "<File ovf:compression=\"gzip\" ", "esxi-8");
+    assert!(out.contains("error [target.compression]"), "{out}");
+    assert!(
+        out.contains("vSphere says: \"OVF package with compressed disks is currently not supported for OVF import\""),
+        "{out}"
+    );
+}
+
+#[test]
+fn verify_catches_an_extra_config_key_outside_the_allow_list() {
+    let d = Dir::new();
+    let extra = "<vmw:ExtraConfig ovf:required=\"false\" vmw:key=\"guestinfo.role\" vmw:value=\"web\"/>\n      <vmw:ExtraConfig ovf:required=\"false\" vmw:key=\"monitor.virtual_exec\" vmw:value=\"hardware\"/>\n    </VirtualHardwareSection>";
+    let out = verify_edited(&d, 1, "</VirtualHardwareSection>", extra, "esxi-7");
+    assert!(out.contains("error [target.extra-config]"), "{out}");
+    assert!(out.contains("`monitor.virtual_exec`"), "{out}");
+    assert!(!out.contains("`guestinfo.role` is outside"), "{out}");
+}
+
+#[test]
+fn verify_catches_two_disks_for_glance() {
+    let d = Dir::new();
+    let out = verify_edited(
+        &d,
+        2,
+        "</VirtualHardwareSection>",
+        "</VirtualHardwareSection>",
+        "glance",
+    );
+    assert!(out.contains("error [target.disk-count]"), "{out}");
+    assert!(
+        out.contains(
+            "Glance says: \"Currently, OVA packages containing multiple disk are not supported.\""
+        ),
+        "{out}"
+    );
+}
+
+/// `kiln build` of `text` fails at validation; returns stderr with the report's box
+/// drawing removed and whitespace collapsed, asserting nothing was written.
+fn refused(text: &str) -> String {
+    let d = Dir::new();
+    std::fs::write(d.path("s.yaml"), text).unwrap();
+    let err = d.kiln_err(&["build", "s.yaml", "-o", "out"], 1);
+    assert!(
+        !d.path("out").exists() || names_in(&d.path("out")).is_empty(),
+        "{err}"
+    );
+    let flat: String = err.replace(['│', '×'], " ");
+    flat.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// `s.yaml:LINE:COL` of the value after `target: ` on the last line of `text`.
+fn target_at(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let last = lines.last().unwrap();
+    let col = last.find("target: ").unwrap() + "target: ".len() + 1;
+    format!("s.yaml:{}:{col}", lines.len())
+}
+
+#[test]
+fn validation_refuses_two_disks_for_glance() {
+    let text = spec(false, 2, false, &["glance"]);
+    let err = refused(&text);
+    let at = target_at(&text);
+    assert!(err.contains(&format!("{at}: outputs[0].target: target `glance` takes exactly 1 disk, the spec has 2 (Glance: \"Currently, OVA packages containing multiple disk are not supported.\")")), "{err}");
+}
+
+#[test]
+fn validation_refuses_an_unsatisfiable_target_list() {
+    let text = spec(false, 1, false, &[]).replace(
+        "outputs:\n",
+        "networks: [ { name: lan, adapter: vmxnet3 } ]\noutputs:\n  - { disk_format: vmdk, container_format: ova, target: [esxi-7, virtualbox-7] }\n",
+    );
+    let err = refused(&text);
+    let at = target_at(&text);
+    assert!(err.contains(&format!("{at}: outputs[0].target: targets `esxi-7` and `virtualbox-7` conflict: network adapter `vmxnet3` (networks[0]) is accepted by `esxi-7` but refused by `virtualbox-7`; choose `adapter: e1000`, which both accept")), "{err}");
+}
+
+#[test]
+fn validation_refuses_an_unknown_target_with_a_suggestion() {
+    let text = spec(false, 1, false, &["esxi-9"]);
+    let err = refused(&text);
+    let at = target_at(&text);
+    assert!(
+        err.contains(&format!(
+            "{at}: outputs[0].target: unknown target `esxi-9`; did you mean `esxi-7`?"
+        )),
+        "{err}"
+    );
+}
