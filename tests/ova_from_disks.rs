@@ -134,3 +134,46 @@ fn a_missing_disk_or_a_bad_output_name_writes_nothing() {
         assert!(!d.path("a.ova").exists() && !d.path("a.tar").exists());
     }
 }
+
+#[test]
+fn a_target_profile_sets_the_hardware_family_an_importer_accepts() {
+    let d = Dir::new();
+    sources(&d);
+    d.kiln_ok(&[
+        "ova",
+        "--disk",
+        "root.qcow2",
+        "--target",
+        "esxi-6.7",
+        "-o",
+        "app.ova",
+    ]);
+    check_ova(&d.path("app.ova"), "vmware");
+    // The descriptor, read by python's tar and XML readers, not by kiln.
+    let family = run_ok(
+        "python3",
+        &[
+            "-c",
+            "import sys, tarfile, xml.etree.ElementTree as ET\n\
+             t = tarfile.open(sys.argv[1])\n\
+             root = ET.fromstring(t.extractfile('app.ovf').read())\n\
+             print([e.text for e in root.iter() if e.tag.endswith('}VirtualSystemType')][0])",
+            d.path("app.ova").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(family.trim(), "vmx-14", "ESXi 6.7 accepts at most vmx-14");
+    let err = d.kiln_err(
+        &[
+            "ova",
+            "--disk",
+            "root.qcow2",
+            "--target",
+            "esxi-9",
+            "-o",
+            "b.ova",
+        ],
+        2,
+    );
+    assert!(err.contains("esxi-9"), "{err}");
+    assert!(!d.path("b.ova").exists());
+}

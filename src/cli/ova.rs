@@ -41,9 +41,11 @@ pub(super) struct OvaArgs {
     /// Firmware: bios or efi.
     #[arg(long, value_name = "FIRMWARE", default_value = "bios", value_parser = ["bios", "efi"])]
     firmware: String,
-    /// Importer the descriptor is written for: vmware (also imports in VirtualBox) or
-    /// virtualbox.
-    #[arg(long, value_name = "TARGET", default_value = "vmware", value_parser = ["vmware", "virtualbox"])]
+    /// Importer profile the descriptor is written for (README: target profiles): vmware
+    /// (the default, also imports in VirtualBox), esxi-6.7, esxi-7, esxi-8, workstation-17,
+    /// virtualbox-7 (alias virtualbox), aws-vmimport, glance or generic.
+    #[arg(long, value_name = "TARGET", default_value = "vmware",
+          value_parser = clap::builder::PossibleValuesParser::new(kiln::container::profile::Profile::names()))]
     target: String,
     /// Sign the manifest with this RSA private key (PEM); needs --sign-cert.
     #[arg(long, value_name = "PEM", requires = "sign_cert")]
