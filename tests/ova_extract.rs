@@ -55,7 +55,7 @@ fn the_disk_equals_what_gnu_tar_extracts_and_passes_check_image() {
     assert!(stdout.contains("SHA256 matches the manifest"), "{stdout}");
     assert_eq!(
         names_in(&d.path("out")),
-        [disk.clone()],
+        [disk.as_str()],
         "only the disk by default"
     );
     gnu_extract(&d.path("app.ova"), &d.path("gnu"));
