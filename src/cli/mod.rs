@@ -7,6 +7,7 @@ mod build;
 mod bundle;
 mod completions;
 mod convert;
+mod extract;
 mod fetch;
 mod fs;
 mod info;
@@ -80,6 +81,9 @@ enum Command {
     /// Make an OVA (or OVF) from disk images you already have, without a spec
     /// (`kiln ova --disk root.qcow2 --cpus 2 --memory 4GiB -o app.ova`).
     Ova(ova::OvaArgs),
+    /// Write an OVA's disks (or every member) into a directory, checking the manifest
+    /// (`kiln extract app.ova -d out/`).
+    Extract(extract::ExtractArgs),
     /// Print a shell completion script (`source <(kiln completions bash)`).
     Completions(completions::CompletionsArgs),
     /// Print a manual page in roff: kiln(1), or kiln-COMMAND(1) (`kiln man | man -l -`).
@@ -257,6 +261,7 @@ pub fn run(cli: Cli) -> miette::Result<()> {
         Command::Bundle(args) => bundle::bundle(&args),
         Command::Unbundle(args) => bundle::unbundle(&args),
         Command::Verify(args) => package::verify(&args),
+        Command::Extract(args) => extract::extract(&args),
     };
     result.map_err(|e| miette::Report::new(KilnDiagnostic(e)))
 }

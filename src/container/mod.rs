@@ -17,6 +17,7 @@
 
 pub mod cloud_init;
 pub mod ec2;
+pub mod extract;
 pub mod finding;
 pub mod inspect;
 pub mod manifest;
