@@ -18,7 +18,6 @@ use super::stream::{self, Started};
 use super::{UnpackError, UnpackOptions, read_full};
 use crate::container::manifest::{hash_file, hex};
 use crate::error::{Error, Result};
-use crate::fetch::cache::{Cache, Sidecar};
 use crate::io::is_zero;
 
 /// Bytes decompressed per read.
@@ -96,12 +95,22 @@ pub fn unpack(
         Some(member) => format!("{} (member {member})", source.display()),
         None => source.display().to_string(),
     };
-    let meta = Sidecar {
-        size,
-        ..Sidecar::default()
-    };
-    Cache::new(dir).record(&done, meta, &from)?;
+    write_sidecar(&done, size, &from)?;
     Ok(done)
+}
+
+/// Writes `<image>.json` beside an unpacked image: its size and where it came from, in the
+/// form `kiln cache ls` reads (`fetch::cache::Sidecar`: `size`, `urls`). Written here rather
+/// than through `fetch`, which sits above `unpack` (tests/layering.rs).
+fn write_sidecar(image: &Path, size: u64, from: &str) -> Result<()> {
+    let mut side = image.as_os_str().to_owned();
+    side.push(".json");
+    let side = PathBuf::from(side);
+    let tmp = side.with_extension("partial");
+    let text = serde_json::to_vec_pretty(&serde_json::json!({ "size": size, "urls": [from] }))
+        .map_err(|e| Error::new(crate::ErrorKind::Io, e))?;
+    std::fs::write(&tmp, text).map_err(|e| Error::io(e).with_path(&tmp))?;
+    std::fs::rename(&tmp, &side).map_err(|e| Error::io(e).with_path(&side))
 }
 
 /// Decompresses the started image into `partial`, with holes for zero blocks; returns its
