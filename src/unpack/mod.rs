@@ -23,7 +23,6 @@
 //! capped at [`XZ_MEMLIMIT`]. Corrupt or truncated data is a one-line error naming the
 //! compressed and uncompressed byte offsets; nothing half-written stays in the cache.
 
-mod ahead;
 mod archive;
 mod cache;
 mod codec;

@@ -1,6 +1,6 @@
 //! A raw image read straight from its decoder: a [`DiskReader`] over a `Read`, with no copy
-//! on disk. The decoder runs on a thread of its own ([`super::ahead`]), a few buffers ahead
-//! of the engine's reading thread, while the writers run on theirs.
+//! on disk. The decoder runs on the engine's reading thread while the writers run on
+//! theirs, so decompression overlaps writing.
 //!
 //! The image's size must be known before its first byte (the writers lay out their tables
 //! from it): the tar member's size, else what the compressed container declares
@@ -11,7 +11,6 @@ use std::fs::File;
 use std::io::{self, Cursor, Read};
 use std::path::Path;
 
-use super::ahead::ReadAhead;
 use super::archive::{self, Entry, Walker};
 use super::codec::{self, Codec, Consumed};
 use super::{UnpackError, UnpackOptions, read_full, size};
@@ -285,10 +284,8 @@ pub(super) fn open(path: &Path, codec: Codec, opts: &UnpackOptions) -> Result<Bo
             "this {codec} image must be unpacked into the cache first (it is not raw, or its size is not declared)"
         )));
     };
-    // Decoding runs ahead on its own thread (see `ahead`).
-    let input = Box::new(ReadAhead::spawn(started.input, size)?);
     Ok(Box::new(StreamReader {
-        input,
+        input: started.input,
         codec,
         consumed: started.consumed,
         from: started.from,
