@@ -6,8 +6,6 @@
 //! Python's xml.etree reads the hardware family each profile promises. Broken packages are
 //! made from good ones with Python's tarfile and hashlib, never by kiln.
 
-use std::path::Path;
-
 use crate::util::*;
 
 /// (profile, check-ova profile, VirtualSystemType written, EFI allowed, disks allowed).
@@ -59,19 +57,6 @@ with tarfile.open(dst, 'w', format=tarfile.USTAR_FORMAT) as out:
         info.size, info.mode, info.mtime = len(data[m.name]), m.mode, m.mtime
         out.addfile(info, io.BytesIO(data[m.name]))
 "#;
-
-fn python(dir: &Path, script: &str, args: &[&str]) -> String {
-    require_tool("python3");
-    let out = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "python3 failed:\n{}", describe(&out));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 /// A spec with `disks` blank disks, EFI or BIOS, an optional NIC and one ova output per
 /// profile in `outputs`.

@@ -51,19 +51,6 @@ fn good_package(d: &Dir) -> PathBuf {
     d.path("out/app.ova")
 }
 
-/// Runs Python `script` with `args` in `dir`.
-fn python(dir: &Path, script: &str, args: &[&str]) {
-    require_tool("python3");
-    let out = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "python3 failed:\n{}", describe(&out));
-}
-
 /// Repacks `d/x` into `d/bad.ova` with REPACK's arguments and returns `kiln verify`'s
 /// stdout, asserting it fails.
 fn verify_broken(d: &Dir, args: &[&str]) -> String {

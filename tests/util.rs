@@ -81,6 +81,20 @@ pub fn names_in(dir: &Path) -> Vec<String> {
     names
 }
 
+/// Runs the Python `script` with `args` in `dir`, asserting it succeeds; its trimmed stdout.
+pub fn python(dir: &Path, script: &str, args: &[&str]) -> String {
+    require_tool("python3");
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "python3 failed:\n{}", describe(&out));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 /// openssl makes a throwaway 2048-bit RSA key `key` and a self-signed certificate `cert`
 /// for it (valid a year, subject `CN=cn`).
 pub fn openssl_key_and_cert(key: &Path, cert: &Path, cn: &str) {
