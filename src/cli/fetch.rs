@@ -129,10 +129,7 @@ pub(super) fn for_build(
     offline: bool,
     obs: &mut dyn Observer,
 ) -> miette::Result<Vec<Option<PathBuf>>> {
-    let opts = fetch::Options {
-        offline,
-        reuse_files: false,
-    };
+    let opts = fetch::Options { offline };
     let mut downloads = Downloads::new(obs);
     plan.fetch_sources(false, opts, &mut |e| downloads.on(e))
         .map_err(wrap)
@@ -149,7 +146,6 @@ pub(super) fn fetch(args: &FetchArgs) -> miette::Result<()> {
     let plan = Plan::new(spec, &opts).map_err(wrap)?;
     let fetch_opts = fetch::Options {
         offline: args.offline,
-        reuse_files: false,
     };
     let mut obs = BuildProgress::observer(args.quiet);
     let mut downloads = Downloads::new(obs.as_mut());

@@ -60,9 +60,6 @@ pub enum Event<'a> {
 pub struct Options {
     /// Use only the cache; a missing source is an error naming every missing one.
     pub offline: bool,
-    /// Reuse cached checksum/signature files instead of fetching them again (a build that
-    /// just ran `prefetch`).
-    pub reuse_files: bool,
 }
 
 /// The download cache directory.
@@ -244,7 +241,7 @@ impl Ctx<'_> {
             Location::Url(u) => u,
         };
         let kept = self.cache.file_for(url);
-        if (self.opts.offline || self.opts.reuse_files) && kept.is_file() {
+        if self.opts.offline && kept.is_file() {
             return read_bounded(&kept, MAX_SMALL_FILE_BYTES, self.at);
         }
         if self.opts.offline {

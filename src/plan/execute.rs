@@ -24,10 +24,7 @@ impl Plan {
     /// # Errors
     /// The first failing step; artefacts finished before it stay in place.
     pub fn execute(&self, obs: &mut dyn Observer) -> Result<BuildReport> {
-        let opts = fetch::Options {
-            offline: false,
-            reuse_files: false,
-        };
+        let opts = fetch::Options { offline: false };
         let mut on = |e: fetch::Event<'_>| {
             if let fetch::Event::Log(line) = e {
                 obs.line(line);
