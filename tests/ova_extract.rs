@@ -5,9 +5,8 @@
 //! nothing outside DIR.
 
 use std::path::Path;
-use std::process::Command;
 
-use crate::util::{Dir, check_image, describe, names_in, require_tool, run_ok, sparse_raw};
+use crate::util::{Dir, check_image, names_in, python, run_ok, sparse_raw, tar_extract};
 
 /// `cmp A B` (diffutils) finds the files byte-identical.
 fn assert_same_file(a: &Path, b: &Path) {
@@ -26,26 +25,6 @@ fn tar_list(ova: &Path) -> Vec<String> {
     out.lines().map(str::to_string).collect()
 }
 
-/// GNU tar extracts `ova` into `dir`.
-fn gnu_extract(ova: &Path, dir: &Path) {
-    std::fs::create_dir_all(dir).unwrap();
-    run_ok(
-        "tar",
-        &["-xf", ova.to_str().unwrap(), "-C", dir.to_str().unwrap()],
-    );
-}
-
-fn python(script: &str, args: &[&Path]) {
-    require_tool("python3");
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "python3 failed:\n{}", describe(&out));
-}
-
 #[test]
 fn the_disk_equals_what_gnu_tar_extracts_and_passes_check_image() {
     let d = Dir::new();
@@ -58,7 +37,7 @@ fn the_disk_equals_what_gnu_tar_extracts_and_passes_check_image() {
         [disk.as_str()],
         "only the disk by default"
     );
-    gnu_extract(&d.path("app.ova"), &d.path("gnu"));
+    tar_extract(&d.path("app.ova"), &d.path("gnu"));
     assert_same_file(&d.path("out").join(disk), &d.path("gnu").join(disk));
     check_image(
         "vmdk",
@@ -76,7 +55,7 @@ fn all_writes_exactly_what_tar_lists() {
     d.kiln_ok(&["extract", "app.ova", "-d", "out", "--all"]);
     members.sort();
     assert_eq!(names_in(&d.path("out")), members);
-    gnu_extract(&d.path("app.ova"), &d.path("gnu"));
+    tar_extract(&d.path("app.ova"), &d.path("gnu"));
     for m in &members {
         assert_same_file(&d.path("out").join(m), &d.path("gnu").join(m));
     }
@@ -101,7 +80,14 @@ with tarfile.open(src) as t, tarfile.open(dst, 'w', format=tarfile.USTAR_FORMAT)
             data[len(data) // 2] ^= 0xff
         o.addfile(m, io.BytesIO(bytes(data)))
 "#;
-    python(script, &[&d.path("app.ova"), &d.path("bad.ova")]);
+    python(
+        &d.path("."),
+        script,
+        &[
+            d.path("app.ova").to_str().unwrap(),
+            d.path("bad.ova").to_str().unwrap(),
+        ],
+    );
     let err = d.kiln_err(&["extract", "bad.ova", "-d", "out"], 1);
     assert!(err.contains("bad.ova"), "{err}");
     assert!(err.contains(&format!("member `{disk}`")), "{err}");
@@ -129,7 +115,7 @@ fn an_existing_file_is_refused_without_force() {
     assert!(err.contains(&disk), "{err}");
     assert_eq!(std::fs::read(d.path("out").join(&disk)).unwrap(), b"mine");
     d.kiln_ok(&["extract", "app.ova", "-d", "out", "--force"]);
-    gnu_extract(&d.path("app.ova"), &d.path("gnu"));
+    tar_extract(&d.path("app.ova"), &d.path("gnu"));
     assert_same_file(&d.path("out").join(&disk), &d.path("gnu").join(&disk));
 }
 
@@ -168,7 +154,11 @@ with tarfile.open(sys.argv[1], 'w', format=tarfile.USTAR_FORMAT) as o:
         o.addfile(i, io.BytesIO(data))
 "#;
     std::fs::create_dir(d.path("work")).unwrap();
-    python(script, &[&d.path("work/evil.ova")]);
+    python(
+        &d.path("."),
+        script,
+        &[d.path("work/evil.ova").to_str().unwrap()],
+    );
     let err = d.kiln_err(&["extract", "work/evil.ova", "-d", "work/out", "--all"], 1);
     assert!(err.contains("evil.ova"), "{err}");
     assert!(err.contains("../x"), "{err}");

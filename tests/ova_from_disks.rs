@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::util::{Dir, check_ova, describe, names_in, run_ok, sparse_raw};
+use crate::util::{Dir, check_ova, describe, names_in, run_ok, sparse_raw, tar_extract};
 
 fn sources(d: &Dir) {
     sparse_raw(&d.path("root.raw"), 24 << 20, 20, 7);
@@ -60,16 +60,7 @@ fn an_ova_from_two_images_imports_and_holds_their_bytes() {
     );
     check_ova(&d.path("out/app.ova"), "vmware");
     let x = d.path("x");
-    std::fs::create_dir_all(&x).unwrap();
-    run_ok(
-        "tar",
-        &[
-            "-xf",
-            d.path("out/app.ova").to_str().unwrap(),
-            "-C",
-            x.to_str().unwrap(),
-        ],
-    );
+    tar_extract(&d.path("out/app.ova"), &x);
     same_image(&d.path("root.qcow2"), &x.join("app-disk1.vmdk"));
     same_image(&d.path("data.raw"), &x.join("app-disk2.vmdk"));
     let ovf = std::fs::read_to_string(x.join("app.ovf")).unwrap();

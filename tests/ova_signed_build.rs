@@ -5,7 +5,7 @@
 
 use crate::util::{
     Dir, assert_same_file, check_ova, describe, names_in, openssl_key_and_cert,
-    openssl_verifies_cert, run_ok, sparse_raw,
+    openssl_verifies_cert, run_ok, sparse_raw, tar_extract,
 };
 
 /// A throwaway RSA key and self-signed certificate as `key.pem` and `cert.pem` in `d`, and
@@ -97,16 +97,7 @@ fn the_command_line_key_signs_a_spec_without_sign() {
         "cert.pem",
     ]);
     let x = d.path("x");
-    std::fs::create_dir_all(&x).unwrap();
-    run_ok(
-        "tar",
-        &[
-            "-xf",
-            d.path("out/app.ova").to_str().unwrap(),
-            "-C",
-            x.to_str().unwrap(),
-        ],
-    );
+    tar_extract(&d.path("out/app.ova"), &x);
     openssl_verifies_cert(&x.join("app.cert"), &x.join("app.mf"));
 }
 

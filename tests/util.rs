@@ -81,6 +81,15 @@ pub fn names_in(dir: &Path) -> Vec<String> {
     names
 }
 
+/// GNU tar extracts the archive `ova` into `dir` (created when missing).
+pub fn tar_extract(ova: &Path, dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    run_ok(
+        "tar",
+        &["-xf", ova.to_str().unwrap(), "-C", dir.to_str().unwrap()],
+    );
+}
+
 /// Runs the Python `script` with `args` in `dir`, asserting it succeeds; its trimmed stdout.
 pub fn python(dir: &Path, script: &str, args: &[&str]) -> String {
     require_tool("python3");
