@@ -17,6 +17,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use super::UnpackError;
+use crate::container::tar::reader::field_number;
 use crate::disk::{self, DiskReader, OpenOptions};
 use crate::error::{Error, Result};
 use crate::io::{FileSource, View};
@@ -323,27 +324,10 @@ fn name(block: &[u8; 512]) -> String {
     }
 }
 
-/// An octal field (space or NUL terminated) or a GNU base-256 one; `None` if malformed.
+/// An octal field (space or NUL terminated, empty reads as 0) or a GNU base-256 one;
+/// `None` if malformed.
 fn number(field: &[u8]) -> Option<u64> {
-    if field[0] & 0x80 != 0 {
-        let mut value = u64::from(field[0] & 0x7f);
-        for &b in &field[1..] {
-            value = value.checked_mul(256)?.checked_add(u64::from(b))?;
-        }
-        return Some(value);
-    }
-    let digits = field
-        .iter()
-        .skip_while(|&&b| b == b' ')
-        .take_while(|&&b| b != 0 && b != b' ');
-    let mut value = 0u64;
-    for &b in digits {
-        if !(b'0'..=b'7').contains(&b) {
-            return None;
-        }
-        value = value.checked_mul(8)?.checked_add(u64::from(b - b'0'))?;
-    }
-    Some(value)
+    field_number(field).map(|(value, _)| value)
 }
 
 /// The PAX records the walk honours: `path` and `size`.

@@ -281,41 +281,41 @@ fn number(
     offset: u64,
     name: &'static str,
 ) -> Result<u64, TarReadError> {
-    let bad = || TarReadError::BadNumber {
-        name: member.to_string(),
-        offset,
-        field: name,
-    };
+    match field_number(field) {
+        Some((value, digits)) if digits > 0 => Ok(value),
+        _ => Err(TarReadError::BadNumber {
+            name: member.to_string(),
+            offset,
+            field: name,
+        }),
+    }
+}
+
+/// The value of a numeric header field, GNU base-256 (high bit set) or octal (leading
+/// spaces, then digits up to a NUL or space), with the count of digits read (0 for an
+/// empty octal field, whose value is 0); `None` for a non-octal digit or an overflow.
+/// The one parser for the bounded reader here and the streamed walk of `unpack`.
+pub(crate) fn field_number(field: &[u8]) -> Option<(u64, usize)> {
     if field[0] & 0x80 != 0 {
         let mut value = u64::from(field[0] & 0x7f);
         for &b in &field[1..] {
-            value = value
-                .checked_mul(256)
-                .and_then(|v| v.checked_add(u64::from(b)))
-                .ok_or_else(bad)?;
+            value = value.checked_mul(256)?.checked_add(u64::from(b))?;
         }
-        return Ok(value);
+        return Some((value, field.len()));
     }
     let digits = field
         .iter()
         .skip_while(|&&b| b == b' ')
         .take_while(|&&b| b != 0 && b != b' ');
-    let mut value = 0u64;
-    let mut any = false;
+    let (mut value, mut count) = (0u64, 0usize);
     for &b in digits {
         if !(b'0'..=b'7').contains(&b) {
-            return Err(bad());
+            return None;
         }
-        value = value
-            .checked_mul(8)
-            .and_then(|v| v.checked_add(u64::from(b - b'0')))
-            .ok_or_else(bad)?;
-        any = true;
+        value = value.checked_mul(8)?.checked_add(u64::from(b - b'0'))?;
+        count += 1;
     }
-    if !any {
-        return Err(bad());
-    }
-    Ok(value)
+    Some((value, count))
 }
 
 /// The header checksum: the sum of its bytes with the checksum field read as spaces.
