@@ -17,7 +17,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use super::UnpackError;
-use crate::container::tar::reader::field_number;
+use crate::container::tar::reader::{checksum, field_number};
 use crate::disk::{self, DiskReader, OpenOptions};
 use crate::error::{Error, Result};
 use crate::io::{FileSource, View};
@@ -286,9 +286,7 @@ impl Header {
             return Err(bad(at, "no ustar magic"));
         }
         let stored = number(&block[148..156]).ok_or_else(|| bad(at, "bad checksum field"))?;
-        let sum: u64 = block.iter().map(|&b| u64::from(b)).sum::<u64>()
-            - block[148..156].iter().map(|&b| u64::from(b)).sum::<u64>()
-            + 8 * u64::from(b' ');
+        let sum = checksum(block);
         if stored != sum {
             return Err(bad(at, format!("checksum {stored:o}, computed {sum:o}")));
         }

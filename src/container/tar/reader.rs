@@ -319,7 +319,7 @@ pub(crate) fn field_number(field: &[u8]) -> Option<(u64, usize)> {
 }
 
 /// The header checksum: the sum of its bytes with the checksum field read as spaces.
-fn checksum(block: &[u8; 512]) -> u64 {
+pub(crate) fn checksum(block: &[u8; 512]) -> u64 {
     let spaces = 8 * u64::from(b' ');
     let all: u64 = block.iter().map(|&b| u64::from(b)).sum();
     let field: u64 = block[148..156].iter().map(|&b| u64::from(b)).sum();
