@@ -642,16 +642,11 @@ fn distribution_templates_validate() {
         let spec = root.join(format!("{t}.yaml"));
         d.kiln_ok(&["validate", spec.to_str().unwrap()]);
     }
-    // Ubuntu's keyring is a host file; here a copy of the template names a local one.
+    // Ubuntu's template names the signing key shipped beside it.
     let text = std::fs::read_to_string(root.join("ubuntu-cloud.yaml")).unwrap();
     assert!(text.contains("SHA256SUMS.gpg") && text.contains("UEC Image Automatic Signing Key"));
-    let text = text.replace(
-        "/usr/share/keyrings/ubuntu-cloudimage-keyring.gpg",
-        "keys.gpg",
-    );
-    std::fs::write(d.path("ubuntu.yaml"), text).unwrap();
-    std::fs::write(d.path("keys.gpg"), b"").unwrap();
-    d.kiln_ok(&["validate", "ubuntu.yaml"]);
+    assert!(text.contains("keyring: ubuntu-cloudimage-keyring.asc"));
+    d.kiln_ok(&["validate", root.join("ubuntu-cloud.yaml").to_str().unwrap()]);
     for t in ["debian-cloud", "ubuntu-cloud", "fedora-cloud"] {
         let text = std::fs::read_to_string(root.join(format!("{t}.yaml"))).unwrap();
         assert!(
@@ -659,6 +654,41 @@ fn distribution_templates_validate() {
             "{t}"
         );
     }
+}
+
+/// `kiln init --template ubuntu-cloud` writes Ubuntu's cloud-image signing key beside the spec:
+/// gpg (the oracle) reads it as the key with the fingerprint Ubuntu documents, and kiln reads
+/// it as a keyring (a signature by another key is refused as "not in" it, not as unreadable).
+#[test]
+fn ubuntu_template_ships_the_documented_signing_key() {
+    let signer = Gpg::new("kiln test <signer@example.org>", "ed25519");
+    let f = signed_fixture(&signer);
+    let out = kiln_ok(&f.d, &["init", "--template", "ubuntu-cloud", "proj"]);
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["proj/kiln.yaml", "proj/ubuntu-cloudimage-keyring.asc"]
+    );
+    let key = f.d.path("proj/ubuntu-cloudimage-keyring.asc");
+    let shown = signer.run(&["--with-colons", "--show-keys", key.to_str().unwrap()]);
+    let shown = String::from_utf8_lossy(&shown.stdout).into_owned();
+    assert!(
+        shown.contains(":D2EB44626FDDC30B513D5BB71A5D6C4C7DB87C81:")
+            && shown.contains("UEC Image Automatic Signing Key <cdimage@ubuntu.com>"),
+        "{shown}"
+    );
+    f.d.kiln_ok(&["validate", "proj/kiln.yaml"]);
+    let keyring = key.to_str().unwrap();
+    let file = spec(&f.d, "u", &signed_source(&f.base, "s", "SUMS.gpg", keyring));
+    let err = kiln_fails(&f.d, &["build", &file, "-o", "out"], &[]);
+    assert!(
+        err.contains("which is not in") && err.contains("ubuntu-cloudimage-keyring.asc"),
+        "{err}"
+    );
+    assert_nothing_left(&f, "out");
+    // A second init refuses before writing anything.
+    let err =
+        f.d.kiln_err(&["init", "--template", "ubuntu-cloud", "proj"], 2);
+    assert!(err.contains("--force"), "{err}");
 }
 
 #[test]

@@ -43,6 +43,14 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
 ];
 
+/// Files a template names beside itself, written next to its `kiln.yaml` by `kiln init`
+/// (template, file name, text): the trust anchors a template cannot ask users to hunt for.
+const TEMPLATE_FILES: &[(&str, &str, &str)] = &[(
+    "ubuntu-cloud",
+    "ubuntu-cloudimage-keyring.asc",
+    include_str!("../../templates/ubuntu-cloudimage-keyring.asc"),
+)];
+
 /// Where a spec's input files may come from.
 #[derive(Debug, Args)]
 pub(super) struct ConfineArgs {
@@ -134,7 +142,8 @@ pub(super) struct InitArgs {
     /// vmware-ova, virtualbox-ova, aws-ami.
     #[arg(short, long, value_name = "NAME", default_value = "minimal")]
     template: String,
-    /// Replace an existing kiln.yaml.
+    /// Replace an existing kiln.yaml (and the files a template writes beside it, such as
+    /// `ubuntu-cloud`'s signing key).
     #[arg(long)]
     force: bool,
     /// Directory to write `kiln.yaml` into (default: the current directory).
@@ -218,14 +227,24 @@ pub(super) fn init(args: &InitArgs) -> miette::Result<()> {
     };
     let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from("."));
     std::fs::create_dir_all(&dir).map_err(|e| wrap(kiln::Error::io(e).with_path(&dir)))?;
-    let path = dir.join("kiln.yaml");
-    if path.exists() && !args.force {
-        let e = kiln::Error::invalid_input("already exists; pass --force to replace it")
-            .with_path(&path);
-        return Err(wrap(e));
+    let companions = TEMPLATE_FILES
+        .iter()
+        .filter(|(t, _, _)| *t == args.template);
+    let files: Vec<(PathBuf, &str)> = std::iter::once((dir.join("kiln.yaml"), *text))
+        .chain(companions.map(|(_, name, text)| (dir.join(name), *text)))
+        .collect();
+    // Refuse before writing anything, so an init never leaves half a project behind.
+    if !args.force {
+        if let Some((path, _)) = files.iter().find(|(p, _)| p.exists()) {
+            let e = kiln::Error::invalid_input("already exists; pass --force to replace it")
+                .with_path(path);
+            return Err(wrap(e));
+        }
     }
-    std::fs::write(&path, text).map_err(|e| wrap(kiln::Error::io(e).with_path(&path)))?;
-    println!("{}", path.display());
+    for (path, text) in &files {
+        std::fs::write(path, text).map_err(|e| wrap(kiln::Error::io(e).with_path(path)))?;
+        println!("{}", path.display());
+    }
     Ok(())
 }
 
