@@ -234,12 +234,11 @@ pub(super) fn init(args: &InitArgs) -> miette::Result<()> {
         .chain(companions.map(|(_, name, text)| (dir.join(name), *text)))
         .collect();
     // Refuse before writing anything, so an init never leaves half a project behind.
-    if !args.force {
-        if let Some((path, _)) = files.iter().find(|(p, _)| p.exists()) {
-            let e = kiln::Error::invalid_input("already exists; pass --force to replace it")
-                .with_path(path);
-            return Err(wrap(e));
-        }
+    let existing = files.iter().find(|(p, _)| p.exists());
+    if let (Some((path, _)), false) = (existing, args.force) {
+        let e = kiln::Error::invalid_input("already exists; pass --force to replace it")
+            .with_path(path);
+        return Err(wrap(e));
     }
     for (path, text) in &files {
         std::fs::write(path, text).map_err(|e| wrap(kiln::Error::io(e).with_path(path)))?;
