@@ -4,7 +4,9 @@
 
 use std::path::Path;
 
-use crate::util::{Dir, check_ova, describe, names_in, run_ok, sparse_raw, tar_extract};
+use crate::util::{
+    Dir, check_image, check_ova, describe, names_in, python, run_ok, sparse_raw, tar_extract,
+};
 
 fn sources(d: &Dir) {
     sparse_raw(&d.path("root.raw"), 24 << 20, 20, 7);
@@ -167,4 +169,55 @@ fn a_target_profile_sets_the_hardware_family_an_importer_accepts() {
     );
     assert!(err.contains("esxi-9"), "{err}");
     assert!(!d.path("b.ova").exists());
+}
+
+/// A 9 GiB sparse disk: the package stays plain ustar (no PAX header) that GNU tar and
+/// Python's tarfile list with the member's true size, and the VMDK inside holds the disk.
+#[test]
+fn a_9_gib_sparse_disk_travels_in_a_plain_tar() {
+    let d = Dir::new();
+    let size: u64 = 9 << 30;
+    sparse_raw(&d.path("big.raw"), size, 12, 21);
+    d.kiln_ok(&["ova", "--disk", "big.raw", "-o", "big.ova"]);
+    let listing = run_ok("tar", &["-tvf", d.path("big.ova").to_str().unwrap()]);
+    // Python's tarfile: every member, its size and type, and any PAX headers it met.
+    let members = python(
+        d.tmp.path(),
+        "import tarfile\n\
+         t = tarfile.open('big.ova')\n\
+         for m in t.getmembers():\n    \
+             print(m.name, m.size, m.isreg(), bool(m.pax_headers))\n\
+         print('pax', bool(t.pax_headers))",
+        &[],
+    );
+    let lines: Vec<&str> = members.lines().collect();
+    assert_eq!(lines.len(), 4, "{members}");
+    assert_eq!(lines[3], "pax False", "{members}");
+    let names = ["big.ovf", "big.mf", "big-disk1.vmdk"];
+    for (line, name) in lines.iter().zip(names) {
+        let fields: Vec<&str> = line.split(' ').collect();
+        assert_eq!(fields[0], name, "{members}");
+        assert_eq!(&fields[2..], ["True", "False"], "{members}");
+        // GNU tar lists the same size.
+        let size_in_listing = listing
+            .lines()
+            .find(|l| l.ends_with(&format!(" {name}")))
+            .and_then(|l| l.split_whitespace().nth(2))
+            .unwrap_or_else(|| panic!("{name} not in tar -tvf:\n{listing}"));
+        assert_eq!(size_in_listing, fields[1], "{listing}");
+    }
+    assert!(!listing.contains("PaxHeader"), "{listing}");
+    let x = d.path("x");
+    tar_extract(&d.path("big.ova"), &x);
+    // check-image's structure checks, and qemu-img's reading of the bytes (7-Zip and libyal
+    // would each stream all 9 GiB of holes).
+    check_image(
+        "vmdk",
+        Some("streamOptimized"),
+        &x.join("big-disk1.vmdk"),
+        None,
+        &["--virtual-size", &size.to_string()],
+    );
+    same_image(&d.path("big.raw"), &x.join("big-disk1.vmdk"));
+    check_ova(&d.path("big.ova"), "vmware");
 }
