@@ -24,6 +24,7 @@ pub mod manifest;
 pub mod ova;
 pub mod ovf;
 pub mod ovf_read;
+pub mod ovf_rewrite;
 pub mod package;
 pub mod profile;
 pub mod sign;
