@@ -19,6 +19,7 @@ pub mod cloud_init;
 pub mod ec2;
 pub mod extract;
 pub mod finding;
+pub mod from_ovf;
 pub mod inspect;
 pub mod manifest;
 pub mod ova;
