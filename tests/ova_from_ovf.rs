@@ -8,8 +8,8 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::util::{
-    Dir, check_ova, describe, names_in, openssl_key_and_cert, openssl_verifies_cert, oracle,
-    python, run_ok, sparse_raw, tar_extract,
+    Dir, assert_same_file, check_ova, describe, names_in, openssl_key_and_cert,
+    openssl_verifies_cert, oracle, python, run_ok, sparse_raw, tar_extract,
 };
 
 const STREAM_VMDK: &str =
@@ -362,9 +362,16 @@ fn inspect_sees_the_same_appliance_after_a_round_trip() {
 }
 
 #[test]
-fn a_signed_repack_has_a_certificate_openssl_verifies() {
+fn a_signed_repack_with_an_iso_has_a_certificate_openssl_verifies() {
     let d = Dir::new();
     built_ovf(&d);
+    // A file no Disk names (a seed ISO) is copied unchanged, in References order.
+    d.kiln_ok(&["seed", "--hostname", "h", "-o", "src/seed.iso"]);
+    edit_descriptor(
+        &d,
+        "</References>",
+        "  <File ovf:href=\"seed.iso\" ovf:id=\"file9\"/>\n  </References>",
+    );
     openssl_key_and_cert(&d.path("key.pem"), &d.path("cert.pem"), "kiln from-ovf");
     d.kiln_ok(&[
         "ova",
@@ -390,9 +397,11 @@ fn a_signed_repack_has_a_certificate_openssl_verifies() {
             "signed.mf",
             "signed.cert",
             "root.vmdk",
-            "data-sparse.vmdk"
+            "data-sparse.vmdk",
+            "seed.iso"
         ]
     );
+    assert_same_file(&d.path("src/seed.iso"), &x.join("seed.iso"));
 }
 
 /// Runs `kiln ova --from-ovf src/app.ovf -o out.ova`, expecting a one-line error that
