@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::util::{
     Dir, assert_same_file, check_ova, describe, names_in, openssl_key_and_cert,
-    openssl_verifies_cert, oracle, python, run_ok, sparse_raw, tar_extract,
+    openssl_verifies_cert, oracle, python, run_ok, sha256, sparse_raw, tar_extract,
 };
 
 const STREAM_VMDK: &str =
@@ -153,6 +153,17 @@ fn a_built_ovf_with_qcow2_and_sparse_vmdk_disks_repacks_into_an_importable_ova()
     assert_eq!(stdout.trim(), "out/new.ova");
     assert_eq!(names_in(&d.path("out")), ["new.ova"]);
     check_ova(&d.path("out/new.ova"), "vmware");
+    // The same inputs give the same bytes.
+    let first = sha256(&d.path("out/new.ova"));
+    d.kiln_ok(&[
+        "ova",
+        "--from-ovf",
+        "src/app.ovf",
+        "-o",
+        "out/new.ova",
+        "--force",
+    ]);
+    assert_eq!(sha256(&d.path("out/new.ova")), first);
     let out = d.kiln_ok(&["verify", "out/new.ova"]);
     assert!(out.contains("OK (0 errors"), "{out}");
     let x = d.path("x");

@@ -563,6 +563,66 @@ mod tests {
         assert_eq!(vmdk_name("root"), "root.vmdk");
     }
 
+    fn file(id: &str) -> FileRef {
+        FileRef {
+            id: id.into(),
+            href: format!("{id}.qcow2"),
+            size: None,
+            size_text: None,
+            compression: None,
+            chunk_size: None,
+            line: 3,
+        }
+    }
+
+    fn disk(id: &str, file_ref: &str) -> Disk {
+        Disk {
+            id: id.into(),
+            file_ref: Some(file_ref.into()),
+            capacity: "1".into(),
+            units: None,
+            capacity_bytes: Some(1),
+            populated_size: None,
+            format: None,
+            parent_ref: None,
+            line: 7,
+        }
+    }
+
+    #[test]
+    fn each_file_is_matched_with_the_disk_that_names_it() {
+        let files = [file("f1"), file("f2")];
+        let disks = [disk("d2", "f2")];
+        let by_file = disks_by_file(&files, &disks).unwrap();
+        assert!(by_file[0].is_none());
+        assert_eq!(by_file[1].map(|d| d.id.as_str()), Some("d2"));
+    }
+
+    #[test]
+    fn two_disks_sharing_a_file_are_refused() {
+        let err = disks_by_file(&[file("f1")], &[disk("d1", "f1"), disk("d2", "f1")]).unwrap_err();
+        assert!(
+            err.to_string().contains("already the file of Disk `d1`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_delta_disk_is_refused() {
+        let mut delta = disk("d1", "f1");
+        delta.parent_ref = Some("base".into());
+        let err = disks_by_file(&[file("f1")], &[delta]).unwrap_err();
+        assert!(err.to_string().contains("delta disk"), "{err}");
+    }
+
+    #[test]
+    fn a_compressed_file_is_refused() {
+        let mut f = file("f1");
+        f.compression = Some("gzip".into());
+        let err = check_file(&f, Path::new("/nonexistent")).unwrap_err();
+        assert!(err.to_string().contains("ovf:compression `gzip`"), "{err}");
+    }
+
     #[test]
     fn renamed_disks_stay_unique() {
         let mut taken = vec!["a.vmdk".to_string()];
