@@ -35,8 +35,9 @@ streamOptimized VMDK (renamed NAME.vmdk when it was not one), grown to the Disk'
 declared capacity; other files (ISO, NVRAM) are copied unchanged. The descriptor is kept \
 byte for byte except File ovf:href/ovf:size and Disk ovf:capacity (in bytes, with \
 ovf:capacityAllocationUnits=\"byte\"), ovf:format and ovf:populatedSize; the manifest is \
-made anew. Refused, writing nothing: missing files, hrefs with a path, `..` or a URL, \
-compressed or chunked files, a disk larger than its declared capacity."
+made anew. A file in chunks (ovf:chunkSize, X.000000000, ...) is read from its chunks and \
+packed whole. Refused, writing nothing: missing files or chunks, hrefs with a path, `..` or a \
+URL, compressed files, a disk larger than its declared capacity."
 )]
 pub(super) struct OvaArgs {
     /// A disk image (repeat for more disks; the first boots).

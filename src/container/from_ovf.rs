@@ -13,15 +13,19 @@
 //! hrefs, sizes, capacities in bytes, format), the manifest re-hashed, the certificate when
 //! signing, then the members in References order.
 //!
+//! A file stored in chunks (`ovf:chunkSize`) is read from its chunks as one
+//! ([`super::chunks`]) and packed whole.
+//!
 //! Refused before anything is written, naming the descriptor and the element: a missing
-//! file, a bad href, compressed (`ovf:compression`) or chunked (`ovf:chunkSize`) files, a
-//! Disk whose fileRef names no File, two Disks sharing a File, delta disks
-//! (`ovf:parentRef`), a disk larger than its declared capacity, and the reader's errors.
+//! file or chunk, a bad href, compressed files (`ovf:compression`), a Disk whose fileRef
+//! names no File, two Disks sharing a File, delta disks (`ovf:parentRef`), a disk larger
+//! than its declared capacity, and the reader's errors.
 
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use super::chunks::{Chunks, SourceReader};
 use super::finding::Severity;
 use super::manifest::Algorithm;
 use super::ovf_read::{self, Disk, FileRef, xml::XML_MAX_BYTES};
@@ -32,6 +36,7 @@ use crate::context::BuildContext;
 use crate::disk::{self, CreateRequest, DiskFormat, DiskReader, DiskWriter, Extent, Grown};
 use crate::disk::{KvOptions, OpenOptions, WriteReport};
 use crate::error::{Error, ErrorKind, Result};
+use crate::io::Source;
 use crate::io::output::OutputSet;
 
 /// The stream VMDK's grain: a data run counts as populated per grain that is not all zero.
@@ -46,18 +51,6 @@ pub enum FromOvfError {
         "File `{id}` (line {line}): ovf:href `{href}` is not a file name beside the descriptor (no path separators, `..` or URL schemes)"
     )]
     BadHref {
-        /// `ovf:id`.
-        id: String,
-        /// `ovf:href`.
-        href: String,
-        /// Line of the File.
-        line: u32,
-    },
-    /// A File is split into chunks.
-    #[error(
-        "File `{id}` (line {line}): `{href}` is stored in chunks (ovf:chunkSize); join the chunks into one file and drop the attribute"
-    )]
-    Chunked {
         /// `ovf:id`.
         id: String,
         /// `ovf:href`.
@@ -165,9 +158,7 @@ impl From<FromOvfError> for Error {
     fn from(e: FromOvfError) -> Self {
         let kind = match e {
             FromOvfError::Missing { .. } => ErrorKind::Io,
-            FromOvfError::Chunked { .. }
-            | FromOvfError::Compressed { .. }
-            | FromOvfError::Delta { .. } => ErrorKind::Unsupported,
+            FromOvfError::Compressed { .. } | FromOvfError::Delta { .. } => ErrorKind::Unsupported,
             _ => ErrorKind::InvalidImage,
         };
         Error::new(kind, e)
@@ -205,8 +196,8 @@ struct Member {
 enum MemberSource {
     /// A disk, converted; its reader presents the declared capacity.
     Disk(Box<dyn DiskReader>),
-    /// A file copied unchanged.
-    Copy(PathBuf),
+    /// A file copied unchanged (from its chunks when it has them).
+    Copy(Option<Source>),
 }
 
 impl Planned {
@@ -268,10 +259,11 @@ fn plan_inner(descriptor: &Path, target: &Path) -> Result<Planned> {
             member: index,
         });
         let path = dir.join(&f.href);
+        let source = open_file(f, dir)?;
         let (name, what) = match disk {
             Some(d) => {
                 let name = unique(&vmdk_name(&f.href), &mut taken);
-                let (reader, capacity) = open_disk(d, &f.href, &path)?;
+                let (reader, capacity) = open_disk(d, f, source, &path)?;
                 rewrite.disks.push(DiskEdit {
                     id: d.id.clone(),
                     member: index,
@@ -280,7 +272,7 @@ fn plan_inner(descriptor: &Path, target: &Path) -> Result<Planned> {
                 });
                 (name, MemberSource::Disk(reader))
             }
-            None => (f.href.clone(), MemberSource::Copy(path)),
+            None => (f.href.clone(), MemberSource::Copy(source)),
         };
         members.push(Member {
             name,
@@ -357,9 +349,6 @@ fn check_file(f: &FileRef, dir: &Path) -> Result<()> {
     if !is_plain_name(&f.href) {
         return Err(FromOvfError::BadHref { id, href, line }.into());
     }
-    if f.chunk_size.is_some() {
-        return Err(FromOvfError::Chunked { id, href, line }.into());
-    }
     if let Some(c) = f.compression.as_deref().filter(|c| *c != "identity") {
         let compression = c.to_string();
         return Err(FromOvfError::Compressed {
@@ -369,6 +358,10 @@ fn check_file(f: &FileRef, dir: &Path) -> Result<()> {
             line,
         }
         .into());
+    }
+    if f.chunk_size.is_some() {
+        // The chunks are checked as they are opened.
+        return Ok(());
     }
     // symlink_metadata: a link could lead outside the directory.
     let regular = std::fs::symlink_metadata(dir.join(&f.href)).is_ok_and(|m| m.is_file());
@@ -423,20 +416,38 @@ fn unique(name: &str, taken: &mut Vec<String>) -> String {
     candidate
 }
 
-/// Opens the image of Disk `d` and presents it at the declared capacity (rounded up to
-/// whole sectors; the image's own size when none is declared).
-fn open_disk(d: &Disk, href: &str, path: &Path) -> Result<(Box<dyn DiskReader>, u64)> {
+/// The bytes of File `f`: the file beside the descriptor, or its chunks read as one.
+fn open_file(f: &FileRef, dir: &Path) -> Result<Option<Source>> {
+    let Some(chunk_size) = f.chunk_size else {
+        return Ok(None);
+    };
+    Ok(Some(Chunks::open(dir, &f.href, chunk_size)?))
+}
+
+/// Opens the image of Disk `d` (File `f`, at `path`, or the chunks in `chunks`) and presents
+/// it at the declared capacity (rounded up to whole sectors; the image's own size when none
+/// is declared).
+fn open_disk(
+    d: &Disk,
+    f: &FileRef,
+    chunks: Option<Source>,
+    path: &Path,
+) -> Result<(Box<dyn DiskReader>, u64)> {
     let opts = OpenOptions {
         format: None,
         allow_unsafe: false,
     };
-    let reader = disk::open(path, &opts)?;
+    let reader = match chunks {
+        // A VMDK descriptor file may name extents beside it; chunks cannot.
+        None => disk::open(path, &opts)?,
+        Some(source) => disk::open_source(source, path, &opts)?,
+    };
     let size = reader.virtual_size();
     let declared = d.capacity_bytes.unwrap_or(size);
     if size > declared {
         return Err(FromOvfError::TooLarge {
             id: d.id.clone(),
-            href: href.to_string(),
+            href: f.href.clone(),
             size,
             capacity: declared,
             line: d.line,
@@ -479,10 +490,14 @@ pub fn write(planned: Planned, opts: FromOvfOptions, out: &mut OutputSet) -> Res
                 pack_disk(&mut writer, reader.as_mut(), &ctx, out)
                     .map_err(|e| e.with_path(&source))?;
             }
-            MemberSource::Copy(path) => {
-                let mut file = File::open(&path).map_err(|e| Error::io(e).with_path(&path))?;
+            MemberSource::Copy(chunks) => {
+                let path = source;
+                let mut reader: Box<dyn Read> = match chunks {
+                    Some(chunks) => Box::new(SourceReader::new(chunks)),
+                    None => Box::new(File::open(&path).map_err(|e| Error::io(e).with_path(&path))?),
+                };
                 writer
-                    .copy_member(&mut file, out)
+                    .copy_member(&mut reader, out)
                     .map_err(|e| e.with_path(&path))?;
             }
         }

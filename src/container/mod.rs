@@ -15,6 +15,7 @@
 //! Layering: `container` builds on `disk` and `io` (and `seed` for cloud-init data); it never
 //! imports `plan` or `spec`: the plan translates the spec into these types.
 
+pub mod chunks;
 pub mod cloud_init;
 pub mod ec2;
 pub mod extract;
