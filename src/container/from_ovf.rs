@@ -220,11 +220,14 @@ pub fn plan(descriptor: &Path, target: &Path) -> Result<Planned> {
 }
 
 fn plan_inner(descriptor: &Path, target: &Path) -> Result<Planned> {
-    let source = read_text(descriptor)?;
+    let bytes = read_bytes(descriptor)?;
     let name = descriptor
         .file_name()
         .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-    let read = ovf_read::read_descriptor(source.as_bytes(), &name)?;
+    let read = ovf_read::read_descriptor(&bytes, &name)?;
+    // The reader accepted it, so it is UTF-8.
+    let source = String::from_utf8(bytes)
+        .map_err(|e| Error::new(ErrorKind::InvalidImage, e.utf8_error()))?;
     if let Some(f) = (read.findings.iter()).find(|f| f.severity == Severity::Error) {
         return Err(FromOvfError::Descriptor {
             place: f.place.clone().unwrap_or_default(),
@@ -287,23 +290,16 @@ fn plan_inner(descriptor: &Path, target: &Path) -> Result<Planned> {
     })
 }
 
-/// The descriptor's text, read no further than the XML reader's bound.
-fn read_text(path: &Path) -> Result<String> {
+/// The descriptor's bytes, read no further than one past the XML reader's bound (which
+/// then refuses them as too large).
+fn read_bytes(path: &Path) -> Result<Vec<u8>> {
     let file = File::open(path).map_err(Error::io)?;
     let mut bytes = Vec::new();
     let cap = u64::try_from(XML_MAX_BYTES).unwrap_or(u64::MAX);
     (file.take(cap + 1))
         .read_to_end(&mut bytes)
         .map_err(Error::io)?;
-    // The reader refuses what is too large or not UTF-8, with the place.
-    ovf_read::xml::parse(&bytes).map_err(|e| Error::new(ErrorKind::InvalidImage, e))?;
-    String::from_utf8(bytes).map_err(|e| {
-        let at = e.utf8_error().valid_up_to();
-        Error::new(
-            ErrorKind::InvalidImage,
-            format!("byte {at:#x} is not valid UTF-8"),
-        )
-    })
+    Ok(bytes)
 }
 
 /// For each File (in order), the Disk whose fileRef names it.

@@ -9,6 +9,11 @@
 //! the VMDK writer's batches plus the descriptor. Tar framing is [`super::tar`]'s, so the
 //! same disk gives the same bytes.
 //!
+//! The descriptor comes from a [`Describe`]: kiln's own [`Machine`] for a build, or another
+//! tool's descriptor with new file and disk attributes for `kiln ova --from-ovf`
+//! ([`super::ovf_rewrite`]), whose members may also be files copied unchanged
+//! ([`PackageWriter::copy_member`]: an ISO, NVRAM) under names of its own.
+//!
 //! A signed package also has `NAME.cert` (the manifest's RSA signature and the certificate
 //! chain, [`PackageSigner`]) after the manifest, as `kiln sign` places it: the head reserves
 //! its member, whose length does not depend on what is signed, and the signature is made
