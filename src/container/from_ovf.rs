@@ -250,44 +250,60 @@ fn plan_inner(descriptor: &Path, target: &Path) -> Result<Planned> {
             taken.push(f.href.clone());
         }
     }
-    let mut members = Vec::new();
     let mut rewrite = Rewrite {
         source,
         files: Vec::new(),
         disks: Vec::new(),
     };
+    let mut members = Vec::new();
     for (index, (f, disk)) in env.files.iter().zip(&by_file).enumerate() {
         rewrite.files.push(FileEdit {
             id: f.id.clone(),
             member: index,
         });
-        let path = dir.join(&f.href);
-        let source = open_file(f, dir)?;
-        let (name, what) = match disk {
-            Some(d) => {
-                let name = unique(&vmdk_name(&f.href), &mut taken);
-                let (reader, capacity) = open_disk(d, f, source, &path)?;
-                rewrite.disks.push(DiskEdit {
-                    id: d.id.clone(),
-                    member: index,
-                    capacity,
-                    populated: d.populated_size.is_some(),
-                });
-                (name, MemberSource::Disk(reader))
-            }
-            None => (f.href.clone(), MemberSource::Copy(source)),
-        };
-        members.push(Member {
-            name,
-            href: f.href.clone(),
-            what,
-        });
+        let (member, edit) = open_member(f, *disk, dir, index, &mut taken)?;
+        rewrite.disks.extend(edit);
+        members.push(member);
     }
     Ok(Planned {
         descriptor: descriptor.to_path_buf(),
         rewrite,
         members,
     })
+}
+
+/// File `f` (member `index`) opened as a disk of Disk `disk`, or as a file to copy; the
+/// Disk's edit. A disk's new name is recorded in `taken`.
+fn open_member(
+    f: &FileRef,
+    disk: Option<&Disk>,
+    dir: &Path,
+    index: usize,
+    taken: &mut Vec<String>,
+) -> Result<(Member, Option<DiskEdit>)> {
+    let source = open_file(f, dir)?;
+    let href = f.href.clone();
+    let Some(d) = disk else {
+        let what = MemberSource::Copy(source);
+        return Ok((
+            Member {
+                name: href.clone(),
+                href,
+                what,
+            },
+            None,
+        ));
+    };
+    let name = unique(&vmdk_name(&f.href), taken);
+    let (reader, capacity) = open_disk(d, f, source, &dir.join(&f.href))?;
+    let edit = DiskEdit {
+        id: d.id.clone(),
+        member: index,
+        capacity,
+        populated: d.populated_size.is_some(),
+    };
+    let what = MemberSource::Disk(reader);
+    Ok((Member { name, href, what }, Some(edit)))
 }
 
 /// The descriptor's bytes, read no further than one past the XML reader's bound (which
