@@ -496,6 +496,14 @@ fn refusals_name_the_descriptor_and_the_element_and_write_nothing() {
         &[],
         &["src/app.ovf", "file1", "root.qcow2", "not a regular file"],
     );
+    // A symlink could lead anywhere; only regular files beside the descriptor are read.
+    std::os::unix::fs::symlink("../root.raw", d.path("src/root.qcow2")).unwrap();
+    refused(
+        &d,
+        &[],
+        &["src/app.ovf", "file1", "root.qcow2", "not a regular file"],
+    );
+    std::fs::remove_file(d.path("src/root.qcow2")).unwrap();
     std::fs::rename(d.path("src/moved.qcow2"), d.path("src/root.qcow2")).unwrap();
 
     edit_descriptor(&d, "\"root.qcow2\"", "\"../root.raw\"");
