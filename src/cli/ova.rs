@@ -2,10 +2,20 @@
 //! no spec to write. The options become a spec (shown by `--dry-run`), which the build
 //! checks and writes exactly as `kiln build` would; only the package is written (no report,
 //! no SHA256SUMS beside it).
+//!
+//! `kiln ova --from-ovf dir/x.ovf -o y.ova` repacks an OVF another tool wrote: its disks
+//! become streamOptimized VMDKs, the descriptor keeps everything but the file and disk
+//! attributes ([`kiln::container::from_ovf`]).
 
 use std::path::{Path, PathBuf};
 
 use clap::Args;
+use kiln::container::from_ovf::{self, FromOvfOptions};
+use kiln::container::manifest::Algorithm;
+use kiln::container::package::{Form, file_names};
+use kiln::container::signature::PackageSigner;
+use kiln::context::BuildContext;
+use kiln::io::output::OutputSet;
 use kiln::plan::{BuildOptions, Plan};
 use kiln::{Error, Result};
 
@@ -17,12 +27,32 @@ use super::progress::BuildProgress;
     the package, in the order given; the first is the boot disk. NAME.ova is one tar \
     archive; NAME.ovf writes the descriptor, NAME.mf and NAME-diskN.vmdk side by side. The \
     package is what `kiln build` writes for the same settings (see --dry-run for the spec \
-    they make): it passes `kiln verify` and imports in VMware and VirtualBox."
+    they make): it passes `kiln verify` and imports in VMware and VirtualBox.
+
+With --from-ovf DIR/X.ovf the package is an existing OVF repacked: every file its \
+References name is read beside it; each disk (any format kiln reads) becomes a \
+streamOptimized VMDK (renamed NAME.vmdk when it was not one), grown to the Disk's \
+declared capacity; other files (ISO, NVRAM) are copied unchanged. The descriptor is kept \
+byte for byte except File ovf:href/ovf:size and Disk ovf:capacity (in bytes, with \
+ovf:capacityAllocationUnits=\"byte\"), ovf:format and ovf:populatedSize; the manifest is \
+made anew. A file in chunks (ovf:chunkSize, X.000000000, ...) is read from its chunks and \
+packed whole. Refused, writing nothing: missing files or chunks, hrefs with a path, `..` or a \
+URL, compressed files, a disk larger than its declared capacity."
 )]
 pub(super) struct OvaArgs {
     /// A disk image (repeat for more disks; the first boots).
-    #[arg(long = "disk", value_name = "IMAGE", required = true)]
+    #[arg(
+        long = "disk",
+        value_name = "IMAGE",
+        required_unless_present = "from_ovf"
+    )]
     disks: Vec<PathBuf>,
+    /// Repack this OVF descriptor and the files beside it instead (no --disk or hardware
+    /// options: the descriptor says those).
+    #[arg(long, value_name = "OVF", conflicts_with_all = [
+        "disks", "name", "cpus", "memory", "os", "firmware", "target", "dry_run",
+    ])]
+    from_ovf: Option<PathBuf>,
     /// The package to write: NAME.ova, or NAME.ovf for loose files.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     output: PathBuf,
@@ -47,6 +77,10 @@ pub(super) struct OvaArgs {
     #[arg(long, value_name = "TARGET", default_value = "vmware",
           value_parser = clap::builder::PossibleValuesParser::new(kiln::container::profile::Profile::names()))]
     target: String,
+    /// Manifest digest: sha256, sha1 (old VMware and VirtualBox) or sha512.
+    #[arg(long, value_name = "ALG", default_value = "sha256",
+          value_parser = ["sha256", "sha1", "sha512"])]
+    manifest: String,
     /// Sign the manifest with this RSA private key (PEM); needs --sign-cert.
     #[arg(long, value_name = "PEM", requires = "sign_cert")]
     sign_key: Option<PathBuf>,
@@ -65,6 +99,9 @@ pub(super) struct OvaArgs {
 }
 
 pub(super) fn ova(args: &OvaArgs) -> Result<()> {
+    if let Some(descriptor) = &args.from_ovf {
+        return from_ovf(args, descriptor);
+    }
     let (dir, file, container) = output_parts(&args.output)?;
     let text = spec_text(args, &file, container)?;
     if args.dry_run {
@@ -145,9 +182,10 @@ fn spec_text(args: &OvaArgs, file: &str, container: &str) -> Result<String> {
         ));
     }
     text.push_str(&format!(
-        "outputs:\n  - {{ disk_format: vmdk, container_format: {container}, file: {}, target: {} }}\n",
+        "outputs:\n  - {{ disk_format: vmdk, container_format: {container}, file: {}, target: {}, manifest: {} }}\n",
         q(file),
-        args.target
+        args.target,
+        args.manifest
     ));
     Ok(text)
 }
@@ -164,6 +202,53 @@ fn refuse_existing(args: &OvaArgs, dir: &Path, file: &str, container: &str) -> R
         paths.extend(names.others().iter().map(|n| dir.join(n)));
         paths.push(dir.join(&names.cert));
     }
+    refuse_any_existing(&paths)
+}
+
+/// `--from-ovf`: checks and opens everything, then writes the package (partial files,
+/// renamed when complete).
+fn from_ovf(args: &OvaArgs, descriptor: &Path) -> Result<()> {
+    let (dir, file, container) = output_parts(&args.output)?;
+    let target = dir.join(&file);
+    let planned = from_ovf::plan(descriptor, &target)?;
+    let signer = match (&args.sign_key, &args.sign_cert) {
+        (Some(key), Some(cert)) => Some(PackageSigner::load(key, cert)?),
+        _ => None,
+    };
+    let form = if container == "ova" {
+        Form::Ova
+    } else {
+        Form::Files
+    };
+    if !args.force {
+        let names = file_names(&target, 0);
+        let mut paths = vec![target.clone()];
+        if form == Form::Files {
+            let members = planned.members().into_iter().map(|(name, _)| name);
+            let others = [names.manifest, names.cert].into_iter().chain(members);
+            paths.extend(others.map(|n| dir.join(n)));
+        }
+        refuse_any_existing(&paths)?;
+    }
+    let digest = match args.manifest.as_str() {
+        "sha1" => Algorithm::Sha1,
+        "sha512" => Algorithm::Sha512,
+        _ => Algorithm::Sha256,
+    };
+    let opts = FromOvfOptions {
+        form,
+        digest,
+        signer,
+        ctx: BuildContext::from_env(&file),
+    };
+    let mut out = OutputSet::new(&target, true);
+    from_ovf::write(planned, opts, &mut out)?;
+    out.commit()?;
+    println!("{}", args.output.display());
+    Ok(())
+}
+
+fn refuse_any_existing(paths: &[PathBuf]) -> Result<()> {
     match paths.iter().find(|p| p.exists()) {
         Some(p) => {
             Err(Error::invalid_input("already exists; pass --force to replace it").with_path(p))

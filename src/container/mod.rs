@@ -15,15 +15,18 @@
 //! Layering: `container` builds on `disk` and `io` (and `seed` for cloud-init data); it never
 //! imports `plan` or `spec`: the plan translates the spec into these types.
 
+pub mod chunks;
 pub mod cloud_init;
 pub mod ec2;
 pub mod extract;
 pub mod finding;
+pub mod from_ovf;
 pub mod inspect;
 pub mod manifest;
 pub mod ova;
 pub mod ovf;
 pub mod ovf_read;
+pub mod ovf_rewrite;
 pub mod package;
 pub mod profile;
 pub mod sign;

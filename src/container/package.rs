@@ -9,6 +9,11 @@
 //! the VMDK writer's batches plus the descriptor. Tar framing is [`super::tar`]'s, so the
 //! same disk gives the same bytes.
 //!
+//! The descriptor comes from a [`Describe`]: kiln's own [`Machine`] for a build, or another
+//! tool's descriptor with new file and disk attributes for `kiln ova --from-ovf`
+//! ([`super::ovf_rewrite`]), whose members may also be files copied unchanged
+//! ([`PackageWriter::copy_member`]: an ISO, NVRAM) under names of its own.
+//!
 //! A signed package also has `NAME.cert` (the manifest's RSA signature and the certificate
 //! chain, [`PackageSigner`]) after the manifest, as `kiln sign` places it: the head reserves
 //! its member, whose length does not depend on what is signed, and the signature is made
@@ -16,7 +21,7 @@
 //! is as reproducible as an unsigned one.
 
 use std::fs::File;
-use std::io::{Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -130,6 +135,67 @@ pub fn file_names(target: &Path, disks: usize) -> Names {
     }
 }
 
+/// What a package's descriptor needs of a member once it is written (zero before).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Written {
+    /// The member's length in bytes (`ovf:size`).
+    pub len: u64,
+    /// Bytes of the disk that hold data (`ovf:populatedSize`), when known.
+    pub populated: Option<u64>,
+}
+
+/// Writes a package's descriptor from what was written of its members.
+pub trait Describe: Send {
+    /// The descriptor for members `names`, of which `written` tells what was written (all
+    /// zero before they are). In [`Form::Ova`] its length must not depend on `written`: the
+    /// archive's head is reserved before the members are written.
+    ///
+    /// # Errors
+    /// A descriptor that cannot be written.
+    fn describe(&self, names: &[String], written: &[Written], form: Form) -> Result<String>;
+}
+
+/// Form, names and digest of a package being started.
+#[derive(Debug, Clone)]
+pub struct Start {
+    /// How the files are stored.
+    pub form: Form,
+    /// Tar headers' mtime.
+    pub mtime: u64,
+    /// Manifest digest.
+    pub digest: Algorithm,
+    /// Descriptor, manifest, certificate and member names (`disks`: every member, in
+    /// References order).
+    pub names: Names,
+}
+
+/// kiln's own descriptor of a [`Machine`] with its disks.
+struct MachineDescriptor {
+    machine: Machine,
+    /// Each disk's guest-visible size in bytes and controller.
+    disks: Vec<(u64, Option<Bus>)>,
+}
+
+impl Describe for MachineDescriptor {
+    fn describe(&self, names: &[String], written: &[Written], form: Form) -> Result<String> {
+        let width = match form {
+            Form::Ova => SIZE_WIDTH,
+            Form::Files => 0,
+        };
+        let files: Vec<DiskFile> = (names.iter().zip(written))
+            .zip(&self.disks)
+            .map(|((href, w), (capacity, bus))| DiskFile {
+                href: href.clone(),
+                size: w.len,
+                capacity: capacity.next_multiple_of(BLOCK),
+                size_width: width,
+                bus: *bus,
+            })
+            .collect();
+        Ok(self.machine.render(&files))
+    }
+}
+
 /// Writes a package while its disks are read, one after the other: [`PackageWriter::disk_writer`]
 /// gives the [`DiskWriter`] of the next disk, [`PackageWriter::disk_done`] records it once
 /// that writer has finished, and [`PackageWriter::finish`] writes the descriptor and manifest.
@@ -141,8 +207,8 @@ pub struct PackageWriter {
     /// The certificate file ([`Form::Files`], signed).
     cert_file: Option<File>,
     layout: Layout,
-    /// Length and manifest digest of each disk written so far.
-    done: Vec<(u64, String)>,
+    /// What was written of each member so far, and its manifest digest.
+    done: Vec<(Written, String)>,
     /// Whether a disk's writer has been handed out and not yet reported back.
     open: bool,
     /// In an OVA, where the next disk member's tar header goes.
@@ -152,7 +218,8 @@ pub struct PackageWriter {
 /// Where the members go and what the head says.
 struct Layout {
     form: Form,
-    package: Package,
+    describe: Box<dyn Describe>,
+    digest: Algorithm,
     names: Names,
     mtime: u64,
     /// The descriptor's length in an OVA (see [`DiskFile::size_width`]).
@@ -175,6 +242,37 @@ impl PackageWriter {
         out: &mut OutputSet,
     ) -> Result<Self> {
         let names = file_names(out.primary_path(), package.disks.len());
+        let digest = package.digest;
+        let describe = Box::new(MachineDescriptor {
+            machine: package.machine,
+            disks: package.disks,
+        });
+        let start = Start {
+            form,
+            mtime,
+            digest,
+            names,
+        };
+        Self::with_descriptor(describe, start, signer, out)
+    }
+
+    /// Starts a package whose descriptor `describe` writes and whose members (disks, or
+    /// files copied unchanged) are `start.names.disks`, in that order.
+    ///
+    /// # Errors
+    /// Member names too long for tar, the descriptor's refusal, failure creating the files.
+    pub fn with_descriptor(
+        describe: Box<dyn Describe>,
+        start: Start,
+        signer: Option<PackageSigner>,
+        out: &mut OutputSet,
+    ) -> Result<Self> {
+        let Start {
+            form,
+            mtime,
+            digest,
+            names,
+        } = start;
         if form == Form::Ova {
             let mut all = [&names.descriptor, &names.manifest, &names.cert]
                 .into_iter()
@@ -185,14 +283,15 @@ impl PackageWriter {
         }
         let mut layout = Layout {
             form,
-            package,
+            describe,
+            digest,
             names,
             mtime,
             descriptor_len: None,
             signer: None,
         };
-        let placeholder = "0".repeat(layout.package.digest.hex_len());
-        let placeholders = vec![(0, placeholder); layout.package.disks.len()];
+        let placeholder = "0".repeat(layout.digest.hex_len());
+        let placeholders = vec![(Written::default(), placeholder); layout.names.disks.len()];
         let (descriptor, manifest) = layout.descriptor_and_manifest(&placeholders)?;
         if let Some(signer) = signer {
             let len = signer
@@ -241,8 +340,35 @@ impl PackageWriter {
         req: &CreateRequest<'_>,
         out: &mut OutputSet,
     ) -> Result<Box<dyn DiskWriter>> {
+        let (name, sink) = self.member_sink(out)?;
+        self.open = true;
+        disk::create_stream(req, Box::new(sink), &name)
+    }
+
+    /// Copies the next member unchanged from `src` (a file the package carries besides its
+    /// disks: an ISO, NVRAM); returns its length.
+    ///
+    /// # Errors
+    /// More members than the package was made for, a disk still being written, I/O.
+    pub fn copy_member(&mut self, src: &mut dyn Read, out: &mut OutputSet) -> Result<u64> {
+        if self.open {
+            return Err(Error::new(
+                ErrorKind::Io,
+                "a package disk is still being written",
+            ));
+        }
+        let (_, mut sink) = self.member_sink(out)?;
+        std::io::copy(src, &mut sink)?;
+        sink.flush()?;
+        let len = sink.bytes;
+        self.record(sink, None)?;
+        Ok(len)
+    }
+
+    /// The next member's name and the writer of its bytes.
+    fn member_sink(&mut self, out: &mut OutputSet) -> Result<(String, TallyWriter)> {
         let index = self.done.len();
-        let Some(name) = self.layout.names.disks.get(index) else {
+        let Some(name) = self.layout.names.disks.get(index).cloned() else {
             return Err(Error::new(
                 ErrorKind::Io,
                 "more disks than the package holds",
@@ -254,15 +380,14 @@ impl PackageWriter {
                 file.seek(SeekFrom::Start(self.next_header + BLOCK))?;
                 file
             }
-            Form::Files => out.create_sibling(name)?,
+            Form::Files => out.create_sibling(&name)?,
         };
         let sink = TallyWriter {
             file,
-            hasher: self.layout.package.digest.hasher(),
+            hasher: self.layout.digest.hasher(),
             bytes: 0,
         };
-        self.open = true;
-        disk::create_stream(req, Box::new(sink), name)
+        Ok((name, sink))
     }
 
     /// Records the disk whose writer has just finished with `report`; in an OVA, writes
@@ -271,6 +396,19 @@ impl PackageWriter {
     /// # Errors
     /// No disk was being written, a report from another writer, I/O.
     pub fn disk_done(&mut self, report: WriteReport) -> Result<()> {
+        self.disk_done_populated(report, None)
+    }
+
+    /// [`PackageWriter::disk_done`] for a disk of which `populated` bytes hold data (the
+    /// descriptor's `ovf:populatedSize`, when it writes one).
+    ///
+    /// # Errors
+    /// As [`PackageWriter::disk_done`].
+    pub fn disk_done_populated(
+        &mut self,
+        report: WriteReport,
+        populated: Option<u64>,
+    ) -> Result<()> {
         let tally = report
             .sink
             .and_then(|sink| sink.downcast::<TallyWriter>().ok())
@@ -282,16 +420,22 @@ impl PackageWriter {
             ));
         };
         self.open = false;
+        self.record(*tally, populated)
+    }
+
+    /// Records the member `tally` has written; in an OVA, writes its tar header.
+    fn record(&mut self, tally: TallyWriter, populated: Option<u64>) -> Result<()> {
         let TallyWriter {
             hasher, bytes: len, ..
-        } = *tally;
+        } = tally;
         if self.layout.form == Form::Ova {
             let name = &self.layout.names.disks[self.done.len()];
             self.file
                 .write_all_at(&self.layout.header(name, len)?, self.next_header)?;
             self.next_header += BLOCK + padded(len);
         }
-        self.done.push((len, hasher.finish_hex()));
+        self.done
+            .push((Written { len, populated }, hasher.finish_hex()));
         Ok(())
     }
 
@@ -327,22 +471,11 @@ impl PackageWriter {
 
 impl Layout {
     /// The descriptor and the manifest for disks of the given lengths and digests.
-    fn descriptor_and_manifest(&self, disks: &[(u64, String)]) -> Result<(String, String)> {
-        let width = match self.form {
-            Form::Ova => SIZE_WIDTH,
-            Form::Files => 0,
-        };
-        let files: Vec<DiskFile> = (self.names.disks.iter().zip(disks))
-            .zip(&self.package.disks)
-            .map(|((href, (size, _)), (capacity, bus))| DiskFile {
-                href: href.clone(),
-                size: *size,
-                capacity: capacity.next_multiple_of(BLOCK),
-                size_width: width,
-                bus: *bus,
-            })
-            .collect();
-        let descriptor = self.package.machine.render(&files);
+    fn descriptor_and_manifest(&self, disks: &[(Written, String)]) -> Result<(String, String)> {
+        let written: Vec<Written> = disks.iter().map(|(w, _)| *w).collect();
+        let descriptor = self
+            .describe
+            .describe(&self.names.disks, &written, self.form)?;
         if let Some(reserved) = self.descriptor_len
             && descriptor.len() != reserved
         {
@@ -352,7 +485,7 @@ impl Layout {
             }
             .into());
         }
-        let alg = self.package.digest;
+        let alg = self.digest;
         let descriptor_digest = manifest::digest_hex(alg, descriptor.as_bytes());
         let entries: Vec<(&str, &str)> =
             std::iter::once((self.names.descriptor.as_str(), descriptor_digest.as_str()))
@@ -449,11 +582,11 @@ mod tests {
         };
         Layout {
             form: Form::Ova,
-            package: Package {
+            describe: Box::new(MachineDescriptor {
                 machine,
-                digest: Algorithm::Sha256,
                 disks: vec![(1 << 20, None)],
-            },
+            }),
+            digest: Algorithm::Sha256,
             names: file_names(Path::new("a.ova"), 1),
             mtime: 946_684_800,
             descriptor_len: None,
@@ -472,9 +605,15 @@ mod tests {
     #[test]
     fn descriptor_length_does_not_depend_on_disk_sizes() {
         let l = layout();
-        let short = l.descriptor_and_manifest(&[(1, "0".repeat(64))]).unwrap();
+        let w = |len| Written {
+            len,
+            populated: None,
+        };
+        let short = l
+            .descriptor_and_manifest(&[(w(1), "0".repeat(64))])
+            .unwrap();
         let long = l
-            .descriptor_and_manifest(&[(u64::MAX, "f".repeat(64))])
+            .descriptor_and_manifest(&[(w(u64::MAX), "f".repeat(64))])
             .unwrap();
         assert_eq!(short.0.len(), long.0.len());
         assert_eq!(short.1.len(), long.1.len());
