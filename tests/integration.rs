@@ -17,6 +17,7 @@ mod layering;
 mod ova;
 mod ova_extract;
 mod ova_from_disks;
+mod ova_hardware;
 mod ova_input;
 mod ova_profiles;
 mod ova_signed_build;

@@ -186,10 +186,18 @@ pub enum Controller {
     Ide,
     /// SATA (AHCI).
     Sata,
-    /// SCSI.
+    /// SCSI (LSI Logic parallel).
     Scsi,
     /// NVMe.
     Nvme,
+    /// LSI Logic parallel SCSI (the same as `scsi`).
+    Lsilogic,
+    /// LSI Logic SAS (not AWS VM Import).
+    Lsilogicsas,
+    /// VMware paravirtual SCSI (VMware targets, Glance, generic; not VirtualBox).
+    Pvscsi,
+    /// BusLogic parallel SCSI (not AWS VM Import).
+    Buslogic,
 }
 
 /// One network adapter.
