@@ -178,7 +178,9 @@ pub struct SignatureFile {
     pub keyring: Spanned<String>,
 }
 
-/// Disk controller.
+/// Disk controller. The SCSI kinds (`scsi`/`lsilogic`, `lsilogicsas`, `pvscsi`, `buslogic`)
+/// are checked against the output's `target:` (VirtualBox: no `pvscsi`, one SCSI kind;
+/// AWS VM Import: `scsi`/`lsilogic` only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Controller {
