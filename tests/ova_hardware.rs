@@ -274,3 +274,112 @@ fn verify_catches_a_required_item_the_importer_makes_no_device_of() {
     let vbox = d.kiln(&["verify", "--target", "virtualbox-7", "bad.ova"]);
     assert!(!String::from_utf8_lossy(&vbox.stdout).contains("target.required-item"));
 }
+
+/// Python: prints `Address AutomaticAllocation Connection ResourceSubType` of every NIC
+/// Item (ResourceType 10) of the descriptor in the OVA argv[1].
+const NICS: &str = r#"
+import sys, tarfile, xml.etree.ElementTree as ET
+t = tarfile.open(sys.argv[1])
+ovf = [m for m in t.getmembers() if m.name.endswith('.ovf')][0]
+root = ET.fromstring(t.extractfile(ovf).read())
+ns = '{http://schemas.dmtf.org/ovf/envelope/1}'
+rasd = '{http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData}'
+for it in root.iter(ns + 'Item'):
+    if it.find(rasd + 'ResourceType').text != '10':
+        continue
+    vals = []
+    for p in ('Address', 'AutomaticAllocation', 'Connection', 'ResourceSubType'):
+        e = it.find(rasd + p)
+        vals.append(e.text if e is not None and e.text else '-')
+    print(' '.join(vals))
+"#;
+
+/// A one-disk spec whose `networks:` block is `networks` (one entry a line), one ova
+/// output per target.
+fn nic_spec(networks: &[&str], targets: &[&str]) -> String {
+    let mut s = String::from(
+        "name: app\nvm: { cpus: 1, memory: 512MiB }\ndisks:\n  - { name: d, source: { blank: true }, size: 8MiB }\nnetworks:\n",
+    );
+    for n in networks {
+        s.push_str(&format!("  - {n}\n"));
+    }
+    s.push_str("outputs:\n");
+    for t in targets {
+        s.push_str(&format!(
+            "  - {{ disk_format: vmdk, container_format: ova, name: {t}, file: {t}.ova, target: {t} }}\n"
+        ));
+    }
+    s
+}
+
+#[test]
+fn nic_mac_and_connected_state_are_written() {
+    let d = Dir::new();
+    let networks = [
+        "{ name: lan, mac: \"00:50:56:0A:0b:0c\" }",
+        "{ name: dmz, connected: false }",
+        "{ name: lan, mac: \"02:00:00:00:00:01\", connected: true }",
+    ];
+    let text = nic_spec(&networks, &["esxi-8", "virtualbox-7", "generic"]);
+    std::fs::write(d.path("s.yaml"), text).unwrap();
+    d.kiln_ok(&["build", "s.yaml", "-o", "out"]);
+    for (t, oracle, nic) in [
+        ("esxi-8", "vmware", "VmxNet3"),
+        ("virtualbox-7", "virtualbox", "E1000"),
+        ("generic", "generic", "VmxNet3"),
+    ] {
+        let ova = d.path(&format!("out/{t}.ova"));
+        check_ova(&ova, oracle);
+        let got = python(&d.path("."), NICS, &[ova.to_str().unwrap()]);
+        assert_eq!(
+            got,
+            format!(
+                "00:50:56:0a:0b:0c true lan {nic}\n- false dmz {nic}\n02:00:00:00:00:01 true lan {nic}"
+            ),
+            "{t}"
+        );
+        let out = d.kiln_ok(&["verify", "--target", t, ova.to_str().unwrap()]);
+        assert!(out.contains("OK (0 errors"), "{t}: {out}");
+    }
+}
+
+/// `s.yaml:LINE:COL` of `needle` in `text` (1-based).
+fn at(text: &str, needle: &str) -> String {
+    for (i, line) in text.lines().enumerate() {
+        if let Some(c) = line.find(needle) {
+            return format!("s.yaml:{}:{}", i + 1, c + 1);
+        }
+    }
+    panic!("{needle} not in {text}");
+}
+
+#[test]
+fn validation_refuses_bad_macs_at_their_place() {
+    for (mac, why) in [
+        (
+            "00:50:56:0a:0b",
+            "is not six hex octets separated by colons",
+        ),
+        (
+            "00-50-56-0a-0b-0c",
+            "is not six hex octets separated by colons",
+        ),
+        (
+            "00:50:56:0g:0b:0c",
+            "is not six hex octets separated by colons",
+        ),
+        (
+            "01:00:5e:00:00:01",
+            "is a multicast address (the first octet is odd); a network adapter needs a unicast one",
+        ),
+        ("00:00:00:00:00:00", "is not an address"),
+    ] {
+        let text = nic_spec(&[&format!("{{ name: lan, mac: \"{mac}\" }}")], &["esxi-7"]);
+        let err = refused(&text);
+        let place = at(&text, &format!("\"{mac}\""));
+        assert!(
+            err.contains(&format!("{place}: networks[0].mac: ")) && err.contains(why),
+            "{mac}: {err}"
+        );
+    }
+}

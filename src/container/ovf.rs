@@ -111,6 +111,10 @@ pub struct Adapter {
     pub network: String,
     /// Model; the target's default when `None`.
     pub model: Option<Nic>,
+    /// Static MAC address (`rasd:Address`), lower case; the importer's choice when `None`.
+    pub mac: Option<String>,
+    /// Connected at power-on (`rasd:AutomaticAllocation`).
+    pub connected: bool,
 }
 
 /// Product metadata (ProductSection).
@@ -377,8 +381,10 @@ impl Machine {
         for (i, a) in self.adapters.iter().enumerate() {
             let model = self.nic_subtype(a.model);
             let id = (next_id + i).to_string();
-            x.item(&[
-                ("AutomaticAllocation", "true"),
+            let mac = a.mac.as_deref().map(|m| ("Address", m));
+            let connected = if a.connected { "true" } else { "false" };
+            let rest = [
+                ("AutomaticAllocation", connected),
                 ("Connection", &a.network),
                 (
                     "Description",
@@ -388,7 +394,10 @@ impl Machine {
                 ("InstanceID", &id),
                 ("ResourceSubType", model),
                 ("ResourceType", "10"),
-            ]);
+            ];
+            // Address sorts first among the properties (schema order).
+            let props: Vec<(&str, &str)> = mac.into_iter().chain(rest).collect();
+            x.item(&props);
         }
         if self.efi && self.target == Target::Vmware {
             x.line(
@@ -573,6 +582,8 @@ mod tests {
             adapters: vec![Adapter {
                 network: "VM Network".into(),
                 model: None,
+                mac: None,
+                connected: true,
             }],
             properties: Vec::new(),
         }

@@ -51,10 +51,12 @@ pub fn package(spec: &ValidSpec, o: &ValidOutput, sizes: &[u64]) -> Result<Packa
         target: o.target.target,
         hardware: o.target.hardware,
         capacity_units: o.target.capacity_units,
-        adapters: (m.networks.iter())
-            .map(|(network, adapter)| Adapter {
+        adapters: (m.networks.iter().zip(&m.nic_settings))
+            .map(|((network, adapter), (mac, connected))| Adapter {
                 network: network.clone(),
                 model: adapter.map(|a| a.nic()).or(o.target.nic),
+                mac: mac.clone(),
+                connected: *connected,
             })
             .collect(),
         properties: match &spec.ovf_properties {

@@ -211,6 +211,18 @@ pub struct Network {
     /// Adapter model; default `vmxnet3` for VMware, `e1000` for VirtualBox.
     #[serde(default)]
     pub adapter: Option<Adapter>,
+    /// A static MAC address, `xx:xx:xx:xx:xx:xx` (hex, unicast); written as the Item's
+    /// `rasd:Address`. Default: none, the importer generates one.
+    #[serde(default)]
+    #[schemars(
+        with = "Option<String>",
+        regex(pattern = r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
+    )]
+    pub mac: Option<Spanned<String>>,
+    /// Whether the adapter is connected at power-on (the Item's `AutomaticAllocation`);
+    /// default `true`.
+    #[serde(default)]
+    pub connected: Option<bool>,
 }
 
 /// Network adapter model.
