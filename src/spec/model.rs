@@ -491,9 +491,46 @@ pub enum ContainerFormat {
 #[schemars(untagged)]
 pub enum Target {
     /// One profile name.
-    One(String),
+    One(#[schemars(with = "ProfileName")] String),
     /// Several profile names.
-    Many(Vec<String>),
+    Many(#[schemars(with = "Vec<ProfileName>")] Vec<String>),
+}
+
+/// A target profile name, for the schema only (editors complete them); the names and
+/// their rules live in `container::profile`, and a unit test keeps the two lists equal.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+pub enum ProfileName {
+    /// vmx-13, VMware's rules (the default).
+    #[schemars(rename = "vmware")]
+    Vmware,
+    /// VMware ESXi 6.7: vmx-14.
+    #[schemars(rename = "esxi-6.7")]
+    Esxi67,
+    /// VMware ESXi 7.0: vmx-17 (up to vmx-19).
+    #[schemars(rename = "esxi-7")]
+    Esxi7,
+    /// VMware ESXi 8.0: vmx-20 (up to vmx-21).
+    #[schemars(rename = "esxi-8")]
+    Esxi8,
+    /// VMware Workstation 17: vmx-20 (up to vmx-21).
+    #[schemars(rename = "workstation-17")]
+    Workstation17,
+    /// Oracle VirtualBox 7.
+    #[schemars(rename = "virtualbox-7")]
+    Virtualbox7,
+    /// OpenStack Glance's OVA import: exactly one disk.
+    #[schemars(rename = "glance")]
+    Glance,
+    /// AWS VM Import.
+    #[schemars(rename = "aws-vmimport")]
+    AwsVmimport,
+    /// Only the DMTF rules.
+    #[schemars(rename = "generic")]
+    Generic,
+    /// Alias of `virtualbox-7`.
+    #[schemars(rename = "virtualbox")]
+    Virtualbox,
 }
 
 impl Target {
