@@ -18,6 +18,7 @@ mod ova;
 mod ova_extract;
 mod ova_from_disks;
 mod ova_from_ovf;
+mod ova_hardware;
 mod ova_input;
 mod ova_profiles;
 mod ova_signed_build;

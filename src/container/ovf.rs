@@ -58,10 +58,37 @@ pub enum Bus {
     Ide,
     /// SATA (AHCI).
     Sata,
-    /// Parallel SCSI (LSI Logic).
+    /// Parallel SCSI (LSI Logic), spec `scsi` or `lsilogic`.
     Scsi,
     /// NVMe.
     Nvme,
+    /// SAS SCSI (LSI Logic SAS), subtype `lsilogicsas`.
+    LsiLogicSas,
+    /// VMware paravirtual SCSI, subtype `VirtualSCSI` (what ovftool writes for PVSCSI).
+    Pvscsi,
+    /// BusLogic parallel SCSI, subtype `buslogic`.
+    BusLogic,
+}
+
+impl Bus {
+    /// Whether the controller is a SCSI one (ResourceType 6, unit 7 is the initiator's).
+    pub fn is_scsi(self) -> bool {
+        matches!(
+            self,
+            Bus::Scsi | Bus::LsiLogicSas | Bus::Pvscsi | Bus::BusLogic
+        )
+    }
+
+    /// The VMDK `ddb.adapterType` a disk on this controller says, when not the VMDK
+    /// default (`ide`): VMware's VMDK knows only ide, buslogic, lsilogic and legacyESX, and
+    /// its own exports say `lsilogic` for LSI Logic SAS and PVSCSI disks.
+    pub fn vmdk_adapter(self) -> Option<&'static str> {
+        match self {
+            Bus::Scsi | Bus::LsiLogicSas | Bus::Pvscsi => Some("lsilogic"),
+            Bus::BusLogic => Some("buslogic"),
+            Bus::Ide | Bus::Sata | Bus::Nvme => None,
+        }
+    }
 }
 
 /// A network adapter model.
@@ -84,6 +111,10 @@ pub struct Adapter {
     pub network: String,
     /// Model; the target's default when `None`.
     pub model: Option<Nic>,
+    /// Static MAC address (`rasd:Address`), lower case; the importer's choice when `None`.
+    pub mac: Option<String>,
+    /// Connected at power-on (`rasd:AutomaticAllocation`).
+    pub connected: bool,
 }
 
 /// Product metadata (ProductSection).
@@ -152,7 +183,7 @@ pub struct DiskFile {
 pub fn max_disks(bus: Bus) -> usize {
     match bus {
         Bus::Ide => 2,
-        Bus::Scsi | Bus::Nvme => 15,
+        Bus::Scsi | Bus::LsiLogicSas | Bus::Pvscsi | Bus::BusLogic | Bus::Nvme => 15,
         Bus::Sata => 30,
     }
 }
@@ -350,8 +381,10 @@ impl Machine {
         for (i, a) in self.adapters.iter().enumerate() {
             let model = self.nic_subtype(a.model);
             let id = (next_id + i).to_string();
-            x.item(&[
-                ("AutomaticAllocation", "true"),
+            let mac = a.mac.as_deref().map(|m| ("Address", m));
+            let connected = if a.connected { "true" } else { "false" };
+            let rest = [
+                ("AutomaticAllocation", connected),
                 ("Connection", &a.network),
                 (
                     "Description",
@@ -361,7 +394,10 @@ impl Machine {
                 ("InstanceID", &id),
                 ("ResourceSubType", model),
                 ("ResourceType", "10"),
-            ]);
+            ];
+            // Address sorts first among the properties (schema order).
+            let props: Vec<(&str, &str)> = mac.into_iter().chain(rest).collect();
+            x.item(&props);
         }
         if self.efi && self.target == Target::Vmware {
             x.line(
@@ -402,7 +438,7 @@ impl Machine {
                 .iter()
                 .position(|b| b == bus)
                 .unwrap_or_default();
-            if *bus == Bus::Scsi && units[c] == 7 {
+            if bus.is_scsi() && units[c] == 7 {
                 units[c] += 1;
             }
             let (unit, parent, id) = (
@@ -453,6 +489,9 @@ impl Machine {
         match (bus, vmware) {
             (Bus::Ide, _) => ("5", "PIIX4", "IDE controller 0"),
             (Bus::Scsi, _) => ("6", "lsilogic", "SCSI controller 0"),
+            (Bus::LsiLogicSas, _) => ("6", "lsilogicsas", "SAS controller 0"),
+            (Bus::Pvscsi, _) => ("6", "VirtualSCSI", "Paravirtual SCSI controller 0"),
+            (Bus::BusLogic, _) => ("6", "buslogic", "BusLogic SCSI controller 0"),
             (Bus::Sata, true) => ("20", "vmware.sata.ahci", "SATA controller 0"),
             (Bus::Sata, false) => ("20", "AHCI", "SATA controller 0"),
             (Bus::Nvme, true) => ("20", "vmware.nvme.controller", "NVMe controller 0"),
@@ -543,6 +582,8 @@ mod tests {
             adapters: vec![Adapter {
                 network: "VM Network".into(),
                 model: None,
+                mac: None,
+                connected: true,
             }],
             properties: Vec::new(),
         }

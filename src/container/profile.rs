@@ -3,13 +3,13 @@
 //!
 //! | profile | family written | hardware ceiling | controllers | NICs | EFI | `ovf:compression` | `vbox:Machine` | disks |
 //! |---|---|---|---|---|---|---|---|---|
-//! | `vmware` (default) | `vmx-13` | none | IDE, SATA, SCSI, NVMe | e1000, e1000e, vmxnet3 | yes | warning | warning | any |
-//! | `esxi-6.7` | `vmx-14` | `vmx-14` | IDE, SATA, SCSI, NVMe | e1000, e1000e, vmxnet3 | yes | error | warning | any |
-//! | `esxi-7` | `vmx-17` | `vmx-19` (7.0 U2) | IDE, SATA, SCSI, NVMe | e1000, e1000e, vmxnet3 | yes | error | warning | any |
-//! | `esxi-8` | `vmx-20` | `vmx-21` (8.0 U2) | IDE, SATA, SCSI, NVMe | e1000, e1000e, vmxnet3 | yes | error | warning | any |
-//! | `workstation-17` | `vmx-20` | `vmx-21` (17.5) | IDE, SATA, SCSI, NVMe | e1000, e1000e, vmxnet3 | yes | tolerated | warning | any |
-//! | `virtualbox-7` (alias `virtualbox`) | `virtualbox-2.2` | none | IDE, SATA, SCSI, NVMe | e1000, virtio | no | tolerated | yes | any |
-//! | `aws-vmimport` | `vmx-13` | none | IDE, SATA, SCSI | e1000, e1000e, vmxnet3 | yes | warning | warning | any, first boots |
+//! | `vmware` (default) | `vmx-13` | none | all (IDE, SATA, SCSI lsilogic/lsilogicsas/pvscsi/buslogic, NVMe) | e1000, e1000e, vmxnet3 | yes | warning | warning | any |
+//! | `esxi-6.7` | `vmx-14` | `vmx-14` | all | e1000, e1000e, vmxnet3 | yes | error | warning | any |
+//! | `esxi-7` | `vmx-17` | `vmx-19` (7.0 U2) | all | e1000, e1000e, vmxnet3 | yes | error | warning | any |
+//! | `esxi-8` | `vmx-20` | `vmx-21` (8.0 U2) | all | e1000, e1000e, vmxnet3 | yes | error | warning | any |
+//! | `workstation-17` | `vmx-20` | `vmx-21` (17.5) | all | e1000, e1000e, vmxnet3 | yes | tolerated | warning | any |
+//! | `virtualbox-7` (alias `virtualbox`) | `virtualbox-2.2` | none | all but pvscsi; one SCSI kind | e1000, virtio | no | tolerated | yes | any |
+//! | `aws-vmimport` | `vmx-13` | none | IDE, SATA, SCSI (lsilogic) | e1000, e1000e, vmxnet3 | yes | warning | warning | any, first boots |
 //! | `glance` | `vmx-13` | none | any | any | yes | tolerated | tolerated | exactly 1 |
 //! | `generic` | `vmx-13` | none | any | any | yes | tolerated | tolerated | any |
 //!
@@ -96,9 +96,37 @@ pub struct Rules {
     pub max_disks: Option<usize>,
     /// Guest OS names (spec `vm.os`) the importer converts; `None` for any.
     pub oses: Option<&'static [&'static str]>,
+    /// Item ResourceTypes the importer makes a device of; an `ovf:required` item of
+    /// another type is refused. `None` when not checked.
+    pub devices: Option<&'static [u32]>,
 }
 
-const ALL_BUSES: &[Bus] = &[Bus::Ide, Bus::Sata, Bus::Scsi, Bus::Nvme];
+/// ResourceTypes vSphere makes devices of (other, CPU, memory, IDE, SCSI, NIC, floppy,
+/// CD/DVD, disk, other storage, serial, parallel, USB, graphics).
+const VMWARE_DEVICES: &[u32] = &[1, 3, 4, 5, 6, 10, 14, 15, 16, 17, 20, 21, 22, 23, 24];
+/// ResourceTypes VirtualBox's ovfreader.cpp handles (35 is its sound card).
+const VBOX_DEVICES: &[u32] = &[3, 4, 5, 6, 10, 14, 15, 17, 20, 23, 35];
+
+/// Every controller kiln writes.
+pub const ALL_BUSES: &[Bus] = &[
+    Bus::Ide,
+    Bus::Sata,
+    Bus::Scsi,
+    Bus::Nvme,
+    Bus::LsiLogicSas,
+    Bus::Pvscsi,
+    Bus::BusLogic,
+];
+/// VirtualBox's importer: its SCSI controller is LsiLogic, LsiLogicSas or BusLogic
+/// (ApplianceImplImport.cpp), so VMware's paravirtual SCSI has no counterpart there.
+const VBOX_BUSES: &[Bus] = &[
+    Bus::Ide,
+    Bus::Sata,
+    Bus::Scsi,
+    Bus::Nvme,
+    Bus::LsiLogicSas,
+    Bus::BusLogic,
+];
 const VMWARE_NICS: &[Nic] = &[Nic::E1000, Nic::E1000e, Nic::Vmxnet3];
 const ALL_NICS: &[Nic] = &[Nic::E1000, Nic::E1000e, Nic::Vmxnet3, Nic::Virtio];
 
@@ -128,6 +156,7 @@ const VMWARE: Rules = Rules {
     extra_config: Some(EXTRA_CONFIG_ALLOWED),
     max_disks: None,
     oses: None,
+    devices: Some(VMWARE_DEVICES),
 };
 
 /// AWS VM Import's Linux guests (its "Operating systems" requirements list 64-bit
@@ -186,6 +215,7 @@ impl Profile {
             vbox_machine: Tolerance::Tolerated,
             extra_config: None,
             max_disks,
+            devices: None,
             ..VMWARE
         };
         match self {
@@ -203,6 +233,8 @@ impl Profile {
                 needs_vmx: false,
                 hardware: None,
                 nics: &[Nic::E1000, Nic::Virtio],
+                buses: VBOX_BUSES,
+                devices: Some(VBOX_DEVICES),
                 efi: false,
                 compression: Tolerance::Tolerated,
                 vbox_machine: Tolerance::Tolerated,
@@ -326,6 +358,34 @@ pub fn nic_name(n: Nic) -> &'static str {
     }
 }
 
+/// The controller an Item of `resource_type` and `subtype` is (case-insensitive, in the
+/// spellings ovftool, VirtualBox and kiln write); `None` for other items and unknown
+/// subtypes. A SCSI controller without a subtype is LSI Logic, as both importers take it.
+pub fn bus_of(resource_type: u32, subtype: Option<&str>) -> Option<Bus> {
+    let sub = subtype.map(str::to_ascii_lowercase);
+    match (resource_type, sub.as_deref()) {
+        (5, _) => Some(Bus::Ide),
+        (6, None | Some("lsilogic")) => Some(Bus::Scsi),
+        (6, Some("lsilogicsas" | "lsilogic-sas")) => Some(Bus::LsiLogicSas),
+        (6, Some("virtualscsi" | "pvscsi")) => Some(Bus::Pvscsi),
+        (6, Some("buslogic")) => Some(Bus::BusLogic),
+        (20, Some("ahci" | "vmware.sata.ahci")) => Some(Bus::Sata),
+        (20, Some("nvme" | "vmware.nvme.controller")) => Some(Bus::Nvme),
+        _ => None,
+    }
+}
+
+/// The NIC model of a ResourceSubType (case-insensitive); `None` when kiln does not know it.
+pub fn nic_of(subtype: &str) -> Option<Nic> {
+    match subtype.to_ascii_lowercase().as_str() {
+        "e1000" => Some(Nic::E1000),
+        "e1000e" => Some(Nic::E1000e),
+        "vmxnet3" => Some(Nic::Vmxnet3),
+        "virtio" | "virtio-net" => Some(Nic::Virtio),
+        _ => None,
+    }
+}
+
 /// The spec name of a controller.
 pub fn bus_name(b: Bus) -> &'static str {
     match b {
@@ -333,6 +393,9 @@ pub fn bus_name(b: Bus) -> &'static str {
         Bus::Sata => "sata",
         Bus::Scsi => "scsi",
         Bus::Nvme => "nvme",
+        Bus::LsiLogicSas => "lsilogicsas",
+        Bus::Pvscsi => "pvscsi",
+        Bus::BusLogic => "buslogic",
     }
 }
 
@@ -370,6 +433,22 @@ mod tests {
         let c = r.conflict(|rules| rules.nics.contains(&Nic::Vmxnet3));
         assert_eq!(c, Some((Profile::Virtualbox7, Some(Profile::Esxi7))));
         assert_eq!(r.conflict(|rules| rules.nics.contains(&Nic::E1000)), None);
+    }
+
+    #[test]
+    fn the_schema_offers_every_profile_name() {
+        let schema = schemars::schema_for!(crate::spec::model::ProfileName);
+        let text = serde_json::to_string(&schema).unwrap();
+        let mut offered: Vec<&str> = Profile::names()
+            .into_iter()
+            .filter(|n| text.contains(&format!("\"{n}\"")))
+            .collect();
+        offered.sort_unstable();
+        let mut all = Profile::names();
+        all.sort_unstable();
+        assert_eq!(offered, all);
+        // No name beyond the profiles': one string constant per profile name.
+        assert_eq!(text.matches("\"const\"").count(), all.len(), "{text}");
     }
 
     #[test]

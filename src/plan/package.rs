@@ -10,7 +10,7 @@ use super::{Commit, Plan, locate};
 
 use crate::container::cloud_init;
 use crate::container::manifest::Algorithm;
-use crate::container::ovf::{Adapter, Bus, Machine, Product};
+use crate::container::ovf::{Adapter, Machine, Product};
 use crate::container::package::{Form, Package, PackageWriter, file_names};
 use crate::container::signature::PackageSigner;
 use crate::context::BuildContext;
@@ -51,10 +51,12 @@ pub fn package(spec: &ValidSpec, o: &ValidOutput, sizes: &[u64]) -> Result<Packa
         target: o.target.target,
         hardware: o.target.hardware,
         capacity_units: o.target.capacity_units,
-        adapters: (m.networks.iter())
-            .map(|(network, adapter)| Adapter {
+        adapters: (m.networks.iter().zip(&m.nic_settings))
+            .map(|((network, adapter), (mac, connected))| Adapter {
                 network: network.clone(),
                 model: adapter.map(|a| a.nic()).or(o.target.nic),
+                mac: mac.clone(),
+                connected: *connected,
             })
             .collect(),
         properties: match &spec.ovf_properties {
@@ -81,8 +83,10 @@ pub fn package(spec: &ValidSpec, o: &ValidOutput, sizes: &[u64]) -> Result<Packa
 fn vmdk_options(spec: &ValidSpec, o: &ValidOutput, disk: usize) -> KvOptions {
     let mut options = o.options.clone();
     let bus = (spec.disks[disk].controller).map_or(o.target.target.default_bus(), Controller::bus);
-    if bus == Bus::Scsi && options.get("adapter_type").is_none() {
-        options.set("adapter_type", "lsilogic");
+    if let Some(adapter) = bus.vmdk_adapter()
+        && options.get("adapter_type").is_none()
+    {
+        options.set("adapter_type", adapter);
     }
     options
 }

@@ -178,7 +178,9 @@ pub struct SignatureFile {
     pub keyring: Spanned<String>,
 }
 
-/// Disk controller.
+/// Disk controller. The SCSI kinds (`scsi`/`lsilogic`, `lsilogicsas`, `pvscsi`, `buslogic`)
+/// are checked against the output's `target:` (VirtualBox: no `pvscsi`, one SCSI kind;
+/// AWS VM Import: `scsi`/`lsilogic` only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Controller {
@@ -186,10 +188,18 @@ pub enum Controller {
     Ide,
     /// SATA (AHCI).
     Sata,
-    /// SCSI.
+    /// SCSI (LSI Logic parallel).
     Scsi,
     /// NVMe.
     Nvme,
+    /// LSI Logic parallel SCSI (the same as `scsi`).
+    Lsilogic,
+    /// LSI Logic SAS (not AWS VM Import).
+    Lsilogicsas,
+    /// VMware paravirtual SCSI (VMware targets, Glance, generic; not VirtualBox).
+    Pvscsi,
+    /// BusLogic parallel SCSI (not AWS VM Import).
+    Buslogic,
 }
 
 /// One network adapter.
@@ -201,6 +211,18 @@ pub struct Network {
     /// Adapter model; default `vmxnet3` for VMware, `e1000` for VirtualBox.
     #[serde(default)]
     pub adapter: Option<Adapter>,
+    /// A static MAC address, `xx:xx:xx:xx:xx:xx` (hex, unicast); written as the Item's
+    /// `rasd:Address`. Default: none, the importer generates one.
+    #[serde(default)]
+    #[schemars(
+        with = "Option<String>",
+        regex(pattern = r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
+    )]
+    pub mac: Option<Spanned<String>>,
+    /// Whether the adapter is connected at power-on (the Item's `AutomaticAllocation`);
+    /// default `true`.
+    #[serde(default)]
+    pub connected: Option<bool>,
 }
 
 /// Network adapter model.
@@ -469,9 +491,46 @@ pub enum ContainerFormat {
 #[schemars(untagged)]
 pub enum Target {
     /// One profile name.
-    One(String),
+    One(#[schemars(with = "ProfileName")] String),
     /// Several profile names.
-    Many(Vec<String>),
+    Many(#[schemars(with = "Vec<ProfileName>")] Vec<String>),
+}
+
+/// A target profile name, for the schema only (editors complete them); the names and
+/// their rules live in `container::profile`, and a unit test keeps the two lists equal.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+pub enum ProfileName {
+    /// vmx-13, VMware's rules (the default).
+    #[schemars(rename = "vmware")]
+    Vmware,
+    /// VMware ESXi 6.7: vmx-14.
+    #[schemars(rename = "esxi-6.7")]
+    Esxi67,
+    /// VMware ESXi 7.0: vmx-17 (up to vmx-19).
+    #[schemars(rename = "esxi-7")]
+    Esxi7,
+    /// VMware ESXi 8.0: vmx-20 (up to vmx-21).
+    #[schemars(rename = "esxi-8")]
+    Esxi8,
+    /// VMware Workstation 17: vmx-20 (up to vmx-21).
+    #[schemars(rename = "workstation-17")]
+    Workstation17,
+    /// Oracle VirtualBox 7.
+    #[schemars(rename = "virtualbox-7")]
+    Virtualbox7,
+    /// OpenStack Glance's OVA import: exactly one disk.
+    #[schemars(rename = "glance")]
+    Glance,
+    /// AWS VM Import.
+    #[schemars(rename = "aws-vmimport")]
+    AwsVmimport,
+    /// Only the DMTF rules.
+    #[schemars(rename = "generic")]
+    Generic,
+    /// Alias of `virtualbox-7`.
+    #[schemars(rename = "virtualbox")]
+    Virtualbox,
 }
 
 impl Target {

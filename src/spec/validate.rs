@@ -199,8 +199,11 @@ impl Controller {
         match self {
             Controller::Ide => Bus::Ide,
             Controller::Sata => Bus::Sata,
-            Controller::Scsi => Bus::Scsi,
+            Controller::Scsi | Controller::Lsilogic => Bus::Scsi,
             Controller::Nvme => Bus::Nvme,
+            Controller::Lsilogicsas => Bus::LsiLogicSas,
+            Controller::Pvscsi => Bus::Pvscsi,
+            Controller::Buslogic => Bus::BusLogic,
         }
     }
 }

@@ -22,6 +22,8 @@ fn kiln_machine(target: Target) -> Machine {
         adapters: vec![Adapter {
             network: "VM Network".into(),
             model: None,
+            mac: None,
+            connected: true,
         }],
         properties: Vec::new(),
     }

@@ -7,7 +7,9 @@
 use crate::container::finding::Finding;
 use crate::container::ovf::VMDK_STREAM_FORMAT;
 use crate::container::ovf_read::{Envelope, NS_VBOX};
-use crate::container::profile::{GLANCE_ONE_DISK, Profile, Tolerance};
+use crate::container::profile::{
+    GLANCE_ONE_DISK, Profile, Tolerance, bus_name, bus_of, nic_name, nic_of,
+};
 
 /// vSphere's words for a family it does not run (ovftool and the vSphere Client).
 fn unsupported_family(family: &str) -> String {
@@ -26,6 +28,7 @@ pub const AWS_UNSUPPORTED_OVA: &str =
 pub fn check(env: &Envelope, name: &str, profiles: &[Profile], findings: &mut Vec<Finding>) {
     for p in profiles {
         hardware(env, name, *p, findings);
+        devices(env, name, *p, findings);
         extensions(env, name, *p, findings);
         files(env, name, *p, findings);
     }
@@ -76,6 +79,60 @@ fn hardware(env: &Envelope, name: &str, p: Profile, findings: &mut Vec<Finding>)
                 );
                 findings.push(Finding::warning("target.hardware-update", message).at(name));
             }
+        }
+    }
+}
+
+/// Controllers and NICs outside the profile's lists, and `ovf:required` items of a type the
+/// importer makes no device of.
+fn devices(env: &Envelope, name: &str, p: Profile, findings: &mut Vec<Finding>) {
+    let rules = p.rules();
+    let items = env
+        .systems()
+        .into_iter()
+        .flat_map(|s| s.hardware.iter())
+        .flat_map(|hw| hw.items.iter());
+    for item in items {
+        let Some(rt) = item.resource_type else {
+            continue;
+        };
+        let place = format!("{name}:{}", item.line);
+        let id = item.instance_id.as_deref().unwrap_or("?");
+        let sub = item.subtype.as_deref();
+        if let Some(bus) = bus_of(rt, sub)
+            && !rules.buses.contains(&bus)
+        {
+            let message = format!(
+                "{}: item {id} is a {} controller (ResourceSubType `{}`), which {} does not import",
+                p.name(),
+                bus_name(bus),
+                sub.unwrap_or(""),
+                p.name()
+            );
+            findings.push(Finding::error("target.controller", message).at(place.clone()));
+        }
+        if rt == 10
+            && let Some(nic) = sub.and_then(nic_of)
+            && !rules.nics.contains(&nic)
+        {
+            let message = format!(
+                "{}: item {id} is a {} network adapter, which {} does not offer",
+                p.name(),
+                nic_name(nic),
+                p.name()
+            );
+            findings.push(Finding::error("target.nic", message).at(place.clone()));
+        }
+        if let Some(known) = rules.devices
+            && item.required
+            && !known.contains(&rt)
+        {
+            let message = format!(
+                "{}: item {id} has ResourceType {rt}, which {} makes no device of, and is ovf:required; mark it ovf:required=\"false\" or drop it",
+                p.name(),
+                p.name()
+            );
+            findings.push(Finding::error("target.required-item", message).at(place));
         }
     }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use super::Checker;
 use crate::container::{DEFAULT_GUEST_OS, GUEST_OSES, GuestOs, guest_os};
-use crate::spec::model::{Adapter, Firmware, Spec};
+use crate::spec::model::{Adapter, Firmware, Spanned, Spec};
 use crate::suggest::closest;
 
 /// Most vCPUs a spec may ask for.
@@ -26,6 +26,8 @@ pub struct ValidMachine {
     pub os: GuestOs,
     /// Network adapters: network name and model (the container's default when `None`).
     pub networks: Vec<(String, Option<Adapter>)>,
+    /// Per adapter (same order): static MAC (lower case) and connected at power-on.
+    pub nic_settings: Vec<(Option<String>, bool)>,
     /// Product vendor.
     pub vendor: Option<String>,
     /// Product URL.
@@ -83,6 +85,12 @@ impl Checker<'_> {
             }
             (None, None) => GUEST_OSES[0],
         };
+        let nic_settings = (spec.networks.iter().enumerate())
+            .map(|(i, n)| {
+                let mac = n.mac.as_ref().and_then(|m| self.mac(m, i));
+                (mac, n.connected.unwrap_or(true))
+            })
+            .collect();
         let product = spec.product.as_ref();
         let eula = product
             .and_then(|p| p.eula.as_ref())
@@ -95,9 +103,53 @@ impl Checker<'_> {
             networks: (spec.networks.iter())
                 .map(|n| (n.name.clone(), n.adapter))
                 .collect(),
+            nic_settings,
             vendor: product.and_then(|p| p.vendor.clone()),
             product_url: product.and_then(|p| p.product_url.clone()),
             eula,
         }
+    }
+}
+
+impl Checker<'_> {
+    /// A static MAC address: six colon-separated hex octets, unicast (a multicast address
+    /// on a NIC is refused by every hypervisor), not all zeros; lower case.
+    fn mac(&mut self, at: &Spanned<String>, i: usize) -> Option<String> {
+        let text = at.value.to_ascii_lowercase();
+        let octets: Vec<Option<u8>> = text
+            .split(':')
+            .map(|o| {
+                (o.len() == 2)
+                    .then(|| u8::from_str_radix(o, 16).ok())
+                    .flatten()
+            })
+            .collect();
+        let key = format!("networks[{i}].mac");
+        if octets.len() != 6 || octets.iter().any(Option::is_none) {
+            let message = format!(
+                "MAC address `{}` is not six hex octets separated by colons (e.g. 00:50:56:01:02:03)",
+                at.value
+            );
+            self.err(at, &key, message);
+            return None;
+        }
+        let first = octets[0].unwrap_or_default();
+        if first & 1 == 1 {
+            let message = format!(
+                "MAC address `{}` is a multicast address (the first octet is odd); a network adapter needs a unicast one",
+                at.value
+            );
+            self.err(at, &key, message);
+            return None;
+        }
+        if octets.iter().all(|o| *o == Some(0)) {
+            self.err(
+                at,
+                &key,
+                "MAC address 00:00:00:00:00:00 is not an address".into(),
+            );
+            return None;
+        }
+        Some(text)
     }
 }

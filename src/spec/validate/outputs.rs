@@ -8,7 +8,7 @@ use std::path::Path;
 
 use crate::container::ovf::{Bus, max_disks};
 use crate::container::package::{MAX_MEMBER_NAME, file_names};
-use crate::container::profile::Resolved;
+use crate::container::profile::{ALL_BUSES, Resolved, bus_name};
 use crate::disk::KvOptions;
 use crate::spec::Issue;
 use crate::spec::model::{
@@ -244,12 +244,12 @@ impl Checker<'_> {
 
     /// Disks per controller within what the importers allow (one controller per bus).
     fn controller_counts(&mut self, at: &Spanned<Output>, key: &str, spec: &Spec, default: Bus) {
-        for bus in [Bus::Ide, Bus::Sata, Bus::Scsi, Bus::Nvme] {
+        for bus in ALL_BUSES.iter().copied() {
             let n = (spec.disks.iter())
                 .filter(|d| d.value.controller.map_or(default, Controller::bus) == bus)
                 .count();
             if n > max_disks(bus) {
-                let name = format!("{bus:?}").to_lowercase();
+                let name = bus_name(bus);
                 let message = format!(
                     "{n} disks on one {name} controller; a package holds at most {} (set `controller:` on some disks)",
                     max_disks(bus)

@@ -3,8 +3,10 @@
 //! refused here so nothing is written.
 
 use super::Checker;
-use crate::container::ovf::Bus;
-use crate::container::profile::{GLANCE_ONE_DISK, Profile, Resolved, Rules, bus_name, nic_name};
+use crate::container::ovf::{Bus, Target};
+use crate::container::profile::{
+    ALL_BUSES, GLANCE_ONE_DISK, Profile, Resolved, Rules, bus_name, nic_name,
+};
 use crate::spec::Issue;
 use crate::spec::model::{Controller, Firmware, Output, Spanned, Spec};
 use crate::suggest::closest;
@@ -119,8 +121,25 @@ impl Checker<'_> {
         spec: &Spec,
         r: &Resolved,
     ) {
+        let mut scsi: Vec<Bus> = Vec::new();
+        for d in &spec.disks {
+            let bus = (d.value.controller).map_or(r.target.default_bus(), Controller::bus);
+            if bus.is_scsi() && !scsi.contains(&bus) {
+                scsi.push(bus);
+            }
+        }
         for p in &r.profiles {
             let rules = p.rules();
+            if rules.family == Target::Virtualbox && scsi.len() > 1 {
+                let kinds: Vec<&str> = scsi.iter().map(|b| bus_name(*b)).collect();
+                let message = format!(
+                    "target `{}` gives a machine one SCSI controller, the disks ask for {} kinds ({}); use one SCSI `controller:` kind",
+                    rules.name,
+                    scsi.len(),
+                    kinds.join(", ")
+                );
+                self.err_loc(loc, field, message);
+            }
             if let Some(max) = rules.max_disks
                 && spec.disks.len() > max
             {
@@ -165,8 +184,7 @@ fn pair(no: Profile, yes: Profile, what: &str, hint: &str) -> String {
 
 /// The controllers every profile accepts, as a hint.
 fn common_buses(r: &Resolved) -> String {
-    let all = [Bus::Ide, Bus::Sata, Bus::Scsi, Bus::Nvme];
-    let ok: Vec<&str> = (all.into_iter())
+    let ok: Vec<&str> = (ALL_BUSES.iter().copied())
         .filter(|b| {
             r.conflict(|rules: &Rules| rules.buses.contains(b))
                 .is_none()
