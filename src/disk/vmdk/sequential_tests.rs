@@ -194,3 +194,28 @@ fn a_plain_sparse_vmdk_is_not_a_stream() {
     image[10] = 0; // clears the compressed flag (bit 16)
     assert_eq!(stream_capacity(&image), None);
 }
+
+#[test]
+fn an_overhead_past_the_metadata_bound_is_refused_before_reading_it() {
+    let mut image = stream_image(&disk());
+    // overHead (sectors before the first grain) at byte 64: 2^40 sectors.
+    image[64..72].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    let e = read_stream(image).err().unwrap().to_string();
+    assert!(e.contains("overHead is 0x10000000000"), "{e}");
+}
+
+#[test]
+fn repeated_grain_tables_are_bounded_by_the_directory() {
+    // Two grain tables' worth of disk: at most 2 + 2 metadata markers may come.
+    let d = vec![0u8; 40 << 20];
+    let mut image = stream_image(&d);
+    let eos = image.len() - 512;
+    let mut tail = image.split_off(eos);
+    for _ in 0..5 {
+        image.extend_from_slice(&Marker::metadata_sector(4, VMDK_MARKER_GT));
+        image.extend_from_slice(&[0u8; 2048]);
+    }
+    image.append(&mut tail);
+    let e = read_stream(image).err().unwrap().to_string();
+    assert!(e.contains("grain table marker at"), "{e}");
+}
