@@ -1,6 +1,7 @@
 //! Compressed sources and archives (#17, part B): images compressed with the real tools
 //! (xz, gzip, zstd, bzip2, tar) as `file:` sources build to a qcow2 that `qemu-img compare`
-//! finds identical to the uncompressed original; images that need random access are
+//! finds identical to the uncompressed original; streamOptimized VMDKs stream too, to the
+//! same bytes as the uncompressed `.vmdk` gives (`cmp`); images that need random access are
 //! unpacked into the cache once; corrupt, truncated, oversized and ambiguous sources are
 //! refused with nothing left in the cache or the output directory.
 

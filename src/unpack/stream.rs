@@ -6,6 +6,9 @@
 //! from it): the tar member's size, else what the compressed container declares
 //! ([`super::size`]). The stream is held to it: ending early or running on is an error,
 //! found before any output is committed. All-zero chunks are reported as holes.
+//!
+//! A streamOptimized VMDK is streamed too, by the VMDK module's front-to-back reader over
+//! the same decoded input; its size is the capacity in its header, whatever the codec.
 
 use std::fs::File;
 use std::io::{self, Cursor, Read};
