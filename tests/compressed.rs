@@ -581,3 +581,18 @@ fn fixed_vhd_bz2_is_unpacked_into_the_cache() {
     builds_identical(&d, "out", &original);
     assert_eq!(unpacked(&d).len(), 1);
 }
+
+#[test]
+fn fixed_vhd_in_a_multi_block_xz_goes_through_the_cache() {
+    // The last block, decoded alone before streaming, shows the footer (src/unpack/tail.rs).
+    let d = Dir::new();
+    let original = raw(&d);
+    sh(
+        &d,
+        &["qemu-img", "xz"],
+        "qemu-img convert -O vpc -o subformat=fixed disk.raw f.vhd && xz -k -T2 --block-size=1MiB f.vhd",
+    );
+    spec(&d, "f.vhd.xz", "");
+    builds_identical(&d, "out", &original);
+    assert_eq!(unpacked(&d).len(), 1);
+}

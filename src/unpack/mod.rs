@@ -22,10 +22,14 @@
 //!
 //! A fixed VHD is raw data followed by a 512-byte footer, so it looks raw at its start and
 //! is known only at its end, after the engine has laid out the output for the raw size:
-//! it is refused there (decompress it first). Streaming it would need the tail before the
-//! data: possible only when the container can be decoded from its end (a multi-block xz,
-//! a multi-frame zstd), which the usual single-threaded tools do not produce, while the
-//! engine's writers size their tables before the first extent.
+//! it is refused there (decompress it first). In a multi-block xz file (`xz -T0`, xz 5.6's
+//! default) the last block is decoded alone first ([`tail`]): a footer there sends the image
+//! through the cache, where the engine reads it as a VHD. It is not streamed even then:
+//! the engine's writers size their tables before the first extent, the raw stream would
+//! have to stop 512 bytes early and check the footer at the end, and kiln's VHD footer
+//! rules live in the VHD module, which this one does not duplicate. Single-block xz, zstd
+//! (whose CLI writes one frame), gzip and compressed tar members have no cheap way to the
+//! tail.
 //!
 //! A plain (uncompressed) tar is not copied: its member is read in place through a view.
 //!
@@ -40,6 +44,7 @@ mod cache;
 mod codec;
 mod size;
 mod stream;
+mod tail;
 
 use std::fs::File;
 use std::io::Read;

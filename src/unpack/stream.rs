@@ -16,7 +16,7 @@ use std::path::Path;
 
 use super::archive::{self, Entry, Walker};
 use super::codec::{self, Codec, Consumed};
-use super::{UnpackError, UnpackOptions, read_full, size};
+use super::{UnpackError, UnpackOptions, read_full, size, tail};
 use crate::disk::vmdk::{self, StreamInput};
 use crate::disk::{DiskFormat, DiskReader, Extent, ImageInfo, MAX_EXTENT_BYTES, OwnedExtent};
 use crate::error::{Error, ErrorKind, Result};
@@ -164,7 +164,7 @@ pub(super) fn start(path: &Path, codec: Codec, opts: &UnpackOptions) -> Result<S
         read_full(&mut decoder, &mut head).map_err(|e| codec::corrupt(codec, &consumed, 0, e))?;
     head.truncate(n);
     let is_tar = archive::is_tar(&head);
-    let raw = is_raw(&head);
+    let raw = is_raw(&head) && !(codec == Codec::Xz && !is_tar && ends_in_vhd_footer(&src)?);
     let vmdk = vmdk::stream_capacity(&head);
     let rejoined: Box<dyn Read + Send> = Box::new(Cursor::new(head).chain(decoder));
     let started = if is_tar {
@@ -174,6 +174,12 @@ pub(super) fn start(path: &Path, codec: Codec, opts: &UnpackOptions) -> Result<S
     };
     check_bound(&started, opts)?;
     Ok(started)
+}
+
+/// True when the xz file `src`'s last block, decoded alone, ends in a VHD footer: a fixed
+/// VHD, which goes through the cache ([`super::tail`]).
+fn ends_in_vhd_footer(src: &FileSource) -> Result<bool> {
+    Ok(tail::xz_tail(src)?.is_some_and(|t| t.starts_with(VHD_COOKIE)))
 }
 
 fn start_whole(
