@@ -1,6 +1,7 @@
 //! Compressed sources and archives (#17, part B): images compressed with the real tools
 //! (xz, gzip, zstd, bzip2, tar) as `file:` sources build to a qcow2 that `qemu-img compare`
-//! finds identical to the uncompressed original; images that need random access are
+//! finds identical to the uncompressed original; streamOptimized VMDKs stream too, to the
+//! same bytes as the uncompressed `.vmdk` gives (`cmp`); images that need random access are
 //! unpacked into the cache once; corrupt, truncated, oversized and ambiguous sources are
 //! refused with nothing left in the cache or the output directory.
 
@@ -234,17 +235,192 @@ fn qcow2_xz_is_unpacked_once_into_the_cache() {
     assert!(log.contains("using unpacked"), "{log}");
 }
 
+/// qemu-img's streamOptimized VMDK of the test disk, `d/d.vmdk`, and the original.
+fn stream_vmdk(d: &Dir) -> PathBuf {
+    let original = raw(d);
+    sh(
+        d,
+        &["qemu-img"],
+        "qemu-img convert -O vmdk -o subformat=streamOptimized disk.raw d.vmdk",
+    );
+    original
+}
+
+/// Builds `file` (a compressed stream VMDK): identical to the original by `qemu-img
+/// compare`, byte for byte the qcow2 built from the uncompressed `d.vmdk` (the
+/// random-access path), and nothing unpacked into the cache.
+fn vmdk_streams(d: &Dir, original: &Path, file: &str) {
+    spec(d, "d.vmdk", "");
+    builds_identical(d, "plain", original);
+    spec(d, file, "");
+    builds_identical(d, "out", original);
+    run_ok(
+        "cmp",
+        &[
+            &d.path("plain/c.qcow2").display().to_string(),
+            &d.path("out/c.qcow2").display().to_string(),
+        ],
+    );
+    assert_eq!(unpacked(d), Vec::<String>::new(), "{file} is streamed");
+}
+
 #[test]
-fn stream_optimized_vmdk_gz_builds_an_identical_qcow2() {
+fn stream_vmdk_xz_streams_into_the_same_qcow2_as_the_plain_vmdk() {
     let d = Dir::new();
-    let original = raw(&d);
+    let original = stream_vmdk(&d);
+    sh(&d, &["xz"], "xz -k -T1 d.vmdk");
+    vmdk_streams(&d, &original, "d.vmdk.xz");
+}
+
+#[test]
+fn stream_vmdk_zst_streams() {
+    let d = Dir::new();
+    let original = stream_vmdk(&d);
+    sh(&d, &["zstd"], "zstd -q d.vmdk");
+    vmdk_streams(&d, &original, "d.vmdk.zst");
+}
+
+#[test]
+fn stream_vmdk_gz_streams() {
+    let d = Dir::new();
+    let original = stream_vmdk(&d);
+    sh(&d, &["gzip"], "gzip -k d.vmdk");
+    vmdk_streams(&d, &original, "d.vmdk.gz");
+}
+
+#[test]
+fn stream_vmdk_bz2_streams_though_bzip2_declares_no_size() {
+    let d = Dir::new();
+    let original = stream_vmdk(&d);
+    sh(&d, &["bzip2"], "bzip2 -k d.vmdk");
+    vmdk_streams(&d, &original, "d.vmdk.bz2");
+}
+
+#[test]
+fn stream_vmdk_in_a_tar_xz_streams() {
+    let d = Dir::new();
+    let original = stream_vmdk(&d);
     sh(
         &d,
-        &["qemu-img", "gzip"],
-        "qemu-img convert -O vmdk -o subformat=streamOptimized disk.raw d.vmdk && gzip -k d.vmdk",
+        &["tar", "xz"],
+        "echo hi > README && tar -cJf d.tar.xz README d.vmdk",
     );
-    spec(&d, "d.vmdk.gz", "");
+    vmdk_streams(&d, &original, "d.tar.xz");
+}
+
+#[test]
+fn stream_vmdk_made_by_kiln_streams() {
+    let d = Dir::new();
+    let original = raw(&d);
+    let made = d.kiln(&[
+        "convert",
+        "-O",
+        "vmdk",
+        "-o",
+        "subformat=streamOptimized",
+        "disk.raw",
+        "d.vmdk",
+    ]);
+    assert!(made.status.success(), "{}", describe(&made));
+    sh(&d, &["zstd"], "zstd -q d.vmdk");
+    vmdk_streams(&d, &original, "d.vmdk.zst");
+}
+
+#[test]
+fn truncated_stream_vmdk_is_refused() {
+    let d = Dir::new();
+    stream_vmdk(&d);
+    // A whole xz file around a VMDK cut in its grains.
+    sh(
+        &d,
+        &["xz", "head"],
+        "head -c 300000 d.vmdk > t.vmdk && xz t.vmdk",
+    );
+    spec(&d, "t.vmdk.xz", "");
+    refused(&d, 1, "xz-compressed stream VMDK, near compressed byte 0x");
+    let err = String::from_utf8_lossy(&build(&d, "out").stderr).into_owned();
+    assert!(
+        err.contains("stream VMDK ends at uncompressed byte 0x493e0 inside its compressed grain"),
+        "{err}"
+    );
+}
+
+/// Python: moves the second grain of qemu-img's stream VMDK `argv[1]` after the third
+/// and points both grain directories' tables at the new places, writing `argv[2]`; a
+/// legal image whose grains are not in ascending LBA order.
+const SWAP_GRAINS: &str = r#"
+import struct, sys
+b = bytearray(open(sys.argv[1], 'rb').read())
+h = struct.unpack_from('<4sIIQQQQIQQQ', b, 0)
+grain, rgd, gd, over = h[4], h[8], h[9], h[10]
+recs, at = [], over * 512
+while True:
+    lba, size = struct.unpack_from('<QI', b, at)
+    if size == 0:
+        break
+    n = (12 + size + 511) // 512 * 512
+    recs.append((at, n)); at += n
+(a, na), (c, nc) = recs[1], recs[2]
+b[a:a + na + nc] = b[c:c + nc] + b[a:a + na]
+moved = {a // 512: (a + nc) // 512, c // 512: a // 512}
+for d in (gd, rgd):
+    for i in range((h[3] // grain + 511) // 512):
+        gt = struct.unpack_from('<I', b, d * 512 + 4 * i)[0] * 512
+        for j in range(512):
+            if struct.unpack_from('<I', b, gt + 4 * j)[0] in moved:
+                e = struct.unpack_from('<I', b, gt + 4 * j)[0]
+                struct.pack_into('<I', b, gt + 4 * j, moved[e])
+open(sys.argv[2], 'wb').write(b)
+"#;
+
+#[test]
+fn stream_vmdk_with_grains_out_of_order_is_refused_and_builds_uncompressed() {
+    let d = Dir::new();
+    let original = stream_vmdk(&d);
+    python(d.tmp.path(), SWAP_GRAINS, &["d.vmdk", "o.vmdk"]);
+    // The oracle: qemu-img reads the reordered image as the original disk.
+    let same = run_ok(
+        "qemu-img",
+        &[
+            "compare",
+            &original.display().to_string(),
+            &d.path("o.vmdk").display().to_string(),
+        ],
+    );
+    assert!(same.contains("identical"), "{same}");
+    sh(&d, &["xz"], "xz -k o.vmdk");
+    spec(&d, "o.vmdk.xz", "");
+    refused(&d, 1, "not after the previous grain's LBA");
+    let err = String::from_utf8_lossy(&build(&d, "out").stderr).into_owned();
+    assert!(err.contains("use the .vmdk itself as the source"), "{err}");
+    // What the error says to do works.
+    spec(&d, "o.vmdk", "");
     builds_identical(&d, "out", &original);
+}
+
+#[test]
+fn stream_vmdk_bomb_past_max_size_is_refused_before_reading() {
+    let d = Dir::new();
+    stream_vmdk(&d);
+    sh(&d, &["bzip2"], "bzip2 -k d.vmdk");
+    spec(&d, "d.vmdk.bz2", ", max_size: 8MiB");
+    // Found by `kiln validate`'s look at the header, before any grain is read.
+    refused(
+        &d,
+        1,
+        "decompresses to more than 8388608 bytes (its stream VMDK",
+    );
+    let err = String::from_utf8_lossy(&build(&d, "out").stderr).into_owned();
+    assert!(err.contains("capacity of 25165824 bytes"), "{err}");
+}
+
+#[test]
+fn stream_vmdk_followed_by_data_is_refused() {
+    let d = Dir::new();
+    stream_vmdk(&d);
+    sh(&d, &["gzip"], "(cat d.vmdk; echo extra) | gzip > x.vmdk.gz");
+    spec(&d, "x.vmdk.gz", "");
+    refused(&d, 1, "data follows the stream VMDK's end-of-stream marker");
 }
 
 #[test]
@@ -369,4 +545,54 @@ fn corrupt_gzip_is_refused() {
         1,
         "gzip data is corrupt or truncated near compressed byte",
     );
+}
+
+#[test]
+fn fixed_vhd_xz_is_refused_with_the_way_out() {
+    // A fixed VHD looks raw until its last 512 bytes (see src/unpack/mod.rs).
+    let d = Dir::new();
+    raw(&d);
+    sh(
+        &d,
+        &["qemu-img", "xz"],
+        "qemu-img convert -O vpc -o subformat=fixed disk.raw f.vhd && xz -k f.vhd",
+    );
+    spec(&d, "f.vhd.xz", "");
+    refused(&d, 1, "ends in a VHD footer (a fixed VHD)");
+    spec(&d, "f.vhd", "");
+    let result = build(&d, "out");
+    assert!(result.status.success(), "{}", describe(&result));
+}
+
+#[test]
+fn fixed_vhd_bz2_is_unpacked_into_the_cache() {
+    // bzip2 declares no size, so the image goes through the cache, where the engine's probe
+    // finds the footer.
+    let d = Dir::new();
+    let original = raw(&d);
+    sh(
+        &d,
+        &["qemu-img", "bzip2"],
+        "qemu-img convert -O vpc -o subformat=fixed disk.raw f.vhd && bzip2 -k f.vhd",
+    );
+    spec(&d, "f.vhd.bz2", "");
+    // Compared with the raw original: the VHD's size is rounded up to its CHS geometry
+    // (zeros, which `qemu-img compare` accepts past the shorter image).
+    builds_identical(&d, "out", &original);
+    assert_eq!(unpacked(&d).len(), 1);
+}
+
+#[test]
+fn fixed_vhd_in_a_multi_block_xz_goes_through_the_cache() {
+    // The last block, decoded alone before streaming, shows the footer (src/unpack/tail.rs).
+    let d = Dir::new();
+    let original = raw(&d);
+    sh(
+        &d,
+        &["qemu-img", "xz"],
+        "qemu-img convert -O vpc -o subformat=fixed disk.raw f.vhd && xz -k -T2 --block-size=1MiB f.vhd",
+    );
+    spec(&d, "f.vhd.xz", "");
+    builds_identical(&d, "out", &original);
+    assert_eq!(unpacked(&d).len(), 1);
 }

@@ -7,6 +7,7 @@
 
 mod more;
 mod net;
+mod tls;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,7 +17,7 @@ use crate::util::*;
 use net::{Seen, proxy, serve};
 
 /// `kiln ARGS` in `d` with its own cache under `d/cache` and `env` added (proxy variables
-/// are cleared unless given).
+/// and `SSL_CERT_FILE` are cleared unless given).
 fn kiln_env(d: &Dir, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
     cmd.args(args)
@@ -26,6 +27,7 @@ fn kiln_env(d: &Dir, args: &[&str], env: &[(&str, &str)]) -> Output {
     for v in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"] {
         cmd.env_remove(v).env_remove(v.to_ascii_lowercase());
     }
+    cmd.env_remove("SSL_CERT_FILE");
     for (k, v) in env {
         cmd.env(k, v);
     }

@@ -5,6 +5,14 @@
 #[remain::sorted]
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
+    /// The CA bundle named by `SSL_CERT_FILE` cannot be used.
+    #[error("SSL_CERT_FILE {path}: {reason}")]
+    CaFile {
+        /// The file named.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// Two or more lines of one algorithm for the image's name.
     #[error("{at}: {file} has {count} {algo} lines for `{name}`: {lines}; refusing to guess")]
     ChecksumAmbiguous {

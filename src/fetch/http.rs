@@ -6,7 +6,14 @@
 //! an `https://` URL uses `HTTPS_PROXY` (or `https_proxy`), an `http://` URL uses
 //! `HTTP_PROXY` (or `http_proxy`), either falls back to `ALL_PROXY`, and `NO_PROXY` lists
 //! hosts reached directly (`*`, `host`, `.domain` / `domain` for the domain and its
-//! subdomains; ports are ignored). ureq talks to an HTTP proxy with `CONNECT`.
+//! subdomains; ports are ignored). ureq talks to an HTTP proxy with `CONNECT`, for
+//! `https://` URLs too (TLS runs end to end through the tunnel).
+//!
+//! Trusted roots: Mozilla's, bundled (webpki-roots), unless `SSL_CERT_FILE` names a PEM
+//! bundle, which then replaces them, as it does for OpenSSL and curl: a mirror or proxy
+//! with a private CA works by pointing it at a bundle that holds that CA (with the public
+//! roots too, when both are needed). An unreadable bundle, or one with no certificate, is
+//! an error rather than a silent fallback.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -142,21 +149,51 @@ fn agent(proxy: Option<&str>, url: &str) -> Result<ureq::Agent> {
         })?),
         None => None,
     };
-    let config = ureq::Agent::config_builder()
+    let mut config = ureq::Agent::config_builder();
+    if let Some(roots) = extra_roots(&env_var)? {
+        let tls = ureq::tls::TlsConfig::builder().root_certs(roots).build();
+        config = config.tls_config(tls);
+    }
+    let config = config
         .proxy(proxy)
         .timeout_connect(Some(Duration::from_secs(30)))
         .build();
     Ok(config.into())
 }
 
-/// A failure worth another attempt: no connection, a dropped one, 5xx, 429.
+/// The roots `SSL_CERT_FILE` names (every certificate in the PEM file), when set.
+fn extra_roots(env: &dyn Fn(&str) -> Option<String>) -> Result<Option<ureq::tls::RootCerts>> {
+    let Some(path) = env("SSL_CERT_FILE").filter(|p| !p.is_empty()) else {
+        return Ok(None);
+    };
+    let bad = |reason: String| {
+        let e = FetchError::CaFile {
+            path: path.clone(),
+            reason,
+        };
+        Error::new(ErrorKind::InvalidInput, e)
+    };
+    let pem = std::fs::read(&path).map_err(|e| bad(e.to_string()))?;
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        if let ureq::tls::PemItem::Certificate(cert) = item.map_err(|e| bad(e.to_string()))? {
+            certs.push(cert);
+        }
+    }
+    if certs.is_empty() {
+        return Err(bad("no PEM certificate in it".into()));
+    }
+    Ok(Some(ureq::tls::RootCerts::from(certs)))
+}
+
+/// A failure worth another attempt: no connection, a dropped one, 5xx, 429. Not a TLS
+/// certificate the roots do not vouch for (rustls reports it as invalid data): it will
+/// not change on its own.
 fn transient(e: &ureq::Error) -> bool {
     match e {
         ureq::Error::StatusCode(s) => *s >= 500 || *s == 429,
-        ureq::Error::Io(_)
-        | ureq::Error::Timeout(_)
-        | ureq::Error::HostNotFound
-        | ureq::Error::ConnectionFailed => true,
+        ureq::Error::Io(io) => io.kind() != std::io::ErrorKind::InvalidData,
+        ureq::Error::Timeout(_) | ureq::Error::HostNotFound | ureq::Error::ConnectionFailed => true,
         _ => false,
     }
 }

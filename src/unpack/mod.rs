@@ -3,17 +3,33 @@
 //! image member.
 //!
 //! Two ways in, chosen per source by [`prepare`]:
-//! - **Streamed**: a raw image whose size is known before decompressing it (the xz index at
-//!   the end of the file, every zstd frame's content size, a tar member's size, a gzip
-//!   ISIZE that cannot have wrapped) is decompressed as the engine reads it, with no copy
-//!   on disk: [`open`] returns a reader over the decoder that reports all-zero chunks as
-//!   holes.
-//! - **Unpacked into the cache**: an image that needs random access (qcow2, VMDK, VHD,
-//!   VHDX, VDI: anything that is not raw at its first bytes), or whose size is unknown
-//!   (bzip2, most gzip), is decompressed once into `<cache>/kiln/unpacked/<sha256>` (the
-//!   SHA-256 of the compressed file; `-<member digest>` for an archive member), written as
-//!   a `.partial` file with holes for zero blocks and renamed when complete. Later builds
-//!   reuse it.
+//! - **Streamed**: decompressed as the engine reads it, with no copy on disk. A raw image
+//!   whose size is known before decompressing it (the xz index at the end of the file,
+//!   every zstd frame's content size, a tar member's size, a gzip ISIZE that cannot have
+//!   wrapped): [`open`] returns a reader over the decoder that reports all-zero chunks as
+//!   holes. A streamOptimized VMDK, whatever the codec (its header gives the capacity):
+//!   read front to back by [`crate::disk::vmdk::open_sequential`], grain markers in
+//!   ascending LBA order inflated as they come. A stream whose grains are out of order is
+//!   refused when the first one shows, with an error saying to use the decompressed
+//!   `.vmdk` instead (the order cannot be known up front: in the spec's layout the tables
+//!   follow the grains); no known writer makes one.
+//! - **Unpacked into the cache**: an image that needs random access (qcow2, sparse VMDK,
+//!   VHD, VHDX, VDI: anything that is neither raw nor a stream VMDK at its first bytes),
+//!   or a raw image whose size is unknown (bzip2, most gzip), is decompressed once into
+//!   `<cache>/kiln/unpacked/<sha256>` (the SHA-256 of the compressed file; `-<member
+//!   digest>` for an archive member), written as a `.partial` file with holes for zero
+//!   blocks and renamed when complete. Later builds reuse it.
+//!
+//! A fixed VHD is raw data followed by a 512-byte footer, so it looks raw at its start and
+//! is known only at its end, after the engine has laid out the output for the raw size:
+//! it is refused there (decompress it first). In a multi-block xz file (`xz -T0`, xz 5.6's
+//! default) the last block is decoded alone first ([`tail`]): a footer there sends the image
+//! through the cache, where the engine reads it as a VHD. It is not streamed even then:
+//! the engine's writers size their tables before the first extent, the raw stream would
+//! have to stop 512 bytes early and check the footer at the end, and kiln's VHD footer
+//! rules live in the VHD module, which this one does not duplicate. Single-block xz, zstd
+//! (whose CLI writes one frame), gzip and compressed tar members have no cheap way to the
+//! tail.
 //!
 //! A plain (uncompressed) tar is not copied: its member is read in place through a view.
 //!
@@ -28,6 +44,7 @@ mod cache;
 mod codec;
 mod size;
 mod stream;
+mod tail;
 
 use std::fs::File;
 use std::io::Read;
@@ -73,6 +90,14 @@ impl UnpackOptions {
 #[remain::sorted]
 #[derive(Debug, thiserror::Error)]
 pub enum UnpackError {
+    /// Data (or more than 1 MiB of zeros) follows a stream VMDK's end-of-stream marker.
+    #[error(
+        "data follows the stream VMDK's end-of-stream marker at uncompressed byte {offset:#x} (only up to 1 MiB of zeros may)"
+    )]
+    AfterVmdk {
+        /// Where the end-of-stream marker ends.
+        offset: u64,
+    },
     /// Decompression failed: corrupt or truncated data.
     #[error(
         "{codec} data is corrupt or truncated near compressed byte {compressed:#x} (uncompressed byte {uncompressed:#x})"
@@ -93,6 +118,18 @@ pub enum UnpackError {
         "the decompressed image ends in a VHD footer (a fixed VHD), which kiln streams as raw only; decompress it first and use the .vhd file"
     )]
     FixedVhd,
+    /// A stream VMDK read from its decoder is refused (the cause names the uncompressed
+    /// offset).
+    #[error("{codec}-compressed stream VMDK, near compressed byte {compressed:#x}")]
+    InVmdk {
+        /// The codec.
+        codec: Codec,
+        /// Compressed bytes consumed so far.
+        compressed: u64,
+        /// What the VMDK reader found.
+        #[source]
+        source: Box<Error>,
+    },
     /// The stream holds more than it declared.
     #[error("{codec} stream holds more than the {declared} bytes its {from} declares")]
     Longer {
@@ -290,7 +327,7 @@ pub fn peek_size(path: &Path, opts: &UnpackOptions) -> Result<Option<u64>> {
         Packing::Plain | Packing::Tar => Ok(Some(open(path, opts)?.virtual_size())),
         Packing::Compressed(codec) => {
             let plan = stream::start(path, codec, opts).map_err(|e| e.with_path(path))?;
-            Ok(plan.streamable().then_some(plan.size).flatten())
+            Ok(plan.virtual_size())
         }
     }
 }

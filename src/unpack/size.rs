@@ -61,7 +61,7 @@ fn xz_size(src: &dyn ReadAt) -> Result<u64> {
 }
 
 /// Moves `end` back over zero stream padding (in 4-byte units).
-fn skip_stream_padding(src: &dyn ReadAt, mut end: u64) -> Result<u64> {
+pub(super) fn skip_stream_padding(src: &dyn ReadAt, mut end: u64) -> Result<u64> {
     if !end.is_multiple_of(4) {
         return Err(xz_error(end, "file length is not a multiple of four"));
     }
@@ -78,6 +78,14 @@ fn skip_stream_padding(src: &dyn ReadAt, mut end: u64) -> Result<u64> {
 
 /// The stream that ends at `end`: its start and uncompressed size.
 fn xz_stream(src: &dyn ReadAt, end: u64) -> Result<(u64, u64)> {
+    let (start, _, index) = xz_stream_index(src, end)?;
+    let index_at = end - XZ_HEADER_BYTES - index.len() as u64;
+    let (_, size) = parse_index(&index).map_err(|reason| xz_error(index_at, reason))?;
+    Ok((start, size))
+}
+
+/// The stream that ends at `end`: its start, the offset of its index and the index.
+pub(super) fn xz_stream_index(src: &dyn ReadAt, end: u64) -> Result<(u64, u64, Vec<u8>)> {
     if end < 2 * XZ_HEADER_BYTES {
         return Err(xz_error(end, "too short for a stream header and footer"));
     }
@@ -103,7 +111,7 @@ fn xz_stream(src: &dyn ReadAt, end: u64) -> Result<(u64, u64)> {
     let len = usize::try_from(index_len).map_err(|_| xz_error(index_at, "index too large"))?;
     let mut index = vec![0u8; len];
     read_exact_at(src, &mut index, index_at, "xz index")?;
-    let (blocks, size) = parse_index(&index).map_err(|reason| xz_error(index_at, reason))?;
+    let (blocks, _) = parse_index(&index).map_err(|reason| xz_error(index_at, reason))?;
     let start = index_at
         .checked_sub(blocks)
         .and_then(|s| s.checked_sub(XZ_HEADER_BYTES))
@@ -116,7 +124,7 @@ fn xz_stream(src: &dyn ReadAt, end: u64) -> Result<(u64, u64)> {
             "no stream header where the index places it",
         ));
     }
-    Ok((start, size))
+    Ok((start, index_at, index))
 }
 
 /// Parses an index: returns the bytes its blocks occupy and their uncompressed total.
@@ -139,7 +147,7 @@ fn parse_index(index: &[u8]) -> Result<(u64, u64), &'static str> {
 }
 
 /// One xz multibyte integer (at most nine bytes, 63 bits) at `*at`.
-fn varint(bytes: &[u8], at: &mut usize) -> Result<u64, &'static str> {
+pub(super) fn varint(bytes: &[u8], at: &mut usize) -> Result<u64, &'static str> {
     let mut value = 0u64;
     for i in 0..9 {
         let b = *bytes.get(*at).ok_or("index ends inside a record")?;

@@ -6,6 +6,9 @@
 //! from it): the tar member's size, else what the compressed container declares
 //! ([`super::size`]). The stream is held to it: ending early or running on is an error,
 //! found before any output is committed. All-zero chunks are reported as holes.
+//!
+//! A streamOptimized VMDK is streamed too, by the VMDK module's front-to-back reader over
+//! the same decoded input; its size is the capacity in its header, whatever the codec.
 
 use std::fs::File;
 use std::io::{self, Cursor, Read};
@@ -13,13 +16,18 @@ use std::path::Path;
 
 use super::archive::{self, Entry, Walker};
 use super::codec::{self, Codec, Consumed};
-use super::{UnpackError, UnpackOptions, read_full, size};
+use super::{UnpackError, UnpackOptions, read_full, size, tail};
+use crate::disk::vmdk::{self, StreamInput};
 use crate::disk::{DiskFormat, DiskReader, Extent, ImageInfo, MAX_EXTENT_BYTES, OwnedExtent};
 use crate::error::{Error, ErrorKind, Result};
 use crate::io::{FileSource, is_zero};
 
 /// Bytes decoded ahead to recognise the image (and the tar header) before choosing a path.
 const HEAD_BYTES: usize = 64 << 10;
+/// Zero bytes allowed after a stream VMDK's end-of-stream marker: qemu-img leaves the file
+/// as long as its last grain's full-size allocation, up to one grain (64 KiB) past the
+/// marker; 1 MiB covers grains up to that size and is not a way to hide a bomb.
+const VMDK_TRAILING_ZEROS: usize = 1 << 20;
 /// "conectix": the cookie a VHD footer starts with.
 const VHD_COOKIE: &[u8] = b"conectix";
 
@@ -33,6 +41,9 @@ pub(super) struct Started {
     pub from: &'static str,
     /// Whether its first bytes read as a raw image (no other format's magic).
     pub raw: bool,
+    /// The capacity in bytes, when its first sector is a streamOptimized VMDK header: such
+    /// an image is read front to back ([`crate::disk::vmdk::open_sequential`]).
+    pub vmdk: Option<u64>,
     /// The codec, for messages.
     pub codec: Codec,
     /// Compressed bytes consumed.
@@ -40,9 +51,14 @@ pub(super) struct Started {
 }
 
 impl Started {
-    /// True when the image can be streamed: raw, of a known size.
+    /// True when the image can be streamed: raw, of a known size, or a stream VMDK.
     pub fn streamable(&self) -> bool {
-        self.raw && self.size.is_some()
+        (self.raw && self.size.is_some()) || self.vmdk.is_some()
+    }
+
+    /// The virtual size of a streamable image.
+    pub fn virtual_size(&self) -> Option<u64> {
+        self.vmdk.or(self.size.filter(|_| self.raw))
     }
 }
 
@@ -148,15 +164,22 @@ pub(super) fn start(path: &Path, codec: Codec, opts: &UnpackOptions) -> Result<S
         read_full(&mut decoder, &mut head).map_err(|e| codec::corrupt(codec, &consumed, 0, e))?;
     head.truncate(n);
     let is_tar = archive::is_tar(&head);
-    let raw = is_raw(&head);
+    let raw = is_raw(&head) && !(codec == Codec::Xz && !is_tar && ends_in_vhd_footer(&src)?);
+    let vmdk = vmdk::stream_capacity(&head);
     let rejoined: Box<dyn Read + Send> = Box::new(Cursor::new(head).chain(decoder));
     let started = if is_tar {
         start_member(rejoined, codec, consumed, opts)?
     } else {
-        start_whole(rejoined, codec, consumed, declared, raw)
+        start_whole(rejoined, codec, consumed, declared, raw, vmdk)
     };
     check_bound(&started, opts)?;
     Ok(started)
+}
+
+/// True when the xz file `src`'s last block, decoded alone, ends in a VHD footer: a fixed
+/// VHD, which goes through the cache ([`super::tail`]).
+fn ends_in_vhd_footer(src: &FileSource) -> Result<bool> {
+    Ok(tail::xz_tail(src)?.is_some_and(|t| t.starts_with(VHD_COOKIE)))
 }
 
 fn start_whole(
@@ -165,6 +188,7 @@ fn start_whole(
     consumed: Consumed,
     declared: Option<(u64, &'static str)>,
     raw: bool,
+    vmdk: Option<u64>,
 ) -> Started {
     let (size, from) = declared.map_or((None, ""), |(s, f)| (Some(s), f));
     Started {
@@ -178,6 +202,7 @@ fn start_whole(
         size,
         from,
         raw,
+        vmdk,
         codec,
         consumed,
     }
@@ -205,6 +230,7 @@ fn start_member(
         read_full(&mut member, &mut head).map_err(|e| codec::corrupt(codec, &consumed, 0, e))?;
     head.truncate(n);
     let raw = is_raw(&head);
+    let vmdk = vmdk::stream_capacity(&head);
     let input = Box::new(Prefixed {
         head: Cursor::new(head),
         rest: member,
@@ -214,6 +240,7 @@ fn start_member(
         size: Some(size),
         from: "tar header",
         raw,
+        vmdk,
         codec,
         consumed,
     })
@@ -243,6 +270,10 @@ impl ImageInput for Prefixed {
 /// Refuses a declared size past the bound before anything is written.
 fn check_bound(started: &Started, opts: &UnpackOptions) -> Result<()> {
     let limit = opts.limit();
+    if let Some(capacity) = started.vmdk.filter(|&c| c > limit) {
+        let what = format!("its stream VMDK header declares a capacity of {capacity} bytes");
+        return Err(UnpackError::TooLarge { limit, what }.into());
+    }
     match started.size {
         Some(size) if size > limit => Err(UnpackError::TooLarge {
             limit,
@@ -279,6 +310,9 @@ fn is_raw(head: &[u8]) -> bool {
 /// [`super::prepare`]).
 pub(super) fn open(path: &Path, codec: Codec, opts: &UnpackOptions) -> Result<Box<dyn DiskReader>> {
     let started = start(path, codec, opts)?;
+    if started.vmdk.is_some() {
+        return open_vmdk(started);
+    }
     let Some(size) = started.size.filter(|_| started.raw) else {
         return Err(Error::unsupported(format!(
             "this {codec} image must be unpacked into the cache first (it is not raw, or its size is not declared)"
@@ -294,6 +328,80 @@ pub(super) fn open(path: &Path, codec: Codec, opts: &UnpackOptions) -> Result<Bo
         buf: Vec::new(),
         finished: false,
     }))
+}
+
+/// The stream VMDK in `started`, read front to back; errors name the compressed offset.
+fn open_vmdk(started: Started) -> Result<Box<dyn DiskReader>> {
+    let (codec, consumed) = (started.codec, started.consumed.clone());
+    let input = VmdkInput {
+        input: started.input,
+    };
+    let wrap = |e| in_vmdk(codec, &consumed, e);
+    let inner = vmdk::open_sequential(Box::new(input)).map_err(wrap)?;
+    Ok(Box::new(VmdkStream {
+        inner,
+        codec,
+        consumed,
+    }))
+}
+
+/// `e`, from reading a stream VMDK, with the compressed offset the decoder had reached.
+fn in_vmdk(codec: Codec, consumed: &Consumed, e: Error) -> Error {
+    let kind = e.kind();
+    let compressed = consumed.get();
+    let e = UnpackError::InVmdk {
+        codec,
+        compressed,
+        source: Box::new(e),
+    };
+    Error::new(kind, e)
+}
+
+/// The decoded image as the VMDK reader's input: only zeros may follow the end-of-stream
+/// marker, at most [`VMDK_TRAILING_ZEROS`], then the input's own end checks run.
+struct VmdkInput {
+    input: Box<dyn ImageInput>,
+}
+
+impl Read for VmdkInput {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.input.read(buf)
+    }
+}
+
+impl StreamInput for VmdkInput {
+    fn finish(&mut self, read: u64) -> Result<()> {
+        let mut tail = vec![0u8; VMDK_TRAILING_ZEROS + 1];
+        let n = read_full(&mut self.input, &mut tail).map_err(Error::io)?;
+        if n > VMDK_TRAILING_ZEROS || !is_zero(&tail[..n]) {
+            return Err(UnpackError::AfterVmdk { offset: read }.into());
+        }
+        self.input.finish(read + n as u64)
+    }
+}
+
+/// A stream VMDK read from its decoder.
+struct VmdkStream {
+    inner: Box<dyn DiskReader>,
+    codec: Codec,
+    consumed: Consumed,
+}
+
+impl DiskReader for VmdkStream {
+    fn virtual_size(&self) -> u64 {
+        self.inner.virtual_size()
+    }
+
+    fn next_extent(&mut self) -> Result<Option<Extent<'_>>> {
+        let (codec, consumed) = (self.codec, &self.consumed);
+        self.inner
+            .next_extent()
+            .map_err(|e| in_vmdk(codec, consumed, e))
+    }
+
+    fn info(&self) -> ImageInfo {
+        self.inner.info().detail("compression", self.codec)
+    }
 }
 
 /// The raw image's extents, read from the decoder in chunks of [`MAX_EXTENT_BYTES`].

@@ -116,6 +116,9 @@ pub fn proxy(refuse: bool) -> (String, Seen) {
                 let _ = up_write.write_all(&buffered);
                 let mut rest = reader.into_inner();
                 let _ = std::io::copy(&mut rest, &mut up_write);
+                // The client hung up: so does the tunnel, or a server that waits for the
+                // client's end (openssl s_server, one connection at a time) waits forever.
+                let _ = up_write.shutdown(std::net::Shutdown::Both);
             });
         }
     });

@@ -103,6 +103,19 @@ pub enum VmdkError {
         #[source]
         source: Box<Error>,
     },
+    /// A stream VMDK read front to back has a grain for an LBA at or before the previous
+    /// grain's: legal, but it cannot be placed once the disk before it was handed out.
+    #[error(
+        "stream VMDK grain marker at uncompressed byte {offset:#x} has LBA {lba:#x}, not after the previous grain's LBA {previous:#x}: grains out of order or overlapping cannot be read front to back; decompress the file and use the .vmdk itself as the source (kiln then reads it through its grain tables)"
+    )]
+    GrainOutOfOrder {
+        /// Byte offset of the marker in the (uncompressed) stream.
+        offset: u64,
+        /// LBA in the marker.
+        lba: u64,
+        /// LBA of the grain before it.
+        previous: u64,
+    },
     /// The extents do not add up to anything readable.
     #[error("descriptor has no extents")]
     NoExtents,
@@ -123,6 +136,25 @@ pub enum VmdkError {
         len: u64,
         /// File length.
         file_len: u64,
+    },
+    /// A stream VMDK read front to back ended before its end-of-stream marker.
+    #[error(
+        "stream VMDK ends at uncompressed byte {offset:#x} inside its {what}, before the end-of-stream marker: the stream is truncated"
+    )]
+    StreamEnds {
+        /// Bytes read.
+        offset: u64,
+        /// What was being read.
+        what: &'static str,
+    },
+    /// Reading a stream VMDK front to back failed (the decompressor's error).
+    #[error("stream VMDK cannot be read at uncompressed byte {offset:#x}")]
+    StreamRead {
+        /// Bytes read before the failure.
+        offset: u64,
+        /// The reader's error.
+        #[source]
+        source: std::io::Error,
     },
     /// Grain tables alias each other or the header/directory.
     #[error(

@@ -101,6 +101,11 @@ impl GrainQueue {
         })
     }
 
+    /// The grain index handed out next, if any.
+    pub fn next_grain(&self) -> Option<u64> {
+        self.queued.get(self.next).map(|q| q.grain)
+    }
+
     /// The next grain's bytes, or its marker's offset and why it did not inflate; the
     /// caller checks [`GrainQueue::has`] first.
     pub fn take(&mut self) -> std::result::Result<&[u8], (u64, String)> {

@@ -53,6 +53,7 @@ mod flat;
 mod grains;
 mod header;
 mod reader;
+mod sequential;
 mod sparse;
 mod stream;
 
@@ -61,6 +62,7 @@ use std::path::Path;
 use descriptor::CreateType;
 pub use error::VmdkError;
 pub use reader::safety_reasons;
+pub use sequential::{StreamInput, open_sequential, stream_capacity};
 
 use super::{CreateRequest, DiskReader, DiskWriter};
 use crate::error::{Error, Result};

@@ -357,7 +357,7 @@ fn read_header(file: &dyn ReadAt) -> Result<SparseHeader> {
     Ok(SparseHeader::parse(&head, 0)?)
 }
 
-fn read_embedded_descriptor(
+pub(super) fn read_embedded_descriptor(
     file: &dyn ReadAt,
     header: &SparseHeader,
 ) -> Result<Option<Descriptor>> {
