@@ -168,6 +168,24 @@ pub fn schema_json() -> String {
 mod tests {
     use super::*;
 
+    // The schema's profile names and container::profile's are kept equal here, in the
+    // layer that may see both.
+    #[test]
+    fn the_schema_offers_every_profile_name() {
+        let schema = schemars::schema_for!(model::ProfileName);
+        let text = serde_json::to_string(&schema).unwrap();
+        let mut offered: Vec<&str> = crate::container::profile::Profile::names()
+            .into_iter()
+            .filter(|n| text.contains(&format!("\"{n}\"")))
+            .collect();
+        offered.sort_unstable();
+        let mut all = crate::container::profile::Profile::names();
+        all.sort_unstable();
+        assert_eq!(offered, all);
+        // No name beyond the profiles': one string constant per profile name.
+        assert_eq!(text.matches("\"const\"").count(), all.len(), "{text}");
+    }
+
     #[test]
     fn span_at_offset_counts_lines_and_columns_from_one() {
         let span = Span::at_offset("ab\ncd", 4, 1);
