@@ -74,6 +74,22 @@ impl ConfineArgs {
     }
 }
 
+/// The target profiles an OVA/OVF output's `target:` names, for `kiln build --help`
+/// (a unit test keeps it equal to `container::profile`).
+pub(super) const TARGET_PROFILES_HELP: &str = "\
+OVA/OVF target profiles (spec `outputs[].target:`, one name or a list; a list writes what
+every target accepts, or the spec is refused at validation):
+  name             descriptor      hardware ceiling  notes
+  vmware           vmx-13          -                 the default; also imports in VirtualBox
+  esxi-6.7         vmx-14          vmx-14            refuses ovf:compression
+  esxi-7           vmx-17          vmx-19 (7.0 U2)   refuses ovf:compression
+  esxi-8           vmx-20          vmx-21 (8.0 U2)   refuses ovf:compression
+  workstation-17   vmx-20          vmx-21 (17.5)
+  virtualbox-7     virtualbox-2.2  -                 alias virtualbox; e1000/virtio NICs, no EFI
+  aws-vmimport     vmx-13          -                 stream VMDK, 64-bit Linux os, BIOS or UEFI
+  glance           vmx-13          -                 exactly one disk
+  generic          vmx-13          -                 only the DMTF rules";
+
 #[derive(Debug, Args)]
 pub(super) struct BuildArgs {
     /// The appliance spec (YAML).
@@ -339,5 +355,20 @@ impl Diagnostic for IssueDiagnostic {
             return None;
         }
         Some(Box::new(self.related.iter().map(|d| d as &dyn Diagnostic)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TARGET_PROFILES_HELP;
+
+    #[test]
+    fn the_help_lists_every_target_profile() {
+        for name in kiln::container::profile::Profile::names() {
+            let listed = TARGET_PROFILES_HELP.lines().any(|l| {
+                l.split_whitespace().next() == Some(name) || l.contains(&format!("alias {name};"))
+            });
+            assert!(listed, "{name} missing from kiln build --help");
+        }
     }
 }

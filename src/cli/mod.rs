@@ -63,6 +63,7 @@ enum Command {
     /// Build the artefacts an appliance spec describes: bare disks in any format and OVA
     /// packages (OVF descriptor, manifest, streamOptimized VMDK) for VMware and VirtualBox,
     /// with NAME.kiln.json and SHA256SUMS.
+    #[command(after_long_help = build::TARGET_PROFILES_HELP)]
     Build(build::BuildArgs),
     /// Download and verify every source a spec names into the cache (for air-gapped
     /// builders: fetch on one machine, copy the cache, `kiln build --offline`).
