@@ -26,31 +26,6 @@ for it in root.iter(ns + 'Item'):
     print(' '.join(vals))
 "#;
 
-/// Python: `edit.py SRC DST OLD NEW`, as in ova_profiles: one replacement in the
-/// descriptor, every manifest line re-hashed, members kept in order.
-const EDIT: &str = r#"
-import hashlib, io, re, sys, tarfile
-src, dst, old, new = sys.argv[1:5]
-t = tarfile.open(src)
-members = t.getmembers()
-data = {m.name: t.extractfile(m).read() for m in members}
-ovf = [n for n in data if n.endswith('.ovf')][0]
-text = data[ovf].decode()
-assert old in text, old
-data[ovf] = text.replace(old, new, 1).encode()
-mf = [n for n in data if n.endswith('.mf')][0]
-lines = []
-for line in data[mf].decode().splitlines():
-    alg, name = re.match(r'(\w+)\((.+)\)= ', line).groups()
-    lines.append('%s(%s)= %s' % (alg, name, hashlib.new(alg.lower(), data[name]).hexdigest()))
-data[mf] = ('\n'.join(lines) + '\n').encode()
-with tarfile.open(dst, 'w', format=tarfile.USTAR_FORMAT) as out:
-    for m in members:
-        info = tarfile.TarInfo(m.name)
-        info.size, info.mode, info.mtime = len(data[m.name]), m.mode, m.mtime
-        out.addfile(info, io.BytesIO(data[m.name]))
-"#;
-
 /// A spec whose disks sit on `controllers` (one disk each) with one ova output per target.
 fn spec(controllers: &[&str], targets: &[&str]) -> String {
     let mut s = String::from(
@@ -204,7 +179,11 @@ fn validation_refuses_lsilogicsas_for_aws() {
 fn verify_edited(d: &Dir, controller: &str, old: &str, new: &str, target: &str) -> String {
     std::fs::write(d.path("s.yaml"), spec(&[controller], &["vmware"])).unwrap();
     d.kiln_ok(&["build", "s.yaml", "-o", "out"]);
-    python(&d.path("."), EDIT, &["out/vmware.ova", "bad.ova", old, new]);
+    python(
+        &d.path("."),
+        OVA_EDIT,
+        &["out/vmware.ova", "bad.ova", old, new],
+    );
     let out = d.kiln(&["verify", "--target", target, "bad.ova"]);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -260,7 +239,7 @@ fn verify_catches_a_required_item_the_importer_makes_no_device_of() {
     assert!(out.contains("esxi-7: item 99 has ResourceType 35"), "{out}");
     python(
         &d.path("."),
-        EDIT,
+        OVA_EDIT,
         &[
             "bad.ova",
             "ok.ova",

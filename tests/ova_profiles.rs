@@ -32,32 +32,6 @@ vssd = '{http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_VirtualSystemSett
 print(' '.join(e.text for e in root.iter(vssd + 'VirtualSystemType')))
 "#;
 
-/// Python: `edit.py SRC DST OLD NEW` replaces OLD by NEW once in the descriptor, re-hashes
-/// every manifest line with its own algorithm and writes DST as a ustar OVA in the same
-/// member order.
-const EDIT: &str = r#"
-import hashlib, io, re, sys, tarfile
-src, dst, old, new = sys.argv[1:5]
-t = tarfile.open(src)
-members = t.getmembers()
-data = {m.name: t.extractfile(m).read() for m in members}
-ovf = [n for n in data if n.endswith('.ovf')][0]
-text = data[ovf].decode()
-assert old in text, old
-data[ovf] = text.replace(old, new, 1).encode()
-mf = [n for n in data if n.endswith('.mf')][0]
-lines = []
-for line in data[mf].decode().splitlines():
-    alg, name = re.match(r'(\w+)\((.+)\)= ', line).groups()
-    lines.append('%s(%s)= %s' % (alg, name, hashlib.new(alg.lower(), data[name]).hexdigest()))
-data[mf] = ('\n'.join(lines) + '\n').encode()
-with tarfile.open(dst, 'w', format=tarfile.USTAR_FORMAT) as out:
-    for m in members:
-        info = tarfile.TarInfo(m.name)
-        info.size, info.mode, info.mtime = len(data[m.name]), m.mode, m.mtime
-        out.addfile(info, io.BytesIO(data[m.name]))
-"#;
-
 /// A spec with `disks` blank disks, EFI or BIOS, an optional NIC and one ova output per
 /// profile in `outputs`.
 fn spec(efi: bool, disks: usize, nic: bool, outputs: &[&str]) -> String {
@@ -181,7 +155,11 @@ fn verify_edited(d: &Dir, disks: usize, old: &str, new: &str, targets: &str) -> 
     )
     .unwrap();
     d.kiln_ok(&["build", "spec.yaml", "-o", "out"]);
-    python(&d.path("."), EDIT, &["out/app.ova", "bad.ova", old, new]);
+    python(
+        &d.path("."),
+        OVA_EDIT,
+        &["out/app.ova", "bad.ova", old, new],
+    );
     let out = d.kiln(&["verify", "--target", targets, "bad.ova"]);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     String::from_utf8_lossy(&out.stdout).into_owned()

@@ -404,3 +404,29 @@ pub fn assert_same_file(a: &Path, b: &Path) {
         b.display()
     );
 }
+
+/// Python for `python(dir, OVA_EDIT, &[SRC, DST, OLD, NEW])`: replaces OLD by NEW once in the
+/// descriptor of the OVA SRC, re-hashes every manifest line with its own algorithm and writes
+/// DST as a ustar OVA in the same member order (an injected defect the manifest still covers).
+pub const OVA_EDIT: &str = r#"
+import hashlib, io, re, sys, tarfile
+src, dst, old, new = sys.argv[1:5]
+t = tarfile.open(src)
+members = t.getmembers()
+data = {m.name: t.extractfile(m).read() for m in members}
+ovf = [n for n in data if n.endswith('.ovf')][0]
+text = data[ovf].decode()
+assert old in text, old
+data[ovf] = text.replace(old, new, 1).encode()
+mf = [n for n in data if n.endswith('.mf')][0]
+lines = []
+for line in data[mf].decode().splitlines():
+    alg, name = re.match(r'(\w+)\((.+)\)= ', line).groups()
+    lines.append('%s(%s)= %s' % (alg, name, hashlib.new(alg.lower(), data[name]).hexdigest()))
+data[mf] = ('\n'.join(lines) + '\n').encode()
+with tarfile.open(dst, 'w', format=tarfile.USTAR_FORMAT) as out:
+    for m in members:
+        info = tarfile.TarInfo(m.name)
+        info.size, info.mode, info.mtime = len(data[m.name]), m.mode, m.mtime
+        out.addfile(info, io.BytesIO(data[m.name]))
+"#;
