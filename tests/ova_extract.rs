@@ -20,6 +20,15 @@ fn package(d: &Dir) -> Vec<String> {
     tar_list(&d.path("app.ova"))
 }
 
+/// The package's (one) disk member.
+fn disk_member(members: &[String]) -> String {
+    members
+        .iter()
+        .find(|m| m.ends_with(".vmdk"))
+        .unwrap()
+        .clone()
+}
+
 fn tar_list(ova: &Path) -> Vec<String> {
     let out = run_ok("tar", &["-tf", ova.to_str().unwrap()]);
     out.lines().map(str::to_string).collect()
@@ -29,7 +38,7 @@ fn tar_list(ova: &Path) -> Vec<String> {
 fn the_disk_equals_what_gnu_tar_extracts_and_passes_check_image() {
     let d = Dir::new();
     let members = package(&d);
-    let disk = members.iter().find(|m| m.ends_with(".vmdk")).unwrap();
+    let disk = &disk_member(&members);
     let stdout = d.kiln_ok(&["extract", "app.ova", "-d", "out"]);
     assert!(stdout.contains("SHA256 matches the manifest"), "{stdout}");
     assert_eq!(
@@ -65,11 +74,7 @@ fn all_writes_exactly_what_tar_lists() {
 fn a_tampered_member_fails_its_digest_and_leaves_no_file() {
     let d = Dir::new();
     let members = package(&d);
-    let disk = members
-        .iter()
-        .find(|m| m.ends_with(".vmdk"))
-        .unwrap()
-        .clone();
+    let disk = disk_member(&members);
     // Rewrite the archive with one byte of the disk flipped, lengths and order kept.
     let script = r#"import sys, tarfile, io
 src, dst = sys.argv[1], sys.argv[2]
@@ -103,11 +108,7 @@ with tarfile.open(src) as t, tarfile.open(dst, 'w', format=tarfile.USTAR_FORMAT)
 fn an_existing_file_is_refused_without_force() {
     let d = Dir::new();
     let members = package(&d);
-    let disk = members
-        .iter()
-        .find(|m| m.ends_with(".vmdk"))
-        .unwrap()
-        .clone();
+    let disk = disk_member(&members);
     std::fs::create_dir(d.path("out")).unwrap();
     std::fs::write(d.path("out").join(&disk), b"mine").unwrap();
     let err = d.kiln_err(&["extract", "app.ova", "-d", "out"], 2);
@@ -123,11 +124,7 @@ fn an_existing_file_is_refused_without_force() {
 fn a_symlink_in_dir_is_replaced_never_followed() {
     let d = Dir::new();
     let members = package(&d);
-    let disk = members
-        .iter()
-        .find(|m| m.ends_with(".vmdk"))
-        .unwrap()
-        .clone();
+    let disk = disk_member(&members);
     std::fs::create_dir(d.path("out")).unwrap();
     std::fs::write(d.path("victim"), b"keep").unwrap();
     std::os::unix::fs::symlink(d.path("victim"), d.path("out").join(&disk)).unwrap();

@@ -106,32 +106,10 @@ fn virtualbox_gets_its_scsi_kinds() {
     }
 }
 
-/// `kiln build` of `text` fails at validation; stderr with box drawing removed and
-/// whitespace collapsed, nothing written.
-fn refused(text: &str) -> String {
-    let d = Dir::new();
-    std::fs::write(d.path("s.yaml"), text).unwrap();
-    let err = d.kiln_err(&["build", "s.yaml", "-o", "out"], 1);
-    assert!(
-        !d.path("out").exists() || names_in(&d.path("out")).is_empty(),
-        "{err}"
-    );
-    let flat: String = err.replace(['│', '×'], " ");
-    flat.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// `s.yaml:LINE:COL` of the value after `target: ` on the last line of `text`.
-fn target_at(text: &str) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    let last = lines.last().unwrap();
-    let col = last.find("target: ").unwrap() + "target: ".len() + 1;
-    format!("s.yaml:{}:{col}", lines.len())
-}
-
 #[test]
 fn validation_refuses_pvscsi_for_virtualbox() {
     let text = spec(&["pvscsi"], &["virtualbox-7"]);
-    let err = refused(&text);
+    let err = build_refused(&text);
     let at = target_at(&text);
     assert!(
         err.contains(&format!("{at}: outputs[0].target: target `virtualbox-7` has no pvscsi controller (disks[0]); set another `controller:`")),
@@ -145,7 +123,7 @@ fn validation_refuses_pvscsi_for_a_list_with_virtualbox_naming_both() {
         "outputs:\n",
         "outputs:\n  - { disk_format: vmdk, container_format: ova, target: [esxi-7, virtualbox-7] }\n",
     );
-    let err = refused(&text);
+    let err = build_refused(&text);
     let at = target_at(&text);
     assert!(
         err.contains(&format!("{at}: outputs[0].target: targets `esxi-7` and `virtualbox-7` conflict: a pvscsi controller (disks[0]) is accepted by `esxi-7` but refused by `virtualbox-7`")),
@@ -156,7 +134,7 @@ fn validation_refuses_pvscsi_for_a_list_with_virtualbox_naming_both() {
 #[test]
 fn validation_refuses_two_scsi_kinds_for_virtualbox() {
     let text = spec(&["lsilogic", "buslogic"], &["virtualbox-7"]);
-    let err = refused(&text);
+    let err = build_refused(&text);
     let at = target_at(&text);
     assert!(
         err.contains(&format!("{at}: outputs[0].target: target `virtualbox-7` gives a machine one SCSI controller, the disks ask for 2 kinds (scsi, buslogic)")),
@@ -167,7 +145,7 @@ fn validation_refuses_two_scsi_kinds_for_virtualbox() {
 #[test]
 fn validation_refuses_lsilogicsas_for_aws() {
     let text = spec(&["lsilogicsas"], &["aws-vmimport"]);
-    let err = refused(&text);
+    let err = build_refused(&text);
     assert!(
         err.contains("target `aws-vmimport` has no lsilogicsas controller (disks[0])"),
         "{err}"
@@ -354,7 +332,7 @@ fn validation_refuses_bad_macs_at_their_place() {
         ("00:00:00:00:00:00", "is not an address"),
     ] {
         let text = nic_spec(&[&format!("{{ name: lan, mac: \"{mac}\" }}")], &["esxi-7"]);
-        let err = refused(&text);
+        let err = build_refused(&text);
         let place = at(&text, &format!("\"{mac}\""));
         assert!(
             err.contains(&format!("{place}: networks[0].mac: ")) && err.contains(why),

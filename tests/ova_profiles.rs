@@ -222,32 +222,10 @@ fn verify_catches_two_disks_for_glance() {
     );
 }
 
-/// `kiln build` of `text` fails at validation; returns stderr with the report's box
-/// drawing removed and whitespace collapsed, asserting nothing was written.
-fn refused(text: &str) -> String {
-    let d = Dir::new();
-    std::fs::write(d.path("s.yaml"), text).unwrap();
-    let err = d.kiln_err(&["build", "s.yaml", "-o", "out"], 1);
-    assert!(
-        !d.path("out").exists() || names_in(&d.path("out")).is_empty(),
-        "{err}"
-    );
-    let flat: String = err.replace(['│', '×'], " ");
-    flat.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// `s.yaml:LINE:COL` of the value after `target: ` on the last line of `text`.
-fn target_at(text: &str) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    let last = lines.last().unwrap();
-    let col = last.find("target: ").unwrap() + "target: ".len() + 1;
-    format!("s.yaml:{}:{col}", lines.len())
-}
-
 #[test]
 fn validation_refuses_two_disks_for_glance() {
     let text = spec(false, 2, false, &["glance"]);
-    let err = refused(&text);
+    let err = build_refused(&text);
     let at = target_at(&text);
     assert!(err.contains(&format!("{at}: outputs[0].target: target `glance` takes exactly 1 disk, the spec has 2 (Glance: \"Currently, OVA packages containing multiple disk are not supported.\")")), "{err}");
 }
@@ -258,7 +236,7 @@ fn validation_refuses_an_unsatisfiable_target_list() {
         "outputs:\n",
         "networks: [ { name: lan, adapter: vmxnet3 } ]\noutputs:\n  - { disk_format: vmdk, container_format: ova, target: [esxi-7, virtualbox-7] }\n",
     );
-    let err = refused(&text);
+    let err = build_refused(&text);
     let at = target_at(&text);
     assert!(err.contains(&format!("{at}: outputs[0].target: targets `esxi-7` and `virtualbox-7` conflict: network adapter `vmxnet3` (networks[0]) is accepted by `esxi-7` but refused by `virtualbox-7`; choose `adapter: e1000`, which both accept")), "{err}");
 }
@@ -266,7 +244,7 @@ fn validation_refuses_an_unsatisfiable_target_list() {
 #[test]
 fn validation_refuses_an_unknown_target_with_a_suggestion() {
     let text = spec(false, 1, false, &["esxi-9"]);
-    let err = refused(&text);
+    let err = build_refused(&text);
     let at = target_at(&text);
     assert!(
         err.contains(&format!(

@@ -430,3 +430,25 @@ with tarfile.open(dst, 'w', format=tarfile.USTAR_FORMAT) as out:
         info.size, info.mode, info.mtime = len(data[m.name]), m.mode, m.mtime
         out.addfile(info, io.BytesIO(data[m.name]))
 "#;
+
+/// `kiln build` of `text` fails at validation; returns stderr with the report's box
+/// drawing removed and whitespace collapsed, asserting nothing was written.
+pub fn build_refused(text: &str) -> String {
+    let d = Dir::new();
+    std::fs::write(d.path("s.yaml"), text).unwrap();
+    let err = d.kiln_err(&["build", "s.yaml", "-o", "out"], 1);
+    assert!(
+        !d.path("out").exists() || names_in(&d.path("out")).is_empty(),
+        "{err}"
+    );
+    let flat: String = err.replace(['│', '×'], " ");
+    flat.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// `s.yaml:LINE:COL` of the value after `target: ` on the last line of `text`.
+pub fn target_at(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let last = lines.last().unwrap();
+    let col = last.find("target: ").unwrap() + "target: ".len() + 1;
+    format!("s.yaml:{}:{col}", lines.len())
+}
