@@ -525,6 +525,32 @@ pub fn seed_files(spec: &SeedSpec) -> Result<Vec<(&'static str, Vec<u8>)>> {
     Ok(files)
 }
 
+/// The seed ISO for `spec` in memory (a few KiB: the parts' size), byte for byte what
+/// [`write_seed`] writes with the same context: a package carries it as a CD-ROM.
+///
+/// # Errors
+/// Invalid contents.
+pub fn seed_iso_bytes(spec: &SeedSpec, ctx: &BuildContext) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    seed_iso_writer(seed_files(spec)?, ctx)?.write_to(ctx, &mut bytes)?;
+    Ok(bytes)
+}
+
+/// The ISO writer of a seed holding `files`, labelled `cidata`.
+fn seed_iso_writer(files: Vec<(&'static str, Vec<u8>)>, ctx: &BuildContext) -> Result<IsoWriter> {
+    let options = IsoOptions {
+        volume_label: SEED_ISO_LABEL.to_string(),
+        publisher: String::new(),
+        application_id: ctx.creator.clone(),
+        ..IsoOptions::default()
+    };
+    let mut writer = IsoWriter::new(options)?;
+    for (name, data) in files {
+        writer.add(IsoEntry::new(name, IsoSource::Bytes(data), 0o644))?;
+    }
+    Ok(writer)
+}
+
 /// Writes the seed for `spec` to `out_path` (through a partial file renamed when complete).
 ///
 /// # Errors
@@ -539,17 +565,7 @@ pub fn write_seed(
     let files = seed_files(spec)?;
     match format {
         SeedFormat::Iso => {
-            let options = IsoOptions {
-                volume_label: SEED_ISO_LABEL.to_string(),
-                publisher: String::new(),
-                application_id: ctx.creator.clone(),
-                ..IsoOptions::default()
-            };
-            let mut writer = IsoWriter::new(options)?;
-            for (name, data) in files {
-                writer.add(IsoEntry::new(name, IsoSource::Bytes(data), 0o644))?;
-            }
-            writer.write_file(ctx, out_path, force)?;
+            seed_iso_writer(files, ctx)?.write_file(ctx, out_path, force)?;
             Ok(())
         }
         SeedFormat::Vfat => {

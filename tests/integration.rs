@@ -15,6 +15,7 @@ mod fuzz_replay;
 mod hostile;
 mod layering;
 mod ova;
+mod ova_cdrom;
 mod ova_extract;
 mod ova_from_disks;
 mod ova_from_ovf;

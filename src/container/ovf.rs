@@ -14,6 +14,7 @@
 //! | default NIC | `VmxNet3` | `E1000` |
 //! | guest OS | CIM id + `vmw:osType` | CIM id |
 //! | EFI firmware | `vmw:Config firmware=efi` | refused by validation |
+//! | CD-ROM (IDE) | File + `vmware.cdrom.iso` on `ovf:/file/fileN` | Ecma-119 Disk + `ovf:/disk/isoN` |
 //!
 //! In an OVA the VMDK's `ovf:size` is padded with spaces to [`SIZE_WIDTH`] characters
 //! (whitespace between attributes), so the descriptor's length does not depend on it and the
@@ -30,6 +31,13 @@ pub const SIZE_WIDTH: usize = 20;
 /// The disk format URI VMware and VirtualBox import (a streamOptimized VMDK).
 pub const VMDK_STREAM_FORMAT: &str =
     "http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized";
+
+/// The disk format URI of an ISO 9660 image (ECMA-119), as VirtualBox exports a CD-ROM.
+pub const ISO_FORMAT: &str =
+    "http://www.ecma-international.org/publications/standards/Ecma-119.htm";
+
+/// VMware's subtype of a CD-ROM drive backed by an ISO file.
+const CDROM_ISO: &str = "vmware.cdrom.iso";
 
 /// The importer a descriptor is written for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -178,6 +186,20 @@ pub struct DiskFile {
     pub bus: Option<Bus>,
 }
 
+/// An ISO image the package carries for a CD-ROM drive (on the IDE controller).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IsoFile {
+    /// File name inside the package.
+    pub href: String,
+    /// File size in bytes as written (zero before), padded as [`DiskFile::size_width`].
+    pub size: u64,
+    /// The image's length, known before it is written: a VirtualBox Disk's capacity,
+    /// which must not change the descriptor's length.
+    pub capacity: u64,
+    /// As [`DiskFile::size_width`].
+    pub size_width: usize,
+}
+
 /// Most disks on one controller, per bus: IDE units 0-1, SCSI 0-15 without 7, SATA 0-29,
 /// NVMe 0-14 (VMware's limits; kiln puts one controller of each kind used).
 pub fn max_disks(bus: Bus) -> usize {
@@ -189,8 +211,9 @@ pub fn max_disks(bus: Bus) -> usize {
 }
 
 impl Machine {
-    /// The descriptor text for a machine with `disks`, in guest order.
-    pub fn render(&self, disks: &[DiskFile]) -> String {
+    /// The descriptor text for a machine with `disks`, in guest order, and CD-ROM drives
+    /// holding `isos`.
+    pub fn render(&self, disks: &[DiskFile], isos: &[IsoFile]) -> String {
         let mut x = Xml::default();
         x.line(0, r#"<?xml version="1.0" encoding="UTF-8"?>"#);
         let vmw = if self.target == Target::Vmware {
@@ -206,15 +229,15 @@ impl Machine {
         );
         x.line(1, "<References>");
         for (i, disk) in disks.iter().enumerate() {
-            let size = disk.size.to_string();
-            let pad = " ".repeat(disk.size_width.saturating_sub(size.len()));
-            x.line(
-                2,
-                &format!(
-                    r#"<File ovf:href="{}" ovf:id="file{}" ovf:size="{size}"{pad}/>"#,
-                    esc(&disk.href),
-                    i + 1
-                ),
+            file_ref(&mut x, i + 1, &disk.href, disk.size, disk.size_width);
+        }
+        for (i, iso) in isos.iter().enumerate() {
+            file_ref(
+                &mut x,
+                disks.len() + i + 1,
+                &iso.href,
+                iso.size,
+                iso.size_width,
             );
         }
         x.line(1, "</References>");
@@ -230,6 +253,21 @@ impl Machine {
                 ),
             );
         }
+        // VirtualBox finds a CD-ROM's image through a Disk (as its own export writes it);
+        // vSphere takes only VMDK Disks and finds the image through its File.
+        if self.target == Target::Virtualbox {
+            for (i, iso) in isos.iter().enumerate() {
+                x.line(
+                    2,
+                    &format!(
+                        r#"<Disk ovf:capacity="{}" ovf:diskId="iso{}" ovf:fileRef="file{}" ovf:format="{ISO_FORMAT}"/>"#,
+                        self.capacity(iso.capacity),
+                        i + 1,
+                        disks.len() + i + 1
+                    ),
+                );
+            }
+        }
         x.line(1, "</DiskSection>");
         self.networks(&mut x);
         x.line(
@@ -241,7 +279,7 @@ impl Machine {
         self.product(&mut x);
         self.annotation_and_eula(&mut x);
         self.operating_system(&mut x);
-        self.hardware(&mut x, disks);
+        self.hardware(&mut x, disks, isos);
         x.line(1, "</VirtualSystem>");
         x.line(0, "</Envelope>");
         x.0
@@ -339,7 +377,7 @@ impl Machine {
         x.line(2, "</OperatingSystemSection>");
     }
 
-    fn hardware(&self, x: &mut Xml, disks: &[DiskFile]) {
+    fn hardware(&self, x: &mut Xml, disks: &[DiskFile], isos: &[IsoFile]) {
         if self.properties.is_empty() {
             x.line(2, "<VirtualHardwareSection>");
         } else {
@@ -377,7 +415,7 @@ impl Machine {
             ("ResourceType", "4"),
             ("VirtualQuantity", &mib),
         ]);
-        let next_id = self.storage(x, disks);
+        let next_id = self.storage(x, disks, isos);
         for (i, a) in self.adapters.iter().enumerate() {
             let model = self.nic_subtype(a.model);
             let id = (next_id + i).to_string();
@@ -408,13 +446,15 @@ impl Machine {
         x.line(2, "</VirtualHardwareSection>");
     }
 
-    /// One controller per bus in use (InstanceIDs from 3, in first-use order), then the
-    /// disks on them, numbered from 0 on each (SCSI skips unit 7, the initiator's). Returns
-    /// the next free InstanceID.
-    fn storage(&self, x: &mut Xml, disks: &[DiskFile]) -> usize {
+    /// One controller per bus in use (InstanceIDs from 3, in first-use order; IDE last
+    /// when only CD-ROMs use it), then the disks on them, numbered from 0 on each (SCSI
+    /// skips unit 7, the initiator's), then the CD-ROM drives on IDE. Returns the next
+    /// free InstanceID.
+    fn storage(&self, x: &mut Xml, disks: &[DiskFile], isos: &[IsoFile]) -> usize {
         let buses: Vec<Bus> = disks.iter().map(|d| self.bus(d.bus)).collect();
         let mut controllers: Vec<Bus> = Vec::new();
-        for bus in &buses {
+        let cdrom_bus = (!isos.is_empty()).then_some(Bus::Ide);
+        for bus in buses.iter().chain(&cdrom_bus) {
             if !controllers.contains(bus) {
                 controllers.push(*bus);
             }
@@ -456,6 +496,36 @@ impl Machine {
                 ("Parent", &parent),
                 ("ResourceType", "17"),
             ]);
+        }
+        // Present whenever there are ISOs (added above).
+        let ide = (controllers.iter().position(|b| *b == Bus::Ide)).unwrap_or_default();
+        for i in 0..isos.len() {
+            let (unit, parent, id) = (
+                units[ide].to_string(),
+                (3 + ide).to_string(),
+                next_id.to_string(),
+            );
+            units[ide] += 1;
+            next_id += 1;
+            let host = match self.target {
+                Target::Vmware => format!("ovf:/file/file{}", disks.len() + i + 1),
+                Target::Virtualbox => format!("ovf:/disk/iso{}", i + 1),
+            };
+            let subtype = (self.target == Target::Vmware).then_some(("ResourceSubType", CDROM_ISO));
+            let name = format!("CD/DVD drive {}", i + 1);
+            let props: Vec<(&str, &str)> = [
+                ("AddressOnParent", unit.as_str()),
+                ("AutomaticAllocation", "true"),
+                ("ElementName", &name),
+                ("HostResource", &host),
+                ("InstanceID", &id),
+                ("Parent", &parent),
+            ]
+            .into_iter()
+            .chain(subtype)
+            .chain([("ResourceType", "15")])
+            .collect();
+            x.item(&props);
         }
         next_id
     }
@@ -511,6 +581,19 @@ impl Machine {
             Nic::Virtio => "virtio-net",
         }
     }
+}
+
+/// A References File line, its `ovf:size` padded to `width` characters.
+fn file_ref(x: &mut Xml, n: usize, href: &str, size: u64, width: usize) {
+    let size = size.to_string();
+    let pad = " ".repeat(width.saturating_sub(size.len()));
+    x.line(
+        2,
+        &format!(
+            r#"<File ovf:href="{}" ovf:id="file{n}" ovf:size="{size}"{pad}/>"#,
+            esc(href)
+        ),
+    );
 }
 
 /// An indented XML text being built.
@@ -600,6 +683,23 @@ mod tests {
     }
 
     #[test]
+    fn length_does_not_depend_on_the_iso_size_written() {
+        let iso = |size| IsoFile {
+            href: "app-seed.iso".into(),
+            size,
+            capacity: 57_344,
+            size_width: SIZE_WIDTH,
+        };
+        for target in [Target::Vmware, Target::Virtualbox] {
+            let m = machine(target);
+            let before = m.render(&disk(0), &[iso(0)]);
+            let after = m.render(&disk(9), &[iso(57_344)]);
+            assert_eq!(before.len(), after.len());
+            assert!(after.contains("<rasd:ResourceType>15</rasd:ResourceType>"));
+        }
+    }
+
+    #[test]
     fn scsi_disks_skip_unit_7_and_buses_get_one_controller_each() {
         let m = machine(Target::Vmware);
         let mut disks: Vec<DiskFile> = (0..9)
@@ -612,7 +712,7 @@ mod tests {
             })
             .collect();
         disks[1].bus = Some(Bus::Ide);
-        let text = m.render(&disks);
+        let text = m.render(&disks, &[]);
         assert_eq!(
             text.matches("<rasd:ResourceType>6</rasd:ResourceType>")
                 .count(),
@@ -631,21 +731,24 @@ mod tests {
     #[test]
     fn length_does_not_depend_on_the_disk_size() {
         let m = machine(Target::Vmware);
-        assert_eq!(m.render(&disk(0)).len(), m.render(&disk(u64::MAX)).len());
+        assert_eq!(
+            m.render(&disk(0), &[]).len(),
+            m.render(&disk(u64::MAX), &[]).len()
+        );
     }
 
     #[test]
     fn text_is_escaped() {
-        let text = machine(Target::Vmware).render(&disk(1));
+        let text = machine(Target::Vmware).render(&disk(1), &[]);
         assert!(text.contains("<Annotation>a &lt;b&gt; &amp; c</Annotation>"));
     }
 
     #[test]
     fn targets_pick_their_defaults() {
-        let vmware = machine(Target::Vmware).render(&disk(1));
+        let vmware = machine(Target::Vmware).render(&disk(1), &[]);
         assert!(vmware.contains("vmx-13") && vmware.contains("VmxNet3"));
         assert!(vmware.contains("<rasd:ResourceSubType>lsilogic</rasd:ResourceSubType>"));
-        let vbox = machine(Target::Virtualbox).render(&disk(1));
+        let vbox = machine(Target::Virtualbox).render(&disk(1), &[]);
         assert!(vbox.contains("virtualbox-2.2") && vbox.contains("E1000"));
         assert!(vbox.contains("<rasd:ResourceSubType>AHCI</rasd:ResourceSubType>"));
         assert!(!vbox.contains("vmw:"));

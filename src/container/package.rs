@@ -26,7 +26,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use super::manifest::{self, Algorithm, Hasher};
-use super::ovf::{Bus, DiskFile, Machine, SIZE_WIDTH};
+use super::ovf::{Bus, DiskFile, IsoFile, Machine, SIZE_WIDTH};
 use super::signature::PackageSigner;
 pub use super::tar::MAX_MEMBER_NAME;
 use super::tar::{self, TAR_BLOCK as BLOCK, TAR_END, padded};
@@ -94,6 +94,18 @@ pub struct Package {
     pub digest: Algorithm,
     /// Each disk's guest-visible size in bytes and controller, in guest order.
     pub disks: Vec<(u64, Option<Bus>)>,
+    /// ISO images for CD-ROM drives, copied in after the disks
+    /// ([`PackageWriter::copy_member`]), in drive order.
+    pub isos: Vec<PackageIso>,
+}
+
+/// An ISO image a package carries for a CD-ROM drive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackageIso {
+    /// What follows the package's stem in the member name: `seed` → `NAME-seed.iso`.
+    pub suffix: String,
+    /// Its length in bytes.
+    pub len: u64,
 }
 
 /// A package's file names: the descriptor, the manifest and one VMDK per disk.
@@ -110,6 +122,13 @@ pub struct Names {
 }
 
 impl Names {
+    /// These names with members `NAME-SUFFIX.iso` after the disks, one per suffix.
+    pub fn with_isos<'a>(mut self, suffixes: impl IntoIterator<Item = &'a str>) -> Names {
+        let stem = self.descriptor.trim_end_matches(".ovf").to_string();
+        (self.disks).extend(suffixes.into_iter().map(|s| format!("{stem}-{s}.iso")));
+        self
+    }
+
     /// The manifest and the disks: the files beside the descriptor.
     pub fn others(&self) -> Vec<String> {
         std::iter::once(self.manifest.clone())
@@ -169,11 +188,13 @@ pub struct Start {
     pub names: Names,
 }
 
-/// kiln's own descriptor of a [`Machine`] with its disks.
+/// kiln's own descriptor of a [`Machine`] with its disks and CD-ROM images.
 struct MachineDescriptor {
     machine: Machine,
     /// Each disk's guest-visible size in bytes and controller.
     disks: Vec<(u64, Option<Bus>)>,
+    /// Each ISO's length in bytes.
+    isos: Vec<u64>,
 }
 
 impl Describe for MachineDescriptor {
@@ -182,8 +203,8 @@ impl Describe for MachineDescriptor {
             Form::Ova => SIZE_WIDTH,
             Form::Files => 0,
         };
-        let files: Vec<DiskFile> = (names.iter().zip(written))
-            .zip(&self.disks)
+        let members = names.iter().zip(written);
+        let files: Vec<DiskFile> = (members.clone().zip(&self.disks))
             .map(|((href, w), (capacity, bus))| DiskFile {
                 href: href.clone(),
                 size: w.len,
@@ -192,7 +213,15 @@ impl Describe for MachineDescriptor {
                 bus: *bus,
             })
             .collect();
-        Ok(self.machine.render(&files))
+        let isos: Vec<IsoFile> = (members.skip(self.disks.len()).zip(&self.isos))
+            .map(|((href, w), len)| IsoFile {
+                href: href.clone(),
+                size: w.len,
+                capacity: *len,
+                size_width: width,
+            })
+            .collect();
+        Ok(self.machine.render(&files, &isos))
     }
 }
 
@@ -241,11 +270,13 @@ impl PackageWriter {
         signer: Option<PackageSigner>,
         out: &mut OutputSet,
     ) -> Result<Self> {
-        let names = file_names(out.primary_path(), package.disks.len());
+        let names = file_names(out.primary_path(), package.disks.len())
+            .with_isos(package.isos.iter().map(|i| i.suffix.as_str()));
         let digest = package.digest;
         let describe = Box::new(MachineDescriptor {
             machine: package.machine,
             disks: package.disks,
+            isos: package.isos.iter().map(|i| i.len).collect(),
         });
         let start = Start {
             form,
@@ -585,6 +616,7 @@ mod tests {
             describe: Box::new(MachineDescriptor {
                 machine,
                 disks: vec![(1 << 20, None)],
+                isos: Vec::new(),
             }),
             digest: Algorithm::Sha256,
             names: file_names(Path::new("a.ova"), 1),

@@ -28,7 +28,8 @@ impl Plan {
         for o in &self.outputs {
             let disk = &self.spec.disks[o.disk].name;
             let target = self.out_dir.join(&o.file);
-            let names = file_names(&target, self.spec.disks.len());
+            let names = file_names(&target, self.spec.disks.len())
+                .with_isos(self.spec.cdroms.iter().map(|c| c.suffix.as_str()));
             let files = match container::kind(o.container) {
                 Kind::Package(Form::Ova) => {
                     format!(

@@ -11,14 +11,15 @@ use super::{Commit, Plan, locate};
 use crate::container::cloud_init;
 use crate::container::manifest::Algorithm;
 use crate::container::ovf::{Adapter, Machine, Product};
-use crate::container::package::{Form, Package, PackageWriter, file_names};
+use crate::container::package::{Form, Package, PackageIso, PackageWriter, file_names};
 use crate::container::signature::PackageSigner;
 use crate::context::BuildContext;
 use crate::disk::{CreateRequest, DiskFormat, DiskWriter, KvOptions, WriteReport};
 use crate::error::{Error, ErrorKind, Result};
 use crate::io::output::OutputSet;
+use crate::seed;
 use crate::spec::model::{Controller, Firmware, ManifestDigest};
-use crate::spec::{ValidOutput, ValidSpec};
+use crate::spec::{CdromSource, ValidCdrom, ValidOutput, ValidSpec};
 
 /// Largest licence text kiln puts into a descriptor.
 const MAX_EULA_BYTES: u64 = 1 << 20;
@@ -27,7 +28,12 @@ const MAX_EULA_BYTES: u64 = 1 << 20;
 ///
 /// # Errors
 /// The licence file cannot be read, is larger than 1 MiB or is not UTF-8.
-pub fn package(spec: &ValidSpec, o: &ValidOutput, sizes: &[u64]) -> Result<Package> {
+pub fn package(
+    spec: &ValidSpec,
+    o: &ValidOutput,
+    sizes: &[u64],
+    isos: Vec<PackageIso>,
+) -> Result<Package> {
     let m = &spec.machine;
     let eula = m.eula.as_deref().map(read_eula).transpose()?;
     let product =
@@ -76,6 +82,7 @@ pub fn package(spec: &ValidSpec, o: &ValidOutput, sizes: &[u64]) -> Result<Packa
         machine,
         digest,
         disks,
+        isos,
     })
 }
 
@@ -134,6 +141,57 @@ pub(super) struct PackageRun {
     sizes: Vec<u64>,
     /// Whether the package has a `.cert`.
     signed: bool,
+    /// The CD-ROM drives' media, copied in after the disks.
+    media: Vec<(String, Medium)>,
+}
+
+/// A CD-ROM's medium, ready to be copied into a package.
+enum Medium {
+    /// Built in memory (the seed ISO).
+    Bytes(Vec<u8>),
+    /// A file of this length.
+    File(PathBuf, u64),
+}
+
+impl Medium {
+    /// The medium of `cdrom`: the seed ISO is the same bytes as `seed-iso` beside the disks.
+    fn of(cdrom: &ValidCdrom, build: &BuildContext) -> Result<Self> {
+        match &cdrom.source {
+            CdromSource::Seed(contents) => Ok(Medium::Bytes(seed::seed_iso_bytes(
+                contents,
+                &build.derive("seed-iso"),
+            )?)),
+            CdromSource::File(path) => {
+                let meta = std::fs::metadata(path).map_err(|e| Error::io(e).with_path(path))?;
+                Ok(Medium::File(path.clone(), meta.len()))
+            }
+        }
+    }
+
+    fn len(&self) -> u64 {
+        match self {
+            Medium::Bytes(b) => b.len() as u64,
+            Medium::File(_, len) => *len,
+        }
+    }
+
+    /// Copies the medium into the package as its next member.
+    fn copy_into(&self, writer: &mut PackageWriter, set: &mut OutputSet) -> Result<()> {
+        match self {
+            Medium::Bytes(b) => writer.copy_member(&mut b.as_slice(), set).map(drop),
+            Medium::File(path, len) => {
+                let file = std::fs::File::open(path).map_err(|e| Error::io(e).with_path(path))?;
+                // One byte more than expected shows a file that grew.
+                let copied = writer.copy_member(&mut file.take(len + 1), set)?;
+                if copied == *len {
+                    return Ok(());
+                }
+                let message =
+                    format!("changed while the build ran: {copied} bytes now, {len} before");
+                Err(Error::new(ErrorKind::InvalidInput, message).with_path(path))
+            }
+        }
+    }
 }
 
 impl PackageRun {
@@ -161,9 +219,23 @@ impl PackageRun {
         let ctx = build.derive(&o.name);
         let signer = signer(o)?;
         let signed = signer.is_some();
-        let writer =
-            PackageWriter::new(package(spec, o, sizes)?, form, ctx.epoch, signer, &mut set)
-                .map_err(|e| e.with_path(&target))?;
+        let media = (spec.cdroms.iter())
+            .map(|c| Ok((c.suffix.clone(), Medium::of(c, build)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let isos = (media.iter())
+            .map(|(suffix, m)| PackageIso {
+                suffix: suffix.clone(),
+                len: m.len(),
+            })
+            .collect();
+        let writer = PackageWriter::new(
+            package(spec, o, sizes, isos)?,
+            form,
+            ctx.epoch,
+            signer,
+            &mut set,
+        )
+        .map_err(|e| e.with_path(&target))?;
         Ok(Self {
             index,
             target,
@@ -172,6 +244,7 @@ impl PackageRun {
             set,
             sizes: sizes.to_vec(),
             signed,
+            media,
         })
     }
 
@@ -220,13 +293,18 @@ impl PackageRun {
     ///
     /// # Errors
     /// I/O.
-    pub fn finish(self, disks: usize) -> Result<Commit> {
+    pub fn finish(mut self, disks: usize) -> Result<Commit> {
+        for (_, medium) in &self.media {
+            (medium.copy_into(&mut self.writer, &mut self.set))
+                .map_err(|e| e.with_path(&self.target))?;
+        }
         self.writer
             .finish()
             .map_err(|e| e.with_path(&self.target))?;
         let extras = match self.form {
             Form::Files => {
-                let names = file_names(&self.target, disks);
+                let names = file_names(&self.target, disks)
+                    .with_isos(self.media.iter().map(|(s, _)| s.as_str()));
                 let cert = self.signed.then_some(names.cert.clone());
                 (names.others().into_iter().chain(cert))
                     .map(|n| self.target.with_file_name(n))

@@ -17,9 +17,9 @@ use std::path::{Path, PathBuf};
 
 pub use load::{MAX_SPEC_BYTES, load, parse_bytes};
 pub use validate::{
-    AmiPart, AmiSource, DiskPlanSource, Location, PartitionChoice, SignatureCheck, SourceCheck,
-    ValidAmi, ValidBundle, ValidDisk, ValidOutput, ValidSeed, ValidSign, ValidSpec,
-    ValidateOptions, validate, validate_with,
+    AmiPart, AmiSource, CdromSource, DiskPlanSource, Location, PartitionChoice, SignatureCheck,
+    SourceCheck, ValidAmi, ValidBundle, ValidCdrom, ValidDisk, ValidOutput, ValidSeed, ValidSign,
+    ValidSpec, ValidateOptions, validate, validate_with,
 };
 
 use crate::error::{Error, ErrorKind};

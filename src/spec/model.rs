@@ -72,6 +72,12 @@ pub struct Vm {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub os: Option<Spanned<String>>,
+    /// ISO 9660 images (paths relative to the spec) that every ova/ovf package carries,
+    /// each in a CD-ROM drive on the IDE controller (at most two drives there, disks on
+    /// `ide` included). For the cloud-init seed, use `cloud_init.deliver: [seed-cdrom]`.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub cdroms: Vec<Spanned<String>>,
 }
 
 /// Firmware type.
@@ -286,6 +292,10 @@ pub enum Delivery {
     /// hostname, public-keys, base64 user-data and network-config), which VMware hands the
     /// guest and cloud-init's OVF datasource reads. Not for VirtualBox packages.
     OvfProperties,
+    /// The NoCloud seed ISO inside every ova/ovf package (`<package>-seed.iso`), in a
+    /// CD-ROM drive on the IDE controller, so the imported machine boots configured in
+    /// VMware and VirtualBox alike. Not for the `glance` and `aws-vmimport` targets.
+    SeedCdrom,
 }
 
 /// Product metadata for OVF containers.

@@ -149,6 +149,8 @@ pub struct ValidSpec {
     pub seeds: Vec<ValidSeed>,
     /// cloud-init data for OVF environment properties (`deliver: [ovf-properties]`).
     pub ovf_properties: Option<SeedSpec>,
+    /// CD-ROM drives every ova/ovf package carries, with their media.
+    pub cdroms: Vec<ValidCdrom>,
     /// Valid requests this build cannot carry out (missing capabilities).
     pub unsupported: Vec<Issue>,
 }
@@ -287,7 +289,8 @@ pub fn validate_with(
     let disks = c.disks(&spec);
     let outputs = c.outputs(&spec, &name, &disks);
     c.output_sizes(&spec, &outputs, &disks);
-    let (seeds, ovf_properties) = c.cloud_init(&spec, &name, &outputs);
+    let delivered = c.cloud_init(&spec, &name, &outputs);
+    let cdroms = c.cdroms(&spec, &outputs, &disks, delivered.cdrom);
     let Checker {
         mut issues,
         unsupported,
@@ -311,8 +314,9 @@ pub fn validate_with(
         firmware: spec.vm.as_ref().and_then(|v| v.firmware),
         disks,
         outputs,
-        seeds,
-        ovf_properties,
+        seeds: delivered.seeds,
+        ovf_properties: delivered.ovf_properties,
+        cdroms,
         unsupported,
     })
 }
@@ -659,6 +663,7 @@ impl Checker<'_> {
 
 mod ami;
 mod bundle;
+mod cdrom;
 mod cloud_init;
 mod machine;
 mod outputs;
@@ -669,6 +674,7 @@ mod sources;
 pub use ami::{AmiPart, AmiSource, PartitionChoice, ValidAmi};
 pub use bundle::ValidBundle;
 
+pub use cdrom::{CdromSource, ValidCdrom};
 pub use cloud_init::ValidSeed;
 pub use machine::ValidMachine;
 pub use sources::{Location, SignatureCheck, SourceCheck};

@@ -38,7 +38,7 @@ fn kiln_descriptors_read_back() {
         size_width: 20,
         bus: None,
     }];
-    let text = kiln_machine(Target::Vmware).render(&disks);
+    let text = kiln_machine(Target::Vmware).render(&disks, &[]);
     let d = read(&text);
     assert!(d.findings.is_empty(), "{:?}", d.findings);
     let env = &d.envelope;

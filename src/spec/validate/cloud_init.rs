@@ -47,6 +47,17 @@ impl ValidSeed {
     }
 }
 
+/// Where the cloud-init data goes.
+#[derive(Default)]
+pub(super) struct Delivered {
+    /// Seeds beside the disks.
+    pub seeds: Vec<ValidSeed>,
+    /// Data for OVF environment properties.
+    pub ovf_properties: Option<SeedSpec>,
+    /// Data for the seed ISO inside the packages, and where `deliver` asks for it.
+    pub cdrom: Option<(SeedSpec, serde_saphyr::Location)>,
+}
+
 /// One cloud-init part: its spec key, its seed file name and its check.
 struct Part<'a> {
     at: &'a Option<Spanned<CloudInitPart>>,
@@ -61,9 +72,9 @@ impl Checker<'_> {
         spec: &Spec,
         spec_name: &str,
         outputs: &[ValidOutput],
-    ) -> (Vec<ValidSeed>, Option<SeedSpec>) {
+    ) -> Delivered {
         let Some(ci) = &spec.cloud_init else {
-            return (Vec::new(), None);
+            return Delivered::default();
         };
         let contents = self.seed_contents(ci);
         let deliver_at = ci
@@ -78,6 +89,7 @@ impl Checker<'_> {
             .map_or(vec![Delivery::SeedIso], |d| d.value.clone());
         let mut seeds: Vec<ValidSeed> = Vec::new();
         let mut ovf_properties = None;
+        let mut cdrom = None;
         for d in deliver {
             let (name, file, format) = match d {
                 Delivery::SeedIso => ("seed-iso", format!("{spec_name}-seed.iso"), SeedFormat::Iso),
@@ -89,6 +101,10 @@ impl Checker<'_> {
                 Delivery::OvfProperties => {
                     self.ovf_delivery(deliver_at, outputs);
                     ovf_properties.clone_from(&contents);
+                    continue;
+                }
+                Delivery::SeedCdrom => {
+                    cdrom = contents.clone().map(|c| (c, deliver_at));
                     continue;
                 }
             };
@@ -114,7 +130,11 @@ impl Checker<'_> {
                 span,
             });
         }
-        (seeds, ovf_properties)
+        Delivered {
+            seeds,
+            ovf_properties,
+            cdrom,
+        }
     }
 
     /// OVF environment properties reach the guest only from a VMware package.
