@@ -230,6 +230,20 @@ fn verify_catches_a_required_item_the_importer_makes_no_device_of() {
     // VirtualBox makes a sound card of it.
     let vbox = d.kiln(&["verify", "--target", "virtualbox-7", "bad.ova"]);
     assert!(!String::from_utf8_lossy(&vbox.stdout).contains("target.required-item"));
+    // ResourceType 19 (a storage extent) it does not handle, in ovfreader.cpp's words.
+    let extent = sound.replace(">35<", ">19<");
+    let out = verify_edited(
+        &d,
+        "scsi",
+        "</VirtualHardwareSection>",
+        &extent,
+        "virtualbox-7",
+    );
+    assert!(out.contains("error [target.required-item]"), "{out}");
+    assert!(
+        out.contains("VirtualBox says: \"Error reading \"vmware.ovf\": Unknown resource type 19 in hardware item, line "),
+        "{out}"
+    );
 }
 
 /// Python: prints `Address AutomaticAllocation Connection ResourceSubType` of every NIC

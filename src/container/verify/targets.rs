@@ -5,7 +5,7 @@
 //! own words where it has them.
 
 use crate::container::finding::Finding;
-use crate::container::ovf::VMDK_STREAM_FORMAT;
+use crate::container::ovf::{Target, VMDK_STREAM_FORMAT};
 use crate::container::ovf_read::{Envelope, NS_VBOX};
 use crate::container::profile::{
     GLANCE_ONE_DISK, Profile, Tolerance, bus_name, bus_of, nic_name, nic_of,
@@ -132,7 +132,18 @@ fn devices(env: &Envelope, name: &str, p: Profile, findings: &mut Vec<Finding>) 
                 p.name(),
                 p.name()
             );
-            findings.push(Finding::error("target.required-item", message).at(place));
+            let finding = Finding::error("target.required-item", message).at(place);
+            findings.push(match rules.family {
+                // ovfreader.cpp's words for a required Item of a type it does not handle.
+                Target::Virtualbox => finding.quoting(
+                    "VirtualBox",
+                    format!(
+                        "Error reading \"{name}\": Unknown resource type {rt} in hardware item, line {}",
+                        item.line
+                    ),
+                ),
+                Target::Vmware => finding,
+            });
         }
     }
 }
