@@ -213,3 +213,42 @@ outputs:
         "{err}"
     );
 }
+
+#[test]
+fn a_signed_package_covers_its_cdrom_in_the_manifest() {
+    let d = Dir::new();
+    std::fs::write(d.path("s.yaml"), SPEC).unwrap();
+    openssl_key_and_cert(&d.path("key.pem"), &d.path("cert.pem"), "kiln cdrom signer");
+    d.kiln_ok(&[
+        "build",
+        "s.yaml",
+        "-o",
+        "out",
+        "--sign-key",
+        "key.pem",
+        "--sign-cert",
+        "cert.pem",
+    ]);
+    let x = d.path("x");
+    std::fs::create_dir(&x).unwrap();
+    tar_extract(&d.path("out/vbox.ova"), &x);
+    let listing = run_ok("tar", &["-tf", d.path("out/vbox.ova").to_str().unwrap()]);
+    assert_eq!(
+        listing.lines().collect::<Vec<_>>(),
+        [
+            "vbox.ovf",
+            "vbox.mf",
+            "vbox.cert",
+            "vbox-disk1.vmdk",
+            "vbox-seed.iso"
+        ]
+    );
+    openssl_verifies_cert(&x.join("vbox.cert"), &x.join("vbox.mf"));
+    let mf = std::fs::read_to_string(x.join("vbox.mf")).unwrap();
+    let iso_line = format!(
+        "SHA256(vbox-seed.iso)= {}",
+        sha256(&x.join("vbox-seed.iso"))
+    );
+    assert!(mf.contains(&iso_line), "{mf}");
+    check_ova(&d.path("out/vbox.ova"), "virtualbox");
+}

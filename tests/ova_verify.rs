@@ -78,9 +78,10 @@ const IN_ORDER: [&str; 4] = ["app.ovf", "app.mf", "app-disk1.vmdk", "app-disk2.v
 
 #[test]
 fn every_package_kiln_builds_passes_check_ova_and_verify() {
+    // Three disks on three controllers, two NICs, the seed in a CD-ROM beside the IDE disk.
     let d = Dir::new();
     sparse_raw(&d.path("src.raw"), 24 << 20, 30, 5);
-    let spec = "name: app\nversion: \"1\"\nvm: { cpus: 2, memory: 1GiB }\nnetworks: [ { name: A }, { name: B, adapter: e1000 } ]\ndisks:\n  - { name: root, source: { file: src.raw } }\n  - { name: data, source: { blank: true }, size: 8MiB, controller: sata }\n  - { name: logs, source: { blank: true }, size: 4MiB, controller: ide }\noutputs:\n  - { disk_format: vmdk, container_format: ova, name: vmw, file: vmw.ova }\n  - { disk_format: vmdk, container_format: ova, name: vbox, file: vbox.ova, target: virtualbox, manifest: sha1 }\n  - { disk_format: vmdk, container_format: ova, name: big, file: big.ova, manifest: sha512 }\n  - { disk_format: vmdk, container_format: ovf, name: dir, file: dir.ovf }\n";
+    let spec = "name: app\nversion: \"1\"\nvm: { cpus: 2, memory: 1GiB }\nnetworks: [ { name: A }, { name: B, adapter: e1000 } ]\ndisks:\n  - { name: root, source: { file: src.raw } }\n  - { name: data, source: { blank: true }, size: 8MiB, controller: sata }\n  - { name: logs, source: { blank: true }, size: 4MiB, controller: ide }\ncloud_init: { user_data: { hostname: app }, deliver: [seed-cdrom] }\noutputs:\n  - { disk_format: vmdk, container_format: ova, name: vmw, file: vmw.ova }\n  - { disk_format: vmdk, container_format: ova, name: vbox, file: vbox.ova, target: virtualbox, manifest: sha1 }\n  - { disk_format: vmdk, container_format: ova, name: big, file: big.ova, manifest: sha512 }\n  - { disk_format: vmdk, container_format: ovf, name: dir, file: dir.ovf }\n";
     std::fs::write(d.path("spec.yaml"), spec).unwrap();
     d.kiln_ok(&["build", "spec.yaml", "-o", "out"]);
     for (name, profile) in [
