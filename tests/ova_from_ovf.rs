@@ -565,3 +565,57 @@ fn refusals_name_the_descriptor_and_the_element_and_write_nothing() {
     ]);
     check_ova(&d.path("out.ova"), "vmware");
 }
+
+#[test]
+fn the_source_manifest_must_still_hold() {
+    let d = Dir::new();
+    built_ovf(&d);
+    // The source's manifest, written with openssl in SHA1 (ovftool's old default).
+    let mut mf = String::new();
+    for name in ["app.ovf", "root.qcow2", "data-sparse.vmdk"] {
+        let path = d.path(&format!("src/{name}"));
+        let out = run_ok("openssl", &["dgst", "-sha1", "-r", path.to_str().unwrap()]);
+        let hex = out.split_whitespace().next().unwrap();
+        mf.push_str(&format!("SHA1({name})= {hex}\n"));
+    }
+    std::fs::write(d.path("src/app.mf"), &mf).unwrap();
+    d.kiln_ok(&["ova", "--from-ovf", "src/app.ovf", "-o", "ok.ova"]);
+    check_ova(&d.path("ok.ova"), "vmware");
+    std::fs::remove_file(d.path("ok.ova")).unwrap();
+
+    // One byte of the qcow2 changed after the manifest was made (inside its data, so the
+    // image still opens).
+    let qcow2 = d.path("src/root.qcow2");
+    let mut bytes = std::fs::read(&qcow2).unwrap();
+    let at = bytes.len() - 100;
+    bytes[at] ^= 0xff;
+    std::fs::write(&qcow2, &bytes).unwrap();
+    refused(
+        &d,
+        &[],
+        &["app.mf:2", "`root.qcow2`", "SHA1 digest", "remove"],
+    );
+    bytes[at] ^= 0xff;
+    std::fs::write(&qcow2, &bytes).unwrap();
+
+    // A line naming a file that is not the package's is never read, even when it exists
+    // (a path is not even a manifest name).
+    std::fs::write(d.path("src/other.img"), b"x").unwrap();
+    let zeros = "0".repeat(40);
+    std::fs::write(
+        d.path("src/app.mf"),
+        format!("{mf}SHA1(other.img)= {zeros}\n"),
+    )
+    .unwrap();
+    refused(
+        &d,
+        &[],
+        &["app.mf:4", "`other.img`", "is not the descriptor"],
+    );
+    std::fs::write(
+        d.path("src/app.mf"),
+        format!("{mf}SHA1(../root.raw)= {zeros}\n"),
+    )
+    .unwrap();
+    refused(&d, &[], &["app.mf:4", "is not `ALG(name)= hexdigest`"]);
+}

@@ -35,9 +35,11 @@ streamOptimized VMDK (renamed NAME.vmdk when it was not one), grown to the Disk'
 declared capacity; other files (ISO, NVRAM) are copied unchanged. The descriptor is kept \
 byte for byte except File ovf:href/ovf:size and Disk ovf:capacity (in bytes, with \
 ovf:capacityAllocationUnits=\"byte\"), ovf:format and ovf:populatedSize; the manifest is \
-made anew. A file in chunks (ovf:chunkSize, X.000000000, ...) is read from its chunks and \
+made anew, after every digest of the source's own manifest (DIR/X.mf, when present) is \
+checked. A file in chunks (ovf:chunkSize, X.000000000, ...) is read from its chunks and \
 packed whole. Refused, writing nothing: missing files or chunks, hrefs with a path, `..` or a \
-URL, compressed files, a disk larger than its declared capacity."
+URL, compressed files, a disk larger than its declared capacity, a digest the source \
+manifest disagrees with."
 )]
 pub(super) struct OvaArgs {
     /// A disk image (repeat for more disks; the first boots).

@@ -16,8 +16,11 @@
 //! A file stored in chunks (`ovf:chunkSize`) is read from its chunks as one
 //! ([`super::chunks`]) and packed whole.
 //!
+//! When the source has a manifest (`dir/x.mf`), every digest in it must still hold
+//! ([`super::source_manifest`]): the new manifest vouches only for what the old one did.
+//!
 //! Refused before anything is written, naming the descriptor and the element: a missing
-//! file or chunk, a bad href, compressed files (`ovf:compression`), a Disk whose fileRef
+//! file or chunk, a bad href, a digest the source manifest disagrees with, compressed files (`ovf:compression`), a Disk whose fileRef
 //! names no File, two Disks sharing a File, delta disks (`ovf:parentRef`), a disk larger
 //! than its declared capacity, and the reader's errors.
 
@@ -32,6 +35,7 @@ use super::ovf_read::{self, Disk, FileRef, xml::XML_MAX_BYTES};
 use super::ovf_rewrite::{DiskEdit, FileEdit, Rewrite};
 use super::package::{Form, Names, PackageWriter, Start, file_names};
 use super::signature::PackageSigner;
+use super::source_manifest;
 use crate::context::BuildContext;
 use crate::disk::{self, CreateRequest, DiskFormat, DiskReader, DiskWriter, Extent, Grown};
 use crate::disk::{KvOptions, OpenOptions, WriteReport};
@@ -250,6 +254,7 @@ fn plan_inner(descriptor: &Path, target: &Path) -> Result<Planned> {
             taken.push(f.href.clone());
         }
     }
+    source_manifest::check(descriptor, &env.files)?;
     let mut rewrite = Rewrite {
         source,
         files: Vec::new(),

@@ -31,6 +31,7 @@ pub mod package;
 pub mod profile;
 pub mod sign;
 pub mod signature;
+pub mod source_manifest;
 pub mod tar;
 pub mod verify;
 
