@@ -76,6 +76,10 @@ fn the_seed_travels_in_each_package_as_its_importer_reads_a_cdrom() {
         assert_same_file(&seed, &d.path("out/app-seed.iso"));
     }
     check_seed(&d.path("out/dir-seed.iso"), &[]);
+    for ova in ["vmw", "vbox"] {
+        let text = std::fs::read_to_string(d.path(&format!("{ova}/{ova}.ovf"))).unwrap();
+        insta::assert_snapshot!(format!("cdrom-descriptor-{ova}"), text);
+    }
     assert_eq!(
         drives(&d, "vmw/vmw.ovf"),
         [
