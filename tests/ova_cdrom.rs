@@ -112,10 +112,9 @@ fn the_seed_travels_in_each_package_as_its_importer_reads_a_cdrom() {
     d.kiln_ok(&["verify", "out/vbox.ova", "--target", "virtualbox"]);
 }
 
-#[test]
-fn iso_files_ride_along_on_the_ide_controller_after_ide_disks() {
+/// `d/tools.iso`, made by xorriso.
+fn tools_iso(d: &Dir) -> std::path::PathBuf {
     require_tool("xorriso");
-    let d = Dir::new();
     std::fs::create_dir(d.path("tree")).unwrap();
     std::fs::write(d.path("tree/README.TXT"), "tools\n").unwrap();
     let iso = d.path("tools.iso");
@@ -133,6 +132,13 @@ fn iso_files_ride_along_on_the_ide_controller_after_ide_disks() {
             tree.to_str().unwrap(),
         ],
     );
+    iso
+}
+
+#[test]
+fn iso_files_ride_along_on_the_ide_controller_after_ide_disks() {
+    let d = Dir::new();
+    let iso = tools_iso(&d);
     let spec = "name: app
 vm: { cpus: 1, memory: 512MiB, os: ubuntu-64, cdroms: [tools.iso] }
 disks:
@@ -255,4 +261,40 @@ fn a_signed_package_covers_its_cdrom_in_the_manifest() {
     );
     assert!(mf.contains(&iso_line), "{mf}");
     check_ova(&d.path("out/vbox.ova"), "virtualbox");
+}
+
+#[test]
+fn kiln_ova_takes_cdroms_too() {
+    let d = Dir::new();
+    let iso = tools_iso(&d);
+    sparse_raw(&d.path("root.raw"), 8 << 20, 4, 3);
+    let args = [
+        "ova",
+        "--disk",
+        "root.raw",
+        "--cdrom",
+        "tools.iso",
+        "--target",
+        "virtualbox",
+        "-o",
+        "vb.ovf",
+    ];
+    d.kiln_ok(&args);
+    check_ova(&d.path("vb.ovf"), "virtualbox");
+    assert_same_file(&d.path("vb-cdrom1.iso"), &iso);
+    assert_eq!(
+        drives(&d, "vb.ovf"),
+        [
+            "DISK vmdisk1 file1 vmdk.html#streamOptimized",
+            "DISK iso1 file2 Ecma-119.htm",
+            "17 - ovf:/disk/vmdisk1 3 0 on:20",
+            "15 - ovf:/disk/iso1 4 0 on:5",
+        ]
+    );
+    // The loose ISO counts as part of the package: no --force, no overwrite.
+    for f in ["vb.ovf", "vb.mf", "vb-disk1.vmdk"] {
+        std::fs::remove_file(d.path(f)).unwrap();
+    }
+    let err = d.kiln_err(&args, 2);
+    assert!(err.contains("vb-cdrom1.iso"), "{err}");
 }

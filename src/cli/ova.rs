@@ -49,10 +49,14 @@ pub(super) struct OvaArgs {
         required_unless_present = "from_ovf"
     )]
     disks: Vec<PathBuf>,
+    /// An ISO 9660 image the package carries in a CD-ROM drive on the IDE controller
+    /// (repeat for two; NAME-cdrom1.iso, ...).
+    #[arg(long = "cdrom", value_name = "ISO")]
+    cdroms: Vec<PathBuf>,
     /// Repack this OVF descriptor and the files beside it instead (no --disk or hardware
     /// options: the descriptor says those).
     #[arg(long, value_name = "OVF", conflicts_with_all = [
-        "disks", "name", "cpus", "memory", "os", "firmware", "target", "dry_run",
+        "disks", "cdroms", "name", "cpus", "memory", "os", "firmware", "target", "dry_run",
     ])]
     from_ovf: Option<PathBuf>,
     /// The package to write: NAME.ova, or NAME.ovf for loose files.
@@ -164,8 +168,25 @@ fn spec_text(args: &OvaArgs, file: &str, container: &str) -> Result<String> {
         .and_then(|s| s.to_str())
         .unwrap_or(file);
     let name = args.name.as_deref().unwrap_or(stem);
+    let absolute = |p: &Path| -> Result<String> {
+        let path = std::path::absolute(p).map_err(|e| Error::io(e).with_path(p))?;
+        let path = path
+            .to_str()
+            .ok_or_else(|| Error::invalid_input("not a UTF-8 path").with_path(p))?;
+        Ok(q(path))
+    };
+    let cdroms = match args.cdroms.as_slice() {
+        [] => String::new(),
+        isos => {
+            let paths = isos
+                .iter()
+                .map(|p| absolute(p))
+                .collect::<Result<Vec<_>>>()?;
+            format!(", cdroms: [{}]", paths.join(", "))
+        }
+    };
     let mut text = format!(
-        "name: {}\nvm: {{ cpus: {}, memory: {}, os: {}, firmware: {} }}\ndisks:\n",
+        "name: {}\nvm: {{ cpus: {}, memory: {}, os: {}, firmware: {}{cdroms} }}\ndisks:\n",
         q(name),
         args.cpus,
         q(&args.memory),
@@ -173,14 +194,10 @@ fn spec_text(args: &OvaArgs, file: &str, container: &str) -> Result<String> {
         args.firmware
     );
     for (i, disk) in args.disks.iter().enumerate() {
-        let path = std::path::absolute(disk).map_err(|e| Error::io(e).with_path(disk))?;
-        let path = path
-            .to_str()
-            .ok_or_else(|| Error::invalid_input("not a UTF-8 path").with_path(disk))?;
         text.push_str(&format!(
             "  - {{ name: disk{}, source: {{ file: {} }} }}\n",
             i + 1,
-            q(path)
+            absolute(disk)?
         ));
     }
     text.push_str(&format!(
@@ -198,7 +215,11 @@ fn refuse_existing(args: &OvaArgs, dir: &Path, file: &str, container: &str) -> R
         return Ok(());
     }
     let target = dir.join(file);
-    let names = kiln::container::package::file_names(&target, args.disks.len());
+    let isos: Vec<String> = (1..=args.cdroms.len())
+        .map(|i| format!("cdrom{i}"))
+        .collect();
+    let names = kiln::container::package::file_names(&target, args.disks.len())
+        .with_isos(isos.iter().map(String::as_str));
     let mut paths = vec![target.clone()];
     if container == "ovf" {
         paths.extend(names.others().iter().map(|n| dir.join(n)));
