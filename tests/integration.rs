@@ -21,6 +21,7 @@ mod ova_from_disks;
 mod ova_from_ovf;
 mod ova_hardware;
 mod ova_input;
+mod ova_product;
 mod ova_profiles;
 mod ova_signed_build;
 mod ova_verify;

@@ -23,7 +23,7 @@
 use std::fmt::Write as _;
 
 use super::GuestOs;
-use super::cloud_init::Property;
+use super::ovf_product::{self, DeploymentOption, ProductSection, Property};
 
 /// Characters reserved for the disk file's `ovf:size` value (`u64::MAX` has 20 digits).
 pub const SIZE_WIDTH: usize = 20;
@@ -168,6 +168,10 @@ pub struct Machine {
     /// OVF environment properties (ProductSection), handed to the guest through VMware's
     /// `com.vmware.guestInfo` transport.
     pub properties: Vec<Property>,
+    /// ProductSections besides the appliance's own (`ovf:class`).
+    pub sections: Vec<ProductSection>,
+    /// Deployment configurations (DeploymentOptionSection), each with its CPUs and memory.
+    pub options: Vec<DeploymentOption>,
 }
 
 /// The disk file a descriptor references.
@@ -270,6 +274,7 @@ impl Machine {
         }
         x.line(1, "</DiskSection>");
         self.networks(&mut x);
+        ovf_product::deployment_options(&mut x, &self.options);
         x.line(
             1,
             &format!(r#"<VirtualSystem ovf:id="{}">"#, esc(&self.name)),
@@ -311,41 +316,18 @@ impl Machine {
         names
     }
 
-    /// ProductSection: product metadata, then the properties (schema order).
+    /// The appliance's ProductSection (product metadata, then its properties), when it
+    /// has either, then the other ProductSections.
     fn product(&self, x: &mut Xml) {
-        if self.product.is_none() && self.properties.is_empty() {
-            return;
+        if self.product.is_some() || !self.properties.is_empty() {
+            ovf_product::product_section(x, "", self.product.as_ref(), &self.properties);
         }
-        x.line(2, "<ProductSection>");
-        x.leaf(3, "Info", "Information about the installed software");
-        if let Some(p) = &self.product {
-            x.leaf(3, "Product", &p.name);
-            for (tag, value) in [
-                ("Vendor", &p.vendor),
-                ("Version", &p.version),
-                ("ProductUrl", &p.url),
-            ] {
-                if let Some(v) = value {
-                    x.leaf(3, tag, v);
-                }
-            }
-        }
-        if !self.properties.is_empty() {
-            x.leaf(3, "Category", "cloud-init");
-        }
-        for p in &self.properties {
-            x.line(
-                3,
-                &format!(
-                    r#"<Property ovf:key="{}" ovf:type="string" ovf:userConfigurable="true" ovf:value="{}">"#,
-                    p.key,
-                    esc_attr(&p.value)
-                ),
-            );
-            x.leaf(4, "Label", p.label);
-            x.line(3, "</Property>");
-        }
-        x.line(2, "</ProductSection>");
+        ovf_product::other_sections(x, &self.sections);
+    }
+
+    /// Whether any ProductSection has properties (handed over by `com.vmware.guestInfo`).
+    fn has_properties(&self) -> bool {
+        !self.properties.is_empty() || self.sections.iter().any(|s| !s.properties.is_empty())
     }
 
     fn annotation_and_eula(&self, x: &mut Xml) {
@@ -378,7 +360,7 @@ impl Machine {
     }
 
     fn hardware(&self, x: &mut Xml, disks: &[DiskFile], isos: &[IsoFile]) {
-        if self.properties.is_empty() {
+        if !self.has_properties() {
             x.line(2, "<VirtualHardwareSection>");
         } else {
             x.line(
@@ -397,24 +379,13 @@ impl Machine {
         x.leaf(4, "vssd:VirtualSystemIdentifier", &self.name);
         x.leaf(4, "vssd:VirtualSystemType", &system_type);
         x.line(3, "</System>");
-        let cpus = self.cpus.to_string();
-        x.item(&[
-            ("AllocationUnits", "hertz * 10^6"),
-            ("Description", "Number of virtual CPUs"),
-            ("ElementName", &format!("{cpus} virtual CPU(s)")),
-            ("InstanceID", "1"),
-            ("ResourceType", "3"),
-            ("VirtualQuantity", &cpus),
-        ]);
-        let mib = self.memory_mib.to_string();
-        x.item(&[
-            ("AllocationUnits", "byte * 2^20"),
-            ("Description", "Memory size"),
-            ("ElementName", &format!("{mib} MiB of memory")),
-            ("InstanceID", "2"),
-            ("ResourceType", "4"),
-            ("VirtualQuantity", &mib),
-        ]);
+        if self.options.is_empty() {
+            self.cpu_and_memory(x, "", self.cpus, self.memory_mib);
+        }
+        for o in &self.options {
+            let attr = format!(r#" ovf:configuration="{}""#, esc(&o.id));
+            self.cpu_and_memory(x, &attr, o.cpus, o.memory_mib);
+        }
         let next_id = self.storage(x, disks, isos);
         for (i, a) in self.adapters.iter().enumerate() {
             let model = self.nic_subtype(a.model);
@@ -444,6 +415,34 @@ impl Machine {
             );
         }
         x.line(2, "</VirtualHardwareSection>");
+    }
+
+    /// The CPU (InstanceID 1) and memory (2) Items, with Item attributes `attrs`.
+    fn cpu_and_memory(&self, x: &mut Xml, attrs: &str, cpus: u32, memory_mib: u64) {
+        let cpus = cpus.to_string();
+        x.item_with(
+            attrs,
+            &[
+                ("AllocationUnits", "hertz * 10^6"),
+                ("Description", "Number of virtual CPUs"),
+                ("ElementName", &format!("{cpus} virtual CPU(s)")),
+                ("InstanceID", "1"),
+                ("ResourceType", "3"),
+                ("VirtualQuantity", &cpus),
+            ],
+        );
+        let mib = memory_mib.to_string();
+        x.item_with(
+            attrs,
+            &[
+                ("AllocationUnits", "byte * 2^20"),
+                ("Description", "Memory size"),
+                ("ElementName", &format!("{mib} MiB of memory")),
+                ("InstanceID", "2"),
+                ("ResourceType", "4"),
+                ("VirtualQuantity", &mib),
+            ],
+        );
     }
 
     /// One controller per bus in use (InstanceIDs from 3, in first-use order; IDE last
@@ -598,20 +597,25 @@ fn file_ref(x: &mut Xml, n: usize, href: &str, size: u64, width: usize) {
 
 /// An indented XML text being built.
 #[derive(Default)]
-struct Xml(String);
+pub(super) struct Xml(String);
 
 impl Xml {
-    fn line(&mut self, depth: usize, text: &str) {
+    pub(super) fn line(&mut self, depth: usize, text: &str) {
         let _ = writeln!(self.0, "{}{text}", "  ".repeat(depth));
     }
 
-    fn leaf(&mut self, depth: usize, tag: &str, text: &str) {
+    pub(super) fn leaf(&mut self, depth: usize, tag: &str, text: &str) {
         self.line(depth, &format!("<{tag}>{}</{tag}>", esc(text)));
     }
 
     /// A VirtualHardwareSection Item of `rasd:` properties, given in schema order.
     fn item(&mut self, properties: &[(&str, &str)]) {
-        self.line(3, "<Item>");
+        self.item_with("", properties);
+    }
+
+    /// [`Xml::item`] with attributes `attrs` on the Item (each with a leading space).
+    fn item_with(&mut self, attrs: &str, properties: &[(&str, &str)]) {
+        self.line(3, &format!("<Item{attrs}>"));
         for (name, value) in properties {
             self.leaf(4, &format!("rasd:{name}"), value);
         }
@@ -621,7 +625,7 @@ impl Xml {
 
 /// `text` for an attribute value: escaped, and with line breaks and tabs as character
 /// references (attribute-value normalisation would turn them into spaces).
-fn esc_attr(text: &str) -> String {
+pub(super) fn esc_attr(text: &str) -> String {
     esc(text)
         .replace('\n', "&#10;")
         .replace('\r', "&#13;")
@@ -629,7 +633,7 @@ fn esc_attr(text: &str) -> String {
 }
 
 /// `text` with XML's special characters escaped (for content and attribute values).
-fn esc(text: &str) -> String {
+pub(super) fn esc(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -669,6 +673,8 @@ mod tests {
                 connected: true,
             }],
             properties: Vec::new(),
+            sections: Vec::new(),
+            options: Vec::new(),
         }
     }
 

@@ -610,6 +610,8 @@ mod tests {
             capacity_units: false,
             adapters: Vec::new(),
             properties: Vec::new(),
+            sections: Vec::new(),
+            options: Vec::new(),
         };
         Layout {
             form: Form::Ova,

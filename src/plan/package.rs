@@ -68,7 +68,13 @@ pub fn package(
         properties: match &spec.ovf_properties {
             Some(contents) => cloud_init::properties(contents)?,
             None => Vec::new(),
-        },
+        }
+        .into_iter()
+        .map(Into::into)
+        .chain(spec.product.properties.iter().cloned())
+        .collect(),
+        sections: spec.product.sections.clone(),
+        options: spec.product.options.clone(),
     };
     let digest = match o.manifest {
         ManifestDigest::Sha1 => Algorithm::Sha1,

@@ -14,6 +14,9 @@ use std::fmt;
 use schemars::JsonSchema;
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer};
+
+mod product;
+pub use product::{DeploymentOption, Product, ProductSection, Property, PropertyValue};
 pub use serde_saphyr::Spanned;
 
 /// A whole appliance spec. Values are taken literally: there is no `${VAR}` environment
@@ -47,6 +50,12 @@ pub struct Spec {
     /// Product metadata for OVF containers.
     #[serde(default)]
     pub product: Option<Product>,
+    /// Deployment configurations of ova/ovf packages (DeploymentOptionSection): the
+    /// deployment wizard offers them and each selects its own CPUs and memory. VMware
+    /// targets only: VirtualBox's importer has no configurations.
+    #[serde(default)]
+    #[schemars(with = "Vec<DeploymentOption>")]
+    pub deployment_options: Vec<Spanned<DeploymentOption>>,
     /// The artefacts to build.
     #[schemars(with = "Vec<Output>")]
     pub outputs: Vec<Spanned<Output>>,
@@ -296,22 +305,6 @@ pub enum Delivery {
     /// CD-ROM drive on the IDE controller, so the imported machine boots configured in
     /// VMware and VirtualBox alike. Not for the `glance` and `aws-vmimport` targets.
     SeedCdrom,
-}
-
-/// Product metadata for OVF containers.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Product {
-    /// Vendor name.
-    #[serde(default)]
-    pub vendor: Option<String>,
-    /// Product URL.
-    #[serde(default)]
-    pub product_url: Option<String>,
-    /// Licence text file, relative to the spec.
-    #[serde(default)]
-    #[schemars(with = "Option<String>")]
-    pub eula: Option<Spanned<String>>,
 }
 
 /// One artefact to build.

@@ -151,6 +151,8 @@ pub struct ValidSpec {
     pub ovf_properties: Option<SeedSpec>,
     /// CD-ROM drives every ova/ovf package carries, with their media.
     pub cdroms: Vec<ValidCdrom>,
+    /// Properties, more ProductSections and deployment options of the packages.
+    pub product: ValidProduct,
     /// Valid requests this build cannot carry out (missing capabilities).
     pub unsupported: Vec<Issue>,
 }
@@ -290,6 +292,12 @@ pub fn validate_with(
     let outputs = c.outputs(&spec, &name, &disks);
     c.output_sizes(&spec, &outputs, &disks);
     let delivered = c.cloud_init(&spec, &name, &outputs);
+    let product = c.product(
+        &spec,
+        &machine,
+        &outputs,
+        delivered.ovf_properties.is_some(),
+    );
     let cdroms = c.cdroms(&spec, &outputs, &disks, delivered.cdrom);
     let Checker {
         mut issues,
@@ -317,6 +325,7 @@ pub fn validate_with(
         seeds: delivered.seeds,
         ovf_properties: delivered.ovf_properties,
         cdroms,
+        product,
         unsupported,
     })
 }
@@ -667,6 +676,7 @@ mod cdrom;
 mod cloud_init;
 mod machine;
 mod outputs;
+mod product;
 mod profiles;
 mod sizes;
 mod sources;
@@ -677,4 +687,5 @@ pub use bundle::ValidBundle;
 pub use cdrom::{CdromSource, ValidCdrom};
 pub use cloud_init::ValidSeed;
 pub use machine::ValidMachine;
+pub use product::ValidProduct;
 pub use sources::{Location, SignatureCheck, SourceCheck};

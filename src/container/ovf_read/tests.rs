@@ -26,6 +26,8 @@ fn kiln_machine(target: Target) -> Machine {
             connected: true,
         }],
         properties: Vec::new(),
+        sections: Vec::new(),
+        options: Vec::new(),
     }
 }
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use super::Checker;
 use crate::container::{DEFAULT_GUEST_OS, GUEST_OSES, GuestOs, guest_os};
-use crate::spec::model::{Adapter, Firmware, Spanned, Spec};
+use crate::spec::model::{Adapter, ByteSize, Firmware, Spanned, Spec};
 use crate::suggest::closest;
 
 /// Most vCPUs a spec may ask for.
@@ -39,33 +39,12 @@ pub struct ValidMachine {
 impl Checker<'_> {
     pub(super) fn machine(&mut self, spec: &Spec) -> ValidMachine {
         let vm = spec.vm.as_ref();
-        let mut cpus = 1;
-        if let Some(at) = vm.and_then(|v| v.cpus.as_ref()) {
-            match u32::try_from(at.value) {
-                Ok(n) if (1..=MAX_CPUS).contains(&at.value) => cpus = n,
-                _ => {
-                    let n = at.value;
-                    self.err(
-                        at,
-                        "vm.cpus",
-                        format!("{n} CPUs is out of range; expected 1 to {MAX_CPUS}"),
-                    );
-                }
-            }
-        }
-        let mut memory_mib = DEFAULT_MEMORY_MIB;
-        if let Some(at) = vm.and_then(|v| v.memory.as_ref())
-            && let Some(bytes) = self.size(at, "vm.memory")
-        {
-            if bytes < 1 << 20 || bytes % (1 << 20) != 0 {
-                self.err(
-                    at,
-                    "vm.memory",
-                    format!("memory of {bytes} bytes is not a whole number of MiB (at least 1MiB)"),
-                );
-            }
-            memory_mib = bytes >> 20;
-        }
+        let cpus = (vm.and_then(|v| v.cpus.as_ref()))
+            .and_then(|at| self.cpus(at, "vm.cpus"))
+            .unwrap_or(1);
+        let memory_mib = (vm.and_then(|v| v.memory.as_ref()))
+            .and_then(|at| self.memory_mib(at, "vm.memory"))
+            .unwrap_or(DEFAULT_MEMORY_MIB);
         let os = vm
             .and_then(|v| v.os.as_ref())
             .map_or(DEFAULT_GUEST_OS, |o| o.value.as_str());
@@ -112,6 +91,33 @@ impl Checker<'_> {
 }
 
 impl Checker<'_> {
+    /// A CPU count: 1 to [`MAX_CPUS`].
+    pub(super) fn cpus(&mut self, at: &Spanned<i64>, key: &str) -> Option<u32> {
+        match u32::try_from(at.value) {
+            Ok(n) if (1..=MAX_CPUS).contains(&at.value) => Some(n),
+            _ => {
+                let n = at.value;
+                let message = format!("{n} CPUs is out of range; expected 1 to {MAX_CPUS}");
+                self.err(at, key, message);
+                None
+            }
+        }
+    }
+
+    /// A memory size in MiB: a whole number of MiB, at least one.
+    pub(super) fn memory_mib(&mut self, at: &Spanned<ByteSize>, key: &str) -> Option<u64> {
+        let bytes = self.size(at, key)?;
+        if bytes < 1 << 20 || bytes % (1 << 20) != 0 {
+            self.err(
+                at,
+                key,
+                format!("memory of {bytes} bytes is not a whole number of MiB (at least 1MiB)"),
+            );
+            return None;
+        }
+        Some(bytes >> 20)
+    }
+
     /// A static MAC address: six colon-separated hex octets, unicast (a multicast address
     /// on a NIC is refused by every hypervisor), not all zeros; lower case.
     fn mac(&mut self, at: &Spanned<String>, i: usize) -> Option<String> {
