@@ -90,6 +90,14 @@ fn properties_sections_and_deployment_options_reach_the_descriptor() {
     );
     let out = d.kiln_ok(&["verify", "out/papp.ova", "--target", "esxi-7"]);
     assert!(out.contains("OK (0 errors"), "{out}");
+    // (The VMware NIC is an error there too.)
+    let out = d.kiln(&["verify", "out/papp.ova", "--target", "virtualbox-7"]);
+    let vbox = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        vbox.contains("warning [target.deployment-options]")
+            && vbox.contains("offers 2 configurations"),
+        "{vbox}"
+    );
     let inspected = d.kiln_ok(&["inspect", "out/papp.ova"]);
     assert!(
         inspected.contains("deployment options: small, large (default)"),

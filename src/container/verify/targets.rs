@@ -31,7 +31,22 @@ pub fn check(env: &Envelope, name: &str, profiles: &[Profile], findings: &mut Ve
         devices(env, name, *p, findings);
         extensions(env, name, *p, findings);
         files(env, name, *p, findings);
+        configurations(env, name, *p, findings);
     }
+}
+
+/// VirtualBox's importer has no deployment configurations: it reads every Item, so the
+/// last configuration's CPU and memory win whatever the default says.
+fn configurations(env: &Envelope, name: &str, p: Profile, findings: &mut Vec<Finding>) {
+    if p.rules().family != Target::Virtualbox || env.deployment_options.len() < 2 {
+        return;
+    }
+    let message = format!(
+        "{}: the DeploymentOptionSection offers {} configurations, but VirtualBox ignores it and applies every configuration's Items (the last CPU and memory Items win)",
+        p.name(),
+        env.deployment_options.len()
+    );
+    findings.push(Finding::warning("target.deployment-options", message).at(name));
 }
 
 fn hardware(env: &Envelope, name: &str, p: Profile, findings: &mut Vec<Finding>) {
