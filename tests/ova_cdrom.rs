@@ -182,6 +182,12 @@ fn cdroms_are_refused_where_they_cannot_reach_the_guest() {
         err.contains("outputs[0] targets glance, whose import attaches no CD-ROM"),
         "{err}"
     );
+    let both = SPEC.replace("target: esxi-7", "target: [esxi-7, virtualbox]");
+    let err = build_refused(&both);
+    assert!(
+        err.contains("outputs[0] targets VMware and VirtualBox, which find a CD-ROM's medium in different places"),
+        "{err}"
+    );
     let aws = SPEC.replace("target: esxi-7", "target: [vmware, aws-vmimport]");
     let err = build_refused(&aws);
     assert!(err.contains("outputs[0] targets aws-vmimport"), "{err}");

@@ -2,7 +2,8 @@
 //! [seed-cdrom]`) and ISO files (`vm.cdroms`), each carried inside every package and
 //! inserted in a drive on the IDE controller.
 //!
-//! Refused here, at the spec location: no ova/ovf output to carry them; a `glance` or
+//! Refused here, at the spec location: no ova/ovf output to carry them; a target list
+//! mixing VirtualBox with a VMware profile (each finds the medium elsewhere); a `glance` or
 //! `aws-vmimport` target (Glance turns the package's one disk into an image and AWS VM
 //! Import its boot disk; neither attaches a CD-ROM, so the data would not reach the guest);
 //! more drives than the IDE controller's two units (with the disks on `ide`); a file that
@@ -12,6 +13,7 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use super::{Checker, ValidDisk, ValidOutput};
+use crate::container::ovf::Target;
 use crate::container::profile::Profile;
 use crate::seed::SeedSpec;
 use crate::spec::Span;
@@ -105,6 +107,15 @@ impl Checker<'_> {
             let dropped = [Profile::Glance, Profile::AwsVmimport]
                 .into_iter()
                 .find(|p| o.target.has(*p));
+            // VMware finds the medium through a File, VirtualBox through a Disk: a package
+            // in VMware's dialect gives VirtualBox an empty drive.
+            if o.target.has(Profile::Virtualbox7) && o.target.target == Target::Vmware {
+                let message = format!(
+                    "outputs[{}] targets VMware and VirtualBox, which find a CD-ROM's medium in different places (a File, a Disk), so one package cannot hand the ISO to both; build one package per importer",
+                    o.index
+                );
+                self.err_loc(at, key, message);
+            }
             if let Some(p) = dropped {
                 let message = format!(
                     "outputs[{}] targets {}, whose import attaches no CD-ROM, so the ISO would not reach the guest; deliver the seed beside the disks (`seed-iso`) for that output",
