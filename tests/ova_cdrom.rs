@@ -109,7 +109,15 @@ fn the_seed_travels_in_each_package_as_its_importer_reads_a_cdrom() {
     );
     assert!(mf.contains(&iso_line), "{mf}");
     d.kiln_ok(&["verify", "out/vmw.ova", "--target", "esxi-7"]);
-    d.kiln_ok(&["verify", "out/vbox.ova", "--target", "virtualbox"]);
+    let vbox = d.kiln_ok(&["verify", "out/vbox.ova", "--target", "virtualbox"]);
+    assert!(!vbox.contains("target.cdrom-medium"), "{vbox}");
+    // VMware's form leaves VirtualBox's drive empty, and verify says so.
+    let out = d.kiln(&["verify", "out/vmw.ova", "--target", "virtualbox"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("warning [target.cdrom-medium]") && text.contains("ovf:/file/file2"),
+        "{text}"
+    );
 }
 
 /// `d/tools.iso`, made by xorriso.

@@ -32,6 +32,29 @@ pub fn check(env: &Envelope, name: &str, profiles: &[Profile], findings: &mut Ve
         extensions(env, name, *p, findings);
         files(env, name, *p, findings);
         configurations(env, name, *p, findings);
+        cdrom_media(env, name, *p, findings);
+    }
+}
+
+/// VirtualBox attaches a CD-ROM's medium only through a Disk (ovfreader.cpp maps the
+/// drive's HostResource through `ovf:/disk/`); a File reference leaves the drive empty.
+fn cdrom_media(env: &Envelope, name: &str, p: Profile, findings: &mut Vec<Finding>) {
+    if p.rules().family != Target::Virtualbox {
+        return;
+    }
+    let items = (env.systems().into_iter())
+        .flat_map(|s| s.hardware.iter())
+        .flat_map(|hw| hw.items.iter());
+    for item in items.filter(|i| matches!(i.resource_type, Some(15 | 16))) {
+        if let Some(file) = item.host_resources.iter().find(|h| h.contains("/file/")) {
+            let id = item.instance_id.as_deref().unwrap_or("?");
+            let message = format!(
+                "{}: CD/DVD drive {id} takes its medium from `{file}`, but VirtualBox reads a drive's medium only from a Disk (ovf:/disk/ID); the drive will be empty",
+                p.name()
+            );
+            let place = format!("{name}:{}", item.line);
+            findings.push(Finding::warning("target.cdrom-medium", message).at(place));
+        }
     }
 }
 
