@@ -1,25 +1,26 @@
 //! Target profiles (`target:` one name or a list) and `kiln verify --target`.
 //!
-//! Every profile's packages (BIOS and EFI where the profile allows EFI, one and two disks
-//! where it allows two, with and without a NIC) pass the repo's check-ova with the matching
-//! importer profile (DMTF schema through xmllint, tar order, digests, importer rules), and
-//! Python's xml.etree reads the hardware family each profile promises. Broken packages are
-//! made from good ones with Python's tarfile and hashlib, never by kiln.
+//! Every profile's packages (BIOS and EFI where the profile allows EFI, one and three disks
+//! where it allows three, no NIC or three NICs with product properties, unsigned for BIOS
+//! and signed for EFI) pass the repo's check-ova with the matching importer profile (DMTF
+//! schema through xmllint, tar order, digests, importer rules), openssl verifies each
+//! signature, and Python's xml.etree reads the hardware family each profile promises.
+//! Broken packages are made from good ones with Python's tarfile and hashlib, never by kiln.
 
 use crate::util::*;
 
 /// (profile, check-ova profile, VirtualSystemType written, EFI allowed, disks allowed).
 const PROFILES: [(&str, &str, &str, bool, usize); 10] = [
-    ("vmware", "vmware", "vmx-13", true, 2),
-    ("esxi-6.7", "vmware", "vmx-14", true, 2),
-    ("esxi-7", "vmware", "vmx-17", true, 2),
-    ("esxi-8", "vmware", "vmx-20", true, 2),
-    ("workstation-17", "vmware", "vmx-20", true, 2),
-    ("virtualbox-7", "virtualbox", "virtualbox-2.2", false, 2),
-    ("virtualbox", "virtualbox", "virtualbox-2.2", false, 2),
-    ("aws-vmimport", "vmware", "vmx-13", true, 2),
+    ("vmware", "vmware", "vmx-13", true, 3),
+    ("esxi-6.7", "vmware", "vmx-14", true, 3),
+    ("esxi-7", "vmware", "vmx-17", true, 3),
+    ("esxi-8", "vmware", "vmx-20", true, 3),
+    ("workstation-17", "vmware", "vmx-20", true, 3),
+    ("virtualbox-7", "virtualbox", "virtualbox-2.2", false, 3),
+    ("virtualbox", "virtualbox", "virtualbox-2.2", false, 3),
+    ("aws-vmimport", "vmware", "vmx-13", true, 3),
     ("glance", "generic", "vmx-13", true, 1),
-    ("generic", "generic", "vmx-13", true, 2),
+    ("generic", "generic", "vmx-13", true, 3),
 ];
 
 /// Python: prints the VirtualSystemType of the descriptor inside the OVA argv[1].
@@ -35,6 +36,11 @@ print(' '.join(e.text for e in root.iter(vssd + 'VirtualSystemType')))
 /// A spec with `disks` blank disks, EFI or BIOS, an optional NIC and one ova output per
 /// profile in `outputs`.
 fn spec(efi: bool, disks: usize, nic: bool, outputs: &[&str]) -> String {
+    spec_with(efi, disks, usize::from(nic), outputs)
+}
+
+/// [`spec`] with `nics` network adapters; three or more also give the product properties.
+fn spec_with(efi: bool, disks: usize, nics: usize, outputs: &[&str]) -> String {
     let firmware = if efi { "efi" } else { "bios" };
     let mut s = format!(
         "name: app\nvm: {{ cpus: 2, memory: 1GiB, firmware: {firmware}, os: ubuntu-64 }}\ndisks:\n"
@@ -45,8 +51,16 @@ fn spec(efi: bool, disks: usize, nic: bool, outputs: &[&str]) -> String {
             8 + i * 4
         ));
     }
-    if nic {
-        s.push_str("networks: [ { name: VM Network } ]\n");
+    let networks = [
+        "{ name: VM Network }",
+        "{ name: Backup }",
+        "{ name: VM Network }",
+    ];
+    if nics > 0 {
+        s.push_str(&format!("networks: [ {} ]\n", networks[..nics].join(", ")));
+    }
+    if nics >= 3 {
+        s.push_str("product:\n  vendor: Example\n  properties:\n    - { key: app.port, type: uint16, value: 443, label: Port }\n");
     }
     s.push_str("outputs:\n");
     for p in outputs {
@@ -58,19 +72,38 @@ fn spec(efi: bool, disks: usize, nic: bool, outputs: &[&str]) -> String {
 #[test]
 fn every_profile_builds_packages_its_importer_accepts() {
     let d = Dir::new();
+    openssl_key_and_cert(
+        &d.path("key.pem"),
+        &d.path("cert.pem"),
+        "kiln profile signer",
+    );
     for efi in [false, true] {
-        for disks in [1, 2] {
+        for disks in [1, 3] {
             for nic in [false, true] {
                 let wanted: Vec<_> = (PROFILES.iter())
                     .filter(|(_, _, _, efi_ok, most)| (!efi || *efi_ok) && disks <= *most)
                     .collect();
                 let names: Vec<&str> = wanted.iter().map(|p| p.0).collect();
                 let dir = format!("b-{efi}-{disks}-{nic}");
-                std::fs::write(d.path("spec.yaml"), spec(efi, disks, nic, &names)).unwrap();
-                d.kiln_ok(&["build", "spec.yaml", "-o", &dir]);
+                let nics = if nic { 3 } else { 0 };
+                std::fs::write(d.path("spec.yaml"), spec_with(efi, disks, nics, &names)).unwrap();
+                let sign = ["--sign-key", "key.pem", "--sign-cert", "cert.pem"];
+                let mut args = vec!["build", "spec.yaml", "-o", &dir];
+                if efi {
+                    args.extend(sign);
+                }
+                d.kiln_ok(&args);
                 for (name, oracle_profile, family, ..) in wanted {
                     let ova = d.path(&format!("{dir}/{name}.ova"));
                     check_ova(&ova, oracle_profile);
+                    if efi {
+                        let x = d.path(&format!("{dir}/x-{name}"));
+                        tar_extract(&ova, &x);
+                        openssl_verifies_cert(
+                            &x.join(format!("{name}.cert")),
+                            &x.join(format!("{name}.mf")),
+                        );
+                    }
                     let got = python(&d.path("."), FAMILY, &[ova.to_str().unwrap()]);
                     assert_eq!(got, *family, "{name} in {dir}");
                     let out = d.kiln_ok(&["verify", "--target", name, ova.to_str().unwrap()]);
