@@ -200,8 +200,12 @@ struct Window<'a> {
     buf: Vec<u8>,
 }
 
-/// Bytes the zstd walk reads at once.
-const WINDOW_BYTES: u64 = 1 << 20;
+/// Bytes the zstd walk reads at once. Small: a window is read at each header it does not
+/// hold, so a large one reads nearly the whole file (a 400 MB image was read three times
+/// over per build with 1 MiB windows), while 4 KiB still holds hundreds of the few-byte
+/// headers of highly compressible data and reads a few percent of incompressible data's
+/// 128 KiB blocks.
+const WINDOW_BYTES: u64 = 4 << 10;
 
 impl<'a> Window<'a> {
     fn new(src: &'a dyn ReadAt) -> Self {
