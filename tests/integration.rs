@@ -16,6 +16,7 @@ mod hostile;
 mod layering;
 mod ova;
 mod ova_cdrom;
+mod ova_devices;
 mod ova_extract;
 mod ova_from_disks;
 mod ova_from_ovf;

@@ -25,6 +25,7 @@ pub mod inspect;
 pub mod manifest;
 pub mod ova;
 pub mod ovf;
+pub mod ovf_devices;
 pub mod ovf_product;
 pub mod ovf_read;
 pub mod ovf_rewrite;

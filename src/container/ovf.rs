@@ -23,6 +23,7 @@
 use std::fmt::Write as _;
 
 use super::GuestOs;
+use super::ovf_devices::UsbController;
 use super::ovf_product::{self, DeploymentOption, ProductSection, Property};
 
 /// Characters reserved for the disk file's `ovf:size` value (`u64::MAX` has 20 digits).
@@ -172,6 +173,12 @@ pub struct Machine {
     pub sections: Vec<ProductSection>,
     /// Deployment configurations (DeploymentOptionSection), each with its CPUs and memory.
     pub options: Vec<DeploymentOption>,
+    /// USB controller, when the machine has one.
+    pub usb: Option<UsbController>,
+    /// Video memory in KiB (VMware), when not the importer's default.
+    pub video_kib: Option<u64>,
+    /// UEFI Secure Boot (with `efi`, VMware only).
+    pub secure_boot: bool,
 }
 
 /// The disk file a descriptor references.
@@ -408,12 +415,8 @@ impl Machine {
             let props: Vec<(&str, &str)> = mac.into_iter().chain(rest).collect();
             x.item(&props);
         }
-        if self.efi && self.target == Target::Vmware {
-            x.line(
-                3,
-                r#"<vmw:Config ovf:required="false" vmw:key="firmware" vmw:value="efi"/>"#,
-            );
-        }
+        self.peripherals(x, next_id + self.adapters.len());
+        self.firmware_config(x);
         x.line(2, "</VirtualHardwareSection>");
     }
 
@@ -675,6 +678,9 @@ mod tests {
             properties: Vec::new(),
             sections: Vec::new(),
             options: Vec::new(),
+            usb: None,
+            video_kib: None,
+            secure_boot: false,
         }
     }
 

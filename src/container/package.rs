@@ -612,6 +612,9 @@ mod tests {
             properties: Vec::new(),
             sections: Vec::new(),
             options: Vec::new(),
+            usb: None,
+            video_kib: None,
+            secure_boot: false,
         };
         Layout {
             form: Form::Ova,

@@ -75,6 +75,9 @@ pub fn package(
         .collect(),
         sections: spec.product.sections.clone(),
         options: spec.product.options.clone(),
+        usb: spec.devices.usb,
+        video_kib: spec.devices.video_kib,
+        secure_boot: spec.devices.secure_boot,
     };
     let digest = match o.manifest {
         ManifestDigest::Sha1 => Algorithm::Sha1,

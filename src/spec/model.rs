@@ -87,6 +87,31 @@ pub struct Vm {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub cdroms: Vec<Spanned<String>>,
+    /// A USB controller in ova/ovf packages: `usb2` (EHCI) or `usb3` (xHCI, VMware
+    /// targets only); none by default.
+    #[serde(default)]
+    #[schemars(with = "Option<Usb>")]
+    pub usb: Option<Spanned<Usb>>,
+    /// Video memory in ova/ovf packages, 1MiB to 128MiB in whole MiB (VMware targets
+    /// only: VirtualBox reads it only from its own `vbox:Machine` section); the
+    /// importer's default when absent.
+    #[serde(default)]
+    #[schemars(with = "Option<ByteSize>")]
+    pub video_memory: Option<Spanned<ByteSize>>,
+    /// UEFI Secure Boot (needs `firmware: efi`; VMware targets only).
+    #[serde(default)]
+    #[schemars(with = "Option<bool>")]
+    pub secure_boot: Option<Spanned<bool>>,
+}
+
+/// A USB controller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Usb {
+    /// USB 2.0 (EHCI, with its USB 1.1 companion).
+    Usb2,
+    /// USB 3 (xHCI).
+    Usb3,
 }
 
 /// Firmware type.

@@ -153,6 +153,8 @@ pub struct ValidSpec {
     pub cdroms: Vec<ValidCdrom>,
     /// Properties, more ProductSections and deployment options of the packages.
     pub product: ValidProduct,
+    /// USB, video memory and Secure Boot of the packages' machine.
+    pub devices: ValidDevices,
     /// Valid requests this build cannot carry out (missing capabilities).
     pub unsupported: Vec<Issue>,
 }
@@ -299,6 +301,7 @@ pub fn validate_with(
         delivered.ovf_properties.is_some(),
     );
     let cdroms = c.cdroms(&spec, &outputs, &disks, delivered.cdrom);
+    let devices = c.devices(&spec, &outputs);
     let Checker {
         mut issues,
         unsupported,
@@ -326,6 +329,7 @@ pub fn validate_with(
         ovf_properties: delivered.ovf_properties,
         cdroms,
         product,
+        devices,
         unsupported,
     })
 }
@@ -674,6 +678,7 @@ mod ami;
 mod bundle;
 mod cdrom;
 mod cloud_init;
+mod devices;
 mod machine;
 mod outputs;
 mod product;
@@ -686,6 +691,7 @@ pub use bundle::ValidBundle;
 
 pub use cdrom::{CdromSource, ValidCdrom};
 pub use cloud_init::ValidSeed;
+pub use devices::ValidDevices;
 pub use machine::ValidMachine;
 pub use product::ValidProduct;
 pub use sources::{Location, SignatureCheck, SourceCheck};

@@ -28,6 +28,9 @@ fn kiln_machine(target: Target) -> Machine {
         properties: Vec::new(),
         sections: Vec::new(),
         options: Vec::new(),
+        usb: None,
+        video_kib: None,
+        secure_boot: false,
     }
 }
 
