@@ -548,20 +548,87 @@ fn corrupt_gzip_is_refused() {
 }
 
 #[test]
-fn fixed_vhd_xz_is_refused_with_the_way_out() {
-    // A fixed VHD looks raw until its last 512 bytes (see src/unpack/mod.rs).
+fn a_fixed_vhd_in_any_single_stream_codec_builds_through_the_cache() {
+    // A fixed VHD looks raw until its last 512 bytes (see src/unpack/mod.rs): the stream
+    // ends in its footer, and the build starts again from the cache.
+    for (tools, script, file) in [
+        (&["xz"][..], "xz -k -T1 f.vhd", "f.vhd.xz"),
+        (&["gzip"][..], "gzip -k f.vhd", "f.vhd.gz"),
+        (&["zstd"][..], "zstd -q f.vhd", "f.vhd.zst"),
+        (&["tar", "gzip"][..], "tar -czf f.tar.gz f.vhd", "f.tar.gz"),
+    ] {
+        let d = Dir::new();
+        let original = raw(&d);
+        sh(
+            &d,
+            &["qemu-img"],
+            "qemu-img convert -O vpc -o subformat=fixed disk.raw f.vhd",
+        );
+        sh(&d, tools, script);
+        spec(&d, file, "");
+        // Compared with the raw original: the VHD's size is rounded up to its CHS geometry
+        // (zeros, which `qemu-img compare` accepts past the shorter image).
+        let log = builds_identical(&d, "out", &original);
+        assert!(
+            log.contains("ends in a VHD footer: a fixed VHD"),
+            "{file}: {log}"
+        );
+        assert_eq!(unpacked(&d).len(), 1, "{file}");
+        // With the source's digest known, the next build goes straight to the entry.
+        let digest = sha256(&d.path(file));
+        spec(&d, file, &format!(", sha256: \"{digest}\""));
+        let log = builds_identical(&d, "again", &original);
+        assert!(log.contains("using unpacked"), "{file}: {log}");
+        assert!(!log.contains("starting again"), "{file}: {log}");
+    }
+}
+
+#[test]
+fn a_fixed_vhd_whose_footer_is_damaged_is_refused_and_leaves_nothing() {
     let d = Dir::new();
     raw(&d);
     sh(
         &d,
-        &["qemu-img", "xz"],
-        "qemu-img convert -O vpc -o subformat=fixed disk.raw f.vhd && xz -k f.vhd",
+        &["qemu-img", "gzip"],
+        // The footer checksum's high byte (byte 64 of the last 512; 0xff, the ones'
+        // complement of a small sum) zeroed, then gzip.
+        "qemu-img convert -O vpc -o subformat=fixed disk.raw f.vhd && n=$(stat -c %s f.vhd) && printf '\\000' | dd of=f.vhd bs=1 seek=$((n - 512 + 64)) conv=notrunc status=none && gzip f.vhd",
     );
-    spec(&d, "f.vhd.xz", "");
-    refused(&d, 1, "ends in a VHD footer (a fixed VHD)");
-    spec(&d, "f.vhd", "");
-    let result = build(&d, "out");
-    assert!(result.status.success(), "{}", describe(&result));
+    spec(&d, "f.vhd.gz", "");
+    refused(
+        &d,
+        1,
+        "f.vhd.gz: the decompressed image ends in a VHD footer, but VHD footer checksum",
+    );
+}
+
+#[test]
+fn kiln_convert_reads_a_compressed_fixed_vhd_too() {
+    let d = Dir::new();
+    raw(&d);
+    sh(
+        &d,
+        &["qemu-img", "zstd"],
+        "qemu-img convert -O vpc -o subformat=fixed disk.raw f.vhd && zstd -q -k f.vhd",
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["convert", "f.vhd.zst", "-O", "qcow2", "c.qcow2"])
+        .current_dir(d.tmp.path())
+        .env("XDG_CACHE_HOME", d.path("cache"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let compared = run_ok(
+        "qemu-img",
+        &[
+            "compare",
+            "-f",
+            "vpc",
+            &d.path("f.vhd").display().to_string(),
+            &d.path("c.qcow2").display().to_string(),
+        ],
+    );
+    assert!(compared.contains("identical"), "{compared}");
 }
 
 #[test]

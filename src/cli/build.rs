@@ -185,7 +185,7 @@ pub(super) fn build(args: &BuildArgs) -> miette::Result<()> {
         obs.line(&plan.describe());
     }
     let fetched = super::fetch::for_build(&plan, args.offline, obs)?;
-    let report = plan.execute_with(fetched, obs).map_err(wrap)?;
+    let report = plan.execute_with(&fetched, obs).map_err(wrap)?;
     if args.output == "json" {
         let json = serde_json::to_string_pretty(&report)
             .map_err(|e| wrap(kiln::Error::new(kiln::ErrorKind::Io, e)))?;

@@ -28,10 +28,27 @@ pub(super) fn convert(args: &ConvertArgs) -> Result<()> {
         format: args.input_format,
         allow_unsafe: args.allow_unsafe,
     };
-    let mut input = super::input::open(&args.input, args.member.as_deref(), &opts)?;
+    match convert_from(args, &opts, false) {
+        Err(e) if kiln::unpack::is_fixed_vhd(&e) => {
+            if !args.quiet {
+                eprintln!(
+                    "kiln: {} ends in a VHD footer: a fixed VHD, which streams only as raw; decompressing it into the cache and converting again",
+                    args.input.display()
+                );
+            }
+            convert_from(args, &opts, true)
+        }
+        other => other,
+    }
+}
+
+/// One conversion of `args`' input, a compressed one unpacked into the cache first when
+/// `force_cache`.
+fn convert_from(args: &ConvertArgs, opts: &OpenOptions, force_cache: bool) -> Result<()> {
+    let member = args.member.as_deref();
+    let mut input = super::input::open_with(&args.input, member, opts, force_cache)?;
     if let Some(index) = args.partition {
-        input.reader =
-            super::fs::partition_reader(&args.input, args.member.as_deref(), &opts, index)?;
+        input.reader = super::fs::partition_reader(&args.input, member, opts, index)?;
     }
     let progress =
         (args.progress && !args.quiet).then(|| Progress::new(input.reader.virtual_size()));

@@ -26,6 +26,21 @@ pub(super) struct Input {
 /// # Errors
 /// As [`disk::open`] and [`ova::open_disk`]; `--member` on a file that is not a package.
 pub(super) fn open(path: &Path, member: Option<&str>, opts: &OpenOptions) -> Result<Input> {
+    open_with(path, member, opts, false)
+}
+
+/// [`open`], with a compressed image unpacked into the cache even when it could be
+/// streamed: a stream that ended in a VHD footer ([`unpack::is_fixed_vhd`]) is read again
+/// this way, as the fixed VHD it is.
+///
+/// # Errors
+/// As [`open`].
+pub(super) fn open_with(
+    path: &Path,
+    member: Option<&str>,
+    opts: &OpenOptions,
+    force_cache: bool,
+) -> Result<Input> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(e).with_path(path))?;
     let src = FileSource::shared(file).map_err(|e| Error::io(e).with_path(path))?;
     let raw_bytes = opts.format == Some(DiskFormat::Raw) && member.is_none();
@@ -35,7 +50,12 @@ pub(super) fn open(path: &Path, member: Option<&str>, opts: &OpenOptions) -> Res
             ..UnpackOptions::default()
         };
         // Images that need random access are unpacked once into the cache.
-        let reader = unpack::open_any(path, &unpack_opts, &mut |_| {})?;
+        let reader = if force_cache {
+            let ready = unpack::prepare_again(path, &unpack_opts, &mut |_| {})?;
+            unpack::open(&ready, &unpack_opts)?
+        } else {
+            unpack::open_any(path, &unpack_opts, &mut |_| {})?
+        };
         let name = path.to_path_buf();
         return Ok(Input {
             reader,

@@ -31,7 +31,7 @@ impl Plan {
             }
         };
         let fetched = self.fetch_sources(false, opts, &mut on)?;
-        self.execute_with(fetched, obs)
+        self.execute_with(&fetched, obs)
     }
 
     /// Writes every artefact from sources already fetched and verified by
@@ -43,7 +43,7 @@ impl Plan {
     /// The first failing step; artefacts finished before it stay in place.
     pub fn execute_with(
         &self,
-        fetched: Vec<Option<PathBuf>>,
+        fetched: &[Option<PathBuf>],
         obs: &mut dyn Observer,
     ) -> Result<BuildReport> {
         if fetched.len() != self.spec.disks.len() {
@@ -53,14 +53,37 @@ impl Plan {
         }
         std::fs::create_dir_all(&self.out_dir)
             .map_err(|e| Error::io(e).with_path(&self.out_dir))?;
-        let inputs = self.unpack_inputs(fetched, obs)?;
+        let mut inputs = self.unpack_inputs(fetched.to_vec(), obs)?;
+        loop {
+            match self.write_all(&inputs, obs)? {
+                Run::Done(report) => return Ok(report),
+                Run::FixedVhd(disk) => {
+                    // The source's path: the cached copy is plain, so this happens once.
+                    let Some(path) = &fetched[disk] else {
+                        return Err(Error::unsupported("a blank disk ended in a VHD footer"));
+                    };
+                    obs.line(&format!(
+                        "{} ends in a VHD footer: a fixed VHD, which streams only as raw; decompressing it into the cache and starting again",
+                        path.display()
+                    ));
+                    let mut log = |line: &str| obs.line(line);
+                    let opts = self.unpack_options(disk);
+                    inputs[disk] = Some(unpack::prepare_again(path, &opts, &mut log)?);
+                }
+            }
+        }
+    }
+
+    /// Writes every artefact from the prepared `inputs`, then the report and SHA256SUMS;
+    /// stops early when a streamed source turns out to be a fixed VHD.
+    fn write_all(&self, inputs: &[Option<PathBuf>], obs: &mut dyn Observer) -> Result<Run> {
         // An ami's partition is found before anything is written.
-        let ranges = self.ami_ranges(&inputs)?;
+        let ranges = self.ami_ranges(inputs)?;
         let mut steps = Steps {
             done: 0,
             total: self.outputs.len() + self.seeds.len(),
         };
-        let mut packages = self.start_packages(&inputs, &mut steps, obs)?;
+        let mut packages = self.start_packages(inputs, &mut steps, obs)?;
         let mut numbered: Vec<(usize, Artefact)> = Vec::new();
         // One pass over each disk feeds all of its outputs and every package.
         for (disk, input) in inputs.iter().enumerate() {
@@ -84,7 +107,12 @@ impl Plan {
                 input: input.as_ref(),
                 ranges: &ranges,
             };
-            let mut commits = self.write_outputs(&pass, &mut packages, obs)?;
+            let mut commits = match self.write_outputs(&pass, &mut packages, obs) {
+                Err(e) if unpack::is_fixed_vhd(&e) && streamed(input.as_ref())? => {
+                    return Ok(Run::FixedVhd(disk));
+                }
+                other => other?,
+            };
             // Packages are complete after the last disk; they are hashed and renamed
             // alongside that disk's outputs.
             if disk + 1 == inputs.len() {
@@ -105,7 +133,7 @@ impl Plan {
         if self.report {
             report.write(&self.out_dir, &self.spec.name)?;
         }
-        Ok(report)
+        Ok(Run::Done(report))
     }
 
     /// Starts every ova/ovf output; they need every disk's size for their descriptor.
@@ -392,6 +420,19 @@ impl Plan {
 /// a crop of the disk, hashed from its file).
 fn streams_disk(o: &ValidOutput) -> bool {
     o.engine_format == DiskFormat::Raw && o.ami.is_none()
+}
+
+/// How a run of [`Plan::write_all`] ended.
+enum Run {
+    /// Every artefact is written.
+    Done(BuildReport),
+    /// The stream of disk N's compressed source ended in a VHD footer.
+    FixedVhd(usize),
+}
+
+/// Whether `input` is read as a stream from its decoder (a compressed file).
+fn streamed(input: Option<&PathBuf>) -> Result<bool> {
+    input.map_or(Ok(false), |p| unpack::is_compressed(p))
 }
 
 /// Step lines numbered in the order the steps start.

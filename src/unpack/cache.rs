@@ -45,6 +45,24 @@ fn key(path: &Path, opts: &UnpackOptions) -> Result<String> {
     })
 }
 
+/// The cached image of `path` when it is there and its key is known without reading the
+/// file (the digest of a verified source): a streamable source that once turned out to be
+/// a fixed VHD is then read from its entry instead of being decoded again.
+pub fn existing(opts: &UnpackOptions) -> Option<PathBuf> {
+    let digest = opts.sha256.as_ref()?;
+    // The member's part of the key does not depend on the file either.
+    let key = key(
+        Path::new(""),
+        &UnpackOptions {
+            sha256: Some(digest.clone()),
+            ..opts.clone()
+        },
+    )
+    .ok()?;
+    let done = unpacked_dir().join(key);
+    done.is_file().then_some(done)
+}
+
 /// Returns the cached image `path` (compressed with `codec`) unpacks to, unpacking it
 /// first when it is not cached yet.
 ///
@@ -97,6 +115,14 @@ pub fn unpack(
     };
     write_sidecar(&done, size, &from)?;
     Ok(done)
+}
+
+/// Removes an unpacked image and its sidecar (an image its format refuses).
+pub fn discard(image: &Path) {
+    let mut side = image.as_os_str().to_owned();
+    side.push(".json");
+    let _ = std::fs::remove_file(image);
+    let _ = std::fs::remove_file(PathBuf::from(side));
 }
 
 /// Writes `<image>.json` beside an unpacked image: its size and where it came from, in the

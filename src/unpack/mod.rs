@@ -21,15 +21,16 @@
 //!   blocks and renamed when complete. Later builds reuse it.
 //!
 //! A fixed VHD is raw data followed by a 512-byte footer, so it looks raw at its start and
-//! is known only at its end, after the engine has laid out the output for the raw size:
-//! it is refused there (decompress it first). In a multi-block xz file (`xz -T0`, xz 5.6's
-//! default) the last block is decoded alone first ([`tail`]): a footer there sends the image
-//! through the cache, where the engine reads it as a VHD. It is not streamed even then:
-//! the engine's writers size their tables before the first extent, the raw stream would
-//! have to stop 512 bytes early and check the footer at the end, and kiln's VHD footer
-//! rules live in the VHD module, which this one does not duplicate. Single-block xz, zstd
-//! (whose CLI writes one frame), gzip and compressed tar members have no cheap way to the
-//! tail.
+//! is known only at its end, after the engine has laid out the output for the raw size.
+//! In a multi-block xz file (`xz -T0`, xz 5.6's default) the last block is decoded alone
+//! first ([`tail`]): a footer there sends the image through the cache, where the engine
+//! reads it as a VHD. Single-block xz, zstd (whose CLI writes one frame), gzip, bzip2 and
+//! compressed tar members have no cheap way to the tail: the stream ends in
+//! [`UnpackError::FixedVhd`] ([`is_fixed_vhd`]), and the build starts again with the source
+//! unpacked into the cache ([`UnpackOptions::force_cache`]), the one time such a source is
+//! decoded twice. A later build whose source digest is known finds the entry first
+//! ([`prepare`]). It is not streamed: the engine's writers size their tables before the
+//! first extent, and kiln's VHD footer rules live in the VHD module.
 //!
 //! A plain (uncompressed) tar is not copied: its member is read in place through a view.
 //!
@@ -115,7 +116,7 @@ pub enum UnpackError {
     },
     /// The decompressed image ends in a VHD footer: a fixed VHD cannot be streamed.
     #[error(
-        "the decompressed image ends in a VHD footer (a fixed VHD), which kiln streams as raw only; decompress it first and use the .vhd file"
+        "the decompressed image ends in a VHD footer (a fixed VHD), which kiln streams as raw only; it is read again from the cache"
     )]
     FixedVhd,
     /// A stream VMDK read from its decoder is refused (the cause names the uncompressed
@@ -282,9 +283,44 @@ pub fn prepare(path: &Path, opts: &UnpackOptions, log: &mut dyn FnMut(&str)) -> 
     };
     let plan = stream::start(path, codec, opts).map_err(|e| e.with_path(path))?;
     if plan.streamable() && !opts.force_cache {
+        if let Some(entry) = cache::existing(opts) {
+            log(&format!(
+                "using unpacked {} ({})",
+                path.display(),
+                entry.display()
+            ));
+            return Ok(entry);
+        }
         return Ok(path.to_path_buf());
     }
     cache::unpack(path, codec, opts, log).map_err(|e| e.with_path(path))
+}
+
+/// [`prepare`] for a source whose stream ended in a VHD footer ([`is_fixed_vhd`]): unpacked
+/// into the cache and opened there as the image it is. An image the VHD module refuses
+/// (a footer with a bad checksum) is refused naming `path`, and its entry is removed.
+///
+/// # Errors
+/// As [`prepare`]; the image's refusal.
+pub fn prepare_again(
+    path: &Path,
+    opts: &UnpackOptions,
+    log: &mut dyn FnMut(&str),
+) -> Result<PathBuf> {
+    let opts = UnpackOptions {
+        force_cache: true,
+        ..opts.clone()
+    };
+    let entry = prepare(path, &opts, log)?;
+    if let Err(e) = disk::open(&entry, &OpenOptions::default()) {
+        cache::discard(&entry);
+        let message = format!(
+            "the decompressed image ends in a VHD footer, but {}",
+            e.cause()
+        );
+        return Err(Error::new(e.kind(), message).with_path(path));
+    }
+    Ok(entry)
 }
 
 /// Opens the image `path` holds: a plain image through [`disk::open`], a plain tar's
@@ -330,6 +366,22 @@ pub fn peek_size(path: &Path, opts: &UnpackOptions) -> Result<Option<u64>> {
             Ok(plan.virtual_size())
         }
     }
+}
+
+/// Whether `e` (or an error it wraps) is a streamed source that ended in a VHD footer:
+/// a fixed VHD, which reads right only from the cache ([`UnpackOptions::force_cache`]).
+pub fn is_fixed_vhd(e: &Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e.cause());
+    while let Some(c) = cause {
+        if matches!(c.downcast_ref::<UnpackError>(), Some(UnpackError::FixedVhd)) {
+            return true;
+        }
+        cause = match c.downcast_ref::<Error>() {
+            Some(inner) => Some(inner.cause()),
+            None => c.source(),
+        };
+    }
+    false
 }
 
 /// Reads until `buf` is full or the input ends; returns the bytes read.
