@@ -108,7 +108,10 @@ impl Observer for BuildProgress {
             total,
             tenth: 0,
         };
-        self.running.insert(id, task);
+        // A run started again (a fixed VHD found at the end of its stream) restarts its tasks.
+        if let Some(old) = self.running.insert(id, task) {
+            old.bar.finish_and_clear();
+        }
     }
 
     fn advance(&mut self, id: TaskId, done: u64) {
