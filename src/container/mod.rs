@@ -29,6 +29,7 @@ pub mod ovf_devices;
 pub mod ovf_product;
 pub mod ovf_read;
 pub mod ovf_rewrite;
+mod ovf_xml;
 pub mod package;
 pub mod profile;
 pub mod sign;

@@ -20,11 +20,11 @@
 //! (whitespace between attributes), so the descriptor's length does not depend on it and the
 //! disk can be placed before its size is known.
 
-use std::fmt::Write as _;
-
 use super::GuestOs;
 use super::ovf_devices::UsbController;
 use super::ovf_product::{self, DeploymentOption, ProductSection, Property};
+use super::ovf_read::{NS_OVF1 as NS_OVF, NS_RASD, NS_VMW, NS_VSSD};
+use super::ovf_xml::Xml;
 
 /// Characters reserved for the disk file's `ovf:size` value (`u64::MAX` has 20 digits).
 pub const SIZE_WIDTH: usize = 20;
@@ -226,19 +226,18 @@ impl Machine {
     /// holding `isos`.
     pub fn render(&self, disks: &[DiskFile], isos: &[IsoFile]) -> String {
         let mut x = Xml::default();
-        x.line(0, r#"<?xml version="1.0" encoding="UTF-8"?>"#);
-        let vmw = if self.target == Target::Vmware {
-            r#" xmlns:vmw="http://www.vmware.com/schema/ovf""#
-        } else {
-            ""
-        };
-        x.line(
-            0,
-            &format!(
-                r#"<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1" xmlns:rasd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData" xmlns:vssd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_VirtualSystemSettingData"{vmw}>"#
-            ),
-        );
-        x.line(1, "<References>");
+        x.declaration();
+        let mut namespaces = vec![
+            ("xmlns", NS_OVF),
+            ("xmlns:ovf", NS_OVF),
+            ("xmlns:rasd", NS_RASD),
+            ("xmlns:vssd", NS_VSSD),
+        ];
+        if self.target == Target::Vmware {
+            namespaces.push(("xmlns:vmw", NS_VMW));
+        }
+        x.open("Envelope", &namespaces);
+        x.open("References", &[]);
         for (i, disk) in disks.iter().enumerate() {
             file_ref(&mut x, i + 1, &disk.href, disk.size, disk.size_width);
         }
@@ -251,50 +250,54 @@ impl Machine {
                 iso.size_width,
             );
         }
-        x.line(1, "</References>");
-        x.line(1, "<DiskSection>");
-        x.leaf(2, "Info", "Virtual disk information");
+        x.close("References");
+        x.open("DiskSection", &[]);
+        x.leaf("Info", "Virtual disk information");
         for (i, disk) in disks.iter().enumerate() {
-            x.line(
-                2,
-                &format!(
-                    r#"<Disk ovf:capacity="{}" ovf:diskId="vmdisk{n}" ovf:fileRef="file{n}" ovf:format="{VMDK_STREAM_FORMAT}"/>"#,
-                    self.capacity(disk.capacity),
-                    n = i + 1
-                ),
+            let n = i + 1;
+            self.disk(
+                &mut x,
+                disk.capacity,
+                &format!("vmdisk{n}"),
+                n,
+                VMDK_STREAM_FORMAT,
             );
         }
         // VirtualBox finds a CD-ROM's image through a Disk (as its own export writes it);
         // vSphere takes only VMDK Disks and finds the image through its File.
         if self.target == Target::Virtualbox {
             for (i, iso) in isos.iter().enumerate() {
-                x.line(
-                    2,
-                    &format!(
-                        r#"<Disk ovf:capacity="{}" ovf:diskId="iso{}" ovf:fileRef="file{}" ovf:format="{ISO_FORMAT}"/>"#,
-                        self.capacity(iso.capacity),
-                        i + 1,
-                        disks.len() + i + 1
-                    ),
-                );
+                let id = format!("iso{}", i + 1);
+                self.disk(&mut x, iso.capacity, &id, disks.len() + i + 1, ISO_FORMAT);
             }
         }
-        x.line(1, "</DiskSection>");
+        x.close("DiskSection");
         self.networks(&mut x);
         ovf_product::deployment_options(&mut x, &self.options);
-        x.line(
-            1,
-            &format!(r#"<VirtualSystem ovf:id="{}">"#, esc(&self.name)),
-        );
-        x.leaf(2, "Info", "A virtual machine");
-        x.leaf(2, "Name", &self.name);
+        x.open("VirtualSystem", &[("ovf:id", &self.name)]);
+        x.leaf("Info", "A virtual machine");
+        x.leaf("Name", &self.name);
         self.product(&mut x);
         self.annotation_and_eula(&mut x);
         self.operating_system(&mut x);
         self.hardware(&mut x, disks, isos);
-        x.line(1, "</VirtualSystem>");
-        x.line(0, "</Envelope>");
-        x.0
+        x.close("VirtualSystem");
+        x.close("Envelope");
+        x.finish()
+    }
+
+    /// A DiskSection Disk of `capacity` bytes whose file is References file `file`.
+    fn disk(&self, x: &mut Xml, capacity: u64, id: &str, file: usize, format: &str) {
+        let (value, units) = self.capacity(capacity);
+        let file = format!("file{file}");
+        let mut attrs = vec![("ovf:capacity", value.as_str())];
+        attrs.extend(units.map(|u| ("ovf:capacityAllocationUnits", u)));
+        attrs.extend([
+            ("ovf:diskId", id),
+            ("ovf:fileRef", &file),
+            ("ovf:format", format),
+        ]);
+        x.empty("Disk", &attrs, 0);
     }
 
     /// One Network per distinct name, in first-use order.
@@ -303,14 +306,14 @@ impl Machine {
         if names.is_empty() {
             return;
         }
-        x.line(1, "<NetworkSection>");
-        x.leaf(2, "Info", "The logical networks");
+        x.open("NetworkSection", &[]);
+        x.leaf("Info", "The logical networks");
         for name in names {
-            x.line(2, &format!(r#"<Network ovf:name="{}">"#, esc(name)));
-            x.leaf(3, "Description", &format!("The {name} network"));
-            x.line(2, "</Network>");
+            x.open("Network", &[("ovf:name", name)]);
+            x.leaf("Description", &format!("The {name} network"));
+            x.close("Network");
         }
-        x.line(1, "</NetworkSection>");
+        x.close("NetworkSection");
     }
 
     fn network_names(&self) -> Vec<&str> {
@@ -327,7 +330,7 @@ impl Machine {
     /// has either, then the other ProductSections.
     fn product(&self, x: &mut Xml) {
         if self.product.is_some() || !self.properties.is_empty() {
-            ovf_product::product_section(x, "", self.product.as_ref(), &self.properties);
+            ovf_product::product_section(x, &[], self.product.as_ref(), &self.properties);
         }
         ovf_product::other_sections(x, &self.sections);
     }
@@ -339,59 +342,57 @@ impl Machine {
 
     fn annotation_and_eula(&self, x: &mut Xml) {
         if let Some(d) = &self.description {
-            x.line(2, "<AnnotationSection>");
-            x.leaf(3, "Info", "A human-readable annotation");
-            x.leaf(3, "Annotation", d);
-            x.line(2, "</AnnotationSection>");
+            x.open("AnnotationSection", &[]);
+            x.leaf("Info", "A human-readable annotation");
+            x.leaf("Annotation", d);
+            x.close("AnnotationSection");
         }
         if let Some(text) = &self.eula {
-            x.line(2, "<EulaSection>");
-            x.leaf(3, "Info", "License agreement for the virtual system");
-            x.leaf(3, "License", text);
-            x.line(2, "</EulaSection>");
+            x.open("EulaSection", &[]);
+            x.leaf("Info", "License agreement for the virtual system");
+            x.leaf("License", text);
+            x.close("EulaSection");
         }
     }
 
     fn operating_system(&self, x: &mut Xml) {
-        let vmw = match self.target {
-            Target::Vmware => format!(r#" vmw:osType="{}""#, self.os.vmware),
-            Target::Virtualbox => String::new(),
-        };
-        x.line(
-            2,
-            &format!(r#"<OperatingSystemSection ovf:id="{}"{vmw}>"#, self.os.cim),
-        );
-        x.leaf(3, "Info", "The kind of installed guest operating system");
-        x.leaf(3, "Description", self.os.description);
-        x.line(2, "</OperatingSystemSection>");
+        let cim = self.os.cim.to_string();
+        let mut attrs = vec![("ovf:id", cim.as_str())];
+        if self.target == Target::Vmware {
+            attrs.push(("vmw:osType", self.os.vmware));
+        }
+        x.open("OperatingSystemSection", &attrs);
+        x.leaf("Info", "The kind of installed guest operating system");
+        x.leaf("Description", self.os.description);
+        x.close("OperatingSystemSection");
     }
 
     fn hardware(&self, x: &mut Xml, disks: &[DiskFile], isos: &[IsoFile]) {
-        if !self.has_properties() {
-            x.line(2, "<VirtualHardwareSection>");
-        } else {
-            x.line(
-                2,
-                r#"<VirtualHardwareSection ovf:transport="com.vmware.guestInfo">"#,
+        if self.has_properties() {
+            x.open(
+                "VirtualHardwareSection",
+                &[("ovf:transport", "com.vmware.guestInfo")],
             );
+        } else {
+            x.open("VirtualHardwareSection", &[]);
         }
-        x.leaf(3, "Info", "Virtual hardware requirements");
+        x.leaf("Info", "Virtual hardware requirements");
         let system_type = match self.target {
             Target::Vmware => format!("vmx-{}", self.hardware.unwrap_or(13)),
             Target::Virtualbox => "virtualbox-2.2".to_string(),
         };
-        x.line(3, "<System>");
-        x.leaf(4, "vssd:ElementName", "Virtual Hardware Family");
-        x.leaf(4, "vssd:InstanceID", "0");
-        x.leaf(4, "vssd:VirtualSystemIdentifier", &self.name);
-        x.leaf(4, "vssd:VirtualSystemType", &system_type);
-        x.line(3, "</System>");
+        x.open("System", &[]);
+        x.leaf("vssd:ElementName", "Virtual Hardware Family");
+        x.leaf("vssd:InstanceID", "0");
+        x.leaf("vssd:VirtualSystemIdentifier", &self.name);
+        x.leaf("vssd:VirtualSystemType", &system_type);
+        x.close("System");
         if self.options.is_empty() {
-            self.cpu_and_memory(x, "", self.cpus, self.memory_mib);
+            self.cpu_and_memory(x, &[], self.cpus, self.memory_mib);
         }
         for o in &self.options {
-            let attr = format!(r#" ovf:configuration="{}""#, esc(&o.id));
-            self.cpu_and_memory(x, &attr, o.cpus, o.memory_mib);
+            let attrs = [("ovf:configuration", o.id.as_str())];
+            self.cpu_and_memory(x, &attrs, o.cpus, o.memory_mib);
         }
         let next_id = self.storage(x, disks, isos);
         for (i, a) in self.adapters.iter().enumerate() {
@@ -417,11 +418,11 @@ impl Machine {
         }
         self.peripherals(x, next_id + self.adapters.len());
         self.firmware_config(x);
-        x.line(2, "</VirtualHardwareSection>");
+        x.close("VirtualHardwareSection");
     }
 
     /// The CPU (InstanceID 1) and memory (2) Items, with Item attributes `attrs`.
-    fn cpu_and_memory(&self, x: &mut Xml, attrs: &str, cpus: u32, memory_mib: u64) {
+    fn cpu_and_memory(&self, x: &mut Xml, attrs: &[(&str, &str)], cpus: u32, memory_mib: u64) {
         let cpus = cpus.to_string();
         x.item_with(
             attrs,
@@ -532,12 +533,12 @@ impl Machine {
         next_id
     }
 
-    /// The `ovf:capacity` value, with `ovf:capacityAllocationUnits` when asked: govmomi's
+    /// The `ovf:capacity` value, and `ovf:capacityAllocationUnits` when asked: govmomi's
     /// vCenter simulator reads a capacity without units as kilobytes (1024 times too
     /// large), so profiles write the largest whole unit as ovftool does.
-    fn capacity(&self, bytes: u64) -> String {
+    fn capacity(&self, bytes: u64) -> (String, Option<&'static str>) {
         if !self.capacity_units {
-            return bytes.to_string();
+            return (bytes.to_string(), None);
         }
         let (n, unit) = [
             (30, "byte * 2^30"),
@@ -547,7 +548,7 @@ impl Machine {
         .into_iter()
         .find(|(shift, _)| bytes.trailing_zeros() >= *shift)
         .map_or((bytes, "byte"), |(shift, unit)| (bytes >> shift, unit));
-        format!(r#"{n}" ovf:capacityAllocationUnits="{unit}"#)
+        (n.to_string(), Some(unit))
     }
 
     /// `bus`, or the target's default controller.
@@ -585,70 +586,16 @@ impl Machine {
     }
 }
 
-/// A References File line, its `ovf:size` padded to `width` characters.
+/// A References File, its `ovf:size` padded to `width` characters.
 fn file_ref(x: &mut Xml, n: usize, href: &str, size: u64, width: usize) {
+    let id = format!("file{n}");
     let size = size.to_string();
-    let pad = " ".repeat(width.saturating_sub(size.len()));
-    x.line(
-        2,
-        &format!(
-            r#"<File ovf:href="{}" ovf:id="file{n}" ovf:size="{size}"{pad}/>"#,
-            esc(href)
-        ),
+    let pad = width.saturating_sub(size.len());
+    x.empty(
+        "File",
+        &[("ovf:href", href), ("ovf:id", &id), ("ovf:size", &size)],
+        pad,
     );
-}
-
-/// An indented XML text being built.
-#[derive(Default)]
-pub(super) struct Xml(String);
-
-impl Xml {
-    pub(super) fn line(&mut self, depth: usize, text: &str) {
-        let _ = writeln!(self.0, "{}{text}", "  ".repeat(depth));
-    }
-
-    pub(super) fn leaf(&mut self, depth: usize, tag: &str, text: &str) {
-        self.line(depth, &format!("<{tag}>{}</{tag}>", esc(text)));
-    }
-
-    /// A VirtualHardwareSection Item of `rasd:` properties, given in schema order.
-    fn item(&mut self, properties: &[(&str, &str)]) {
-        self.item_with("", properties);
-    }
-
-    /// [`Xml::item`] with attributes `attrs` on the Item (each with a leading space).
-    fn item_with(&mut self, attrs: &str, properties: &[(&str, &str)]) {
-        self.line(3, &format!("<Item{attrs}>"));
-        for (name, value) in properties {
-            self.leaf(4, &format!("rasd:{name}"), value);
-        }
-        self.line(3, "</Item>");
-    }
-}
-
-/// `text` for an attribute value: escaped, and with line breaks and tabs as character
-/// references (attribute-value normalisation would turn them into spaces).
-pub(super) fn esc_attr(text: &str) -> String {
-    esc(text)
-        .replace('\n', "&#10;")
-        .replace('\r', "&#13;")
-        .replace('\t', "&#9;")
-}
-
-/// `text` with XML's special characters escaped (for content and attribute values).
-pub(super) fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

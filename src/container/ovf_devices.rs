@@ -11,7 +11,8 @@
 //! The Items are `ovf:required="false"`: an importer that makes no such device skips them
 //! instead of refusing the package.
 
-use super::ovf::{Machine, Target, Xml};
+use super::ovf::{Machine, Target};
+use super::ovf_xml::Xml;
 
 /// A USB host controller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,33 +26,29 @@ pub enum UsbController {
 impl Machine {
     /// The USB controller and video card Items from InstanceID `next_id`.
     pub(super) fn peripherals(&self, x: &mut Xml, mut next_id: usize) {
+        let optional = [("ovf:required", "false")];
         if let Some(usb) = self.usb {
-            x.line(3, r#"<Item ovf:required="false">"#);
-            x.leaf(4, "rasd:ElementName", "USB controller");
-            x.leaf(4, "rasd:InstanceID", &next_id.to_string());
-            if self.target == Target::Vmware {
-                let subtype = match usb {
-                    UsbController::Ehci => "vmware.usb.ehci",
-                    UsbController::Xhci => "vmware.usb.xhci",
-                };
-                x.leaf(4, "rasd:ResourceSubType", subtype);
-            }
-            x.leaf(4, "rasd:ResourceType", "23");
-            x.line(3, "</Item>");
+            let id = next_id.to_string();
+            let subtype = match (self.target, usb) {
+                (Target::Virtualbox, _) => None,
+                (Target::Vmware, UsbController::Ehci) => Some("vmware.usb.ehci"),
+                (Target::Vmware, UsbController::Xhci) => Some("vmware.usb.xhci"),
+            };
+            let props: Vec<(&str, &str)> = [("ElementName", "USB controller"), ("InstanceID", &id)]
+                .into_iter()
+                .chain(subtype.map(|s| ("ResourceSubType", s)))
+                .chain([("ResourceType", "23")])
+                .collect();
+            x.item_with(&optional, &props);
             next_id += 1;
         }
         if let Some(kib) = self.video_kib {
-            x.line(3, r#"<Item ovf:required="false">"#);
-            x.leaf(4, "rasd:ElementName", "Video card");
-            x.leaf(4, "rasd:InstanceID", &next_id.to_string());
-            x.leaf(4, "rasd:ResourceType", "24");
-            x.line(
-                4,
-                &format!(
-                    r#"<vmw:Config ovf:required="false" vmw:key="videoRamSizeInKB" vmw:value="{kib}"/>"#
-                ),
-            );
-            x.line(3, "</Item>");
+            x.open("Item", &optional);
+            x.leaf("rasd:ElementName", "Video card");
+            x.leaf("rasd:InstanceID", &next_id.to_string());
+            x.leaf("rasd:ResourceType", "24");
+            config(x, "videoRamSizeInKB", &kib.to_string());
+            x.close("Item");
         }
     }
 
@@ -60,15 +57,19 @@ impl Machine {
         if !self.efi || self.target != Target::Vmware {
             return;
         }
-        x.line(
-            3,
-            r#"<vmw:Config ovf:required="false" vmw:key="firmware" vmw:value="efi"/>"#,
-        );
+        config(x, "firmware", "efi");
         if self.secure_boot {
-            x.line(
-                3,
-                r#"<vmw:Config ovf:required="false" vmw:key="bootOptions.efiSecureBootEnabled" vmw:value="true"/>"#,
-            );
+            config(x, "bootOptions.efiSecureBootEnabled", "true");
         }
     }
+}
+
+/// An optional VMware setting, `<vmw:Config ovf:required="false" vmw:key= vmw:value=/>`.
+fn config(x: &mut Xml, key: &str, value: &str) {
+    let attrs = [
+        ("ovf:required", "false"),
+        ("vmw:key", key),
+        ("vmw:value", value),
+    ];
+    x.empty("vmw:Config", &attrs, 0);
 }

@@ -9,7 +9,8 @@
 //! memory Items repeat InstanceIDs 1 and 2 with `ovf:configuration`, as ovftool writes
 //! them: the Items of the configuration the user picks replace the others.
 
-use super::ovf::{Product, Xml, esc, esc_attr};
+use super::ovf::Product;
+use super::ovf_xml::Xml;
 
 /// An OVF property type (DSP0243 Table 6, CIM intrinsic types).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,24 +162,24 @@ pub struct DeploymentOption {
     pub memory_mib: u64,
 }
 
-/// A ProductSection at `depth` with `attrs` (already escaped, each with a leading space).
+/// A ProductSection with attributes `attrs`.
 pub(super) fn product_section(
     x: &mut Xml,
-    attrs: &str,
+    attrs: &[(&str, &str)],
     product: Option<&Product>,
     properties: &[Property],
 ) {
-    x.line(2, &format!("<ProductSection{attrs}>"));
-    x.leaf(3, "Info", "Information about the installed software");
+    x.open("ProductSection", attrs);
+    x.leaf("Info", "Information about the installed software");
     if let Some(p) = product {
-        x.leaf(3, "Product", &p.name);
+        x.leaf("Product", &p.name);
         for (tag, value) in [
             ("Vendor", &p.vendor),
             ("Version", &p.version),
             ("ProductUrl", &p.url),
         ] {
             if let Some(v) = value {
-                x.leaf(3, tag, v);
+                x.leaf(tag, v);
             }
         }
     }
@@ -186,43 +187,33 @@ pub(super) fn product_section(
     for p in properties {
         if p.category.is_some() && p.category.as_deref() != category {
             category = p.category.as_deref();
-            x.leaf(3, "Category", category.unwrap_or_default());
+            x.leaf("Category", category.unwrap_or_default());
         }
-        let password = if p.password {
-            r#" ovf:password="true""#
-        } else {
-            ""
-        };
-        let value = (p.value.as_deref())
-            .map(|v| format!(r#" ovf:value="{}""#, esc_attr(v)))
-            .unwrap_or_default();
-        x.line(
-            3,
-            &format!(
-                r#"<Property ovf:key="{}" ovf:type="{}"{password} ovf:userConfigurable="{}"{value}>"#,
-                esc(&p.key),
-                p.kind.name(),
-                p.user_configurable
-            ),
-        );
+        let kind = p.kind.name();
+        let configurable = p.user_configurable.to_string();
+        let mut attrs = vec![("ovf:key", p.key.as_str()), ("ovf:type", &kind)];
+        if p.password {
+            attrs.push(("ovf:password", "true"));
+        }
+        attrs.push(("ovf:userConfigurable", &configurable));
+        attrs.extend(p.value.as_deref().map(|v| ("ovf:value", v)));
+        x.open("Property", &attrs);
         if let Some(label) = &p.label {
-            x.leaf(4, "Label", label);
+            x.leaf("Label", label);
         }
         if let Some(d) = &p.description {
-            x.leaf(4, "Description", d);
+            x.leaf("Description", d);
         }
-        x.line(3, "</Property>");
+        x.close("Property");
     }
-    x.line(2, "</ProductSection>");
+    x.close("ProductSection");
 }
 
 /// The other ProductSections, after the appliance's own.
 pub(super) fn other_sections(x: &mut Xml, sections: &[ProductSection]) {
     for s in sections {
-        let instance = (s.instance.as_deref())
-            .map(|i| format!(r#" ovf:instance="{}""#, esc(i)))
-            .unwrap_or_default();
-        let attrs = format!(r#" ovf:class="{}"{instance}"#, esc(&s.class));
+        let mut attrs = vec![("ovf:class", s.class.as_str())];
+        attrs.extend(s.instance.as_deref().map(|i| ("ovf:instance", i)));
         product_section(x, &attrs, s.product.as_ref(), &s.properties);
     }
 }
@@ -232,29 +223,22 @@ pub(super) fn deployment_options(x: &mut Xml, options: &[DeploymentOption]) {
     if options.is_empty() {
         return;
     }
-    x.line(1, "<DeploymentOptionSection>");
-    x.leaf(2, "Info", "Deployment configurations");
+    x.open("DeploymentOptionSection", &[]);
+    x.leaf("Info", "Deployment configurations");
     for o in options {
-        let default = if o.default {
-            r#" ovf:default="true""#
-        } else {
-            ""
-        };
-        x.line(
-            2,
-            &format!(r#"<Configuration{default} ovf:id="{}">"#, esc(&o.id)),
-        );
-        x.leaf(3, "Label", &o.label);
+        let mut attrs = Vec::new();
+        if o.default {
+            attrs.push(("ovf:default", "true"));
+        }
+        attrs.push(("ovf:id", o.id.as_str()));
+        x.open("Configuration", &attrs);
+        x.leaf("Label", &o.label);
         // The schema requires a Description; the hardware says what the option is.
         let hardware = format!("{} CPU(s), {} MiB of memory", o.cpus, o.memory_mib);
-        x.leaf(
-            3,
-            "Description",
-            o.description.as_deref().unwrap_or(&hardware),
-        );
-        x.line(2, "</Configuration>");
+        x.leaf("Description", o.description.as_deref().unwrap_or(&hardware));
+        x.close("Configuration");
     }
-    x.line(1, "</DeploymentOptionSection>");
+    x.close("DeploymentOptionSection");
 }
 
 #[cfg(test)]
