@@ -16,7 +16,6 @@ use super::{Checker, ValidDisk, ValidOutput};
 use crate::container::ovf::Target;
 use crate::container::profile::Profile;
 use crate::seed::SeedSpec;
-use crate::spec::Span;
 use crate::spec::model::{ContainerFormat, Controller, Spec};
 
 /// Units on the one IDE controller kiln writes (primary master and slave).
@@ -40,8 +39,6 @@ pub struct ValidCdrom {
     pub suffix: String,
     /// The medium.
     pub source: CdromSource,
-    /// Where the spec asks for it, for errors found while building.
-    pub span: Option<Span>,
 }
 
 impl Checker<'_> {
@@ -60,7 +57,6 @@ impl Checker<'_> {
             cdroms.push(ValidCdrom {
                 suffix: "seed".into(),
                 source: CdromSource::Seed(contents),
-                span: crate::spec::load::span_of(&at, self.text),
             });
         }
         let files = spec.vm.as_ref().map_or(&[][..], |v| &v.cdroms[..]);
@@ -77,7 +73,6 @@ impl Checker<'_> {
             cdroms.push(ValidCdrom {
                 suffix: format!("cdrom{}", i + 1),
                 source: CdromSource::File(path),
-                span: self.span(at),
             });
         }
         let Some((first, key)) = asked_at.first().cloned() else {
