@@ -1,5 +1,7 @@
-//! The OVF descriptor (DMTF DSP0243 1.1, schema DSP8023 1.1.1) of a one-disk virtual
-//! machine, as VMware's ovftool and VirtualBox's importer read it.
+//! The OVF descriptor (DMTF DSP0243 1.1, schema DSP8023 1.1.1) of a virtual machine, as
+//! VMware's ovftool and VirtualBox's importer read it, written through quick-xml
+//! ([`super::ovf_xml`]); ProductSections and deployment options are
+//! [`super::ovf_product`]'s, USB, video and Secure Boot [`super::ovf_devices`]'s.
 //!
 //! The descriptor uses the OVF 1.x envelope namespace (what both importers write). CIM
 //! properties inside `Item` and `System` appear in schema (alphabetical) order, every
