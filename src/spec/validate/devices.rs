@@ -2,8 +2,8 @@
 //! (`crate::container::ovf_devices`).
 //!
 //! Refused at their spec location: Secure Boot without `firmware: efi`; video memory
-//! outside 1MiB to 128MiB or not in whole MiB (vSphere's ceiling for a VM's video
-//! memory); and, when an ova/ovf output targets VirtualBox, USB 3 (its importer records
+//! outside 1MiB to 128MiB or not in whole MiB (kiln's bound: the common VMware maximum;
+//! each ESXi host reports its own range); and, when an ova/ovf output targets VirtualBox, USB 3 (its importer records
 //! only that a USB controller exists) and video memory (read only from VirtualBox's own
 //! `vbox:Machine` section, which kiln does not write).
 
@@ -12,7 +12,7 @@ use crate::container::ovf_devices::UsbController;
 use crate::container::profile::Profile;
 use crate::spec::model::{ContainerFormat, Firmware, Spec, Usb};
 
-/// vSphere's largest video memory for a VM, in MiB.
+/// Largest video memory kiln writes, in MiB (the common VMware maximum).
 const MAX_VIDEO_MIB: u64 = 128;
 
 /// The checked devices.
