@@ -45,22 +45,44 @@ fn key(path: &Path, opts: &UnpackOptions) -> Result<String> {
     })
 }
 
-/// The cached image of `path` when it is there and its key is known without reading the
-/// file (the digest of a verified source): a streamable source that once turned out to be
-/// a fixed VHD is then read from its entry instead of being decoded again.
-pub fn existing(opts: &UnpackOptions) -> Option<PathBuf> {
-    let digest = opts.sha256.as_ref()?;
-    // The member's part of the key does not depend on the file either.
-    let key = key(
-        Path::new(""),
-        &UnpackOptions {
-            sha256: Some(digest.clone()),
-            ..opts.clone()
-        },
+/// Where the mark of `path` as a fixed VHD lives: a name derived from the file as it is
+/// now (its absolute path, length and modification time, and the member read), so a
+/// changed file is not taken for the one marked.
+fn fixed_vhd_mark(path: &Path, opts: &UnpackOptions) -> Option<PathBuf> {
+    let real = std::fs::canonicalize(path).ok()?;
+    let meta = std::fs::metadata(&real).ok()?;
+    let modified = meta
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    let id = format!(
+        "{}\0{}\0{}\0{}",
+        real.display(),
+        meta.len(),
+        modified.as_nanos(),
+        opts.member.as_deref().unwrap_or_default()
+    );
+    Some(
+        unpacked_dir()
+            .join("fixed-vhd")
+            .join(hex(&Sha256::digest(id.as_bytes()))),
     )
-    .ok()?;
-    let done = unpacked_dir().join(key);
-    done.is_file().then_some(done)
+}
+
+/// Records that `path`'s stream ends in a VHD footer: later builds send it through the
+/// cache without streaming it first. A mark that cannot be written only costs that.
+pub fn mark_fixed_vhd(path: &Path, opts: &UnpackOptions) {
+    if let Some(mark) = fixed_vhd_mark(path, opts)
+        && let Some(dir) = mark.parent()
+    {
+        let _ = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&mark, b""));
+    }
+}
+
+/// Whether `path`, as it is now, was marked by [`mark_fixed_vhd`].
+pub fn is_marked_fixed_vhd(path: &Path, opts: &UnpackOptions) -> bool {
+    fixed_vhd_mark(path, opts).is_some_and(|m| m.is_file())
 }
 
 /// Returns the cached image `path` (compressed with `codec`) unpacks to, unpacking it

@@ -28,7 +28,8 @@
 //! compressed tar members have no cheap way to the tail: the stream ends in
 //! [`UnpackError::FixedVhd`] ([`is_fixed_vhd`]), and the build starts again with the source
 //! unpacked into the cache ([`UnpackOptions::force_cache`]), the one time such a source is
-//! decoded twice. A later build whose source digest is known finds the entry first
+//! decoded twice: the file is marked (its path, length and modification time, under
+//! `<cache>/kiln/unpacked/fixed-vhd/`), and later builds send it through the cache first
 //! ([`prepare`]). It is not streamed: the engine's writers size their tables before the
 //! first extent, and kiln's VHD footer rules live in the VHD module.
 //!
@@ -282,15 +283,7 @@ pub fn prepare(path: &Path, opts: &UnpackOptions, log: &mut dyn FnMut(&str)) -> 
         Packing::Compressed(codec) => codec,
     };
     let plan = stream::start(path, codec, opts).map_err(|e| e.with_path(path))?;
-    if plan.streamable() && !opts.force_cache {
-        if let Some(entry) = cache::existing(opts) {
-            log(&format!(
-                "using unpacked {} ({})",
-                path.display(),
-                entry.display()
-            ));
-            return Ok(entry);
-        }
+    if plan.streamable() && !opts.force_cache && !cache::is_marked_fixed_vhd(path, opts) {
         return Ok(path.to_path_buf());
     }
     cache::unpack(path, codec, opts, log).map_err(|e| e.with_path(path))
@@ -320,6 +313,7 @@ pub fn prepare_again(
         );
         return Err(Error::new(e.kind(), message).with_path(path));
     }
+    cache::mark_fixed_vhd(path, &opts);
     Ok(entry)
 }
 
