@@ -42,7 +42,9 @@ impl Machine {
             x.item_with(&optional, &props);
             next_id += 1;
         }
-        if let Some(kib) = self.video_kib {
+        // Its setting is a vmw:Config, and only VMware descriptors declare that namespace
+        // (validation refuses video memory for VirtualBox).
+        if let Some(kib) = self.video_kib.filter(|_| self.target == Target::Vmware) {
             x.open("Item", &optional);
             x.leaf("rasd:ElementName", "Video card");
             x.leaf("rasd:InstanceID", &next_id.to_string());
