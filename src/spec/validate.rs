@@ -159,6 +159,13 @@ pub struct ValidSpec {
     pub unsupported: Vec<Issue>,
 }
 
+/// The ova/ovf outputs among `outputs`, in spec order.
+fn packages(outputs: &[ValidOutput]) -> Vec<&ValidOutput> {
+    (outputs.iter())
+        .filter(|o| matches!(o.container, ContainerFormat::Ova | ContainerFormat::Ovf))
+        .collect()
+}
+
 impl OutputDiskFormat {
     /// Glance's name.
     pub fn name(self) -> &'static str {

@@ -12,11 +12,11 @@
 use std::io::Read;
 use std::path::PathBuf;
 
-use super::{Checker, ValidDisk, ValidOutput};
+use super::{Checker, ValidDisk, ValidOutput, packages};
 use crate::container::ovf::Target;
 use crate::container::profile::Profile;
 use crate::seed::SeedSpec;
-use crate::spec::model::{ContainerFormat, Controller, Spec};
+use crate::spec::model::{Controller, Spec};
 
 /// Units on the one IDE controller kiln writes (primary master and slave).
 const IDE_UNITS: usize = 2;
@@ -91,9 +91,7 @@ impl Checker<'_> {
         outputs: &[ValidOutput],
         disks: &[ValidDisk],
     ) {
-        let packages: Vec<&ValidOutput> = (outputs.iter())
-            .filter(|o| matches!(o.container, ContainerFormat::Ova | ContainerFormat::Ovf))
-            .collect();
+        let packages: Vec<&ValidOutput> = packages(outputs);
         if packages.is_empty() {
             let message = "a CD-ROM travels inside an ova/ovf package, but no output has `container_format: ova` or `ovf`; add one, or deliver the seed beside the disks (`seed-iso`)";
             self.err_loc(at, key, message.into());

@@ -16,10 +16,10 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::{Checker, ValidOutput};
+use super::{Checker, ValidOutput, packages};
 use crate::container::profile::Profile;
 use crate::seed::{self, SeedFormat, SeedSpec};
-use crate::spec::model::{CloudInit, CloudInitPart, ContainerFormat, Delivery, Spanned, Spec};
+use crate::spec::model::{CloudInit, CloudInitPart, Delivery, Spanned, Spec};
 use crate::spec::{Issue, Span, load};
 
 /// A NoCloud seed to build.
@@ -139,9 +139,7 @@ impl Checker<'_> {
 
     /// OVF environment properties reach the guest only from a VMware package.
     fn ovf_delivery(&mut self, at: serde_saphyr::Location, outputs: &[ValidOutput]) {
-        let packages: Vec<&ValidOutput> = (outputs.iter())
-            .filter(|o| matches!(o.container, ContainerFormat::Ova | ContainerFormat::Ovf))
-            .collect();
+        let packages: Vec<&ValidOutput> = packages(outputs);
         if packages.is_empty() {
             let message = "`ovf-properties` needs an output with `container_format: ova` or `ovf`; add one or deliver a seed (`seed-iso`)";
             self.err_loc(at, "cloud_init.deliver", message.into());

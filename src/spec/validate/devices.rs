@@ -7,10 +7,10 @@
 //! only that a USB controller exists) and video memory (read only from VirtualBox's own
 //! `vbox:Machine` section, which kiln does not write).
 
-use super::{Checker, ValidOutput};
+use super::{Checker, ValidOutput, packages};
 use crate::container::ovf_devices::UsbController;
 use crate::container::profile::Profile;
-use crate::spec::model::{ContainerFormat, Firmware, Spec, Usb};
+use crate::spec::model::{Firmware, Spec, Usb};
 
 /// Largest video memory kiln writes, in MiB (the common VMware maximum).
 const MAX_VIDEO_MIB: u64 = 128;
@@ -32,9 +32,7 @@ impl Checker<'_> {
             return ValidDevices::default();
         };
         let mut valid = ValidDevices::default();
-        let vbox = (outputs.iter())
-            .filter(|o| matches!(o.container, ContainerFormat::Ova | ContainerFormat::Ovf))
-            .find(|o| o.target.has(Profile::Virtualbox7));
+        let vbox = (packages(outputs).into_iter()).find(|o| o.target.has(Profile::Virtualbox7));
         if let Some(at) = &vm.usb {
             valid.usb = Some(match at.value {
                 Usb::Usb2 => UsbController::Ehci,

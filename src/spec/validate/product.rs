@@ -9,13 +9,13 @@
 //! no ova/ovf output or for a VirtualBox target (its importer has no configurations and
 //! would take the last one's hardware).
 
-use super::{Checker, ValidMachine, ValidOutput};
+use super::{Checker, ValidMachine, ValidOutput, packages};
 use crate::container::ovf::Product as ProductMeta;
 use crate::container::ovf_product::{
     DeploymentOption, PROPERTY_TYPES, ProductSection, Property, PropertyType,
 };
 use crate::container::profile::Profile;
-use crate::spec::model::{self, ContainerFormat, PropertyValue, Spanned, Spec};
+use crate::spec::model::{self, PropertyValue, Spanned, Spec};
 use crate::suggest::closest;
 
 /// The keys cloud-init's `ovf-properties` delivery writes into the appliance's section.
@@ -166,9 +166,7 @@ impl Checker<'_> {
         let Some(first) = spec.deployment_options.first() else {
             return Vec::new();
         };
-        let packages: Vec<&ValidOutput> = (outputs.iter())
-            .filter(|o| matches!(o.container, ContainerFormat::Ova | ContainerFormat::Ovf))
-            .collect();
+        let packages: Vec<&ValidOutput> = packages(outputs);
         if packages.is_empty() {
             let message = "deployment options are part of an ova/ovf package, but no output has `container_format: ova` or `ovf`".to_string();
             self.err(first, "deployment_options", message);
