@@ -731,9 +731,11 @@ fn a_503_is_retried_and_a_404_is_not() {
 #[test]
 fn refused_signature_by_an_expired_key() {
     require_tool("gpg");
-    // A key made, and used, in 2020 with a one-day lifetime: expired long before now.
+    // A key made, and used, in 2020 with a one-day lifetime: expired long before now. Each
+    // gpg run starts its faked clock anew, so the key is used an hour after it is made: a
+    // key generation that ticks past a second would otherwise be "created in the future".
     let home = tempfile::tempdir().unwrap();
-    let gpg = |args: &[&str]| {
+    let gpg_at = |time: &str, args: &[&str]| {
         let out = Command::new("gpg")
             .env("GNUPGHOME", home.path())
             .args([
@@ -742,7 +744,7 @@ fn refused_signature_by_an_expired_key() {
                 "--pinentry-mode",
                 "loopback",
                 "--faked-system-time",
-                "20200101T000000",
+                time,
             ])
             .args(args)
             .output()
@@ -750,15 +752,19 @@ fn refused_signature_by_an_expired_key() {
         assert!(out.status.success(), "gpg {args:?}:\n{}", describe(&out));
         out.stdout
     };
-    gpg(&[
-        "--passphrase",
-        "",
-        "--quick-gen-key",
-        "old <old@example.org>",
-        "ed25519",
-        "sign",
-        "1d",
-    ]);
+    let gpg = |args: &[&str]| gpg_at("20200101T010000", args);
+    gpg_at(
+        "20200101T000000",
+        &[
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            "old <old@example.org>",
+            "ed25519",
+            "sign",
+            "1d",
+        ],
+    );
     let f = fixture(&[]);
     let sums = format!("{}  disk.raw\n", sha256(&f.src));
     std::fs::write(f.d.path("SUMS"), &sums).unwrap();
